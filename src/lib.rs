@@ -1,1 +1,12 @@
+//! raft-replay: decode etcd's WAL and snapshot files, replay them through raft-rs and an
+//! etcd MVCC model, and check Raft's safety invariants.
+//!
+//! The core is pure (bytes in, findings out); file access lives at the edges behind
+//! [`fsio::ReadOnlyFs`], which tests can fault.
+
+pub mod cli;
+pub mod fsio;
+pub mod member;
 pub mod proto;
+pub mod snap;
+pub mod wal;

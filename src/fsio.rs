@@ -1,0 +1,103 @@
+//! File access at the edge. Everything that reads the user's files goes through [`ReadOnlyFs`],
+//! which only has read operations: the tool cannot write into its input by construction, and
+//! tests substitute a faulty or in-memory implementation.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+pub trait ReadOnlyFs {
+    /// Names (not paths) of the regular files and directories in `dir`, unsorted.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// The whole content of a file.
+    fn read(&self, path: &Path) -> io::Result<Bytes>;
+    fn is_dir(&self, path: &Path) -> bool;
+}
+
+/// The real file system, opened read-only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+impl ReadOnlyFs for RealFs {
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Bytes> {
+        use std::io::Read;
+        // O_RDONLY: std's File::open never creates, truncates or locks.
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        // Capacity comes from the file's real size, never from a length field inside it.
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        file.read_to_end(&mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+}
+
+/// An in-memory file system for tests and for the crash enumerator's derived states.
+#[derive(Clone, Debug, Default)]
+pub struct MemFs {
+    pub files: BTreeMap<PathBuf, Bytes>,
+    /// Paths whose reads fail, to fault the edge.
+    pub failing: Vec<PathBuf>,
+}
+
+impl MemFs {
+    pub fn insert(&mut self, path: impl Into<PathBuf>, bytes: impl Into<Bytes>) {
+        self.files.insert(path.into(), bytes.into());
+    }
+}
+
+impl ReadOnlyFs for MemFs {
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names: Vec<String> = Vec::new();
+        for path in self.files.keys() {
+            if let Ok(rest) = path.strip_prefix(dir) {
+                if let Some(first) = rest.components().next() {
+                    let name = first.as_os_str().to_string_lossy().into_owned();
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        if names.is_empty() && !self.is_dir(dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such directory", dir.display()),
+            ));
+        }
+        Ok(names)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Bytes> {
+        if self.failing.iter().any(|p| p == path) {
+            return Err(io::Error::other(format!(
+                "{}: injected read fault",
+                path.display()
+            )));
+        }
+        self.files.get(path).cloned().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such file", path.display()),
+            )
+        })
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.files.keys().any(|p| p.starts_with(path) && p != path)
+    }
+}

@@ -1,0 +1,291 @@
+//! Reading one etcd member the way etcd boots it, read-only.
+//!
+//! PATH may be a data dir (`PATH/member/wal`), a member dir (`PATH/wal`) or a wal dir. Boot:
+//! `ValidSnapshotEntries` over every segment → the newest `.snap` matching one of them → select
+//! segments from that snapshot's index → `ReadAll`.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::fsio::ReadOnlyFs;
+use crate::proto::walpb::WalSnapshot;
+use crate::snap::{load_newest_available, LoadedSnap, SkippedSnap};
+use crate::wal::decoder::{Decoder, DecoderMode};
+use crate::wal::name::{first_seq_gap, is_valid_seq, search_index, wal_segments, SegmentName};
+use crate::wal::read_all::{read_all, ReadAllOptions, WalContents};
+use crate::wal::valid_snapshots::{valid_snapshot_entries, ValidSnapshots};
+use crate::wal::{Location, WalError, WalErrorKind};
+
+/// Why a member could not be read at all (exit code 2 territory), as opposed to findings.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: {message}")]
+    Unreadable { path: PathBuf, message: String },
+    #[error("{path}: no etcd WAL found (looked for member/wal, wal, and *.wal files)")]
+    NoWal { path: PathBuf },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberPaths {
+    /// What the user gave.
+    pub input: PathBuf,
+    pub wal_dir: PathBuf,
+    pub snap_dir: Option<PathBuf>,
+}
+
+/// Resolves a data dir, member dir or wal dir.
+pub fn resolve(fs: &dyn ReadOnlyFs, input: &Path) -> Result<MemberPaths, OpenError> {
+    if !fs.is_dir(input) {
+        return Err(OpenError::Unreadable {
+            path: input.to_path_buf(),
+            message: "not a directory".into(),
+        });
+    }
+    let candidates = [input.join("member"), input.to_path_buf()];
+    for member in candidates {
+        let wal_dir = member.join("wal");
+        if fs.is_dir(&wal_dir) {
+            let snap_dir = member.join("snap");
+            let snap_dir = fs.is_dir(&snap_dir).then_some(snap_dir);
+            return Ok(MemberPaths {
+                input: input.to_path_buf(),
+                wal_dir,
+                snap_dir,
+            });
+        }
+    }
+    let names = fs.list_dir(input).map_err(|e| OpenError::Unreadable {
+        path: input.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if names.iter().any(|n| n.ends_with(".wal")) {
+        let snap_dir = input
+            .parent()
+            .map(|p| p.join("snap"))
+            .filter(|p| fs.is_dir(p));
+        return Ok(MemberPaths {
+            input: input.to_path_buf(),
+            wal_dir: input.to_path_buf(),
+            snap_dir,
+        });
+    }
+    Err(OpenError::NoWal {
+        path: input.to_path_buf(),
+    })
+}
+
+/// Everything known about one member's files before reading records.
+pub struct MemberFiles<'fs> {
+    pub fs: &'fs dyn ReadOnlyFs,
+    pub paths: MemberPaths,
+    /// All parseable segments, sorted as etcd sorts them.
+    pub segments: Vec<SegmentName>,
+    /// Files in the wal dir that are not segments (etcd warns and ignores them).
+    pub ignored_files: Vec<String>,
+    pub snap_files: Vec<(String, Bytes)>,
+}
+
+impl<'fs> MemberFiles<'fs> {
+    pub fn open(fs: &'fs dyn ReadOnlyFs, input: &Path) -> Result<MemberFiles<'fs>, OpenError> {
+        let paths = resolve(fs, input)?;
+        let names = fs
+            .list_dir(&paths.wal_dir)
+            .map_err(|e| OpenError::Unreadable {
+                path: paths.wal_dir.clone(),
+                message: e.to_string(),
+            })?;
+        let (segments, ignored_files) = wal_segments(names);
+        if segments.is_empty() {
+            return Err(OpenError::NoWal {
+                path: paths.wal_dir.clone(),
+            });
+        }
+        let mut snap_files = Vec::new();
+        if let Some(snap_dir) = &paths.snap_dir {
+            let names = fs.list_dir(snap_dir).map_err(|e| OpenError::Unreadable {
+                path: snap_dir.clone(),
+                message: e.to_string(),
+            })?;
+            for name in crate::snap::snap_names(names) {
+                // An unreadable .snap is a finding about that file, not a reason to stop.
+                let bytes = fs.read(&snap_dir.join(&name)).unwrap_or_default();
+                snap_files.push((name, bytes));
+            }
+        }
+        Ok(MemberFiles {
+            fs,
+            paths,
+            segments,
+            ignored_files,
+            snap_files,
+        })
+    }
+
+    /// A decoder over `segments[from..]`, loading each segment only when it is reached.
+    pub fn decoder(&self, from: usize, mode: DecoderMode) -> Decoder<'fs> {
+        let fs = self.fs;
+        let wal_dir = self.paths.wal_dir.clone();
+        Decoder::new(
+            self.segments[from..].to_vec(),
+            move |name: &SegmentName| fs.read(&wal_dir.join(&name.file_name)),
+            mode,
+        )
+    }
+
+    /// etcd's `ValidSnapshotEntries` + `LoadNewestAvailable`.
+    pub fn boot_snapshot(
+        &self,
+    ) -> (
+        Result<ValidSnapshots, WalError>,
+        Option<LoadedSnap>,
+        Vec<SkippedSnap>,
+    ) {
+        let valid = valid_snapshot_entries(self.decoder(0, DecoderMode::Strict));
+        let wal_snapshots: &[WalSnapshot] = valid
+            .as_ref()
+            .map(|v| v.snapshots.as_slice())
+            .unwrap_or(&[]);
+        let (loaded, skipped) = load_newest_available(&self.snap_files, wal_snapshots);
+        (valid, loaded, skipped)
+    }
+
+    /// etcd's `selectWALFiles` + `ReadAll` from the given start snapshot.
+    pub fn read_from(&self, start_index: u64, start_term: u64, mode: DecoderMode) -> WalContents {
+        let options = ReadAllOptions {
+            start_index,
+            start_term,
+            mode,
+        };
+        let selection = search_index(&self.segments, start_index);
+        let from = match selection {
+            Some(from) if is_valid_seq(&self.segments[from..]) => from,
+            _ => {
+                let reason = match selection {
+                    None => format!("no segment starts at or below raft index {start_index}"),
+                    Some(from) => {
+                        let (at, before, after) =
+                            first_seq_gap(&self.segments[from..]).expect("invalid seq has a gap");
+                        format!(
+                            "segment sequence jumps from {before} to {after} at {}",
+                            self.segments[from + at].file_name
+                        )
+                    }
+                };
+                let mut contents = read_all(Decoder::from_segments(Vec::new(), mode), options);
+                contents.errors.push(WalError::new(
+                    WalErrorKind::FileNotFound { reason },
+                    Location::default(),
+                ));
+                contents.warnings.clear();
+                return contents;
+            }
+        };
+        let mut contents = read_all(self.decoder(from, mode), options);
+        // etcd's isValidSeq lets a gap right after sequence 0 through (the CRC chain catches it
+        // later); name the gap itself too.
+        if let Some((at, before, after)) = first_seq_gap(&self.segments[from..]) {
+            let segment = self.segments[from + at].file_name.clone();
+            contents.errors.insert(
+                0,
+                WalError::new(
+                    WalErrorKind::FileNotFound {
+                        reason: format!("segment sequence jumps from {before} to {after}"),
+                    },
+                    Location {
+                        segment: Some(segment),
+                        offset: Some(0),
+                        raft_index: None,
+                    },
+                ),
+            );
+        }
+        contents
+    }
+}
+
+/// How a read chose its start.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StartChoice {
+    pub index: u64,
+    pub term: u64,
+    /// `"beginning"`, `"snapshot"` (etcd's boot choice) or `"gap_fallback"`.
+    pub reason: &'static str,
+    pub snap_file: Option<String>,
+}
+
+pub struct MemberRead {
+    pub contents: WalContents,
+    pub start: StartChoice,
+    pub valid_snapshots: Option<ValidSnapshots>,
+    pub snapshot: Option<LoadedSnap>,
+    pub skipped_snaps: Vec<SkippedSnap>,
+}
+
+/// Read from the beginning of the WAL; where a leader snapshot left a gap, from the snapshot etcd
+/// would boot from (the newest `.snap` matching a valid WAL snapshot record, else the newest
+/// valid WAL snapshot record).
+pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
+    let (valid, snapshot, skipped_snaps) = files.boot_snapshot();
+    let mut boot_errors = Vec::new();
+    let valid = match valid {
+        Ok(v) => Some(v),
+        Err(e) => {
+            boot_errors.push(e);
+            None
+        }
+    };
+    let mut start = StartChoice {
+        index: 0,
+        term: 0,
+        reason: "beginning",
+        snap_file: None,
+    };
+    let mut contents = files.read_from(0, 0, mode);
+    let has_gap = contents
+        .errors
+        .iter()
+        .any(|e| matches!(e.kind, WalErrorKind::SliceOutOfRange { .. }));
+    let first_missing = files
+        .segments
+        .first()
+        .is_some_and(|s| s.seq != 0 || s.raft_index != 0);
+    if has_gap || (first_missing && !contents.start_found) {
+        let fallback = snapshot
+            .as_ref()
+            .map(|s| {
+                (
+                    s.snapshot.metadata.index,
+                    s.snapshot.metadata.term,
+                    Some(s.file_name.clone()),
+                )
+            })
+            .or_else(|| {
+                valid
+                    .as_ref()
+                    .and_then(|v| v.snapshots.last())
+                    .map(|s| (s.index, s.term, None))
+            });
+        if let Some((index, term, snap_file)) = fallback.filter(|(index, _, _)| *index > 0) {
+            contents = files.read_from(index, term, mode);
+            start = StartChoice {
+                index,
+                term,
+                reason: "gap_fallback",
+                snap_file,
+            };
+        }
+    }
+    for e in boot_errors.into_iter().rev() {
+        if !contents.errors.contains(&e) {
+            contents.errors.insert(0, e);
+        }
+    }
+    MemberRead {
+        contents,
+        start,
+        valid_snapshots: valid,
+        snapshot,
+        skipped_snaps,
+    }
+}

@@ -1,0 +1,480 @@
+//! The record decoder: etcd's `decoder.decodeRecord`, over one logical stream of segments.
+//!
+//! Segments are loaded one at a time (through a loader, so memory follows one segment, not the
+//! whole WAL) and records are sliced out of the loaded buffer without copying. No allocation is
+//! ever sized by a length word: a frame longer than what remains in the file is a short read.
+
+use std::io;
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::error::{Location, WalError, WalErrorKind};
+use super::frame::{decode_frame_size, FRAME_HEADER_BYTES};
+use super::name::SegmentName;
+use super::{MAX_RECORD_BYTES_34, MIN_SECTOR_SIZE};
+use crate::proto::raftpb::Entry;
+use crate::proto::walpb::{Record, CRC_TYPE, ENTRY_TYPE, METADATA_TYPE, SNAPSHOT_TYPE};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecoderMode {
+    /// Stop at the first bad record, as etcd does.
+    Strict,
+    /// Continue past CRC errors and unreadable bytes, listing every bad record.
+    Forensic,
+}
+
+/// A segment already in memory.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub name: SegmentName,
+    pub bytes: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct DecodedRecord {
+    pub record: Record,
+    /// Index into the decoder's segment list.
+    pub segment_index: usize,
+    /// Byte offset of the frame's length word in its segment.
+    pub offset: u64,
+    pub frame_len: u64,
+    /// False only in forensic mode, for a record returned despite a CRC mismatch.
+    pub crc_valid: bool,
+}
+
+/// How the stream ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeEnd {
+    /// Clean end of the last segment (EOF or a zero length word).
+    Eof,
+    /// The data ends inside a frame, or a bad record looks torn (`io.ErrUnexpectedEOF`).
+    /// `in_last_segment` tells whether etcd's Repair could fix it.
+    UnexpectedEof {
+        error: WalError,
+        in_last_segment: bool,
+    },
+    /// A record CRC mismatch, protobuf error or size-limit error: etcd refuses the WAL.
+    Fatal(WalError),
+}
+
+type Loader<'a> = Box<dyn FnMut(&SegmentName) -> io::Result<Bytes> + 'a>;
+
+pub struct Decoder<'a> {
+    names: Vec<SegmentName>,
+    loader: Loader<'a>,
+    mode: DecoderMode,
+    /// Segment being read: its index in `names` and its bytes.
+    current: Option<(usize, Bytes)>,
+    next_segment: usize,
+    /// Offset just past the last good frame in the current segment (`lastValidOff`).
+    offset: u64,
+    crc: u32,
+    /// Updated by the consumer after each entry, to name the raft index near damage.
+    pub last_entry_index: u64,
+    /// Forensic mode: every problem passed over, in order.
+    pub damage: Vec<WalError>,
+    /// After a forensic resync the chain value before the next record is unknown: trust its CRC.
+    trust_next_crc: bool,
+    end: Option<DecodeEnd>,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(
+        names: Vec<SegmentName>,
+        loader: impl FnMut(&SegmentName) -> io::Result<Bytes> + 'a,
+        mode: DecoderMode,
+    ) -> Self {
+        Decoder {
+            names,
+            loader: Box::new(loader),
+            mode,
+            current: None,
+            next_segment: 0,
+            offset: 0,
+            crc: 0,
+            last_entry_index: 0,
+            damage: Vec::new(),
+            trust_next_crc: false,
+            end: None,
+        }
+    }
+
+    pub fn from_segments(segments: Vec<Segment>, mode: DecoderMode) -> Decoder<'static> {
+        let names: Vec<SegmentName> = segments.iter().map(|s| s.name.clone()).collect();
+        Decoder::new(
+            names,
+            move |name: &SegmentName| {
+                segments
+                    .iter()
+                    .find(|s| s.name == *name)
+                    .map(|s| s.bytes.clone())
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, name.file_name.clone()))
+            },
+            mode,
+        )
+    }
+
+    pub fn segment_names(&self) -> &[SegmentName] {
+        &self.names
+    }
+
+    pub fn segment_name(&self, segment_index: usize) -> &str {
+        &self.names[segment_index].file_name
+    }
+
+    /// The running CRC-32C (`decoder.lastCRC()`).
+    pub fn running_crc(&self) -> u32 {
+        self.crc
+    }
+
+    /// Re-seed the chain from a crc record (`decoder.updateCRC`).
+    pub fn reseed(&mut self, crc: u32) {
+        self.crc = crc;
+    }
+
+    /// Offset just past the last good record of the segment being read (`lastOffset`).
+    pub fn last_offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn current_segment_index(&self) -> Option<usize> {
+        self.current.as_ref().map(|(i, _)| *i)
+    }
+
+    pub fn location(&self, segment_index: usize, offset: u64, raft_index: Option<u64>) -> Location {
+        Location {
+            segment: Some(self.names[segment_index].file_name.clone()),
+            offset: Some(offset),
+            raft_index: raft_index
+                .or(Some(self.last_entry_index))
+                .filter(|i| *i > 0),
+        }
+    }
+
+    fn is_last_segment(&self, segment_index: usize) -> bool {
+        segment_index + 1 == self.names.len()
+    }
+
+    /// The next record, or `Err(end)` once the stream is over (repeated calls return the same end).
+    pub fn next_record(&mut self) -> Result<DecodedRecord, DecodeEnd> {
+        if let Some(end) = &self.end {
+            return Err(end.clone());
+        }
+        match self.decode() {
+            Ok(record) => Ok(record),
+            Err(end) => {
+                self.end = Some(end.clone());
+                Err(end)
+            }
+        }
+    }
+
+    fn advance_segment(&mut self) -> Result<bool, DecodeEnd> {
+        if self.next_segment >= self.names.len() {
+            self.current = None;
+            return Ok(false);
+        }
+        let index = self.next_segment;
+        self.next_segment += 1;
+        // Drop the previous buffer before loading the next: one segment in memory at a time.
+        self.current = None;
+        let bytes = (self.loader)(&self.names[index]).map_err(|e| {
+            DecodeEnd::Fatal(WalError::new(
+                WalErrorKind::Io {
+                    message: e.to_string(),
+                },
+                Location {
+                    segment: Some(self.names[index].file_name.clone()),
+                    ..Default::default()
+                },
+            ))
+        })?;
+        self.current = Some((index, bytes));
+        self.offset = 0;
+        Ok(true)
+    }
+
+    fn decode(&mut self) -> Result<DecodedRecord, DecodeEnd> {
+        loop {
+            if self.current.is_none() && !self.advance_segment()? {
+                return Err(DecodeEnd::Eof);
+            }
+            let (segment_index, buf) = self.current.clone().expect("segment loaded above");
+            let offset = self.offset;
+            let remaining = buf.len() as u64 - offset;
+            if remaining == 0 {
+                self.current = None;
+                continue;
+            }
+            if remaining < FRAME_HEADER_BYTES {
+                let error = WalError::new(
+                    WalErrorKind::UnexpectedEof {
+                        reason: format!("{remaining} bytes left, a length word needs 8"),
+                    },
+                    self.location(segment_index, offset, None),
+                );
+                return Err(DecodeEnd::UnexpectedEof {
+                    error,
+                    in_last_segment: self.is_last_segment(segment_index),
+                });
+            }
+            let at = offset as usize;
+            let length_word =
+                u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes checked"));
+            if length_word == 0 {
+                // End of written data in this segment (preallocated zeros): etcd moves on.
+                self.note_skipped_tail(segment_index, &buf, offset);
+                if self.mode == DecoderMode::Forensic && !self.is_last_segment(segment_index) {
+                    if let Some(resume) = self.resync(&buf, offset + FRAME_HEADER_BYTES) {
+                        self.offset = resume;
+                        continue;
+                    }
+                }
+                self.current = None;
+                continue;
+            }
+            let (record_len, pad_len) = decode_frame_size(length_word);
+            if record_len >= MAX_RECORD_BYTES_34.saturating_sub(pad_len) {
+                let error = WalError::new(
+                    WalErrorKind::RecordTooLarge { record_len },
+                    self.location(segment_index, offset, None),
+                );
+                if self.forensic_skip(error, segment_index, &buf, offset) {
+                    continue;
+                }
+                return Err(DecodeEnd::Fatal(
+                    self.damage.pop().expect("pushed by forensic_skip"),
+                ));
+            }
+            let frame_len = FRAME_HEADER_BYTES + record_len + pad_len;
+            if frame_len > remaining {
+                let error = WalError::new(
+                    WalErrorKind::UnexpectedEof {
+                        reason: format!(
+                            "frame of {frame_len} bytes, only {remaining} left in the segment"
+                        ),
+                    },
+                    self.location(segment_index, offset, None),
+                );
+                let in_last_segment = self.is_last_segment(segment_index);
+                if !in_last_segment
+                    && self.forensic_skip(error.clone(), segment_index, &buf, offset)
+                {
+                    continue;
+                }
+                return Err(DecodeEnd::UnexpectedEof {
+                    error,
+                    in_last_segment,
+                });
+            }
+            let body_start = at + FRAME_HEADER_BYTES as usize;
+            let body = buf.slice(body_start..body_start + (record_len + pad_len) as usize);
+            let record = match Record::decode(body.slice(..record_len as usize)) {
+                Ok(record) => record,
+                Err(e) => {
+                    let torn = self.is_torn(segment_index, offset, &body);
+                    let truncated = e.to_string().contains("buffer underflow");
+                    let kind = if torn || truncated {
+                        WalErrorKind::UnexpectedEof {
+                            reason: if torn {
+                                "record has an all-zero sector (torn write)".into()
+                            } else {
+                                format!("record protobuf truncated: {e}")
+                            },
+                        }
+                    } else {
+                        WalErrorKind::Proto {
+                            message: e.to_string(),
+                        }
+                    };
+                    let error = WalError::new(kind, self.location(segment_index, offset, None));
+                    if torn || truncated {
+                        let in_last_segment = self.is_last_segment(segment_index);
+                        if !in_last_segment
+                            && self.forensic_skip(error.clone(), segment_index, &buf, offset)
+                        {
+                            continue;
+                        }
+                        return Err(DecodeEnd::UnexpectedEof {
+                            error,
+                            in_last_segment,
+                        });
+                    }
+                    if self.forensic_skip(error, segment_index, &buf, offset) {
+                        continue;
+                    }
+                    return Err(DecodeEnd::Fatal(
+                        self.damage.pop().expect("pushed by forensic_skip"),
+                    ));
+                }
+            };
+            let mut crc_valid = true;
+            if record.r#type != CRC_TYPE && std::mem::take(&mut self.trust_next_crc) {
+                self.crc = record.crc;
+            } else if record.r#type != CRC_TYPE {
+                // The running CRC is updated before the comparison, as etcd does.
+                self.crc = crc32c::crc32c_append(self.crc, record.data.as_deref().unwrap_or(&[]));
+                if record.crc != self.crc {
+                    let raft_index = damaged_entry_index(&record, self.last_entry_index);
+                    if self.is_torn(segment_index, offset, &body) {
+                        let error = WalError::new(
+                            WalErrorKind::UnexpectedEof {
+                                reason: "record has an all-zero sector (torn write)".into(),
+                            },
+                            self.location(segment_index, offset, raft_index),
+                        );
+                        return Err(DecodeEnd::UnexpectedEof {
+                            error,
+                            in_last_segment: true,
+                        });
+                    }
+                    let error = WalError::new(
+                        WalErrorKind::RecordCrcMismatch {
+                            stored: record.crc,
+                            computed: self.crc,
+                        },
+                        self.location(segment_index, offset, raft_index),
+                    );
+                    if self.mode == DecoderMode::Strict {
+                        return Err(DecodeEnd::Fatal(error));
+                    }
+                    // Forensic: keep going, trusting the stored CRC so one bad record is reported once.
+                    self.damage.push(error);
+                    self.crc = record.crc;
+                    crc_valid = false;
+                }
+            }
+            self.offset = offset + frame_len;
+            return Ok(DecodedRecord {
+                record,
+                segment_index,
+                offset,
+                frame_len,
+                crc_valid,
+            });
+        }
+    }
+
+    /// etcd's `isTornEntry`: only while reading the last segment, a bad record counts as torn
+    /// when one of its 512-byte-sector-aligned pieces (record + padding) is entirely zero.
+    fn is_torn(&self, segment_index: usize, frame_offset: u64, body: &[u8]) -> bool {
+        if !self.is_last_segment(segment_index) {
+            return false;
+        }
+        let mut file_offset = frame_offset + FRAME_HEADER_BYTES;
+        let mut at = 0usize;
+        while at < body.len() {
+            let chunk_len =
+                ((MIN_SECTOR_SIZE - file_offset % MIN_SECTOR_SIZE) as usize).min(body.len() - at);
+            if body[at..at + chunk_len].iter().all(|b| *b == 0) {
+                return true;
+            }
+            at += chunk_len;
+            file_offset += chunk_len as u64;
+        }
+        false
+    }
+
+    /// A zero length word ends a segment. In a non-last segment, non-zero bytes after it mean
+    /// records were skipped (a zeroed sector, not a preallocated tail): worth naming.
+    fn note_skipped_tail(&mut self, segment_index: usize, buf: &Bytes, offset: u64) {
+        if self.is_last_segment(segment_index) {
+            return;
+        }
+        let rest = &buf[offset as usize..];
+        if let Some(first_nonzero) = rest.iter().position(|b| *b != 0) {
+            let error = WalError::new(
+                WalErrorKind::SkippedBytes {
+                    length: (rest.len() - first_nonzero) as u64,
+                },
+                self.location(segment_index, offset, None),
+            );
+            self.damage.push(error);
+        }
+    }
+
+    /// Forensic mode: record the damage and look for the next plausible frame in this segment
+    /// (or go to the next segment). Strict mode: record it and return false.
+    fn forensic_skip(
+        &mut self,
+        error: WalError,
+        segment_index: usize,
+        buf: &Bytes,
+        offset: u64,
+    ) -> bool {
+        self.damage.push(error);
+        if self.mode == DecoderMode::Strict {
+            return false;
+        }
+        match self.resync(buf, offset + FRAME_HEADER_BYTES) {
+            Some(resume) => {
+                let skipped = resume - offset;
+                let location = self.location(segment_index, offset, None);
+                self.damage.push(WalError::new(
+                    WalErrorKind::SkippedBytes { length: skipped },
+                    location,
+                ));
+                self.offset = resume;
+            }
+            None => self.current = None,
+        }
+        true
+    }
+
+    /// The first 8-aligned offset ≥ `from` where a frame decodes into a plausible record. The
+    /// chain is re-seeded from it, since the CRC of the skipped records is unknowable.
+    fn resync(&mut self, buf: &Bytes, from: u64) -> Option<u64> {
+        let mut candidate = from.div_ceil(8) * 8;
+        while candidate + FRAME_HEADER_BYTES <= buf.len() as u64 {
+            let at = candidate as usize;
+            let length_word = u64::from_le_bytes(buf[at..at + 8].try_into().ok()?);
+            let (record_len, pad_len) = decode_frame_size(length_word);
+            let fits = length_word != 0
+                && record_len < MAX_RECORD_BYTES_34
+                && candidate + FRAME_HEADER_BYTES + record_len + pad_len <= buf.len() as u64;
+            if fits {
+                let body = &buf[at + 8..at + 8 + record_len as usize];
+                if let Ok(record) = Record::decode(body) {
+                    if plausible(&record) {
+                        // The chain value before this record is unknown. A crc record re-seeds
+                        // by itself (and a zero running CRC skips the chain check, as in etcd);
+                        // any other record's stored CRC is trusted.
+                        self.crc = 0;
+                        self.trust_next_crc = record.r#type != CRC_TYPE;
+                        return Some(candidate);
+                    }
+                }
+            }
+            candidate += 8;
+        }
+        None
+    }
+}
+
+fn plausible(record: &Record) -> bool {
+    match record.r#type {
+        CRC_TYPE => record.data.is_none(),
+        ENTRY_TYPE => record
+            .data
+            .as_ref()
+            .is_some_and(|d| Entry::decode(d.clone()).is_ok_and(|e| e.index > 0)),
+        METADATA_TYPE..=SNAPSHOT_TYPE => record.data.is_some(),
+        _ => false,
+    }
+}
+
+/// The raft index to name for a damaged record: its own index when it decodes to something
+/// plausible (≤ the next expected index), otherwise the next expected index.
+fn damaged_entry_index(record: &Record, last_entry_index: u64) -> Option<u64> {
+    if record.r#type != ENTRY_TYPE {
+        return None;
+    }
+    let next = last_entry_index + 1;
+    let decoded = record
+        .data
+        .as_ref()
+        .and_then(|d| Entry::decode(d.clone()).ok())
+        .map(|e| e.index);
+    Some(decoded.filter(|i| *i >= 1 && *i <= next).unwrap_or(next))
+}

@@ -1,0 +1,291 @@
+//! etcd's `WAL.ReadAll`: not "read all records" but the state a member restarts from.
+//!
+//! Entries at or below the start snapshot are skipped; a later entry at index i replaces every
+//! entry ≥ i (a new leader overwrote an uncommitted tail); the last HardState wins; metadata must
+//! agree across segments; the start snapshot record must be present somewhere.
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::decoder::{DecodeEnd, Decoder, DecoderMode};
+use super::error::{Location, WalError, WalErrorKind};
+use super::name::SegmentName;
+use crate::proto::raftpb::{Entry, HardState};
+use crate::proto::walpb::{
+    record_type_name, WalSnapshot, CRC_TYPE, ENTRY_TYPE, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadAllOptions {
+    /// The snapshot the read starts from: `(index, term)`; `(0, 0)` reads from the beginning.
+    pub start_index: u64,
+    pub start_term: u64,
+    pub mode: DecoderMode,
+}
+
+impl Default for ReadAllOptions {
+    fn default() -> Self {
+        ReadAllOptions {
+            start_index: 0,
+            start_term: 0,
+            mode: DecoderMode::Strict,
+        }
+    }
+}
+
+/// Where a record sits, compactly (entries keep one each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordPosition {
+    pub segment_index: u32,
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SnapshotRecord {
+    pub snapshot: WalSnapshot,
+    pub location: Location,
+}
+
+#[derive(Clone, Debug)]
+pub struct WalContents {
+    /// The segments read, in order.
+    pub segments: Vec<SegmentName>,
+    pub metadata: Option<Bytes>,
+    /// The last HardState record (commit-only states may be missing: they are not fsynced).
+    pub hard_state: HardState,
+    /// Entries with index > start, contiguous from start + 1, after overwrites.
+    pub entries: Vec<Entry>,
+    pub entry_positions: Vec<RecordPosition>,
+    pub snapshots: Vec<SnapshotRecord>,
+    pub start_index: u64,
+    pub start_term: u64,
+    /// Whether a snapshot record equal to the start was seen (etcd: else ErrSnapshotNotFound).
+    pub start_found: bool,
+    pub record_count: u64,
+    /// Entry records that replaced an earlier entry at the same or a higher index.
+    pub overwrites: Vec<(u64, Location)>,
+    /// Problems that make etcd refuse this WAL (in forensic mode: every one found).
+    pub errors: Vec<WalError>,
+    /// Problems etcd handles by itself (a torn tail it repairs), and notes.
+    pub warnings: Vec<WalError>,
+    /// Where the last good record ends in the last segment read (Repair truncates here).
+    pub last_good_offset: u64,
+}
+
+impl WalContents {
+    pub fn first_index(&self) -> Option<u64> {
+        self.entries.first().map(|e| e.index)
+    }
+
+    pub fn last_index(&self) -> Option<u64> {
+        self.entries.last().map(|e| e.index)
+    }
+
+    /// The location of an entry in this read, for messages.
+    pub fn entry_location(&self, position: usize) -> Location {
+        let p = self.entry_positions[position];
+        Location {
+            segment: Some(self.segments[p.segment_index as usize].file_name.clone()),
+            offset: Some(p.offset),
+            raft_index: Some(self.entries[position].index),
+        }
+    }
+}
+
+/// ReadAll over the given decoder (already positioned at the selected segments).
+pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContents {
+    let forensic = options.mode == DecoderMode::Forensic;
+    let mut out = WalContents {
+        segments: decoder.segment_names().to_vec(),
+        metadata: None,
+        hard_state: HardState::default(),
+        entries: Vec::new(),
+        entry_positions: Vec::new(),
+        snapshots: Vec::new(),
+        start_index: options.start_index,
+        start_term: options.start_term,
+        start_found: false,
+        record_count: 0,
+        overwrites: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        last_good_offset: 0,
+    };
+    let end = loop {
+        let decoded = match decoder.next_record() {
+            Ok(decoded) => decoded,
+            Err(end) => break end,
+        };
+        out.record_count += 1;
+        let record = &decoded.record;
+        let raft_index = (decoder.last_entry_index > 0).then_some(decoder.last_entry_index);
+        let location = decoder.location(decoded.segment_index, decoded.offset, raft_index);
+        let data = record.data.clone().unwrap_or_default();
+        let problem = match record.r#type {
+            ENTRY_TYPE => match Entry::decode(data) {
+                Ok(entry) => {
+                    let location = Location {
+                        raft_index: Some(entry.index),
+                        ..location
+                    };
+                    decoder.last_entry_index = entry.index;
+                    append_entry(&mut out, entry, &decoded, location, forensic)
+                }
+                Err(e) => Some(payload_error(ENTRY_TYPE, e, location)),
+            },
+            STATE_TYPE => match HardState::decode(data) {
+                Ok(state) => {
+                    out.hard_state = state;
+                    None
+                }
+                Err(e) => Some(payload_error(STATE_TYPE, e, location)),
+            },
+            METADATA_TYPE => match &out.metadata {
+                Some(existing) if *existing != data => {
+                    Some(WalError::new(WalErrorKind::MetadataConflict, location))
+                }
+                _ => {
+                    out.metadata = Some(data);
+                    None
+                }
+            },
+            CRC_TYPE => {
+                let running = decoder.running_crc();
+                let problem = (running != 0 && record.crc != running).then(|| {
+                    WalError::new(
+                        WalErrorKind::ChainCrcMismatch {
+                            stored: record.crc,
+                            computed: running,
+                        },
+                        location,
+                    )
+                });
+                decoder.reseed(record.crc);
+                problem
+            }
+            SNAPSHOT_TYPE => match WalSnapshot::decode(data) {
+                Ok(snapshot) => {
+                    let mut problem = None;
+                    if snapshot.index == options.start_index {
+                        if snapshot.term != options.start_term {
+                            problem = Some(WalError::new(
+                                WalErrorKind::SnapshotMismatch {
+                                    index: snapshot.index,
+                                    wal_term: snapshot.term,
+                                    start_term: options.start_term,
+                                },
+                                location.clone(),
+                            ));
+                        } else {
+                            out.start_found = true;
+                        }
+                    }
+                    out.snapshots.push(SnapshotRecord { snapshot, location });
+                    problem
+                }
+                Err(e) => Some(payload_error(SNAPSHOT_TYPE, e, location)),
+            },
+            other => Some(WalError::new(
+                WalErrorKind::UnknownRecordType { record_type: other },
+                location,
+            )),
+        };
+        if let Some(error) = problem {
+            out.errors.push(error);
+            if !forensic {
+                break DecodeEnd::Eof;
+            }
+        }
+    };
+    // Forensic damage that did not stop the read comes first, in file order.
+    let mut damage = std::mem::take(&mut decoder.damage);
+    match end {
+        DecodeEnd::Eof => {}
+        DecodeEnd::UnexpectedEof {
+            error,
+            in_last_segment: true,
+        } => out.warnings.push(error),
+        DecodeEnd::UnexpectedEof {
+            error,
+            in_last_segment: false,
+        } => out.errors.push(error),
+        DecodeEnd::Fatal(error) => {
+            damage.retain(|d| *d != error);
+            out.errors.push(error);
+        }
+    }
+    // Damage the decoder noted but etcd tolerates silently (non-zero bytes after a zero length
+    // word in a non-last segment) is an error only when nothing else explains it.
+    for item in damage.into_iter().rev() {
+        if !out.errors.contains(&item) {
+            out.errors.insert(0, item);
+        }
+    }
+    out.errors
+        .sort_by_key(|e| (e.location.segment.clone(), e.location.offset));
+    out.last_good_offset = decoder.last_offset();
+    if !out.start_found && out.errors.is_empty() {
+        out.warnings.push(WalError::new(
+            WalErrorKind::SnapshotNotFound {
+                index: options.start_index,
+                term: options.start_term,
+            },
+            Location::default(),
+        ));
+    }
+    out
+}
+
+fn payload_error(record_type: i64, e: prost::DecodeError, location: Location) -> WalError {
+    WalError::new(
+        WalErrorKind::PayloadDecode {
+            record_type: record_type_name(record_type).into(),
+            message: e.to_string(),
+        },
+        location,
+    )
+}
+
+fn append_entry(
+    out: &mut WalContents,
+    entry: Entry,
+    decoded: &super::decoder::DecodedRecord,
+    location: Location,
+    forensic: bool,
+) -> Option<WalError> {
+    if entry.index <= out.start_index {
+        return None;
+    }
+    let position = RecordPosition {
+        segment_index: decoded.segment_index as u32,
+        offset: decoded.offset,
+    };
+    let up = entry.index - out.start_index - 1;
+    if up > out.entries.len() as u64 {
+        let error = WalError::new(
+            WalErrorKind::SliceOutOfRange {
+                expected_at_most: out.start_index + out.entries.len() as u64 + 1,
+                found: entry.index,
+            },
+            location,
+        );
+        if forensic {
+            // Keep reading: the entries after the gap are what a reader can still check.
+            out.entries.clear();
+            out.entry_positions.clear();
+            out.start_index = entry.index - 1;
+            out.entries.push(entry);
+            out.entry_positions.push(position);
+        }
+        return Some(error);
+    }
+    let up = up as usize;
+    if up < out.entries.len() {
+        out.overwrites.push((entry.index, location));
+        out.entries.truncate(up);
+        out.entry_positions.truncate(up);
+    }
+    out.entries.push(entry);
+    out.entry_positions.push(position);
+    None
+}

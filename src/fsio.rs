@@ -14,6 +14,8 @@ pub trait ReadOnlyFs {
     /// The whole content of a file.
     fn read(&self, path: &Path) -> io::Result<Bytes>;
     fn is_dir(&self, path: &Path) -> bool;
+    /// The size of a file in bytes.
+    fn len(&self, path: &Path) -> io::Result<u64>;
 }
 
 /// The real file system, opened read-only.
@@ -43,6 +45,10 @@ impl ReadOnlyFs for RealFs {
 
     fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
+    }
+
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
     }
 }
 
@@ -99,5 +105,14 @@ impl ReadOnlyFs for MemFs {
 
     fn is_dir(&self, path: &Path) -> bool {
         self.files.keys().any(|p| p.starts_with(path) && p != path)
+    }
+
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        self.files.get(path).map(|b| b.len() as u64).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such file", path.display()),
+            )
+        })
     }
 }

@@ -4,6 +4,7 @@
 //! The core is pure (bytes in, findings out); file access lives at the edges behind
 //! [`fsio::ReadOnlyFs`], which tests can fault.
 
+pub mod check;
 pub mod cli;
 pub mod fsio;
 pub mod member;

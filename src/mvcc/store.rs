@@ -1,0 +1,604 @@
+//! The MVCC store proper (`mvcc/kvstore.go`, `kvstore_txn.go`, `index.go`,
+//! `kvstore_compaction.go`): key index, key bucket, lessor, write transactions, compaction and
+//! `HashByRev`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+
+use serde::Serialize;
+
+use super::bucket::{KeyBucket, StoredKeyValue};
+use super::key_index::{KeyAt, KeyIndex};
+use super::lease::{Lease, Lessor, MAX_LEASE_TTL};
+use super::revision::Revision;
+use super::{ApplyError, ApplyStats, CompactionRules, EtcdVersion, MvccError};
+
+/// CRC-32C of the bucket name `"key"`: the HashKV of an empty (or fully compacted) store.
+pub const EMPTY_HASH: u32 = 0x40a4_756d;
+
+/// The result of `HashByRev` / `etcdctl endpoint hashkv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct HashKv {
+    /// CRC-32C (Castagnoli) over the bucket name and the selected bucket entries.
+    pub hash: u32,
+    /// The store's current revision when hashed (the response header's `revision`).
+    pub revision: i64,
+    /// `compact_revision` of the response: the last applied compaction, -1 if none.
+    pub compact_revision: i64,
+    /// The revision the hash covers (the request's revision, or the current one for 0).
+    pub hash_revision: i64,
+}
+
+/// Which keys a range covers, from a request's `key` / `range_end` (`mkGteRange`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRange<'a> {
+    /// No `range_end`: just `key`.
+    Single(&'a [u8]),
+    /// `range_end == "\0"`: every key `>= key`.
+    FromKey(&'a [u8]),
+    /// `[key, range_end)`; empty when `range_end <= key`.
+    Until(&'a [u8], &'a [u8]),
+}
+
+impl<'a> KeyRange<'a> {
+    /// Decodes etcd's request encoding. An absent and an empty `range_end` are the same thing
+    /// for prost (and etcd never marshals an empty one), so empty means a single key.
+    pub fn from_request(key: &'a [u8], range_end: &'a [u8]) -> Self {
+        match range_end {
+            [] => KeyRange::Single(key),
+            [0] => KeyRange::FromKey(key),
+            end => KeyRange::Until(key, end),
+        }
+    }
+}
+
+/// One change of a write transaction, remembered so that a transaction etcd would crash in
+/// can be rolled back (etcd's batch transaction is never committed in that case).
+#[derive(Clone, Debug)]
+enum Undo {
+    Put {
+        key: Box<[u8]>,
+        previous_lease: i64,
+        new_key: bool,
+    },
+    Tombstone {
+        key: Box<[u8]>,
+        previous_lease: i64,
+    },
+}
+
+/// An open write transaction (`storeTxnWrite`): all its changes share `begin_revision + 1`.
+#[derive(Debug)]
+pub(crate) struct WriteTxn {
+    pub begin_revision: i64,
+    pub changes: i64,
+    undo: Option<Vec<Undo>>,
+}
+
+impl WriteTxn {
+    /// The revision reads inside the transaction see (`storeTxnWrite.Range`): its own writes
+    /// once it has any.
+    pub fn read_revision(&self) -> i64 {
+        if self.changes > 0 {
+            self.begin_revision + 1
+        } else {
+            self.begin_revision
+        }
+    }
+}
+
+/// etcd's v3 key-value state as far as the WAL determines it: the MVCC store, the lessor, the
+/// applier mode set by alarms and the consistent index. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct MvccStore {
+    pub(crate) version: EtcdVersion,
+    pub(crate) rules: CompactionRules,
+    /// `currentRev`: the revision of the last completed write transaction (starts at 1).
+    pub(crate) current_revision: i64,
+    /// `compactMainRev`: the last compaction revision (-1 until the first compaction).
+    pub(crate) compact_revision: i64,
+    pub(crate) index: BTreeMap<Box<[u8]>, KeyIndex>,
+    pub(crate) bucket: KeyBucket,
+    pub(crate) lessor: Lessor,
+    pub(crate) consistent_index: u64,
+    pub(crate) applier_mode: super::apply::ApplierMode,
+    pub(crate) alarms: std::collections::BTreeSet<(i32, u64)>,
+    pub(crate) strip_top_level_txn_ranges: bool,
+    pub(crate) stats: ApplyStats,
+    /// Reused buffers (no per-request allocation on the hot paths).
+    pub(crate) scratch_keys: Vec<Box<[u8]>>,
+    pub(crate) scratch_path: Vec<bool>,
+}
+
+impl Default for MvccStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MvccStore {
+    /// An empty store with etcd 3.4.23 behaviour, as after `NewStore` on an empty backend.
+    pub fn new() -> Self {
+        Self::with_version(EtcdVersion::V3_4_23)
+    }
+
+    /// An empty store following the rules of the given etcd version where they differ
+    /// (compaction tombstones, HashKV at the compact revision, requests known).
+    pub fn with_version(version: EtcdVersion) -> Self {
+        MvccStore {
+            version,
+            rules: version.compaction_rules(),
+            current_revision: 1,
+            compact_revision: -1,
+            index: BTreeMap::new(),
+            bucket: KeyBucket::default(),
+            lessor: Lessor::default(),
+            consistent_index: 0,
+            applier_mode: super::apply::ApplierMode::Full,
+            alarms: Default::default(),
+            strip_top_level_txn_ranges: true,
+            stats: ApplyStats::default(),
+            scratch_keys: Vec::new(),
+            scratch_path: Vec::new(),
+        }
+    }
+
+    pub fn etcd_version(&self) -> EtcdVersion {
+        self.version
+    }
+
+    /// `currentRev`.
+    pub fn current_revision(&self) -> i64 {
+        self.current_revision
+    }
+
+    /// `compactMainRev` (-1 before the first compaction).
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+
+    /// The raft index of the last entry applied (etcd's consistent index).
+    pub fn consistent_index(&self) -> u64 {
+        self.consistent_index
+    }
+
+    /// Starts the replay after a point where the state is known to be already applied:
+    /// entries with an index `<=` this are not re-applied to the v3 store (as etcd does after
+    /// a restart).
+    pub fn set_consistent_index(&mut self, raft_index: u64) {
+        self.consistent_index = raft_index;
+    }
+
+    /// Model the member the client talked to (`true` = replay as a non-proposing member,
+    /// the default): see [`super::apply`] on `removeNeedlessRangeReqs`.
+    pub fn set_strip_top_level_txn_ranges(&mut self, strip: bool) {
+        self.strip_top_level_txn_ranges = strip;
+    }
+
+    pub fn stats(&self) -> &ApplyStats {
+        &self.stats
+    }
+
+    /// Keys in the index (alive or with history not yet compacted away).
+    pub fn indexed_key_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Keys that currently exist.
+    pub fn live_key_count(&self) -> usize {
+        self.index.values().filter(|ki| ki.is_alive()).count()
+    }
+
+    /// Entries in the modelled `key` bucket (revisions incl. tombstones not compacted away).
+    pub fn bucket_entry_count(&self) -> usize {
+        self.bucket.len()
+    }
+
+    /// The bucket entries in bbolt key order: (revision key bytes, marshaled `KeyValue`).
+    pub fn bucket_entries(&self) -> impl Iterator<Item = (Vec<u8>, &[u8])> + '_ {
+        self.bucket.iter().map(|e| {
+            let (key, len) = e.revision.bucket_key(e.tombstone);
+            (key[..len].to_vec(), e.value)
+        })
+    }
+
+    /// The lease table (granted and not revoked).
+    pub fn leases(&self) -> &std::collections::HashMap<i64, Lease> {
+        &self.lessor.leases
+    }
+
+    /// The current `KeyValue` of `key` as (create_revision, mod_revision, version, value,
+    /// lease), if the key exists.
+    pub fn get(&self, key: &[u8]) -> Option<(i64, i64, i64, Vec<u8>, i64)> {
+        let kv = self.current_key_value(key, self.current_revision)?;
+        Some((
+            kv.create_revision,
+            kv.mod_revision,
+            kv.version,
+            kv.value.to_vec(),
+            kv.lease,
+        ))
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Reads
+
+    /// `kvindex.Get(key, at)`.
+    pub(crate) fn key_at(&self, key: &[u8], at: i64) -> Option<KeyAt> {
+        self.index.get(key)?.get(at)
+    }
+
+    /// The stored `KeyValue` of `key` visible at `at` (what `rangeKeys` returns).
+    pub(crate) fn current_key_value(&self, key: &[u8], at: i64) -> Option<StoredKeyValue<'_>> {
+        let found = self.key_at(key, at)?;
+        self.bucket.get_key_value(found.modified)
+    }
+
+    /// Calls `f` with each key alive at `at` in the range, in ascending key order
+    /// (`treeIndex.visit` / `Range`), and the stored `KeyValue` if `with_values`.
+    pub(crate) fn for_each_alive<'s>(
+        &'s self,
+        range: KeyRange<'_>,
+        at: i64,
+        mut f: impl FnMut(&'s [u8], KeyAt) -> bool,
+    ) {
+        let (start, end) = match range {
+            KeyRange::Single(key) => {
+                if let Some((k, ki)) = self.index.get_key_value(key) {
+                    if let Some(found) = ki.get(at) {
+                        f(k, found);
+                    }
+                }
+                return;
+            }
+            KeyRange::FromKey(key) => (key, Bound::Unbounded),
+            KeyRange::Until(key, end) => {
+                // BTreeMap::range panics on start > end; etcd just finds nothing.
+                if end <= key {
+                    return;
+                }
+                (key, Bound::Excluded(end))
+            }
+        };
+        for (k, ki) in self
+            .index
+            .range::<[u8], _>((Bound::Included(start), end))
+        {
+            if let Some(found) = ki.get(at) {
+                if !f(k, found) {
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Write transactions
+
+    /// `store.Write()`. With `journal`, the changes can be rolled back by [`Self::abort_txn`].
+    pub(crate) fn begin_txn(&mut self, journal: bool) -> WriteTxn {
+        WriteTxn {
+            begin_revision: self.current_revision,
+            changes: 0,
+            undo: journal.then(Vec::new),
+        }
+    }
+
+    /// `storeTxnWrite.End()`: the revision advances only if something changed.
+    /// Returns the written main revision, if any.
+    pub(crate) fn end_txn(&mut self, txn: WriteTxn) -> Option<i64> {
+        if txn.changes > 0 {
+            self.current_revision += 1;
+            self.stats.revisions_written += 1;
+            self.stats.changes_written += txn.changes as u64;
+            Some(self.current_revision)
+        } else {
+            None
+        }
+    }
+
+    /// Drops every change of `txn` (etcd would have panicked before committing it).
+    pub(crate) fn abort_txn(&mut self, txn: WriteTxn) {
+        let written = txn.begin_revision + 1;
+        self.bucket.truncate_from_main(written);
+        for undo in txn.undo.unwrap_or_default().into_iter().rev() {
+            match undo {
+                Undo::Put {
+                    key,
+                    previous_lease,
+                    new_key,
+                } => {
+                    if let Some(ki) = self.index.get_mut(&key) {
+                        ki.undo_put();
+                        if ki.attached_lease != 0 {
+                            self.lessor.detach(ki.attached_lease, &key);
+                        }
+                        ki.attached_lease = previous_lease;
+                        if previous_lease != 0 {
+                            self.lessor.attach(previous_lease, &key);
+                        }
+                        if new_key && ki.is_empty() {
+                            self.index.remove(&key);
+                        }
+                    }
+                }
+                Undo::Tombstone {
+                    key,
+                    previous_lease,
+                } => {
+                    if let Some(ki) = self.index.get_mut(&key) {
+                        ki.undo_tombstone();
+                        ki.attached_lease = previous_lease;
+                        if previous_lease != 0 {
+                            self.lessor.attach(previous_lease, &key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `storeTxnWrite.put`. The caller has checked that a non-zero `lease` exists (etcd
+    /// panics on `Attach` otherwise); if it does not, the key is written without attachment.
+    pub(crate) fn txn_put(&mut self, txn: &mut WriteTxn, key: &[u8], value: &[u8], lease: i64) {
+        let revision = txn.begin_revision + 1;
+        let index_revision = Revision::new(revision, txn.changes);
+        let (create_revision, previous_version, previous_lease, new_key) =
+            match self.index.get(key) {
+                Some(ki) => match ki.get(revision) {
+                    Some(found) => (
+                        found.created.main_revision,
+                        found.version,
+                        ki.attached_lease,
+                        false,
+                    ),
+                    None => (revision, 0, ki.attached_lease, false),
+                },
+                None => (revision, 0, 0, true),
+            };
+        self.bucket.append_put(
+            index_revision,
+            key,
+            create_revision,
+            previous_version + 1,
+            value,
+            lease,
+        );
+        let ki = if new_key {
+            self.index.entry(key.into()).or_default()
+        } else {
+            match self.index.get_mut(key) {
+                Some(ki) => ki,
+                None => return, // unreachable: looked up above
+            }
+        };
+        ki.put(index_revision);
+        txn.changes += 1;
+        if previous_lease != 0 {
+            self.lessor.detach(previous_lease, key);
+            ki.attached_lease = 0;
+        }
+        if lease != 0 && self.lessor.attach(lease, key) {
+            ki.attached_lease = lease;
+        }
+        if let Some(undo) = txn.undo.as_mut() {
+            undo.push(Undo::Put {
+                key: key.into(),
+                previous_lease,
+                new_key,
+            });
+        }
+    }
+
+    /// `storeTxnWrite.deleteRange`: tombstones every key alive in the range at the
+    /// transaction's read revision, in key order. Returns how many.
+    pub(crate) fn txn_delete_range(&mut self, txn: &mut WriteTxn, range: KeyRange<'_>) -> i64 {
+        let read_revision = txn.read_revision();
+        let mut keys = std::mem::take(&mut self.scratch_keys);
+        keys.clear();
+        self.for_each_alive(range, read_revision, |k, _| {
+            keys.push(k.into());
+            true
+        });
+        for key in &keys {
+            self.txn_delete(txn, key);
+        }
+        let deleted = keys.len() as i64;
+        keys.clear();
+        self.scratch_keys = keys;
+        deleted
+    }
+
+    /// `storeTxnWrite.delete` of one alive key.
+    fn txn_delete(&mut self, txn: &mut WriteTxn, key: &[u8]) {
+        let index_revision = Revision::new(txn.begin_revision + 1, txn.changes);
+        let Some(ki) = self.index.get_mut(key) else {
+            return;
+        };
+        if !ki.tombstone(index_revision) {
+            return; // etcd: lg.Fatal("failed to tombstone an existing key"); callers prevent it
+        }
+        self.bucket.append_tombstone(index_revision, key);
+        txn.changes += 1;
+        let previous_lease = ki.attached_lease;
+        if previous_lease != 0 {
+            ki.attached_lease = 0;
+            self.lessor.detach(previous_lease, key);
+        }
+        if let Some(undo) = txn.undo.as_mut() {
+            undo.push(Undo::Tombstone {
+                key: key.into(),
+                previous_lease,
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Direct operations (each one write transaction), for tests and tools that build a state
+    // without going through raft entries.
+
+    /// A standalone put as `applierV3backend.Put` does it (lease must exist, ignore flags
+    /// need the key). Returns the new revision.
+    pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<i64, ApplyError> {
+        if lease != 0 && !self.lessor.contains(lease) {
+            return Err(ApplyError::LeaseNotFound);
+        }
+        let mut txn = self.begin_txn(false);
+        self.txn_put(&mut txn, key, value, lease);
+        Ok(self.end_txn(txn).unwrap_or(self.current_revision))
+    }
+
+    /// A standalone delete range; returns the number of deleted keys and the revision (the
+    /// current one when nothing was deleted).
+    pub fn delete_range(&mut self, range: KeyRange<'_>) -> (i64, i64) {
+        let mut txn = self.begin_txn(false);
+        let deleted = self.txn_delete_range(&mut txn, range);
+        let revision = self.end_txn(txn).unwrap_or(self.current_revision);
+        (deleted, revision)
+    }
+
+    /// `lessor.Grant`.
+    pub fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<(), ApplyError> {
+        if id == 0 {
+            return Err(ApplyError::LeaseNotFound);
+        }
+        if ttl > MAX_LEASE_TTL {
+            return Err(ApplyError::LeaseTtlTooLarge);
+        }
+        if self.lessor.contains(id) {
+            return Err(ApplyError::LeaseExists);
+        }
+        self.lessor.leases.insert(
+            id,
+            Lease {
+                requested_ttl: ttl,
+                ..Lease::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// `lessor.Revoke`: deletes the attached keys in bytewise order in one write transaction
+    /// (one main revision, one sub revision per key; none if no keys), then the lease.
+    /// Returns the written revision, if any.
+    pub fn lease_revoke(&mut self, id: i64) -> Result<Option<i64>, ApplyError> {
+        let Some(lease) = self.lessor.leases.remove(&id) else {
+            return Err(ApplyError::LeaseNotFound);
+        };
+        let mut txn = self.begin_txn(false);
+        for key in &lease.keys {
+            self.txn_delete_range(&mut txn, KeyRange::Single(key));
+        }
+        Ok(self.end_txn(txn))
+    }
+
+    /// `lessor.Checkpoint`: remembers the remaining TTL of existing leases; never fails.
+    pub fn lease_checkpoint(&mut self, id: i64, remaining_ttl: i64) {
+        if let Some(lease) = self.lessor.leases.get_mut(&id) {
+            lease.remaining_ttl = remaining_ttl;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Compaction
+
+    /// `store.Compact` followed by the (here synchronous) compaction job: the index keeps,
+    /// per key, the newest revision `<= revision` of the generation alive then; the bucket
+    /// loses every other entry `<= revision`.
+    ///
+    /// etcd runs the job asynchronously, but its end state does not depend on writes applied
+    /// in between (it only looks at revisions `<= revision`), so doing it at once is exact.
+    pub fn compact(&mut self, revision: i64) -> Result<(), ApplyError> {
+        if revision <= self.compact_revision {
+            return Err(ApplyError::Compacted);
+        }
+        if revision > self.current_revision {
+            return Err(ApplyError::FutureRevision);
+        }
+        self.compact_revision = revision;
+        let rules = self.rules;
+        let mut keep: HashSet<Revision> = HashSet::new();
+        self.index.retain(|_, ki| {
+            if let Some(kept) = ki.compact(revision, rules) {
+                keep.insert(kept);
+            }
+            !ki.is_empty()
+        });
+        self.bucket.compact(revision, &keep);
+        self.stats.compactions += 1;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // HashKV
+
+    /// `treeIndex.Keep(revision)`, reduced to what the hash needs: whether the set is
+    /// non-empty, and its members at or below the compact revision (revisions above it are
+    /// hashed regardless).
+    fn keep_for_hash(&self, revision: i64) -> (bool, HashSet<Revision>) {
+        let mut any = false;
+        let mut at_or_below_compaction = HashSet::new();
+        for ki in self.index.values() {
+            if let Some(kept) = ki.keep(revision, self.rules) {
+                any = true;
+                if kept.main_revision <= self.compact_revision {
+                    at_or_below_compaction.insert(kept);
+                }
+            }
+        }
+        (any, at_or_below_compaction)
+    }
+
+    /// etcd's `HashByRev(revision)` (`etcdctl endpoint hashkv --rev`), 0 = current revision.
+    ///
+    /// CRC-32C over `"key"` and then `bucket key ‖ marshaled KeyValue` of every bucket entry
+    /// with `main <= revision`, where entries `<= compact_revision` count only if they are in
+    /// `Keep(revision)` — unless that set is empty, in which case all of them count (etcd's
+    /// `len(keep) > 0` check). From 3.4.34 / 3.5.16 a tombstone exactly at the compact
+    /// revision is skipped (those versions keep it in the bucket; older ones delete it).
+    ///
+    /// Not modelled: 3.5.5+ answers `revision == a recent compaction revision` from a cache
+    /// of hashes computed during compaction (see the reference note §4.4).
+    pub fn hash_kv(&self, revision: i64) -> Result<HashKv, MvccError> {
+        let compact_revision = self.compact_revision;
+        let current_revision = self.current_revision;
+        let compacted = if self.version.hash_allows_compact_revision() {
+            revision < compact_revision
+        } else {
+            revision <= compact_revision
+        };
+        if revision > 0 && compacted {
+            return Err(MvccError::Compacted { compact_revision });
+        }
+        if revision > 0 && revision > current_revision {
+            return Err(MvccError::FutureRevision { current_revision });
+        }
+        // etcd substitutes only 0; a negative revision hashes nothing but the bucket name.
+        let hash_revision = if revision == 0 {
+            current_revision
+        } else {
+            revision
+        };
+        let (keep_any, keep) = self.keep_for_hash(hash_revision);
+        let skip_tombstone_at_compaction = self.rules.keep_tombstone_at_compaction;
+        let mut crc = crc32c::crc32c(b"key");
+        for entry in self.bucket.iter_up_to(hash_revision) {
+            let main = entry.revision.main_revision;
+            if main <= compact_revision && keep_any && !keep.contains(&entry.revision) {
+                continue;
+            }
+            if skip_tombstone_at_compaction && main == compact_revision && entry.tombstone {
+                continue;
+            }
+            let (key, len) = entry.revision.bucket_key(entry.tombstone);
+            crc = crc32c::crc32c_append(crc, &key[..len]);
+            crc = crc32c::crc32c_append(crc, entry.value);
+        }
+        Ok(HashKv {
+            hash: crc,
+            revision: current_revision,
+            compact_revision,
+            hash_revision,
+        })
+    }
+}

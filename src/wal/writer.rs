@@ -80,6 +80,26 @@ pub struct WalWriter {
     sync_points: Vec<SyncPoint>,
 }
 
+/// One frame as etcd's encoder makes it: the CRC chained over `data` into `crc` (a crc record
+/// stores the running value and leaves it unchanged), length word, record, zero padding.
+pub fn encode_record(crc: &mut u32, record_type: i64, data: Option<&[u8]>) -> Vec<u8> {
+    if let Some(d) = data {
+        *crc = crc32c::crc32c_append(*crc, d);
+    }
+    let record = Record {
+        r#type: record_type,
+        crc: *crc,
+        data: data.map(Bytes::copy_from_slice),
+    };
+    let body_len = record.encoded_len() as u64;
+    let (length_word, pad_len) = encode_frame_size(body_len);
+    let mut frame = Vec::with_capacity((8 + body_len + pad_len) as usize);
+    frame.extend_from_slice(&length_word.to_le_bytes());
+    record.encode(&mut frame).expect("Vec grows as needed");
+    frame.resize(frame.len() + pad_len as usize, 0);
+    frame
+}
+
 /// etcd's `raft.MustSync`.
 pub fn must_sync(state: &HardState, previous: &HardState, entry_count: usize) -> bool {
     entry_count != 0 || state.vote != previous.vote || state.term != previous.term
@@ -244,23 +264,11 @@ impl WalWriter {
         self.encode(STATE_TYPE, Some(state.encode_to_vec()));
     }
 
-    /// etcd's `encoder.encode`: chain the CRC over the data, frame, pad, write through the buffer.
+    /// etcd's `encoder.encode`, written as etcd writes it: length word, then body, separately.
     fn encode(&mut self, record_type: i64, data: Option<Vec<u8>>) {
-        let crc = match &data {
-            Some(d) => crc32c::crc32c_append(self.crc, d),
-            None => self.crc,
-        };
-        self.crc = crc;
-        let record = Record {
-            r#type: record_type,
-            crc,
-            data: data.map(Bytes::from),
-        };
-        let mut body = record.encode_to_vec();
-        let (length_word, pad_len) = encode_frame_size(body.len() as u64);
-        body.resize(body.len() + pad_len as usize, 0);
-        self.write(&length_word.to_le_bytes());
-        self.write(&body);
+        let frame = encode_record(&mut self.crc, record_type, data.as_deref());
+        self.write(&frame[..8]);
+        self.write(&frame[8..]);
     }
 
     /// etcd's `PageWriter.Write`, tracking only how many bytes reach the OS.

@@ -1,0 +1,164 @@
+//! Shared test support: the bundled corpus unpacked once per test binary into a tempdir, copies
+//! to damage, and a tree fingerprint to prove inputs are left untouched.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Names of the captures under `corpus/` (directories holding a `data.tar.gz`).
+pub fn captures() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_dir().join("corpus"))
+        .expect("corpus/ exists")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("data.tar.gz").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "the bundled corpus has captures");
+    names
+}
+
+static UNPACKED: OnceLock<Mutex<HashMap<String, &'static Path>>> = OnceLock::new();
+
+/// The capture unpacked into a tempdir that lives as long as the test process.
+pub fn unpacked(capture: &str) -> &'static Path {
+    let map = UNPACKED.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = map.get(capture) {
+        return path;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("raft-replay-{capture}-"))
+        .tempdir()
+        .expect("tempdir");
+    let archive = repo_dir().join("corpus").join(capture).join("data.tar.gz");
+    let file =
+        std::fs::File::open(&archive).unwrap_or_else(|e| panic!("{}: {e}", archive.display()));
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(dir.path())
+        .expect("unpack corpus");
+    let path: &'static Path = Box::leak(dir.keep().into_boxed_path());
+    map.insert(capture.to_string(), path);
+    path
+}
+
+pub fn manifest(capture: &str) -> serde_json::Value {
+    let path = repo_dir()
+        .join("corpus")
+        .join(capture)
+        .join("manifest.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("manifest")).expect("manifest is JSON")
+}
+
+/// Every member data dir of a capture (a directory holding `member/wal`), sorted.
+pub fn members(capture: &str) -> Vec<PathBuf> {
+    let root = unpacked(capture);
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if dir.join("member").join("wal").is_dir() {
+            found.push(dir);
+            continue;
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.path().is_dir() {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
+    found.sort();
+    assert!(!found.is_empty(), "capture {capture} has members");
+    found
+}
+
+/// All members of all captures.
+pub fn all_members() -> Vec<(String, PathBuf)> {
+    captures()
+        .into_iter()
+        .flat_map(|c| members(&c).into_iter().map(move |m| (c.clone(), m)))
+        .collect()
+}
+
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let target = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A private copy of a member to damage.
+pub fn copy_member(member: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(member, dir.path());
+    dir
+}
+
+/// Path, size, CRC and mtime of every file below `dir`: equal before and after ⇒ untouched.
+pub fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, u32, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(path.clone());
+                out.insert(path, (0, 0, meta.modified().unwrap()));
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(
+                    path,
+                    (
+                        bytes.len() as u64,
+                        crc32c::crc32c(&bytes),
+                        meta.modified().unwrap(),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Sorted `.wal` segment paths of a member data dir.
+pub fn segments(member: &Path) -> Vec<PathBuf> {
+    let wal = member.join("member").join("wal");
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&wal)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_raft-replay"))
+}
+
+/// Runs the CLI, returning (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run raft-replay");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod fsio;
 pub mod member;
 pub mod proto;
+pub mod replay;
 pub mod snap;
 pub mod wal;

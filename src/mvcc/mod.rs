@@ -1,0 +1,501 @@
+//! A model of etcd's v3 key-value store (MVCC, leases, compaction) that replays committed raft
+//! entries and reproduces etcd's `HashKV` bit for bit.
+//!
+//! Source of truth: etcd 3.4.23 (`mvcc/kvstore.go`, `kvstore_txn.go`, `key_index.go`,
+//! `index.go`, `kvstore_compaction.go`, `etcdserver/apply.go`, `etcdserver/server.go`,
+//! `lease/lessor.go`). Later-version differences are selected by [`EtcdVersion`].
+//!
+//! The model in one paragraph: the store starts at revision 1 with compact revision -1. Every
+//! write transaction that changes something takes the next main revision; its changes (puts,
+//! and one tombstone per deleted key) get sub revisions 0, 1, 2, … in execution order. Each
+//! change is an entry of the `key` bucket: `BE64(main) '_' BE64(sub)` (+ `'t'` for a
+//! tombstone) → marshaled `mvccpb.KeyValue`. Per key, a [`key_index`] keeps the generations of
+//! revisions. Compaction drops history, HashKV hashes what is left. Requests that fail write
+//! nothing and take no revision.
+//!
+//! ```
+//! use raft_replay::mvcc::{MvccStore, EMPTY_HASH};
+//! let mut store = MvccStore::new();
+//! assert_eq!(store.hash_kv(0).unwrap().hash, EMPTY_HASH);
+//! store.put(b"foo", b"bar", 0).unwrap();
+//! let h = store.hash_kv(0).unwrap();
+//! assert_eq!((h.hash, h.revision, h.compact_revision), (3305255506, 2, -1));
+//! ```
+//!
+//! Not modelled (reported instead): the auth store (with auth enabled etcd may reject writes
+//! at apply time: [`ApplyStats::auth_enable_requests`] says whether that can have happened),
+//! the db-size quota (only its WAL-visible consequence, the NOSPACE alarm, is modelled), and
+//! the 3.5.5+ compaction-hash cache of `HashKV(rev)` for recent compaction revisions.
+
+mod apply;
+mod bucket;
+mod key_index;
+mod lease;
+mod revision;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use serde::ser::SerializeStruct;
+use serde::Serialize;
+
+use crate::proto::etcdserverpb::InternalRaftRequest;
+use crate::proto::raftpb::Entry;
+
+pub use apply::ApplierMode;
+pub use bucket::{encode_key_value, BucketEntry};
+pub use lease::{Lease, MAX_LEASE_TTL};
+pub use revision::{Revision, REVISION_KEY_LEN, TOMBSTONE_KEY_LEN, TOMBSTONE_MARK};
+pub use store::{HashKv, KeyRange, MvccStore, EMPTY_HASH};
+
+/// The etcd release whose behaviour to reproduce where releases differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct EtcdVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Default for EtcdVersion {
+    fn default() -> Self {
+        EtcdVersion::V3_4_23
+    }
+}
+
+impl std::fmt::Display for EtcdVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl EtcdVersion {
+    pub const V3_4_23: EtcdVersion = EtcdVersion::new(3, 4, 23);
+
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        EtcdVersion {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// Parses `"3.4.23"` (a leading `v` and a `-suffix` are accepted).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().trim_start_matches('v');
+        let text = text.split(['-', '+']).next()?;
+        let mut parts = text.split('.').map(|p| p.parse::<u32>().ok());
+        let major = parts.next()??;
+        let minor = parts.next()??;
+        let patch = parts.next().unwrap_or(Some(0))?;
+        Some(EtcdVersion::new(major, minor, patch))
+    }
+
+    /// True from 3.4.`patch_3_4` / 3.5.`patch_3_5`, and for every release after 3.5.
+    fn since(self, patch_3_4: u32, patch_3_5: u32) -> bool {
+        match (self.major, self.minor) {
+            (3, 4) => self.patch >= patch_3_4,
+            (3, 5) => self.patch >= patch_3_5,
+            (major, minor) => major > 3 || (major == 3 && minor > 5),
+        }
+    }
+
+    /// 3.4.34+ / 3.5.16+ keep a tombstone that sits exactly at the compaction revision
+    /// (`doCompact` stops at `tomb >= at` instead of `tomb > at`; etcd PR #18474), and HashKV
+    /// skips it so the hash does not change.
+    pub fn keeps_tombstone_at_compaction(self) -> bool {
+        self.since(34, 16)
+    }
+
+    /// 3.4.27+ / 3.5.10+ answer `HashKV(rev == compact revision)` instead of `ErrCompacted`.
+    pub fn hash_allows_compact_revision(self) -> bool {
+        self.since(27, 10)
+    }
+
+    /// `auth_status` (tag 1013) exists from 3.4.31 and in 3.5.
+    pub fn knows_auth_status(self) -> bool {
+        self.since(31, 0)
+    }
+
+    /// `cluster_version_set` / `cluster_member_attr_set` / `downgrade_info_set` (3.5+).
+    pub fn knows_v3_5_requests(self) -> bool {
+        self.major > 3 || (self.major == 3 && self.minor >= 5)
+    }
+
+    pub fn compaction_rules(self) -> CompactionRules {
+        CompactionRules {
+            keep_tombstone_at_compaction: self.keeps_tombstone_at_compaction(),
+        }
+    }
+}
+
+/// The version-dependent part of `keyIndex.doCompact` / `compact` / `keep`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionRules {
+    pub keep_tombstone_at_compaction: bool,
+}
+
+/// Errors of `HashByRev`, with etcd's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
+pub enum MvccError {
+    /// `rev <= compact revision` (3.4.27+ / 3.5.10+: `rev < compact revision`).
+    #[error("mvcc: required revision has been compacted")]
+    Compacted { compact_revision: i64 },
+    /// `rev > current revision`.
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision { current_revision: i64 },
+}
+
+/// The error etcd's applier returns to the client for a request that changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error, Serialize)]
+pub enum ApplyError {
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("lease not found")]
+    LeaseNotFound,
+    #[error("lease already exists")]
+    LeaseExists,
+    #[error("too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: no space")]
+    NoSpace,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+}
+
+impl ApplyError {
+    pub const ALL: [ApplyError; 8] = [
+        ApplyError::Compacted,
+        ApplyError::FutureRevision,
+        ApplyError::LeaseNotFound,
+        ApplyError::LeaseExists,
+        ApplyError::LeaseTtlTooLarge,
+        ApplyError::KeyNotFound,
+        ApplyError::NoSpace,
+        ApplyError::Corrupt,
+    ];
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ApplyError::Compacted => "compacted",
+            ApplyError::FutureRevision => "future_revision",
+            ApplyError::LeaseNotFound => "lease_not_found",
+            ApplyError::LeaseExists => "lease_exists",
+            ApplyError::LeaseTtlTooLarge => "lease_ttl_too_large",
+            ApplyError::KeyNotFound => "key_not_found",
+            ApplyError::NoSpace => "no_space",
+            ApplyError::Corrupt => "corrupt",
+        }
+    }
+}
+
+macro_rules! request_kinds {
+    ($($variant:ident => $name:literal, $auth:literal;)*) => {
+        /// What an entry carried, named after the `InternalRaftRequest` field etcd dispatched
+        /// on (first set field in etcd's order), or the entry category.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum RequestKind { $($variant,)* }
+
+        impl RequestKind {
+            pub const ALL: &'static [RequestKind] = &[$(RequestKind::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(RequestKind::$variant => $name,)* }
+            }
+
+            /// An auth-store request (not modelled; see the module docs).
+            pub fn is_auth(self) -> bool {
+                match self { $(RequestKind::$variant => $auth,)* }
+            }
+        }
+    };
+}
+
+request_kinds! {
+    Noop => "noop", false;
+    V2 => "v2", false;
+    ConfChange => "conf_change", false;
+    ConfChangeV2 => "conf_change_v2", false;
+    UnknownEntryType => "unknown_entry_type", false;
+    Undecodable => "undecodable", false;
+    Range => "range", false;
+    Put => "put", false;
+    DeleteRange => "delete_range", false;
+    Txn => "txn", false;
+    Compaction => "compaction", false;
+    LeaseGrant => "lease_grant", false;
+    LeaseRevoke => "lease_revoke", false;
+    LeaseCheckpoint => "lease_checkpoint", false;
+    Alarm => "alarm", false;
+    Authenticate => "authenticate", true;
+    AuthEnable => "auth_enable", true;
+    AuthDisable => "auth_disable", true;
+    AuthStatus => "auth_status", true;
+    AuthUserAdd => "auth_user_add", true;
+    AuthUserDelete => "auth_user_delete", true;
+    AuthUserChangePassword => "auth_user_change_password", true;
+    AuthUserGrantRole => "auth_user_grant_role", true;
+    AuthUserGet => "auth_user_get", true;
+    AuthUserRevokeRole => "auth_user_revoke_role", true;
+    AuthRoleAdd => "auth_role_add", true;
+    AuthRoleGrantPermission => "auth_role_grant_permission", true;
+    AuthRoleGet => "auth_role_get", true;
+    AuthRoleRevokePermission => "auth_role_revoke_permission", true;
+    AuthRoleDelete => "auth_role_delete", true;
+    AuthUserList => "auth_user_list", true;
+    AuthRoleList => "auth_role_list", true;
+    ClusterVersionSet => "cluster_version_set", false;
+    ClusterMemberAttrSet => "cluster_member_attr_set", false;
+    DowngradeInfoSet => "downgrade_info_set", false;
+    Empty => "empty", false;
+}
+
+impl RequestKind {
+    /// The field `applierV3backend.Apply` dispatches on: the first one set, in etcd's order.
+    pub fn of(r: &InternalRaftRequest) -> RequestKind {
+        let fields: [(bool, RequestKind); 29] = [
+            (r.range.is_some(), RequestKind::Range),
+            (r.put.is_some(), RequestKind::Put),
+            (r.delete_range.is_some(), RequestKind::DeleteRange),
+            (r.txn.is_some(), RequestKind::Txn),
+            (r.compaction.is_some(), RequestKind::Compaction),
+            (r.lease_grant.is_some(), RequestKind::LeaseGrant),
+            (r.lease_revoke.is_some(), RequestKind::LeaseRevoke),
+            (r.lease_checkpoint.is_some(), RequestKind::LeaseCheckpoint),
+            (r.alarm.is_some(), RequestKind::Alarm),
+            (r.authenticate.is_some(), RequestKind::Authenticate),
+            (r.auth_enable.is_some(), RequestKind::AuthEnable),
+            (r.auth_disable.is_some(), RequestKind::AuthDisable),
+            (r.auth_status.is_some(), RequestKind::AuthStatus),
+            (r.auth_user_add.is_some(), RequestKind::AuthUserAdd),
+            (r.auth_user_delete.is_some(), RequestKind::AuthUserDelete),
+            (
+                r.auth_user_change_password.is_some(),
+                RequestKind::AuthUserChangePassword,
+            ),
+            (r.auth_user_grant_role.is_some(), RequestKind::AuthUserGrantRole),
+            (r.auth_user_get.is_some(), RequestKind::AuthUserGet),
+            (r.auth_user_revoke_role.is_some(), RequestKind::AuthUserRevokeRole),
+            (r.auth_role_add.is_some(), RequestKind::AuthRoleAdd),
+            (
+                r.auth_role_grant_permission.is_some(),
+                RequestKind::AuthRoleGrantPermission,
+            ),
+            (r.auth_role_get.is_some(), RequestKind::AuthRoleGet),
+            (
+                r.auth_role_revoke_permission.is_some(),
+                RequestKind::AuthRoleRevokePermission,
+            ),
+            (r.auth_role_delete.is_some(), RequestKind::AuthRoleDelete),
+            (r.auth_user_list.is_some(), RequestKind::AuthUserList),
+            (r.auth_role_list.is_some(), RequestKind::AuthRoleList),
+            (r.cluster_version_set.is_some(), RequestKind::ClusterVersionSet),
+            (
+                r.cluster_member_attr_set.is_some(),
+                RequestKind::ClusterMemberAttrSet,
+            ),
+            (r.downgrade_info_set.is_some(), RequestKind::DowngradeInfoSet),
+        ];
+        fields
+            .iter()
+            .find(|(set, _)| *set)
+            .map_or(RequestKind::Empty, |(_, kind)| *kind)
+    }
+}
+
+/// Why an entry did not reach the v3 applier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum NotAppliedReason {
+    /// Empty EntryNormal: the leader's no-op after an election.
+    RaftNoop,
+    /// A v2 request (member publish, cluster version…): v2 store only.
+    V2Request,
+    /// Membership change: no effect on the key space.
+    ConfChange,
+    /// Raft index at or below the consistent index (already in the backend).
+    AlreadyApplied,
+    /// `noSideEffect` request (Range, AuthUserGet, AuthRoleGet): skipped without a waiter.
+    NoSideEffect,
+}
+
+/// What applying one entry did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyResult {
+    /// Changed the key space; all its changes carry this main revision.
+    Revision { main_revision: i64 },
+    /// Compaction applied (`compact_revision` is now this).
+    Compacted { compact_revision: i64 },
+    /// Applied, key space unchanged (e.g. a delete that matched nothing, a lease grant).
+    Unchanged,
+    /// etcd's applier returned this error; nothing changed.
+    Rejected(ApplyError),
+    /// Did not reach the v3 applier.
+    NotApplied(NotAppliedReason),
+    /// An auth-store request: recognised, not modelled. The key space is unchanged by it,
+    /// but with auth enabled etcd may later reject writes this model applies.
+    Unmodelled,
+    /// etcd would panic here (and again after every restart). The store is left as it was
+    /// before the entry; the replay may continue but the member it models would be down.
+    EtcdWouldPanic(&'static str),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub kind: RequestKind,
+    pub result: ApplyResult,
+}
+
+impl ApplyOutcome {
+    fn not_applied(kind: RequestKind, reason: NotAppliedReason) -> Self {
+        ApplyOutcome {
+            kind,
+            result: ApplyResult::NotApplied(reason),
+        }
+    }
+
+    fn panic(kind: RequestKind, reason: &'static str) -> Self {
+        ApplyOutcome {
+            kind,
+            result: ApplyResult::EtcdWouldPanic(reason),
+        }
+    }
+
+    /// The main revision written, if the entry changed the key space.
+    pub fn revision(&self) -> Option<i64> {
+        match self.result {
+            ApplyResult::Revision { main_revision } => Some(main_revision),
+            _ => None,
+        }
+    }
+}
+
+/// Counters over every entry applied to a store. Serializes as a JSON object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub entries: u64,
+    /// Write transactions that changed something (= revisions written).
+    pub revisions_written: u64,
+    /// Individual changes (puts + tombstones = bucket entries written).
+    pub changes_written: u64,
+    pub compactions: u64,
+    pub rejected: u64,
+    pub not_applied: u64,
+    /// Auth-store requests seen (not modelled).
+    pub unmodelled: u64,
+    /// `AuthEnable` requests seen, with the raft index of the first. If non-zero, etcd may
+    /// have enabled auth and from then on rejected writes this model applies.
+    pub auth_enable_requests: u64,
+    pub first_auth_enable_index: Option<u64>,
+    pub etcd_panics: u64,
+    pub first_etcd_panic: Option<(u64, &'static str)>,
+    by_kind: Vec<u64>,
+    by_error: Vec<u64>,
+}
+
+impl ApplyStats {
+    fn record(&mut self, raft_index: u64, outcome: &ApplyOutcome) {
+        if self.by_kind.is_empty() {
+            self.by_kind = vec![0; RequestKind::ALL.len()];
+            self.by_error = vec![0; ApplyError::ALL.len()];
+        }
+        if let Some(slot) = self.by_kind.get_mut(outcome.kind as usize) {
+            *slot += 1;
+        }
+        if outcome.kind == RequestKind::AuthEnable
+            && !matches!(outcome.result, ApplyResult::NotApplied(_))
+        {
+            self.auth_enable_requests += 1;
+            self.first_auth_enable_index.get_or_insert(raft_index);
+        }
+        match outcome.result {
+            ApplyResult::Rejected(e) => {
+                self.rejected += 1;
+                if let Some(slot) = self.by_error.get_mut(e.slot()) {
+                    *slot += 1;
+                }
+            }
+            ApplyResult::NotApplied(_) => self.not_applied += 1,
+            ApplyResult::Unmodelled => self.unmodelled += 1,
+            ApplyResult::EtcdWouldPanic(reason) => {
+                self.etcd_panics += 1;
+                self.first_etcd_panic.get_or_insert((raft_index, reason));
+            }
+            _ => {}
+        }
+    }
+
+    /// How many entries of `kind` were seen.
+    pub fn count(&self, kind: RequestKind) -> u64 {
+        self.by_kind.get(kind as usize).copied().unwrap_or(0)
+    }
+
+    /// How many requests etcd rejected with `error`.
+    pub fn rejected_with(&self, error: ApplyError) -> u64 {
+        self.by_error.get(error.slot()).copied().unwrap_or(0)
+    }
+
+    /// Non-zero counts per request kind, by name.
+    pub fn kinds(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        RequestKind::ALL
+            .iter()
+            .map(|k| (k.name(), self.count(*k)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Non-zero counts per rejection error, by name.
+    pub fn errors(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        ApplyError::ALL
+            .iter()
+            .map(|e| (e.name(), self.rejected_with(*e)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+impl Serialize for ApplyStats {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("ApplyStats", 13)?;
+        s.serialize_field("entries", &self.entries)?;
+        s.serialize_field("revisions_written", &self.revisions_written)?;
+        s.serialize_field("changes_written", &self.changes_written)?;
+        s.serialize_field("compactions", &self.compactions)?;
+        s.serialize_field("rejected", &self.rejected)?;
+        s.serialize_field("not_applied", &self.not_applied)?;
+        s.serialize_field("unmodelled", &self.unmodelled)?;
+        s.serialize_field("auth_enable_requests", &self.auth_enable_requests)?;
+        s.serialize_field("first_auth_enable_index", &self.first_auth_enable_index)?;
+        s.serialize_field("etcd_panics", &self.etcd_panics)?;
+        s.serialize_field(
+            "first_etcd_panic",
+            &self
+                .first_etcd_panic
+                .map(|(index, reason)| serde_json::json!({"raft_index": index, "reason": reason})),
+        )?;
+        s.serialize_field("kinds", &self.kinds())?;
+        s.serialize_field("errors", &self.errors())?;
+        s.end()
+    }
+}
+
+/// Applies committed entries in order (the caller is responsible for passing only committed
+/// entries, with later WAL records already overriding earlier ones at the same index).
+/// Returns how many entries changed the key space. Details accumulate in
+/// [`MvccStore::stats`].
+pub fn apply_entries<'a>(store: &mut MvccStore, entries: impl IntoIterator<Item = &'a Entry>) -> u64 {
+    let mut written = 0;
+    for entry in entries {
+        if store.apply_entry(entry).revision().is_some() {
+            written += 1;
+        }
+    }
+    written
+}

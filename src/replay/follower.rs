@@ -1,0 +1,1 @@
+//! Re-executing a member's log batch by batch as a follower (filled in below).

@@ -14,3 +14,10 @@ diff-etcd: $(ETCD_REF)
 
 bench-vs-etcd: $(ETCD_REF)
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench decode_vs_etcd
+
+# --- real etcd 3.4 captures (corpus/cluster-a, corpus/cluster-b) ---
+# Starts throwaway etcd clusters on 127.0.0.1:23791-23895 / 24791-24893, installs etcd-server,
+# etcd-client, curl, python3 with apt if missing, and rewrites corpus/<capture>/. Not bit-reproducible.
+.PHONY: corpus
+corpus:
+	bash tools/capture/capture.sh all

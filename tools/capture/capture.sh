@@ -1,0 +1,684 @@
+#!/usr/bin/env bash
+# tools/capture/capture.sh — capture real etcd 3.4 data dirs for the raft-replay corpus.
+#
+# Usage:  tools/capture/capture.sh [all|a|b]        (default: all; `make corpus` runs `all`)
+#
+# Environment (all optional):
+#   OUT_DIR      where corpus/<capture>/ is written        (default: <repo>/corpus)
+#   WORK_DIR     scratch dir for live data dirs and logs    (default: mktemp -d /tmp/raft-replay-capture.XXXXXX)
+#   MAX_SECONDS  hard wall-clock limit for the whole run    (default: 1800)
+#   KEEP_WORK=1  keep WORK_DIR afterwards (default: kept only on failure)
+#
+# What it does (details in corpus/README.md and each capture's README.md/manifest.json):
+#   cluster-a: 3-member cluster m1..m3; learner m4 added + promoted early (its WAL starts at
+#              index 1); KV workload covering puts (leases, prev-kv, ignore-value/ignore-lease),
+#              deletes (single, range, prefix, from-key), txns (value/version/create/mod/lease
+#              compares, success and failure branches), lease grant/revoke/keep-alive-once/expiry,
+#              failing requests, compaction; move-leader; remove m3; kill -9 + restart m2;
+#              >5000 bulk puts so the leader's raft log is compacted; learner m5 that catches
+#              up from a leader snapshot (asserted: its WAL has a snapshot record > 1 and its
+#              first entry index > 1); promote m5.
+#   cluster-b: 3-member cluster b1..b3; CAS counter txns, delete/recreate generations;
+#              ~70 puts of 1 MiB (single repeated byte, compresses ~1000:1) so every member
+#              cuts a 64,000,000-byte WAL segment; kill -9 + restart b3 in the middle; prefix
+#              delete + compaction.
+#   At quiescent checkpoints the script records, per live member, `endpoint status`,
+#   `endpoint hashkv` (rev 0) and `member list` as printed by etcdctl -w json.
+#   All members are finally stopped with SIGTERM, data dirs are tarred (data.tar.gz) and
+#   a manifest.json + README.md are written next to them.
+#
+# Safety: everything listens on 127.0.0.1 only; every etcd this script starts is tracked by
+# PID and killed on exit (trap); no other process is touched. Every etcdctl/curl call has a
+# timeout and every wait loop a deadline.
+
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
+HELPER="$SCRIPT_DIR/capture_helper.py"
+OUT_DIR="${OUT_DIR:-$REPO_ROOT/corpus}"
+MAX_SECONDS="${MAX_SECONDS:-1800}"
+WHAT="${1:-all}"
+T0=$(date +%s)
+
+# etcd reads any ETCD_* environment variable as a flag; make sure none leak in.
+for v in $(compgen -e | grep '^ETCD_' || true); do unset "$v"; done
+export ETCDCTL_API=3
+
+log() { printf '[capture %4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
+
+# ------------------------------------------------------------------------------ dependencies
+# Install what is missing with apt (Debian packages etcd 3.4.23 as etcd-server/etcd-client).
+ensure_deps() {
+    local pkgs=()
+    command -v etcd     >/dev/null 2>&1 || pkgs+=(etcd-server)
+    command -v etcdctl  >/dev/null 2>&1 || pkgs+=(etcd-client)
+    command -v curl     >/dev/null 2>&1 || pkgs+=(curl)
+    command -v python3  >/dev/null 2>&1 || pkgs+=(python3)
+    command -v gzip     >/dev/null 2>&1 || pkgs+=(gzip)
+    command -v tar      >/dev/null 2>&1 || pkgs+=(tar)
+    command -v base64   >/dev/null 2>&1 || pkgs+=(coreutils)
+    if ((${#pkgs[@]})); then
+        log "installing missing packages: ${pkgs[*]}"
+        local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${pkgs[@]}"
+    fi
+    # Debian's etcd-server may start a system etcd on 2379/2380; we never use those ports.
+    ETCD_VERSION="$(etcd --version | awk '/^etcd Version:/ {print $3}')"
+    case "$ETCD_VERSION" in
+        3.4.*) ;;
+        *) log "WARNING: etcd $ETCD_VERSION is not 3.4.x; the corpus is meant to be 3.4 (3.4.23)";;
+    esac
+}
+
+# ------------------------------------------------------------------------------ process tracking
+declare -A PIDS=()      # member name -> pid of the etcd we started
+WATCHDOG_PID=""
+FAILED=1
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local n
+    for n in "${!PIDS[@]}"; do
+        local p="${PIDS[$n]}"
+        if kill -0 "$p" 2>/dev/null; then
+            log "cleanup: SIGTERM $n (pid $p)"
+            kill -TERM "$p" 2>/dev/null || true
+        fi
+    done
+    for n in "${!PIDS[@]}"; do
+        local p="${PIDS[$n]}" i
+        for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$p" 2>/dev/null; then
+            log "cleanup: SIGKILL $n (pid $p)"
+            kill -KILL "$p" 2>/dev/null || true
+        fi
+        wait "$p" 2>/dev/null || true
+    done
+    if [ -n "$WATCHDOG_PID" ]; then kill "$WATCHDOG_PID" 2>/dev/null || true; wait "$WATCHDOG_PID" 2>/dev/null || true; fi
+    if [ "$FAILED" = 1 ] || [ "${KEEP_WORK:-0}" = 1 ]; then
+        log "work dir (data dirs, etcd logs) kept at $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+
+die() {
+    log "ERROR: $*"
+    local f
+    for f in "$LOGDIR"/*.log; do
+        [ -e "$f" ] || continue
+        echo "---- tail $f" >&2; tail -n 5 "$f" >&2 || true
+    done
+    exit 1
+}
+
+# ------------------------------------------------------------------------------ per-capture state
+CAP=""          # capture scratch dir ($WORK/<name>)
+CAPNAME=""
+TOKEN=""
+SNAPCOUNT=""
+declare -A CPORT=() PPORT=() ROLE=() NOTES=()
+LIVE=()         # names of running members, in start order
+LEARNERS=()     # subset of LIVE that are (still) learners
+CPN=0           # checkpoint counter
+LAST_EVENT=""
+
+event() {   # append to the capture's event log (goes into manifest.json)
+    LAST_EVENT="$*"
+    printf '%s\t%s\n' "$(( $(date +%s) - T0 ))" "$*" >>"$CAP/events.tsv"
+    log "event: $*"
+}
+
+curl_url() { echo "http://127.0.0.1:${CPORT[$1]}"; }
+peer_url() { echo "http://127.0.0.1:${PPORT[$1]}"; }
+urls() { local o=() n; for n in "$@"; do o+=("$(curl_url "$n")"); done; local IFS=,; echo "${o[*]}"; }
+is_learner() { local x; for x in "${LEARNERS[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
+voters() { local n; for n in "${LIVE[@]}"; do is_learner "$n" || echo "$n"; done; }
+remove_from() { # remove_from ARRAYNAME name
+    local -n arr=$1; local out=() x
+    for x in "${arr[@]}"; do [ "$x" = "$2" ] || out+=("$x"); done
+    arr=("${out[@]}")
+}
+
+# etcdctl with bounded time; all output of workload commands goes to the client log.
+ctl() { timeout 60 etcdctl --dial-timeout=5s --command-timeout=30s "$@"; }
+# etcdctl against all live voters (learners reject KV requests in 3.4)
+kv() {
+    local v; v=$(voters | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    ctl --endpoints="$(urls $v)" "$@" >>"$LOGDIR/$CAPNAME-client.log" 2>&1 || { echo "kv $* failed" >&2; return 1; }
+}
+# a request that etcd must reject (it still becomes a WAL entry when the check is at apply time)
+kv_fail() {
+    if kv "$@" 2>/dev/null; then die "expected failure but succeeded: etcdctl $*"; fi
+    return 0
+}
+# etcdctl txn reading compares/success/failure from stdin (non-interactive format)
+kv_txn() {
+    local v; v=$(voters | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    ctl --endpoints="$(urls $v)" txn >>"$LOGDIR/$CAPNAME-client.log" 2>&1 || die "txn failed"
+}
+# POST a JSON body to the gRPC gateway of the first live voter (used where etcdctl cannot help)
+gw() { # gw PATH JSON
+    local n; n=$(voters | head -n1)
+    local out
+    out=$(timeout 30 curl -sS -m 20 -X POST "$(curl_url "$n")$1" -d "$2") || die "gateway $1 failed"
+    echo "$out" >>"$LOGDIR/$CAPNAME-client.log"
+    case "$out" in *'"error"'*|*'"code"'*) die "gateway $1 returned error: $out";; esac
+    echo "$out"
+}
+b64() { printf '%s' "$1" | base64 -w0; }
+
+status_json() { ctl -w json --endpoints="$(curl_url "$1")" endpoint status; }
+status_of() { # status_of NAME -> "id_dec id_hex applied committed term revision leader_dec"
+    local f="$CAP/tmp.status.$1.json"
+    status_json "$1" >"$f" 2>/dev/null || return 1
+    python3 "$HELPER" status "$f"
+}
+id_hex_of() { status_of "$1" | awk '{print $2}'; }
+current_rev() { status_of "$(voters | head -n1)" | awk '{print $6}'; }
+applied_of() { status_of "$1" | awk '{print $3}'; }
+leader_name() { # name of the current leader among live members
+    local n s lid="" 
+    for n in "${LIVE[@]}"; do s=$(status_of "$n") || continue; lid=$(awk '{print $7}' <<<"$s"); break; done
+    [ -n "$lid" ] || return 1
+    for n in "${LIVE[@]}"; do s=$(status_of "$n") || continue; [ "$(awk '{print $1}' <<<"$s")" = "$lid" ] && { echo "$n"; return 0; }; done
+    return 1
+}
+
+port_free() { ! ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; }
+
+# ------------------------------------------------------------------------------ member lifecycle
+start_member() { # start_member NAME new|existing INITIAL_CLUSTER
+    local n=$1 state=$2 ic=$3
+    port_free "${CPORT[$n]}" && port_free "${PPORT[$n]}" || die "port ${CPORT[$n]} or ${PPORT[$n]} in use"
+    etcd --name "$n" --data-dir "$CAP/data/$n" \
+        --listen-client-urls "$(curl_url "$n")" --advertise-client-urls "$(curl_url "$n")" \
+        --listen-peer-urls "$(peer_url "$n")" --initial-advertise-peer-urls "$(peer_url "$n")" \
+        --initial-cluster "$ic" --initial-cluster-state "$state" --initial-cluster-token "$TOKEN" \
+        --snapshot-count "$SNAPCOUNT" --logger zap --log-outputs stderr \
+        >>"$LOGDIR/$CAPNAME-$n.log" 2>&1 &
+    PIDS[$n]=$!
+    LIVE+=("$n")
+    event "start $n (--initial-cluster-state $state, pid ${PIDS[$n]})"
+}
+
+wait_up() { # wait until NAME answers endpoint status
+    local n=$1 deadline=$(( $(date +%s) + ${2:-60} ))
+    until status_of "$n" >/dev/null 2>&1; do
+        kill -0 "${PIDS[$n]}" 2>/dev/null || die "$n exited during startup"
+        (( $(date +%s) < deadline )) || die "$n did not come up"
+        sleep 0.3
+    done
+}
+
+wait_all_up() { local n; for n in "$@"; do wait_up "$n" 90; done; }
+
+wait_caught_up() { # wait until NAME's applied index >= the leader's
+    local n=$1 deadline=$(( $(date +%s) + ${2:-180} )) l la na
+    while :; do
+        l=$(leader_name || true)
+        if [ -n "$l" ]; then
+            la=$(applied_of "$l" || echo 0); na=$(applied_of "$n" || echo -1)
+            [ "$na" -ge "$la" ] && [ "$la" -gt 0 ] && return 0
+        fi
+        (( $(date +%s) < deadline )) || die "$n did not catch up (leader=$l applied=$la, $n applied=$na)"
+        sleep 0.5
+    done
+}
+
+stop_member() { # SIGTERM and wait (a stopping leader transfers leadership first)
+    local n=$1 p="${PIDS[$1]}" i
+    if kill -0 "$p" 2>/dev/null; then
+        kill -TERM "$p"
+        for ((i = 0; i < 300; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$p" 2>/dev/null && die "$n did not stop within 30s after SIGTERM"
+    fi
+    wait "$p" 2>/dev/null || true
+    unset "PIDS[$n]"
+    remove_from LIVE "$n"; remove_from LEARNERS "$n"
+    event "stopped $n (SIGTERM)"
+}
+
+kill9_member() {
+    local n=$1 p="${PIDS[$1]}"
+    kill -KILL "$p"; wait "$p" 2>/dev/null || true
+    unset "PIDS[$n]"
+    remove_from LIVE "$n"
+    event "kill -9 $n (pid $p)"
+}
+
+# Membership changes are refused with "unhealthy cluster" until the member handling them has
+# been connected to its peers for 5s (strict reconfig check); retry only that error.
+ctl_member() { # ctl_member ARGS... (stdout = etcdctl stdout)
+    local deadline=$(( $(date +%s) + 90 )) err="$CAP/tmp.member.err"
+    while :; do
+        if ctl "$@" 2>"$err"; then cat "$err" >>"$LOGDIR/$CAPNAME-client.log"; return 0; fi
+        cat "$err" >>"$LOGDIR/$CAPNAME-client.log"
+        grep -q 'unhealthy cluster' "$err" || { cat "$err" >&2; return 1; }
+        (( $(date +%s) < deadline )) || return 1
+        sleep 1
+    done
+}
+
+member_list_json() { local v; v=$(voters | tr '\n' ' '); ctl -w json --endpoints="$(urls $v)" member list; }
+
+add_learner() { # add_learner NAME -> member add --learner, then start it with state=existing
+    local n=$1 f="$CAP/tmp.add.$1.json" ml="$CAP/tmp.ml.json" id ic
+    local v; v=$(voters | tr '\n' ' ')
+    ctl_member -w json --endpoints="$(urls $v)" member add "$n" --learner --peer-urls="$(peer_url "$n")" >"$f" || die "member add $n failed"
+    id=$(python3 "$HELPER" add-id "$f")
+    event "member add --learner $n (id $id)"
+    member_list_json >"$ml" || die "member list failed"
+    ic=$(python3 "$HELPER" initial-cluster "$ml" "$n" "$(peer_url "$n")")
+    LEARNERS+=("$n")
+    start_member "$n" existing "$ic"
+    wait_up "$n" 120
+}
+
+promote() { # member promote, retried until the leader considers the learner in sync
+    local n=$1 id deadline=$(( $(date +%s) + 120 ))
+    id=$(id_hex_of "$n")
+    remove_from LEARNERS "$n"   # promote is sent to the other voters
+    local others=() x; for x in "${LIVE[@]}"; do [ "$x" = "$n" ] || is_learner "$x" || others+=("$x"); done
+    until ctl --endpoints="$(urls "${others[@]}")" member promote "$id" >>"$LOGDIR/$CAPNAME-client.log" 2>&1; do
+        (( $(date +%s) < deadline )) || die "promote $n failed"
+        sleep 1
+    done
+    event "member promote $n (id $id)"
+}
+
+# ------------------------------------------------------------------------------ checkpoints
+wait_quiescent() { # all live members: applied == committed, same everywhere, stable for 2 polls
+    local deadline=$(( $(date +%s) + ${1:-120} )) prev="" sig n s a c ok
+    while :; do
+        sig=""; ok=1
+        for n in "${LIVE[@]}"; do
+            s=$(status_of "$n") || { ok=0; break; }
+            a=$(awk '{print $3}' <<<"$s"); c=$(awk '{print $4}' <<<"$s")
+            [ "$a" = "$c" ] || ok=0
+            sig+="$a "
+        done
+        if [ "$ok" = 1 ] && [ "$(tr ' ' '\n' <<<"$sig" | sed '/^$/d' | sort -u | wc -l)" = 1 ] && [ "$sig" = "$prev" ]; then
+            return 0
+        fi
+        prev="$sig"
+        (( $(date +%s) < deadline )) || die "cluster not quiescent within timeout (applied: $sig)"
+        sleep 0.5
+    done
+}
+
+checkpoint() { # checkpoint LABEL  (status, hashkv, status on every live member; retried)
+    local label=$1 attempt dir n rc
+    for ((attempt = 1; attempt <= 10; attempt++)); do
+        wait_quiescent 120
+        dir="$CAP/checkpoints/$(printf '%02d' "$CPN")-$label"
+        rm -rf "$dir"; mkdir -p "$dir"
+        for n in "${LIVE[@]}"; do status_json "$n" >"$dir/$n.status1.json" || continue 2; done
+        for n in "${LIVE[@]}"; do
+            is_learner "$n" && continue   # 3.4 learners answer only Status and serializable Range
+            ctl -w json --endpoints="$(curl_url "$n")" endpoint hashkv >"$dir/$n.hashkv.json" || continue 2
+        done
+        for n in "${LIVE[@]}"; do status_json "$n" >"$dir/$n.status2.json" || continue 2; done
+        member_list_json >"$dir/memberlist.json" || continue
+        python3 - "$dir" "$label" "$LAST_EVENT" "${LIVE[*]}" "${LEARNERS[*]:-}" <<'EOF'
+import json, sys
+d, label, ev, live, learners = sys.argv[1:6]
+json.dump({"label": label, "after_event": ev, "live": live.split(), "learners": learners.split()},
+          open(d + "/meta.json", "w"))
+EOF
+        rc=0; python3 "$HELPER" cp-check "$dir" >&2 || rc=$?
+        if [ "$rc" = 0 ]; then
+            CPN=$((CPN + 1))
+            log "checkpoint $label recorded"
+            return 0
+        fi
+        log "checkpoint $label attempt $attempt not quiescent/consistent (rc=$rc); retrying"
+        sleep $(( rc == 3 ? 3 : 1 ))
+    done
+    die "checkpoint $label never became quiescent"
+}
+
+# ------------------------------------------------------------------------------ bulk writes
+# Many small puts quickly: curl config files through the gRPC gateway (one keep-alive
+# connection per curl process, a few processes in parallel, each to a different voter).
+bulk_puts() { # bulk_puts COUNT KEYPREFIX KEYSPACE [MEMBER...]   (default: all live voters)
+    local count=$1 prefix=$2 space=$3 procs=4; shift 3
+    local vs=("$@"); ((${#vs[@]})) || mapfile -t vs < <(voters)
+    local targets=() n; for n in "${vs[@]}"; do targets+=("$(curl_url "$n")"); done
+    # key = <prefix><i % space, 5 digits>, value = "v<i>"; request i goes to process i % procs
+    python3 - "$CAP/tmp.bulk" "$count" "$prefix" "$space" "$procs" "${targets[@]}" <<'PYEOF'
+import base64, sys
+base, count, prefix, space, procs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+targets = sys.argv[6:]
+b64 = lambda s: base64.b64encode(s.encode()).decode()
+for p in range(procs):
+    with open("%s.%d.cfg" % (base, p), "w") as f:
+        url = targets[p % len(targets)] + "/v3/kv/put"
+        blocks = []
+        for i in range(p, count, procs):
+            body = '{\\"key\\":\\"%s\\",\\"value\\":\\"%s\\"}' % (b64("%s%05d" % (prefix, i % space)), b64("v%d" % i))
+            blocks.append('url = "%s"\ndata = "%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' % (url, body))
+        f.write("next\n".join(blocks))  # no trailing "next": curl would complain about a missing URL
+PYEOF
+    local p
+    local pids=()
+    for ((p = 0; p < procs && p < count; p++)); do
+        timeout 600 curl -sS -K "$CAP/tmp.bulk.$p.cfg" >"$CAP/tmp.bulk.$p.codes" 2>>"$LOGDIR/$CAPNAME-client.log" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || die "bulk curl failed"; done
+    local ok; ok=$(cat "$CAP"/tmp.bulk.*.codes | grep -c '^200$' || true)
+    [ "$ok" = "$count" ] || die "bulk puts: only $ok of $count returned 200"
+    rm -f "$CAP"/tmp.bulk.*
+}
+
+# ------------------------------------------------------------------------------ capture driver
+begin_capture() { # begin_capture NAME TOKEN SNAPCOUNT WORKLOAD-DESCRIPTION
+    CAPNAME=$1; TOKEN=$2; SNAPCOUNT=$3
+    CAP="$WORK/$CAPNAME"; rm -rf "$CAP"; mkdir -p "$CAP/data" "$CAP/checkpoints"
+    : >"$CAP/events.tsv"; : >"$CAP/members.tsv"
+    LIVE=(); LEARNERS=(); CPN=0; CPORT=(); PPORT=(); ROLE=(); NOTES=()
+    python3 - "$CAP/info.json" "$CAPNAME" "$ETCD_VERSION" "$4" "$SNAPCOUNT" "$TOKEN" <<'EOF'
+import json, sys, datetime
+p, name, ver, wl, sc, tok = sys.argv[1:7]
+json.dump({"name": name, "etcd_version": ver, "workload": wl,
+           "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "etcd_flags": {"snapshot_count": int(sc), "initial_cluster_token": tok,
+                          "logger": "zap", "log_outputs": "stderr",
+                          "other": "defaults (heartbeat 100ms, election 1000ms, max-wals 5, max-snapshots 5, no auto-compaction)"}},
+          open(p, "w"), indent=1)
+EOF
+    log "=== capture $CAPNAME in $CAP"
+}
+
+define_member() { # define_member NAME CLIENTPORT PEERPORT ROLE NOTES
+    CPORT[$1]=$2; PPORT[$1]=$3; ROLE[$1]=$4; NOTES[$1]=$5
+}
+
+finish_capture() { # stop everything, archive, manifest
+    local n
+    while ((${#LIVE[@]})); do stop_member "${LIVE[-1]}"; done
+    for n in $(printf '%s\n' "${!CPORT[@]}" | sort); do
+        [ -d "$CAP/data/$n" ] || continue
+        printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$(curl_url "$n")" "$(peer_url "$n")" "${ROLE[$n]}" "${NOTES[$n]}" >>"$CAP/members.tsv"
+    done
+    local out="$OUT_DIR/$CAPNAME" tmp="$OUT_DIR/.$CAPNAME.tmp"
+    rm -rf "$tmp"; mkdir -p "$tmp"
+    # ustar keeps names and modes exactly; owner normalised to 0; no sparse encoding (the
+    # preallocated tail segments are stored as real zeros, which gzip squeezes to ~60 KB).
+    local members; members=$(cd "$CAP/data" && ls | sort)
+    # shellcheck disable=SC2086
+    tar -C "$CAP/data" --format=ustar --sort=name --owner=0 --group=0 --numeric-owner -cf - $members \
+        | gzip -9n >"$tmp/data.tar.gz"
+    python3 "$HELPER" manifest "$CAP" "$tmp"
+    rm -rf "$out"; mv "$tmp" "$out"
+    log "=== $CAPNAME written to $out ($(du -sh "$out" | cut -f1))"
+    ls -l "$out" >&2
+}
+
+# ============================================================================== capture A
+capture_a() {
+    begin_capture cluster-a raft-replay-cluster-a 200 \
+        "3 members m1-m3; learner m4 added+promoted before the first snapshot; KV workload (puts incl. leases, prev-kv, ignore-value, ignore-lease, empty value; deletes single/range/prefix/from-key/no-op; etcdctl txns with value/version/create/mod compares and a gateway txn with lease compares, success and failure branches; lease grant/keep-alive-once/revoke/expiry; failing put (missing lease), failing revoke, failing ignore-value); compaction; move-leader; remove m3; kill -9 + restart m2; >5000 bulk puts via gRPC gateway; learner m5 catches up from a leader snapshot, then promoted; second compaction; clean SIGTERM stop"
+    local i
+    define_member m1 23791 23891 "original voter" "member from bootstrap (WAL starts at index 1 with the bootstrap ConfChanges)"
+    define_member m2 23792 23892 "original voter; kill -9 + restart" "killed with SIGKILL mid-workload while bulk puts were in flight, restarted from its data dir, caught up from the leader"
+    define_member m3 23793 23893 "original voter; removed" "removed from the cluster (member remove) after m4 was promoted; etcd exits by itself (see events); its log stops early and ends with its own RemoveNode entry, which its last persisted HardState need not mark committed"
+    define_member m4 23794 23894 "learner -> voter (entries)" "added with member add --learner before the leader took any raft snapshot, so it replicated from index 1 (no leader snapshot; asserted by the script); promoted"
+    define_member m5 23795 23895 "learner from leader snapshot -> voter" "added after >5000+snapshot-count entries; caught up from a leader snapshot: its WAL holds snapshot{0,0}, then a snapshot record at S, then entries from S+1 (asserted by the script). S is the leader's applied index when it sent the snapshot (etcd builds the MsgSnap from its current state, not from its last local .snap), here the AddLearnerNode entry itself; promoted afterwards"
+    local IC="m1=$(peer_url m1),m2=$(peer_url m2),m3=$(peer_url m3)"
+
+    # -- bootstrap + early learner m4 ---------------------------------------------------------
+    start_member m1 new "$IC"; start_member m2 new "$IC"; start_member m3 new "$IC"
+    wait_all_up m1 m2 m3
+    add_learner m4
+    wait_caught_up m4
+    promote m4
+    wait_caught_up m4
+    python3 "$HELPER" walsummary "$CAP/data/m4" | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["first_entry_index"] == 1, s["first_entry_index"]' \
+        || die "m4 should have replicated from index 1"
+    checkpoint bootstrap-and-m4-promoted
+
+    # -- KV workload ---------------------------------------------------------------------------
+    for i in $(seq 1 9); do kv put "k$i" "v$i"; done
+    for i in $(seq 1 20); do kv put "a/$i" "first-$i"; done
+    for i in $(seq 1 5); do kv put "a/$i" "second-$i"; done
+    kv put k1 "v1-b" --prev-kv
+    kv put empty ""
+    kv put k2 --ignore-value                 # keeps value "v2", bumps version/mod revision
+    kv_fail put never-existed --ignore-value # ErrKeyNotFound at apply: WAL entry, no revision
+    local L1 L2 L3 L4
+    L1=$(ctl --endpoints="$(urls m1)" lease grant 3600 | awk '{print $2}')
+    L2=$(ctl --endpoints="$(urls m1)" lease grant 3600 | awk '{print $2}')
+    L4=$(ctl --endpoints="$(urls m1)" lease grant 3600 | awk '{print $2}')   # never gets keys
+    event "lease grant L1=$L1 L2=$L2 L4=$L4 (ttl 3600)"
+    kv put l/1 lv1 --lease="$L1"
+    kv put l/2 lv2 --lease="$L1"
+    kv put l/3 lv3 --lease="$L2"
+    kv put l/4 lv4 --lease="$L2"
+    kv put l/3 lv3-b --ignore-lease          # keeps L2 attached
+    kv put l/2 lv2-detached                  # put without lease detaches l/2 from L1
+    kv lease keep-alive --once "$L1"
+    kv_fail put l/bad x --lease=1234abcd     # lease not found at apply: WAL entry, no revision
+    # txns through etcdctl (compares: value, version, create, mod; both branches)
+    printf 'value("k1") = "v1-b"\nversion("k1") = "2"\ncreate("k3") > "0"\nmod("k3") < "1000"\n\nput t/1 success-1\nget k1\ndel k9\n\nput t/1 failure-1\n\n' | kv_txn
+    printf 'value("k4") = "nope"\n\nput t/2 success-2\n\nput t/2 failure-2\ndel k8\nget k4\n\n' | kv_txn
+    printf 'version("missing") = "0"\ncreate("missing") = "0"\n\nput t/3 missing-key-compares-true\n\n\n' | kv_txn
+    printf 'value("missing") != "x"\n\nput t/4 never\n\nput t/4 value-compare-on-missing-key-is-false\n\n' | kv_txn
+    printf 'mod("a/1") > "1"\nversion("a/1") != "1"\n\nput a/1 third-1\nput a/2 third-2\ndel a/3\n\nput t/5 no\n\n' | kv_txn
+    printf 'create("a/4") = "1"\n\nput t/6 no\n\ndel a/4 a/6\nput t/6 failure-branch-range-delete\n\n' | kv_txn
+    printf '\nput t/7 no-compares\nput t/8 no-compares\n\n\n' | kv_txn
+    printf 'value("k5") = "v5"\n\nget k5\n\nget k6\n\n' | kv_txn   # read-only txn: served locally, no WAL entry
+    # lease compares: etcdctl 3.4 panics on lease("k") compares (clientv3.mustInt64 gets a
+    # string), so these go through the gRPC gateway as raw TxnRequests.
+    local L1d=$((16#$L1)) out
+    out=$(gw /v3/kv/txn "{\"compare\":[{\"target\":\"LEASE\",\"key\":\"$(b64 l/1)\",\"result\":\"EQUAL\",\"lease\":\"$L1d\"}],\"success\":[{\"requestPut\":{\"key\":\"$(b64 t/lease)\",\"value\":\"$(b64 lease-equal-success)\"}}],\"failure\":[{\"requestPut\":{\"key\":\"$(b64 t/lease)\",\"value\":\"$(b64 lease-equal-failure)\"}}]}")
+    case "$out" in *'"succeeded":true'*) ;; *) die "lease compare txn 1 should succeed: $out";; esac
+    out=$(gw /v3/kv/txn "{\"compare\":[{\"target\":\"LEASE\",\"key\":\"$(b64 l/2)\",\"result\":\"EQUAL\",\"lease\":\"$L1d\"}],\"success\":[{\"requestPut\":{\"key\":\"$(b64 t/lease2)\",\"value\":\"$(b64 no)\"}}],\"failure\":[{\"requestDeleteRange\":{\"key\":\"$(b64 k7)\"}},{\"requestPut\":{\"key\":\"$(b64 t/lease2)\",\"value\":\"$(b64 lease-mismatch-failure)\"}}]}")
+    case "$out" in *'"succeeded":true'*) die "lease compare txn 2 should fail: $out";; esac
+    out=$(gw /v3/kv/txn "{\"compare\":[{\"target\":\"LEASE\",\"key\":\"$(b64 l/1)\",\"result\":\"GREATER\",\"lease\":\"0\"},{\"target\":\"VERSION\",\"key\":\"$(b64 l/1)\",\"result\":\"EQUAL\",\"version\":\"1\"}],\"success\":[{\"requestPut\":{\"key\":\"$(b64 t/lease3)\",\"value\":\"$(b64 lease-greater-success)\",\"lease\":\"$L1d\"}}],\"failure\":[]}")
+    case "$out" in *'"succeeded":true'*) ;; *) die "lease compare txn 3 should succeed: $out";; esac
+    event "txns done (etcdctl + gateway lease compares)"
+    # deletes
+    kv del k1                                 # single key
+    kv del k2 k5                              # range [k2, k5)
+    kv del --prefix a/1                       # a/1, a/10..a/19
+    kv del does-not-exist                     # no-op: WAL entry, no revision
+    kv put z/1 z1; kv put z/2 z2; kv put zz zz
+    kv del --from-key z/2                     # z/2, zz (and anything after)
+    kv put k1 "k1-second-generation"          # recreate a deleted key (new generation)
+    # leases: revoke with keys, revoke without keys, failing revoke, expiry by the leader
+    kv lease revoke "$L2"                     # deletes l/3, l/4 in one revision
+    kv lease revoke "$L4"                     # no keys: no revision
+    kv_fail lease revoke 7777777              # lease not found at apply
+    L3=$(ctl --endpoints="$(urls m1)" lease grant 3 | awk '{print $2}')
+    event "lease grant L3=$L3 (ttl 3, expires on its own)"
+    kv put e/1 x --lease="$L3"; kv put e/2 y --lease="$L3"; kv put e/0 w --lease="$L3"
+    local deadline=$(( $(date +%s) + 60 ))
+    while [ -n "$(ctl --endpoints="$(urls m1)" get e/ --prefix --keys-only)" ]; do
+        (( $(date +%s) < deadline )) || die "lease L3 never expired"; sleep 0.5
+    done
+    event "lease L3 expired (leader proposed LeaseRevoke)"
+    checkpoint after-kv-workload
+
+    # -- compaction ----------------------------------------------------------------------------
+    local R; R=$(current_rev)
+    kv compaction --physical $((R - 6))
+    event "compaction --physical $((R - 6)) (current revision $R)"
+    kv put after-compaction 1; kv put k3 "k3-after-compaction"; kv del k6
+    sleep 2   # let every member finish its (asynchronous) physical compaction
+    checkpoint after-compaction
+
+    # -- move leader, then remove an original member -------------------------------------------
+    local ldr target; ldr=$(leader_name) || die "no leader"
+    if [ "$ldr" = m4 ]; then target=m1; else target=m4; fi
+    kv move-leader "$(id_hex_of "$target")"
+    event "move-leader $ldr -> $target"
+    NOTES[$target]+="; move-leader target (leadership moved from $ldr)"
+    ldr=$(leader_name); [ "$ldr" = "$target" ] || die "leader is $ldr, expected $target after move-leader"
+    kv put after-move-leader 1
+    local m3id; m3id=$(id_hex_of m3)
+    local m3pid=${PIDS[m3]}
+    ctl_member --endpoints="$(urls m1 m2 m4)" member remove "$m3id" >>"$LOGDIR/$CAPNAME-client.log" || die "member remove m3"
+    event "member remove m3 (id $m3id)"
+    remove_from LIVE m3
+    for i in $(seq 1 150); do kill -0 "$m3pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$m3pid" 2>/dev/null; then
+        LIVE+=(m3); stop_member m3; event "m3 did not exit by itself; stopped with SIGTERM"
+    else
+        wait "$m3pid" 2>/dev/null || true; unset "PIDS[m3]"; event "m3 exited by itself after its removal"
+    fi
+    kv put after-remove-m3 1
+    checkpoint after-move-leader-and-remove-m3
+
+    # -- kill -9 of m2 while writes are in flight, restart from its data dir -------------------
+    bulk_puts 300 pre-kill/ 50 m1 m4 &     # not to m2, which is about to die
+    local bp=$!
+    sleep 0.3
+    kill9_member m2
+    wait "$bp" || die "bulk puts during kill failed"
+    for i in $(seq 1 20); do kv put "while-m2-down/$i" "$i"; done
+    printf 'version("while-m2-down/1") = "1"\n\nput while-m2-down/1 txn\n\n\n' | kv_txn
+    start_member m2 existing "m1=$(peer_url m1),m2=$(peer_url m2),m4=$(peer_url m4)"
+    wait_up m2 90
+    wait_caught_up m2
+    checkpoint after-kill9-restart-m2
+
+    # -- bulk: push the raft log far enough that the leader compacts its in-memory log ---------
+    # etcd 3.4 keeps SnapshotCatchUpEntries=5000 entries behind each snapshot; write until the
+    # applied index is > 5000 + 2*snapshot-count.
+    local ap need
+    ap=$(applied_of m1); need=$(( 5000 + 2 * SNAPCOUNT + 100 - ap ))
+    if [ "$need" -gt 0 ]; then bulk_puts "$need" bulk/ 500; fi
+    event "bulk puts: $need (applied index was $ap)"
+    R=$(current_rev)
+    kv compaction --physical $((R - 300))
+    event "compaction --physical $((R - 300)) (current revision $R)"
+    sleep 2
+    checkpoint after-bulk-and-second-compaction
+
+    # -- learner m5 catches up from a leader snapshot ------------------------------------------
+    add_learner m5
+    wait_caught_up m5 180
+    sleep 1
+    checkpoint m5-learner-caught-up
+    python3 "$HELPER" walsummary "$CAP/data/m5" >"$CAP/tmp.m5.json"
+    python3 - "$CAP/tmp.m5.json" <<'EOF' || die "m5 does not show the leader-snapshot shape"
+import json, sys
+s = json.load(open(sys.argv[1]))
+snaps = [x["index"] for x in s["snapshot_records"] if x["index"] > 0]
+assert snaps, "no non-zero snapshot record in m5's WAL"
+assert s["first_entry_index"] is not None and s["first_entry_index"] > 1, s["first_entry_index"]
+assert s["first_entry_index"] == snaps[0] + 1, (s["first_entry_index"], snaps)
+print("m5: WAL snapshot record at index %d, first entry %d" % (snaps[0], s["first_entry_index"]), file=sys.stderr)
+EOF
+    event "verified: m5 WAL starts with a leader snapshot (first entry index > 1)"
+    promote m5
+    wait_caught_up m5
+    kv put after-m5-promoted 1
+    printf 'value("after-m5-promoted") = "1"\n\nput final/txn yes\ndel --prefix bulk/0001\n\nput final/txn no\n\n' | kv_txn
+    local L5; L5=$(ctl --endpoints="$(urls m1)" lease grant 3600 | awk '{print $2}')
+    kv put final/leased 1 --lease="$L5"; kv put final/leased2 2 --lease="$L5"
+    kv lease revoke "$L5"
+    event "final writes (lease L5=$L5 granted, 2 keys attached, revoked)"
+    checkpoint final
+    finish_capture
+}
+
+# ============================================================================== capture B
+capture_b() {
+    begin_capture cluster-b raft-replay-cluster-b 50 \
+        "3 members b1-b3; CAS counter via txns (mod compare), delete/recreate generations, del --prefix; ~70 puts of 1 MiB values (one repeated byte each) so every member cuts a WAL segment; kill -9 + restart of b3 in the middle of the large puts; prefix delete of large keys; compaction; small txns; clean SIGTERM stop"
+    define_member b1 24791 24891 "voter" "original member; WAL has a cut segment (0000000000000000-*.wal, truncated to its data length) and a preallocated 64,000,000-byte tail"
+    define_member b2 24792 24892 "voter" "original member; same WAL shape as b1"
+    define_member b3 24793 24893 "voter; kill -9 + restart" "killed with SIGKILL after ~half of the 1 MiB puts, restarted from its data dir and caught up from the leader's log"
+    local IC="b1=$(peer_url b1),b2=$(peer_url b2),b3=$(peer_url b3)" i
+
+    start_member b1 new "$IC"; start_member b2 new "$IC"; start_member b3 new "$IC"
+    wait_all_up b1 b2 b3
+    # -- small workload ------------------------------------------------------------------------
+    kv put counter 0
+    for i in $(seq 1 15); do   # compare-and-swap increments keyed on the mod revision
+        local mr; mr=$(ctl --endpoints="$(urls b1)" get counter -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kvs"][0]["mod_revision"])')
+        printf 'mod("counter") = "%s"\n\nput counter %s\n\nget counter\n\n' "$mr" "$i" | kv_txn
+    done
+    printf 'mod("counter") = "1"\n\nput counter stale\n\nput cas/failures 1\n\n' | kv_txn   # stale CAS: failure branch
+    for i in 1 2 3; do kv put gen/x "gen$i-a"; kv put gen/x "gen$i-b"; kv del gen/x; done   # 3 generations
+    kv put gen/x "gen4-alive"
+    for i in $(seq 1 12); do kv put "cfg/$i" "value-$i"; done
+    kv del --prefix cfg/1          # cfg/1, cfg/10..12
+    kv del cfg/2 cfg/5             # range
+    checkpoint after-small-workload
+
+    # -- large values: force a WAL segment cut (64,000,000 bytes) -------------------------------
+    local chars=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ
+    local nbig=72 size=1048576 c
+    for i in $(seq 0 $((nbig - 1))); do
+        c=${chars:$((i % ${#chars})):1}
+        # value from stdin (1 MiB does not fit in one argv string); 48 distinct keys, so some
+        # keys get a second version
+        head -c "$size" /dev/zero | tr '\0' "$c" | kv put "blob/$(printf '%02d' $((i % 48)))"
+        if [ "$i" = 34 ]; then
+            kill9_member b3
+        fi
+        if [ "$i" = 54 ]; then
+            start_member b3 existing "$IC"
+            wait_up b3 90
+        fi
+    done
+    event "$nbig puts of $size-byte values (keys blob/00..blob/47)"
+    wait_caught_up b3 180
+    checkpoint after-large-values
+    local n f
+    for n in b1 b2 b3; do
+        f=$(ls "$CAP/data/$n/member/wal" | grep -c '\.wal$')
+        [ "$f" -ge 2 ] || die "$n has only $f WAL file(s); expected a segment cut"
+    done
+    event "verified: every member cut its WAL (>= 2 .wal files)"
+
+    # -- deletes, compaction, small txns ---------------------------------------------------------
+    kv del --prefix blob/1         # blob/10..19
+    kv del blob/20 blob/30         # range
+    local R; R=$(current_rev)
+    kv compaction --physical "$R"  # compact at the head revision
+    event "compaction --physical $R (head revision)"
+    printf 'version("blob/00") = "2"\nvalue("gen/x") = "gen4-alive"\n\nput post/1 yes\ndel gen/x\n\nput post/1 no\n\n' | kv_txn
+    kv put post/2 done
+    sleep 2
+    checkpoint final
+    finish_capture
+}
+
+# ============================================================================== main
+main() {
+    case "$WHAT" in all|a|b) ;; *) echo "usage: $0 [all|a|b]" >&2; exit 2;; esac
+    exec </dev/null      # etcdctl put/txn read stdin when no value is given; never block on a tty
+    ensure_deps
+    WORK="${WORK_DIR:-$(mktemp -d /tmp/raft-replay-capture.XXXXXX)}"
+    mkdir -p "$WORK"
+    LOGDIR="$WORK/logs"; mkdir -p "$LOGDIR" "$OUT_DIR"
+    trap cleanup EXIT
+    trap 'log "interrupted"; exit 130' INT TERM
+    # hard wall-clock bound: SIGTERM ourselves (cleanup trap then stops every etcd we started)
+    ( end=$(( $(date +%s) + MAX_SECONDS ))
+      while sleep 2; do
+          if (( $(date +%s) >= end )); then echo "[capture] MAX_SECONDS=$MAX_SECONDS exceeded" >&2; kill -TERM $$; exit 0; fi
+      done ) </dev/null &
+    WATCHDOG_PID=$!
+    log "etcd $ETCD_VERSION; work dir $WORK; logs in $LOGDIR; output $OUT_DIR"
+    case "$WHAT" in
+        all) capture_a; capture_b;;
+        a) capture_a;;
+        b) capture_b;;
+    esac
+    FAILED=0
+    log "done in $(( $(date +%s) - T0 ))s"
+}
+
+main; exit $?   # keep on one line: bash reads scripts incrementally

@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod fsio;
 pub mod member;
+pub mod mvcc;
 pub mod proto;
 pub mod replay;
 pub mod snap;

@@ -359,7 +359,10 @@ impl MvccStore {
             return ApplyResult::Rejected(ApplyError::Corrupt);
         }
         let mut txn = self.begin_txn(false);
-        self.txn_delete_range(&mut txn, KeyRange::from_request(&delete.key, &delete.range_end));
+        self.txn_delete_range(
+            &mut txn,
+            KeyRange::from_request(&delete.key, &delete.range_end),
+        );
         match self.end_txn(txn) {
             Some(main_revision) => ApplyResult::Revision { main_revision },
             None => ApplyResult::Unchanged,
@@ -398,7 +401,7 @@ impl MvccStore {
 
         let result = if is_write {
             let mut txn = self.begin_txn(true);
-            match self.apply_txn_ops(&mut txn, txn_request, &path, &mut 0, 0) {
+            match self.apply_txn_ops(&mut txn, txn_request, &path, &mut 0) {
                 Ok(()) => match self.end_txn(txn) {
                     Some(main_revision) => ApplyResult::Revision { main_revision },
                     None => ApplyResult::Unchanged,
@@ -438,7 +441,10 @@ impl MvccStore {
         let mut all = true;
         self.for_each_alive(range, at, |_, found| {
             any = true;
-            let kv = self.bucket.get_key_value(found.modified).unwrap_or_default();
+            let kv = self
+                .bucket
+                .get_key_value(found.modified)
+                .unwrap_or_default();
             if !compare_key_value(
                 compare,
                 kv.value,
@@ -527,7 +533,6 @@ impl MvccStore {
         txn_request: &TxnRequest,
         path: &[bool],
         cursor: &mut usize,
-        depth: usize,
     ) -> Result<(), &'static str> {
         let succeeded = path.get(*cursor).copied().unwrap_or(false);
         *cursor += 1;
@@ -547,7 +552,7 @@ impl MvccStore {
                     );
                 }
                 Some(request_op::Request::RequestTxn(nested)) => {
-                    self.apply_txn_ops(txn, nested, path, cursor, depth + 1)?;
+                    self.apply_txn_ops(txn, nested, path, cursor)?;
                 }
             }
         }

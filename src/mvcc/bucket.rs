@@ -288,8 +288,8 @@ mod tests {
     use super::*;
     use crate::proto::etcdserverpb::KeyValue;
     use bytes::Bytes;
-    use prost::Message;
     use proptest::prelude::*;
+    use prost::Message;
 
     fn encoded(key: &[u8], c: i64, m: i64, v: i64, value: &[u8], lease: i64) -> Vec<u8> {
         let mut out = Vec::new();
@@ -314,7 +314,10 @@ mod tests {
     #[test]
     fn negative_lease_is_ten_byte_varint() {
         let out = encoded(b"k", 1, 1, 1, b"", -1);
-        assert_eq!(&out[out.len() - 11..], &[0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(
+            &out[out.len() - 11..],
+            &[0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+        );
     }
 
     proptest! {
@@ -343,21 +346,46 @@ mod tests {
     fn compact_slides_records_and_bytes() {
         let mut bucket = KeyBucket::default();
         for main in 2..8 {
-            bucket.append_put(Revision::new(main, 0), b"k", 2, main - 1, format!("v{main}").as_bytes(), 0);
+            bucket.append_put(
+                Revision::new(main, 0),
+                b"k",
+                2,
+                main - 1,
+                format!("v{main}").as_bytes(),
+                0,
+            );
         }
         let keep: HashSet<Revision> = [Revision::new(4, 0)].into_iter().collect();
         assert_eq!(bucket.compact(5, &keep), 3);
         let left: Vec<(i64, Vec<u8>)> = bucket
             .iter()
-            .map(|e| (e.revision.main_revision, decode_key_value(e.value).value.to_vec()))
+            .map(|e| {
+                (
+                    e.revision.main_revision,
+                    decode_key_value(e.value).value.to_vec(),
+                )
+            })
             .collect();
         assert_eq!(
             left,
-            vec![(4, b"v4".to_vec()), (6, b"v6".to_vec()), (7, b"v7".to_vec())]
+            vec![
+                (4, b"v4".to_vec()),
+                (6, b"v6".to_vec()),
+                (7, b"v7".to_vec())
+            ]
         );
-        assert_eq!(bucket.get_key_value(Revision::new(6, 0)).unwrap().mod_revision, 6);
+        assert_eq!(
+            bucket
+                .get_key_value(Revision::new(6, 0))
+                .unwrap()
+                .mod_revision,
+            6
+        );
         bucket.truncate_from_main(6);
         assert_eq!(bucket.len(), 1);
-        assert_eq!(bucket.arena_bytes(), bucket.get(Revision::new(4, 0)).unwrap().len());
+        assert_eq!(
+            bucket.arena_bytes(),
+            bucket.get(Revision::new(4, 0)).unwrap().len()
+        );
     }
 }

@@ -281,9 +281,15 @@ impl RequestKind {
                 r.auth_user_change_password.is_some(),
                 RequestKind::AuthUserChangePassword,
             ),
-            (r.auth_user_grant_role.is_some(), RequestKind::AuthUserGrantRole),
+            (
+                r.auth_user_grant_role.is_some(),
+                RequestKind::AuthUserGrantRole,
+            ),
             (r.auth_user_get.is_some(), RequestKind::AuthUserGet),
-            (r.auth_user_revoke_role.is_some(), RequestKind::AuthUserRevokeRole),
+            (
+                r.auth_user_revoke_role.is_some(),
+                RequestKind::AuthUserRevokeRole,
+            ),
             (r.auth_role_add.is_some(), RequestKind::AuthRoleAdd),
             (
                 r.auth_role_grant_permission.is_some(),
@@ -297,12 +303,18 @@ impl RequestKind {
             (r.auth_role_delete.is_some(), RequestKind::AuthRoleDelete),
             (r.auth_user_list.is_some(), RequestKind::AuthUserList),
             (r.auth_role_list.is_some(), RequestKind::AuthRoleList),
-            (r.cluster_version_set.is_some(), RequestKind::ClusterVersionSet),
+            (
+                r.cluster_version_set.is_some(),
+                RequestKind::ClusterVersionSet,
+            ),
             (
                 r.cluster_member_attr_set.is_some(),
                 RequestKind::ClusterMemberAttrSet,
             ),
-            (r.downgrade_info_set.is_some(), RequestKind::DowngradeInfoSet),
+            (
+                r.downgrade_info_set.is_some(),
+                RequestKind::DowngradeInfoSet,
+            ),
         ];
         fields
             .iter()
@@ -490,7 +502,10 @@ impl Serialize for ApplyStats {
 /// entries, with later WAL records already overriding earlier ones at the same index).
 /// Returns how many entries changed the key space. Details accumulate in
 /// [`MvccStore::stats`].
-pub fn apply_entries<'a>(store: &mut MvccStore, entries: impl IntoIterator<Item = &'a Entry>) -> u64 {
+pub fn apply_entries<'a>(
+    store: &mut MvccStore,
+    entries: impl IntoIterator<Item = &'a Entry>,
+) -> u64 {
     let mut written = 0;
     for entry in entries {
         if store.apply_entry(entry).revision().is_some() {

@@ -69,7 +69,10 @@ mod tests {
             "00000000000000055f000000000000000174"
         );
         let (key, len) = Revision::new(2, 0).bucket_key(false);
-        assert_eq!(hex::encode(&key[..len]), "00000000000000025f0000000000000000");
+        assert_eq!(
+            hex::encode(&key[..len]),
+            "00000000000000025f0000000000000000"
+        );
         assert_eq!(
             Revision::from_bucket_key(&key[..len]),
             Some((Revision::new(2, 0), false))

@@ -194,6 +194,11 @@ impl MvccStore {
         self.bucket.len()
     }
 
+    /// Bytes of marshaled `KeyValue`s held for the bucket (a memory measure).
+    pub fn bucket_value_bytes(&self) -> usize {
+        self.bucket.arena_bytes()
+    }
+
     /// The bucket entries in bbolt key order: (revision key bytes, marshaled `KeyValue`).
     pub fn bucket_entries(&self) -> impl Iterator<Item = (Vec<u8>, &[u8])> + '_ {
         self.bucket.iter().map(|e| {
@@ -260,10 +265,7 @@ impl MvccStore {
                 (key, Bound::Excluded(end))
             }
         };
-        for (k, ki) in self
-            .index
-            .range::<[u8], _>((Bound::Included(start), end))
-        {
+        for (k, ki) in self.index.range::<[u8], _>((Bound::Included(start), end)) {
             if let Some(found) = ki.get(at) {
                 if !f(k, found) {
                     return;
@@ -343,19 +345,19 @@ impl MvccStore {
     pub(crate) fn txn_put(&mut self, txn: &mut WriteTxn, key: &[u8], value: &[u8], lease: i64) {
         let revision = txn.begin_revision + 1;
         let index_revision = Revision::new(revision, txn.changes);
-        let (create_revision, previous_version, previous_lease, new_key) =
-            match self.index.get(key) {
-                Some(ki) => match ki.get(revision) {
-                    Some(found) => (
-                        found.created.main_revision,
-                        found.version,
-                        ki.attached_lease,
-                        false,
-                    ),
-                    None => (revision, 0, ki.attached_lease, false),
-                },
-                None => (revision, 0, 0, true),
-            };
+        let (create_revision, previous_version, previous_lease, new_key) = match self.index.get(key)
+        {
+            Some(ki) => match ki.get(revision) {
+                Some(found) => (
+                    found.created.main_revision,
+                    found.version,
+                    ki.attached_lease,
+                    false,
+                ),
+                None => (revision, 0, ki.attached_lease, false),
+            },
+            None => (revision, 0, 0, true),
+        };
         self.bucket.append_put(
             index_revision,
             key,

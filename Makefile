@@ -1,3 +1,53 @@
+# raft-replay — the two commands a newcomer needs:
+#   make run    the main job on the bundled corpus (verify every capture, all members together)
+#   make test   the test suite, including the differential test against etcd's own reader
+# `make deps` installs the Debian packages both need (Go + etcd 3.4 source for the reference).
+
+.DEFAULT_GOAL := help
+CORPUS_OUT := target/corpus
+RELEASE_BIN := target/release/raft-replay
+
+.PHONY: help deps run test test-quick unpack-corpus proptest-heavy bench
+
+help:
+	@echo "make run        verify the bundled corpus (main job)"
+	@echo "make test       cargo test + differential test vs etcd 3.4.23 (needs: make deps)"
+	@echo "make test-quick cargo test only"
+	@echo "make deps       apt-get install golang-go golang-etcd-server-dev"
+	@echo "make corpus     re-capture the corpus from a real etcd 3.4 (apt etcd-server etcd-client)"
+
+deps:
+	@if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/go.etcd.io/etcd/wal ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-etcd-server-dev; \
+	fi
+
+$(RELEASE_BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
+	cargo build --release
+
+# Unpack each capture to target/corpus/<capture>/<member> (a copy: the archives stay untouched).
+unpack-corpus:
+	@for archive in corpus/*/data.tar.gz; do \
+		name=$$(basename $$(dirname $$archive)); \
+		if [ ! -d $(CORPUS_OUT)/$$name ]; then mkdir -p $(CORPUS_OUT)/$$name && tar xzf $$archive -C $(CORPUS_OUT)/$$name; fi; \
+	done
+
+run: $(RELEASE_BIN) unpack-corpus
+	@status=0; for dir in $(CORPUS_OUT)/*/; do \
+		echo "== $$dir"; \
+		$(RELEASE_BIN) verify $$dir* || status=$$?; \
+	done; exit $$status
+
+test: deps
+	$(MAKE) etcd-ref
+	RAFT_REPLAY_ETCD_REF=target/etcd-ref/etcd-ref cargo test
+
+test-quick:
+	cargo test
+
+# Heavier property-test runs (not part of `cargo test`'s budget).
+proptest-heavy:
+	PROPTEST_CASES=2000 cargo test --release --test roundtrip
+
 # --- etcd reference program (tools/etcd-ref, Go, built against Debian's etcd 3.4.23) ---
 # Optional: needs `apt-get install golang-go golang-etcd-server-dev`. Never used by plain `cargo test`.
 ETCD_REF := target/etcd-ref/etcd-ref

@@ -277,7 +277,7 @@ pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
         }
     }
     for e in boot_errors.into_iter().rev() {
-        if !contents.errors.contains(&e) {
+        if !contents.errors.iter().any(|c| c.same_place(&e)) {
             contents.errors.insert(0, e);
         }
     }

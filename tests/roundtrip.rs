@@ -46,8 +46,13 @@ fn mem_member(files: Vec<(String, Bytes)>) -> MemFs {
     fs
 }
 
+/// 64 cases by default; `PROPTEST_CASES=N` (e.g. `make proptest-heavy`) for more.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn written_wal_reads_back_with_readall_semantics(ops in prop::collection::vec(op(), 1..60), tail in any::<bool>()) {

@@ -82,9 +82,12 @@ pub enum WalErrorKind {
         term: u64,
     },
     /// An entry jumps past the next expected index (`wal: slice bounds out of range`).
+    /// `bridged_by_snapshot`: a snapshot record at `found - 1` precedes the entry — the shape a
+    /// leader snapshot leaves (etcd then reads from that snapshot); otherwise entries are missing.
     SliceOutOfRange {
         expected_at_most: u64,
         found: u64,
+        bridged_by_snapshot: bool,
     },
     /// An entry/state/snapshot payload that etcd's `MustUnmarshal` would panic on.
     PayloadDecode {
@@ -110,6 +113,13 @@ pub struct WalError {
 impl WalError {
     pub fn new(kind: WalErrorKind, location: Location) -> WalError {
         WalError { kind, location }
+    }
+
+    /// The same problem at the same place, whatever raft index each reader could attach to it.
+    pub fn same_place(&self, other: &WalError) -> bool {
+        self.kind == other.kind
+            && self.location.segment == other.location.segment
+            && self.location.offset == other.location.offset
     }
 
     /// The etcd error string this corresponds to, for users who grep etcd's logs.
@@ -159,8 +169,12 @@ impl fmt::Display for WalErrorKind {
             WalErrorKind::SnapshotNotFound { index, term } => {
                 write!(f, "no snapshot record for the start snapshot (index {index}, term {term})")
             }
-            WalErrorKind::SliceOutOfRange { expected_at_most, found } => {
-                write!(f, "entry index gap: expected an index ≤ {expected_at_most}, found {found}")
+            WalErrorKind::SliceOutOfRange { expected_at_most, found, bridged_by_snapshot } => {
+                write!(f, "entry index gap: expected an index ≤ {expected_at_most}, found {found}")?;
+                if *bridged_by_snapshot {
+                    write!(f, " (after a leader snapshot at {})", found - 1)?;
+                }
+                Ok(())
             }
             WalErrorKind::PayloadDecode { record_type, message } => {
                 write!(f, "{record_type} payload does not decode ({message}); etcd would panic here")

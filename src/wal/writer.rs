@@ -100,6 +100,17 @@ pub fn encode_record(crc: &mut u32, record_type: i64, data: Option<&[u8]>) -> Ve
     frame
 }
 
+/// Frames a sequence of `(type, data)` records as one stretch of a segment, chaining the CRC from
+/// `crc` (a crc record stores the running value). Used to build or re-encode segments with a
+/// valid chain, e.g. a real capture with one record changed.
+pub fn encode_records<'a>(crc: &mut u32, records: impl IntoIterator<Item = (i64, Option<&'a [u8]>)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (record_type, data) in records {
+        out.extend_from_slice(&encode_record(crc, record_type, data));
+    }
+    out
+}
+
 /// etcd's `raft.MustSync`.
 pub fn must_sync(state: &HardState, previous: &HardState, entry_count: usize) -> bool {
     entry_count != 0 || state.vote != previous.vote || state.term != previous.term

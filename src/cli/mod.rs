@@ -2,6 +2,7 @@
 //! JSON goes to stdout; progress and logs to stderr.
 
 mod dump;
+mod hashkv;
 pub mod junit;
 mod verify;
 
@@ -132,7 +133,7 @@ pub fn run(cli: Cli) -> i32 {
             format,
             forensic,
         } => verify::run(&fs, &paths, format, forensic),
-        Command::Hashkv { .. } => not_yet("hashkv"),
+        Command::Hashkv { path, index, rev } => hashkv::run(&fs, &path, index, rev),
         Command::Crash { .. } => not_yet("crash"),
         Command::Sim { .. } => not_yet("sim"),
         Command::Profile { .. } => not_yet("profile"),

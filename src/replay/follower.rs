@@ -1,1 +1,396 @@
-//! Re-executing a member's log batch by batch as a follower (filled in below).
+//! Re-execute a member's log batch by batch as a raft-rs follower.
+//!
+//! Each persisted batch (the entries of one etcd `Save` followed by its HardState) is delivered
+//! to a fresh raft-rs node as the leader's `MsgAppend` (prev index/term from the log so far,
+//! commit from the HardState). What raft-rs then asks to persist must be exactly the batch etcd
+//! persisted, and its commit must be the one etcd persisted: etcd's raft and raft-rs implement
+//! the same protocol, so a difference means the WAL does not follow from Raft (§5.3, Fig. 2).
+//! Votes are not re-executed (elections leave no messages in the WAL).
+
+use bytes::Bytes;
+use prost::Message as _;
+use raft::eraftpb::{self, MessageType};
+use raft::storage::MemStorage;
+use raft::{RawNode, Storage};
+
+use super::{discard_logger, replay_config, run_guarded};
+use crate::check::{Finding, Severity};
+use crate::proto::raftpb::{ConfState, Entry, HardState};
+use crate::proto::translate;
+use crate::proto::walpb::{WalSnapshot, ENTRY_TYPE, SNAPSHOT_TYPE, STATE_TYPE};
+use crate::wal::decoder::{DecodeEnd, Decoder};
+use crate::wal::Location;
+
+/// A leader id no etcd member has (etcd ids are random non-zero u64; this one is reserved here).
+const SYNTHETIC_LEADER: u64 = u64::MAX;
+
+#[derive(Clone, Debug, Default)]
+pub struct FollowerOutcome {
+    pub batches: u64,
+    pub entries_persisted: u64,
+    pub findings: Vec<Finding>,
+}
+
+fn finding(
+    member: &str,
+    kind: &'static str,
+    location: Location,
+    term: u64,
+    message: String,
+) -> Finding {
+    Finding {
+        kind,
+        severity: Severity::Violation,
+        member: member.to_string(),
+        location,
+        term: Some(term),
+        message,
+        reference: "Raft §5.3 AppendEntries receiver rules; etcd-io/raft and raft-rs maybeAppend",
+    }
+}
+
+/// Re-executes the record stream of `decoder` from the snapshot `(start_index, start_term)`.
+pub fn reexecute(
+    member: &str,
+    mut decoder: Decoder<'_>,
+    start_index: u64,
+    start_term: u64,
+    conf_state: &ConfState,
+) -> FollowerOutcome {
+    let mut outcome = FollowerOutcome::default();
+    let storage = MemStorage::new();
+    {
+        let mut core = storage.wl();
+        if start_index > 0 {
+            let mut snapshot = eraftpb::Snapshot::default();
+            snapshot.mut_metadata().index = start_index;
+            snapshot.mut_metadata().term = start_term;
+            snapshot
+                .mut_metadata()
+                .set_conf_state(translate::conf_state(conf_state));
+            if core.apply_snapshot(snapshot).is_err() {
+                return outcome;
+            }
+        }
+    }
+    let config = replay_config(u64::MAX - 1, start_index);
+    let mut node = match run_guarded(|| RawNode::new(&config, storage, &discard_logger())) {
+        Ok(Ok(node)) => node,
+        _ => return outcome,
+    };
+    let mut batch: Vec<(Entry, Location)> = Vec::new();
+    let mut last_state = HardState::default();
+    // Records before the start snapshot's own record describe state the snapshot replaced.
+    let mut started = start_index == 0;
+    loop {
+        let decoded = match decoder.next_record() {
+            Ok(decoded) => decoded,
+            Err(DecodeEnd::Eof) | Err(_) => break,
+        };
+        let location = decoder.location(decoded.segment_index, decoded.offset, None);
+        let data = decoded.record.data.clone().unwrap_or_else(Bytes::new);
+        match decoded.record.r#type {
+            SNAPSHOT_TYPE if !started => {
+                if WalSnapshot::decode(data)
+                    .is_ok_and(|s| s.index == start_index && s.term == start_term)
+                {
+                    started = true;
+                    batch.clear();
+                }
+            }
+            _ if !started => {}
+            ENTRY_TYPE => {
+                if let Ok(entry) = Entry::decode(data) {
+                    decoder.last_entry_index = entry.index;
+                    if entry.index > start_index {
+                        let location = Location {
+                            raft_index: Some(entry.index),
+                            ..location
+                        };
+                        batch.push((entry, location));
+                    }
+                }
+            }
+            STATE_TYPE => {
+                let Ok(state) = HardState::decode(data) else {
+                    continue;
+                };
+                if batch.is_empty() && state == last_state {
+                    continue; // the header of a new segment, or a re-save after restart
+                }
+                let entries = std::mem::take(&mut batch);
+                outcome.batches += 1;
+                let step = run_guarded(|| deliver(&mut node, &entries, &state, location.clone()));
+                match step {
+                    Ok(Ok(persisted)) => outcome.entries_persisted += persisted,
+                    Ok(Err(f)) => {
+                        outcome
+                            .findings
+                            .push(finding(member, f.0, f.1, state.term, f.2));
+                        return outcome;
+                    }
+                    Err(panic) => {
+                        let at = entries.first().map(|(_, l)| l.clone()).unwrap_or(location);
+                        outcome.findings.push(finding(
+                            member,
+                            "replay.raft_panic",
+                            at,
+                            state.term,
+                            format!("raft-rs panicked re-executing this batch: {panic}"),
+                        ));
+                        return outcome;
+                    }
+                }
+                last_state = state;
+            }
+            _ => {}
+        }
+    }
+    outcome
+}
+
+type Mismatch = (&'static str, Location, String);
+
+/// Delivers one batch; returns how many entries raft-rs persisted, or the first mismatch.
+fn deliver(
+    node: &mut RawNode<MemStorage>,
+    batch: &[(Entry, Location)],
+    state: &HardState,
+    state_location: Location,
+) -> Result<u64, Mismatch> {
+    let last_index = node.raft.raft_log.last_index();
+    let prev_index = batch
+        .first()
+        .map(|(e, _)| e.index - 1)
+        .unwrap_or(last_index);
+    if prev_index > last_index {
+        let at = batch
+            .first()
+            .map(|(_, l)| l.clone())
+            .unwrap_or(state_location);
+        return Err((
+            "replay.append_rejected",
+            at,
+            format!("the batch starts at index {} but the log ends at {last_index}: entries are missing", prev_index + 1),
+        ));
+    }
+    let prev_term = node.raft.raft_log.term(prev_index).unwrap_or(0);
+    let term = batch
+        .iter()
+        .map(|(e, _)| e.term)
+        .max()
+        .unwrap_or(0)
+        .max(state.term)
+        .max(node.raft.term);
+    let mut message = eraftpb::Message::default();
+    message.set_msg_type(MessageType::MsgAppend);
+    message.from = SYNTHETIC_LEADER;
+    message.to = node.raft.id;
+    message.term = term;
+    message.index = prev_index;
+    message.log_term = prev_term;
+    message.commit = state.commit;
+    for (entry, location) in batch {
+        let translated = translate::entry(entry)
+            .map_err(|e| ("replay.bad_entry", location.clone(), e.to_string()))?;
+        message.entries.push(translated);
+    }
+    node.step(message)
+        .map_err(|e| ("replay.step_refused", state_location.clone(), e.to_string()))?;
+    let mut persisted: Vec<eraftpb::Entry> = Vec::new();
+    while node.has_ready() {
+        let mut ready = node.ready();
+        for message in ready
+            .take_messages()
+            .into_iter()
+            .chain(ready.take_persisted_messages())
+        {
+            if message.get_msg_type() == MessageType::MsgAppendResponse && message.reject {
+                let at = batch
+                    .first()
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or(state_location.clone());
+                return Err((
+                    "replay.append_rejected",
+                    at,
+                    format!("raft-rs rejects the batch: no entry at index {prev_index} with term {prev_term} to follow"),
+                ));
+            }
+        }
+        let entries = ready.take_entries();
+        if !entries.is_empty() {
+            node.mut_store().wl().append(&entries).map_err(|e| {
+                (
+                    "replay.append_refused",
+                    state_location.clone(),
+                    e.to_string(),
+                )
+            })?;
+            persisted.extend(entries);
+        }
+        if let Some(hs) = ready.hs() {
+            node.mut_store().wl().set_hardstate(hs.clone());
+        }
+        let _ = ready.take_committed_entries();
+        let mut light = node.advance(ready);
+        let _ = light.take_committed_entries();
+        node.advance_apply();
+    }
+    // What raft-rs asked to persist must be exactly what etcd persisted.
+    let expected: Vec<(u64, u64)> = batch.iter().map(|(e, _)| (e.index, e.term)).collect();
+    let got: Vec<(u64, u64)> = persisted.iter().map(|e| (e.index, e.term)).collect();
+    if got != expected {
+        let at = batch
+            .first()
+            .map(|(_, l)| l.clone())
+            .unwrap_or(state_location.clone());
+        let why = if got.is_empty() && node.raft.raft_log.committed > prev_index {
+            format!(
+                " (the append starts below the commit index {}: a committed entry was rewritten)",
+                node.raft.raft_log.committed
+            )
+        } else {
+            String::new()
+        };
+        return Err((
+            "replay.persist_mismatch",
+            at,
+            format!("etcd persisted entries {expected:?}, raft-rs would persist {got:?}{why}"),
+        ));
+    }
+    let persisted = persisted.len() as u64;
+    if batch.is_empty()
+        && node.raft.raft_log.committed != state.commit.min(node.raft.raft_log.last_index())
+    {
+        // A commit-only save: raft-rs must land on the same commit.
+        return Err((
+            "replay.commit_mismatch",
+            Location {
+                raft_index: Some(state.commit),
+                ..state_location
+            },
+            format!(
+                "etcd persisted commit {}, raft-rs is at {}",
+                state.commit, node.raft.raft_log.committed
+            ),
+        ));
+    }
+    let _ = node.store().initial_state();
+    Ok(persisted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::decoder::{DecoderMode, Segment};
+    use crate::wal::name::parse_wal_name;
+    use crate::wal::writer::WalWriter;
+
+    fn decoder_of(writer: &WalWriter) -> Decoder<'static> {
+        let segments = writer
+            .files(false)
+            .into_iter()
+            .map(|(name, bytes)| Segment {
+                name: parse_wal_name(&name).unwrap(),
+                bytes,
+            })
+            .collect();
+        Decoder::from_segments(segments, DecoderMode::Strict)
+    }
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            r#type: 0,
+            term,
+            index,
+            data: Some(Bytes::from(format!("v{index}"))),
+        }
+    }
+
+    #[test]
+    fn a_clean_log_with_an_uncommitted_overwrite_reexecutes() {
+        let mut w = WalWriter::create(b"m");
+        w.save(
+            &HardState {
+                term: 1,
+                vote: 1,
+                commit: 1,
+            },
+            &[entry(1, 1), entry(1, 2), entry(1, 3)],
+        );
+        // A new leader at term 2 overwrites the uncommitted tail from index 2.
+        w.save(
+            &HardState {
+                term: 2,
+                vote: 2,
+                commit: 2,
+            },
+            &[entry(2, 2)],
+        );
+        let outcome = reexecute("m", decoder_of(&w), 0, 0, &ConfState::default());
+        assert!(outcome.findings.is_empty(), "{:?}", outcome.findings);
+        assert_eq!(outcome.entries_persisted, 4);
+    }
+
+    #[test]
+    fn rewriting_a_committed_entry_is_a_finding_at_its_index() {
+        let mut w = WalWriter::create(b"m");
+        w.save(
+            &HardState {
+                term: 1,
+                vote: 1,
+                commit: 3,
+            },
+            &[entry(1, 1), entry(1, 2), entry(1, 3)],
+        );
+        w.save(
+            &HardState {
+                term: 2,
+                vote: 2,
+                commit: 3,
+            },
+            &[entry(2, 2)],
+        );
+        let outcome = reexecute("m", decoder_of(&w), 0, 0, &ConfState::default());
+        assert_eq!(outcome.findings.len(), 1, "{:?}", outcome.findings);
+        assert_eq!(outcome.findings[0].kind, "replay.persist_mismatch");
+        assert!(
+            outcome.findings[0]
+                .message
+                .contains("committed entry was rewritten"),
+            "{}",
+            outcome.findings[0].message
+        );
+        assert_eq!(outcome.findings[0].location.raft_index, Some(2));
+    }
+
+    #[test]
+    fn an_append_that_does_not_follow_the_log_is_rejected() {
+        let mut w = WalWriter::create(b"m");
+        w.save(
+            &HardState {
+                term: 1,
+                vote: 1,
+                commit: 1,
+            },
+            &[entry(1, 1), entry(1, 2)],
+        );
+        // Index 4 follows nothing: etcd's raft would never persist it.
+        w.save(
+            &HardState {
+                term: 1,
+                vote: 1,
+                commit: 1,
+            },
+            &[entry(1, 4)],
+        );
+        let outcome = reexecute("m", decoder_of(&w), 0, 0, &ConfState::default());
+        assert_eq!(outcome.findings.len(), 1, "{:?}", outcome.findings);
+        assert_eq!(
+            outcome.findings[0].kind, "replay.append_rejected",
+            "{}",
+            outcome.findings[0].message
+        );
+        assert_eq!(outcome.findings[0].location.raft_index, Some(4));
+    }
+}

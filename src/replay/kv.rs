@@ -1,0 +1,116 @@
+//! The full replay of one member: raft-rs restart + apply, feeding every committed entry to the
+//! etcd MVCC model, so that `HashKV` at any applied index can be compared with etcd's.
+
+use prost::Message;
+
+use super::preflight::RestartState;
+use super::restart::{restart_and_apply, RestartOutcome};
+use crate::member::MemberRead;
+use crate::mvcc::{ApplyResult, MvccStore};
+use crate::proto::etcdserverpb::Metadata;
+use crate::proto::raftpb::{ConfState, Entry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvReplayError {
+    /// The KV state is a function of the whole history: a WAL that starts after a snapshot (a
+    /// learner that caught up from a leader snapshot, a purged WAL) cannot rebuild it alone.
+    #[error(
+        "the KV replay needs the log from raft index 1, but this member's WAL starts after snapshot index {start_index} \
+         (first entry {first_index:?}); the history before it lives only in the backend db (member/snap/db), which this build does not read"
+    )]
+    NeedsHistory {
+        start_index: u64,
+        first_index: Option<u64>,
+    },
+}
+
+pub struct KvReplay {
+    pub store: MvccStore,
+    pub raft: RestartOutcome,
+    /// The last entry applied to the KV model.
+    pub applied_index: u64,
+    /// Entries applied beyond the persisted commit (only when asked for with `through`).
+    pub applied_beyond_commit: u64,
+    /// Entries whose request etcd would have panicked on.
+    pub panicking_entries: Vec<u64>,
+}
+
+/// The member id from the WAL metadata (0 if it does not decode).
+pub fn node_id(read: &MemberRead) -> u64 {
+    read.contents
+        .metadata
+        .as_ref()
+        .and_then(|m| Metadata::decode(m.clone()).ok())
+        .map(|m| m.node_id)
+        .unwrap_or(0)
+}
+
+/// The raft-level restart state of a member read.
+pub fn restart_state<'a>(member: &'a str, read: &'a MemberRead) -> RestartState<'a> {
+    let conf_state = read
+        .snapshot
+        .as_ref()
+        .map(|s| s.snapshot.metadata.conf_state.clone())
+        .unwrap_or_else(ConfState::default);
+    RestartState {
+        member,
+        snapshot_index: read.start.index,
+        snapshot_term: read.start.term,
+        conf_state,
+        hard_state: read.contents.hard_state,
+        entries: &read.contents.entries,
+    }
+}
+
+/// Replays `read` through raft-rs into the MVCC model, applying entries up to `through`
+/// (`None`: everything committed). `progress` is called with each applied raft index.
+pub fn replay_kv(
+    member: &str,
+    read: &MemberRead,
+    through: Option<u64>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<KvReplay, KvReplayError> {
+    let first_index = read.contents.first_index();
+    if read.start.index != 0 || first_index.is_some_and(|i| i != 1) {
+        return Err(KvReplayError::NeedsHistory {
+            start_index: read.start.index,
+            first_index,
+        });
+    }
+    let mut store = MvccStore::new();
+    let mut panicking_entries = Vec::new();
+    let state = restart_state(member, read);
+    let through_index = through.unwrap_or(read.contents.hard_state.commit);
+    let mut apply = |entry: &Entry| {
+        let outcome = store.apply_entry(entry);
+        if matches!(outcome.result, ApplyResult::EtcdWouldPanic(_)) {
+            panicking_entries.push(entry.index);
+        }
+        progress(entry.index);
+    };
+    let raft = restart_and_apply(&state, node_id(read), through_index, &mut apply);
+    let mut applied_index = raft.applied_index;
+    let mut applied_beyond_commit = 0;
+    // Entries past the persisted commit: commit-only HardStates are not fsynced, so a checkpoint's
+    // applied index can lie beyond the last commit on disk. Applied only when asked for.
+    if raft.started && through_index > applied_index {
+        let from = applied_index;
+        for entry in read
+            .contents
+            .entries
+            .iter()
+            .filter(|e| e.index > from && e.index <= through_index)
+        {
+            apply(entry);
+            applied_index = entry.index;
+            applied_beyond_commit += 1;
+        }
+    }
+    Ok(KvReplay {
+        store,
+        raft,
+        applied_index,
+        applied_beyond_commit,
+        panicking_entries,
+    })
+}

@@ -222,14 +222,21 @@ impl MvccStore {
         {
             return ApplyOutcome::not_applied(kind, NotAppliedReason::NoSideEffect);
         }
-        self.apply_request(request)
+        self.apply_request_of_kind(request, kind)
     }
 
     /// `applierV3.Apply` for one request, without the consistent-index gate and the
     /// no-side-effect filter of [`Self::apply_payload`]. Fields are dispatched in etcd's order
     /// (the first one set wins).
     pub fn apply_request(&mut self, request: &InternalRaftRequest) -> ApplyOutcome {
-        let kind = RequestKind::of(request);
+        self.apply_request_of_kind(request, RequestKind::of(request))
+    }
+
+    fn apply_request_of_kind(
+        &mut self,
+        request: &InternalRaftRequest,
+        kind: RequestKind,
+    ) -> ApplyOutcome {
         let result = if request.range.is_some() {
             // A read: no state change (corrupt mode would return ErrCorrupt to the client).
             match self.applier_mode {
@@ -382,6 +389,9 @@ impl MvccStore {
             _ => {}
         }
         let is_write = !is_txn_readonly(txn_request);
+        if txn_request.compare.iter().any(|c| !c.range_end.is_empty()) {
+            self.index.flush_order(); // range compares walk keys in order
+        }
 
         // All compares, outer and nested on the chosen path, against the pre-txn state.
         let mut path = std::mem::take(&mut self.scratch_path);

@@ -2,13 +2,14 @@
 //! `kvstore_compaction.go`): key index, key bucket, lessor, write transactions, compaction and
 //! `HashByRev`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Bound;
 
 use serde::Serialize;
 
 use super::bucket::{KeyBucket, StoredKeyValue};
-use super::key_index::{KeyAt, KeyIndex};
+use super::key_index::KeyAt;
+use super::keyspace::KeySpace;
 use super::lease::{Lease, Lessor, MAX_LEASE_TTL};
 use super::revision::Revision;
 use super::{ApplyError, ApplyStats, CompactionRules, EtcdVersion, MvccError};
@@ -97,7 +98,7 @@ pub struct MvccStore {
     pub(crate) current_revision: i64,
     /// `compactMainRev`: the last compaction revision (-1 until the first compaction).
     pub(crate) compact_revision: i64,
-    pub(crate) index: BTreeMap<Box<[u8]>, KeyIndex>,
+    pub(crate) index: KeySpace,
     pub(crate) bucket: KeyBucket,
     pub(crate) lessor: Lessor,
     pub(crate) consistent_index: u64,
@@ -130,7 +131,7 @@ impl MvccStore {
             rules: version.compaction_rules(),
             current_revision: 1,
             compact_revision: -1,
-            index: BTreeMap::new(),
+            index: KeySpace::default(),
             bucket: KeyBucket::default(),
             lessor: Lessor::default(),
             consistent_index: 0,
@@ -257,21 +258,13 @@ impl MvccStore {
                 return;
             }
             KeyRange::FromKey(key) => (key, Bound::Unbounded),
-            KeyRange::Until(key, end) => {
-                // BTreeMap::range panics on start > end; etcd just finds nothing.
-                if end <= key {
-                    return;
-                }
-                (key, Bound::Excluded(end))
-            }
+            KeyRange::Until(key, end) => (key, Bound::Excluded(end)),
         };
-        for (k, ki) in self.index.range::<[u8], _>((Bound::Included(start), end)) {
-            if let Some(found) = ki.get(at) {
-                if !f(k, found) {
-                    return;
-                }
-            }
-        }
+        self.index
+            .for_each_in_range(start, end, |k, ki| match ki.get(at) {
+                Some(found) => f(k, found),
+                None => true,
+            });
     }
 
     // ---------------------------------------------------------------------------------------
@@ -345,19 +338,15 @@ impl MvccStore {
     pub(crate) fn txn_put(&mut self, txn: &mut WriteTxn, key: &[u8], value: &[u8], lease: i64) {
         let revision = txn.begin_revision + 1;
         let index_revision = Revision::new(revision, txn.changes);
-        let (create_revision, previous_version, previous_lease, new_key) = match self.index.get(key)
-        {
-            Some(ki) => match ki.get(revision) {
-                Some(found) => (
-                    found.created.main_revision,
-                    found.version,
-                    ki.attached_lease,
-                    false,
-                ),
-                None => (revision, 0, ki.attached_lease, false),
-            },
-            None => (revision, 0, 0, true),
+        let Some((ki, new_key)) = self.index.get_or_insert(key) else {
+            return;
         };
+        let (create_revision, previous_version) = match ki.get(revision) {
+            Some(found) => (found.created.main_revision, found.version),
+            None => (revision, 0),
+        };
+        // Alive keys carry their lease here; deleted keys have none (detached on delete).
+        let previous_lease = ki.attached_lease;
         self.bucket.append_put(
             index_revision,
             key,
@@ -366,14 +355,6 @@ impl MvccStore {
             value,
             lease,
         );
-        let ki = if new_key {
-            self.index.entry(key.into()).or_default()
-        } else {
-            match self.index.get_mut(key) {
-                Some(ki) => ki,
-                None => return, // unreachable: looked up above
-            }
-        };
         ki.put(index_revision);
         txn.changes += 1;
         if previous_lease != 0 {
@@ -396,6 +377,9 @@ impl MvccStore {
     /// transaction's read revision, in key order. Returns how many.
     pub(crate) fn txn_delete_range(&mut self, txn: &mut WriteTxn, range: KeyRange<'_>) -> i64 {
         let read_revision = txn.read_revision();
+        if !matches!(range, KeyRange::Single(_)) {
+            self.index.flush_order();
+        }
         let mut keys = std::mem::take(&mut self.scratch_keys);
         keys.clear();
         self.for_each_alive(range, read_revision, |k, _| {
@@ -520,7 +504,7 @@ impl MvccStore {
         self.compact_revision = revision;
         let rules = self.rules;
         let mut keep: HashSet<Revision> = HashSet::new();
-        self.index.retain(|_, ki| {
+        self.index.retain(|ki| {
             if let Some(kept) = ki.compact(revision, rules) {
                 keep.insert(kept);
             }

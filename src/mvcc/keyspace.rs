@@ -1,0 +1,206 @@
+//! The key index (etcd's `treeIndex`: key → `keyIndex`), organised for replay speed.
+//!
+//! etcd keeps one B-tree ordered by key. Most requests in a WAL touch single keys (puts,
+//! single-key deletes and compares, lease revokes), and in a comparison tree each of those
+//! pays for a dozen or more key comparisons, which are slow for etcd's typical keys with long
+//! shared prefixes (`/registry/…`). So a hash map owns the per-key histories, and the key
+//! order that only range deletes and range compares need is kept beside it in a B-tree set
+//! that new keys join lazily: they wait in `unordered` until the next range operation merges
+//! them (each key is merged once, so this never costs more than keeping the tree eagerly).
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::key_index::KeyIndex;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeySpace {
+    histories: HashMap<Arc<[u8]>, KeyIndex>,
+    ordered: BTreeSet<Arc<[u8]>>,
+    /// Keys in `histories` not yet in `ordered`.
+    unordered: Vec<Arc<[u8]>>,
+}
+
+impl KeySpace {
+    pub fn len(&self) -> usize {
+        self.histories.len()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&KeyIndex> {
+        self.histories.get(key)
+    }
+
+    /// The index's own copy of the key with its history.
+    pub fn get_key_value(&self, key: &[u8]) -> Option<(&[u8], &KeyIndex)> {
+        self.histories.get_key_value(key).map(|(k, ki)| (&**k, ki))
+    }
+
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut KeyIndex> {
+        self.histories.get_mut(key)
+    }
+
+    /// The history of `key`, created empty if the key was never seen (or compacted away).
+    /// The flag tells whether it was created. (Always `Some`; an `Option` only because the
+    /// borrow checker cannot return a `get_mut` borrow conditionally without a second probe.)
+    pub fn get_or_insert(&mut self, key: &[u8]) -> Option<(&mut KeyIndex, bool)> {
+        // The entry API would need an owned key, an allocation on every call; known keys are
+        // the common case, so probe first and allocate only for new keys.
+        let created = !self.histories.contains_key(key);
+        if created {
+            let key: Arc<[u8]> = Arc::from(key);
+            self.unordered.push(key.clone());
+            self.histories.insert(key, KeyIndex::default());
+        }
+        self.histories.get_mut(key).map(|ki| (ki, created))
+    }
+
+    /// Forgets `key` entirely (rolling back its creation).
+    pub fn remove(&mut self, key: &[u8]) {
+        if self.histories.remove(key).is_some() {
+            if let Some(i) = self.unordered.iter().rposition(|k| &**k == key) {
+                self.unordered.swap_remove(i);
+            } else {
+                self.ordered.remove(key);
+            }
+        }
+    }
+
+    /// Keeps the histories for which `keep` returns true (it may modify them).
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut KeyIndex) -> bool) {
+        let before = self.histories.len();
+        self.histories.retain(|_, ki| keep(ki));
+        if self.histories.len() != before {
+            let histories = &self.histories;
+            self.ordered.retain(|k| histories.contains_key(k));
+            self.unordered.retain(|k| histories.contains_key(k));
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &KeyIndex> {
+        self.histories.values()
+    }
+
+    /// Merges the keys created since the last range operation into the ordered set.
+    pub fn flush_order(&mut self) {
+        if self.unordered.is_empty() {
+            return;
+        }
+        if self.unordered.len() * 4 > self.ordered.len() {
+            // Many new keys: one sort and a bulk build beat that many tree inserts.
+            let ordered = std::mem::take(&mut self.ordered);
+            self.ordered = ordered
+                .into_iter()
+                .chain(self.unordered.drain(..))
+                .collect();
+        } else {
+            for key in self.unordered.drain(..) {
+                self.ordered.insert(key);
+            }
+        }
+    }
+
+    /// Calls `f` on every key in `[start, end)` (or `[start, ∞)`) in ascending byte order,
+    /// until it returns false. Callers flush first; keys still unordered are handled anyway,
+    /// on a slower path.
+    pub fn for_each_in_range<'s>(
+        &'s self,
+        start: &[u8],
+        end: Bound<&[u8]>,
+        mut f: impl FnMut(&'s [u8], &'s KeyIndex) -> bool,
+    ) {
+        let in_range = |k: &[u8]| {
+            k >= start
+                && match end {
+                    Bound::Excluded(e) => k < e,
+                    _ => true,
+                }
+        };
+        if let Bound::Excluded(e) = end {
+            // BTreeSet::range panics on an inverted range; etcd just finds nothing.
+            if e <= start {
+                return;
+            }
+        }
+        let range = self
+            .ordered
+            .range::<[u8], _>((Bound::Included(start), end))
+            .map(|k| &**k);
+        if self.unordered.is_empty() {
+            for key in range {
+                if let Some(ki) = self.histories.get(key) {
+                    if !f(key, ki) {
+                        return;
+                    }
+                }
+            }
+            return;
+        }
+        let mut keys: Vec<&'s [u8]> = range
+            .chain(self.unordered.iter().map(|k| &**k).filter(|k| in_range(k)))
+            .collect();
+        keys.sort_unstable();
+        for key in keys {
+            if let Some(ki) = self.histories.get(key) {
+                if !f(key, ki) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_in(space: &KeySpace, start: &[u8], end: Bound<&[u8]>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        space.for_each_in_range(start, end, |k, _| {
+            out.push(k.to_vec());
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn ranges_see_flushed_and_unflushed_keys_in_order() {
+        let mut space = KeySpace::default();
+        for k in [&b"c"[..], b"a", b"e"] {
+            space.get_or_insert(k);
+        }
+        space.flush_order();
+        for k in [&b"d"[..], b"b", b"\xff"] {
+            space.get_or_insert(k);
+        }
+        let all = keys_in(&space, b"", Bound::Unbounded);
+        assert_eq!(
+            all,
+            vec![
+                b"a".to_vec(),
+                b"b".to_vec(),
+                b"c".to_vec(),
+                b"d".to_vec(),
+                b"e".to_vec(),
+                b"\xff".to_vec()
+            ]
+        );
+        assert_eq!(
+            keys_in(&space, b"b", Bound::Excluded(b"d")),
+            vec![b"b".to_vec(), b"c".to_vec()]
+        );
+        assert!(keys_in(&space, b"d", Bound::Excluded(b"b")).is_empty());
+        space.flush_order();
+        assert_eq!(keys_in(&space, b"", Bound::Unbounded), all);
+        space.remove(b"c");
+        space.get_or_insert(b"z");
+        space.remove(b"z");
+        assert_eq!(space.len(), 5);
+        assert_eq!(
+            keys_in(&space, b"c", Bound::Excluded(b"e")),
+            vec![b"d".to_vec()]
+        );
+        space.retain(|_| false);
+        assert!(keys_in(&space, b"", Bound::Unbounded).is_empty());
+    }
+}

@@ -1,11 +1,39 @@
 //! Findings: what the checks report. One invariant a file; every finding names its location
 //! and the rule (Raft paper section, TLA+ invariant or etcd behaviour) it enforces.
+//!
+//! Per member, [`scan`] walks the WAL's records once (every segment, in order) and hands each
+//! event to the invariant files; across members, [`cluster`] compares what the scans found.
 
 pub mod decode;
+
+pub mod applied;
+pub mod cluster;
+pub mod commit_boundary;
+pub mod commit_monotonic;
+pub mod committed_prefix;
+pub mod committed_rewrite;
+pub mod conf_model;
+pub mod conf_pending;
+pub mod conf_state;
+pub mod contiguity;
+pub mod election_safety;
+pub mod hardstate_term;
+pub mod joint;
+pub mod leader_append_only;
+pub mod log_matching;
+pub mod membership;
+pub mod scan;
+pub mod snap_files;
+pub mod snapshot_records;
+pub mod state_hash;
+pub mod term_monotonic;
+pub mod vote;
 
 use serde::Serialize;
 
 use crate::wal::Location;
+
+pub use scan::{scan_member, MemberScan};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,6 +68,29 @@ pub struct Finding {
     pub reference: &'static str,
 }
 
+impl Finding {
+    /// A finding about one member.
+    pub fn new(
+        kind: &'static str,
+        severity: Severity,
+        member: &str,
+        location: Location,
+        term: Option<u64>,
+        message: String,
+        reference: &'static str,
+    ) -> Finding {
+        Finding {
+            kind,
+            severity,
+            member: member.to_string(),
+            location,
+            term,
+            message,
+            reference,
+        }
+    }
+}
+
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let severity = match self.severity {
@@ -49,8 +100,224 @@ impl std::fmt::Display for Finding {
         };
         write!(
             f,
-            "{severity} [{}] {}: {} at {} ({})",
-            self.kind, self.member, self.message, self.location, self.reference
-        )
+            "{severity} [{}] {}: {}",
+            self.kind, self.member, self.message
+        )?;
+        if let Some(term) = self.term {
+            write!(f, " (term {term})")?;
+        }
+        write!(f, " at {} ({})", self.location, self.reference)
     }
+}
+
+/// One invariant as `verify` reports it: a JUnit testcase per member × invariant, passing when
+/// none of its finding kinds failed for that member.
+#[derive(Clone, Copy, Debug)]
+pub struct Invariant {
+    pub name: &'static str,
+    pub kinds: &'static [&'static str],
+}
+
+/// Every invariant checked, in report order. Kinds not listed here fall under `other`.
+pub const INVARIANTS: &[Invariant] = &[
+    Invariant {
+        name: "wal.framing_and_crc",
+        kinds: &[
+            "wal.record_crc",
+            "wal.crc_chain",
+            "wal.proto",
+            "wal.unexpected_eof",
+            "wal.torn_tail",
+            "wal.record_too_large",
+            "wal.unknown_record_type",
+            "wal.payload",
+            "wal.skipped_bytes",
+            "wal.io",
+        ],
+    },
+    Invariant {
+        name: "wal.segment_sequence",
+        kinds: &["wal.segment_sequence"],
+    },
+    Invariant {
+        name: "wal.readall",
+        kinds: &[
+            "wal.metadata_conflict",
+            "wal.snapshot_mismatch",
+            "wal.snapshot_not_found",
+        ],
+    },
+    Invariant {
+        name: "wal.index_contiguity",
+        kinds: &[contiguity::INDEX_GAP],
+    },
+    Invariant {
+        name: "raft.entry_term_monotonic",
+        kinds: &[term_monotonic::KIND],
+    },
+    Invariant {
+        name: "raft.hardstate_term_monotonic",
+        kinds: &[hardstate_term::KIND],
+    },
+    Invariant {
+        name: "raft.vote",
+        kinds: &[vote::CHANGED_IN_TERM, vote::NOT_MEMBER],
+    },
+    Invariant {
+        name: "raft.commit_monotonic",
+        kinds: &[commit_monotonic::KIND],
+    },
+    Invariant {
+        name: "raft.commit_boundary",
+        kinds: &[
+            commit_boundary::BEYOND_LAST,
+            commit_boundary::TERM_BEHIND_LOG,
+        ],
+    },
+    Invariant {
+        name: "raft.no_committed_rewrite",
+        kinds: &[committed_rewrite::KIND],
+    },
+    Invariant {
+        name: "raft.leader_append_only",
+        kinds: &[leader_append_only::KIND],
+    },
+    Invariant {
+        name: "raft.snapshot_records",
+        kinds: &[
+            snapshot_records::ABOVE_COMMIT,
+            snapshot_records::TERM_MISMATCH,
+            snapshot_records::UNCONFIRMED,
+        ],
+    },
+    Invariant {
+        name: "snap.files",
+        kinds: &[
+            "snap.unusable",
+            snap_files::WAL_MISMATCH,
+            snap_files::ORPHAN,
+            snap_files::MISSING,
+        ],
+    },
+    Invariant {
+        name: "raft.conf_state",
+        kinds: &[conf_state::MISMATCH, conf_state::UNDECODABLE],
+    },
+    Invariant {
+        name: "raft.conf_change_pending",
+        kinds: &[conf_pending::KIND],
+    },
+    Invariant {
+        name: "raft.joint_consensus",
+        kinds: &[
+            joint::ENTER_FROM_JOINT,
+            joint::ENTER_ZERO_VOTERS,
+            joint::LEAVE_NOT_JOINT,
+            joint::SIMPLE_IN_JOINT,
+            joint::SIMPLE_MULTIPLE_VOTERS,
+            joint::REMOVED_LAST_VOTER,
+            joint::VOTER_AND_LEARNER,
+            joint::INVALID_CONF_STATE,
+            joint::AUTO_LEAVE_PENDING,
+        ],
+    },
+    Invariant {
+        name: "raft.applied_within_commit",
+        kinds: &[applied::KIND],
+    },
+    Invariant {
+        name: "cluster.identity",
+        kinds: &[cluster::IDENTITY, cluster::DUPLICATE_MEMBER],
+    },
+    Invariant {
+        name: "cluster.log_matching",
+        kinds: &[log_matching::KIND],
+    },
+    Invariant {
+        name: "cluster.committed_prefix",
+        kinds: &[committed_prefix::KIND],
+    },
+    Invariant {
+        name: "cluster.election_safety",
+        kinds: &[election_safety::ENTRY_CONFLICT, election_safety::VOTES],
+    },
+    Invariant {
+        name: "cluster.membership",
+        kinds: &[membership::KIND],
+    },
+    Invariant {
+        name: "cluster.state_hash",
+        kinds: &[state_hash::KIND],
+    },
+];
+
+/// Drops exact repeats (same kind, member and location): the invariant scan and ReadAll can both
+/// name one index gap.
+pub fn dedup(findings: &mut Vec<Finding>) {
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|f| {
+        seen.insert((
+            f.kind,
+            f.member.clone(),
+            f.location.segment.clone(),
+            f.location.offset,
+            f.location.raft_index,
+        ))
+    });
+}
+
+/// Most severe first, then by member, kind, and position.
+pub fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (
+            a.severity,
+            &a.member,
+            a.kind,
+            &a.location.segment,
+            a.location.offset,
+            a.location.raft_index,
+        )
+            .cmp(&(
+                b.severity,
+                &b.member,
+                b.kind,
+                &b.location.segment,
+                b.location.offset,
+                b.location.raft_index,
+            ))
+    });
+}
+
+/// The per-member result: what the scan kept (for the cross-member checks) and every finding
+/// about this member (decode-level and invariant findings, deduplicated).
+pub struct MemberCheck {
+    pub scan: MemberScan,
+    pub findings: Vec<Finding>,
+}
+
+/// Every per-member check: the decode-level findings of etcd's boot read, then the invariant scan
+/// over all records.
+pub fn check_member(
+    member: &str,
+    files: &crate::member::MemberFiles<'_>,
+    read: &crate::member::MemberRead,
+) -> MemberCheck {
+    let mut findings = decode::decode_findings(member, read);
+    let mut scan = scan_member(member, files);
+    findings.append(&mut scan.findings);
+    if files.paths.snap_dir.is_some() {
+        let reported: Vec<String> = read
+            .skipped_snaps
+            .iter()
+            .map(|s| s.file_name.clone())
+            .collect();
+        findings.extend(snap_files::presence(&scan, &reported));
+    }
+    dedup(&mut findings);
+    MemberCheck { scan, findings }
+}
+
+/// The cross-member checks over members of one cluster.
+pub fn check_cluster(scans: &[&MemberScan]) -> Vec<Finding> {
+    cluster::check_cluster(scans)
 }

@@ -1,26 +1,31 @@
-//! `raft-replay verify`: findings for one or more members.
+//! `raft-replay verify`: findings for one or more members of one cluster — decode-level, each
+//! member's Raft invariants, and (with several PATHs) the cross-member checks.
+//!
+//! Output: text (grouped by severity, most severe first, then by kind, each finding with its
+//! location), JSON, or JUnit (one testcase per member × invariant). Exit: 0 nothing failed,
+//! 1 a violation or corruption, 2 an input could not be read at all.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
 use super::junit::{render, TestCase, TestSuite};
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::check::decode::decode_findings;
-use crate::check::{Finding, Severity};
+use crate::check::{check_cluster, check_member, sort, Finding, MemberScan, Severity, INVARIANTS};
 use crate::fsio::ReadOnlyFs;
 use crate::member::{read_member, MemberFiles, MemberRead};
 use crate::wal::DecoderMode;
 
-/// The checks `verify` runs, for JUnit's one testcase per member × check.
-const CHECKS: &[(&str, &str)] = &[("wal", "wal."), ("snap", "snap.")];
-
 pub struct MemberReport {
     pub path: PathBuf,
     pub read: MemberRead,
+    pub scan: MemberScan,
+    /// This member's findings, including cross-member findings attributed to it.
     pub findings: Vec<Finding>,
 }
 
+/// Reads and checks one member (no cross-member checks).
 pub fn verify_member(
     fs: &dyn ReadOnlyFs,
     path: &Path,
@@ -28,12 +33,37 @@ pub fn verify_member(
 ) -> Result<MemberReport, String> {
     let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
     let read = read_member(&files, mode);
-    let findings = decode_findings(&path.display().to_string(), &read);
+    let name = path.display().to_string();
+    let check = check_member(&name, &files, &read);
     Ok(MemberReport {
         path: path.to_path_buf(),
         read,
-        findings,
+        scan: check.scan,
+        findings: check.findings,
     })
+}
+
+/// Every member, then the cross-member checks, each finding filed under its member.
+pub fn verify_members(
+    fs: &dyn ReadOnlyFs,
+    paths: &[PathBuf],
+    mode: DecoderMode,
+) -> Result<Vec<MemberReport>, String> {
+    let mut reports = paths
+        .iter()
+        .map(|path| verify_member(fs, path, mode))
+        .collect::<Result<Vec<_>, String>>()?;
+    let scans: Vec<&MemberScan> = reports.iter().map(|r| &r.scan).collect();
+    let cluster = check_cluster(&scans);
+    for finding in cluster {
+        if let Some(report) = reports.iter_mut().find(|r| r.scan.member == finding.member) {
+            report.findings.push(finding);
+        }
+    }
+    for report in &mut reports {
+        sort(&mut report.findings);
+    }
+    Ok(reports)
 }
 
 pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: bool) -> i32 {
@@ -42,16 +72,13 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
     } else {
         DecoderMode::Strict
     };
-    let mut reports = Vec::new();
-    for path in paths {
-        match verify_member(fs, path, mode) {
-            Ok(report) => reports.push(report),
-            Err(e) => {
-                eprintln!("raft-replay verify: {e}");
-                return EXIT_CANNOT_RUN;
-            }
+    let reports = match verify_members(fs, paths, mode) {
+        Ok(reports) => reports,
+        Err(e) => {
+            eprintln!("raft-replay verify: {e}");
+            return EXIT_CANNOT_RUN;
         }
-    }
+    };
     let failed = reports
         .iter()
         .flat_map(|r| &r.findings)
@@ -75,13 +102,24 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
 fn member_json(report: &MemberReport) -> Value {
     let contents = &report.read.contents;
     let hs = contents.hard_state;
+    let scan = &report.scan;
     json!({
         "path": report.path.display().to_string(),
+        "node_id": scan.node_id.map(|id| format!("{id:016x}")),
+        "cluster_id": scan.cluster_id.map(|id| format!("{id:016x}")),
         "read_from": { "index": report.read.start.index, "term": report.read.start.term, "reason": report.read.start.reason },
         "entry_count": contents.entries.len(),
         "first_index": contents.first_index(),
         "last_index": contents.last_index(),
         "hard_state": { "term": hs.term, "vote": hs.vote, "commit": hs.commit },
+        "scan": {
+            "records": scan.record_count,
+            "entry_records": scan.entry_records,
+            "log": { "first_index": scan.log.first_index(), "last_index": scan.log.last_index() },
+            "committed": scan.committed_through(),
+            "configuration": scan.timeline.at(scan.timeline.applied_through).map(|c| c.to_string()),
+            "stopped": scan.stopped,
+        },
         "findings": report.findings,
     })
 }
@@ -89,45 +127,104 @@ fn member_json(report: &MemberReport) -> Value {
 pub fn json_report(reports: &[MemberReport]) -> Value {
     let findings: Vec<&Finding> = reports.iter().flat_map(|r| &r.findings).collect();
     let failures = findings.iter().filter(|f| f.severity.is_failure()).count();
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &findings {
+        *by_kind.entry(f.kind).or_default() += 1;
+    }
     json!({
         "verdict": if failures == 0 { "ok" } else { "findings" },
         "failure_count": failures,
         "warning_count": findings.len() - failures,
+        "by_kind": by_kind,
         "members": reports.iter().map(member_json).collect::<Vec<_>>(),
     })
 }
 
+fn severity_title(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Violation => "VIOLATIONS (a Raft safety property does not hold)",
+        Severity::Corruption => "CORRUPTION (etcd would refuse these files or read less)",
+        Severity::Warning => "WARNINGS (handled by etcd, or worth a look)",
+    }
+}
+
 fn text(reports: &[MemberReport]) -> String {
-    let mut findings: Vec<&Finding> = reports.iter().flat_map(|r| &r.findings).collect();
-    findings.sort_by_key(|f| f.severity);
     let mut text = String::new();
     for report in reports {
         let c = &report.read.contents;
+        let scan = &report.scan;
         text.push_str(&format!(
-            "{}: {} entries ({:?} ..= {:?}), commit {}, read from {} {}\n",
+            "{}: {} entries ({:?} ..= {:?}), commit {}, read from {} {}{}\n",
             report.path.display(),
             c.entries.len(),
             c.first_index(),
             c.last_index(),
             c.hard_state.commit,
             report.read.start.reason,
-            report.read.start.index
+            report.read.start.index,
+            scan.node_id
+                .map(|id| format!(", member id {id:x}"))
+                .unwrap_or_default(),
         ));
     }
+    let mut findings: Vec<&Finding> = reports.iter().flat_map(|r| &r.findings).collect();
+    findings.sort_by(|a, b| {
+        (a.severity, a.kind, &a.member, a.location.raft_index).cmp(&(
+            b.severity,
+            b.kind,
+            &b.member,
+            b.location.raft_index,
+        ))
+    });
+    let mut current: Option<(Severity, &str)> = None;
     for finding in &findings {
-        text.push_str(&format!("{finding}\n"));
+        if current.map(|(s, _)| s) != Some(finding.severity) {
+            let count = findings
+                .iter()
+                .filter(|f| f.severity == finding.severity)
+                .count();
+            text.push_str(&format!(
+                "\n{} — {count}\n",
+                severity_title(finding.severity)
+            ));
+        }
+        if current != Some((finding.severity, finding.kind)) {
+            let count = findings
+                .iter()
+                .filter(|f| f.severity == finding.severity && f.kind == finding.kind)
+                .count();
+            text.push_str(&format!(
+                "  [{}] ×{count} ({})\n",
+                finding.kind, finding.reference
+            ));
+            current = Some((finding.severity, finding.kind));
+        }
+        let term = finding
+            .term
+            .map(|t| format!(" (term {t})"))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "    {}: {}{term}\n      at {}\n",
+            finding.member, finding.message, finding.location
+        ));
     }
     let failures = findings.iter().filter(|f| f.severity.is_failure()).count();
-    let warnings = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Warning)
-        .count();
+    let warnings = findings.len() - failures;
     text.push_str(&format!(
-        "{}: {failures} failure(s), {warnings} warning(s) across {} member(s)\n",
+        "\n{}: {failures} failure(s), {warnings} warning(s) across {} member(s)\n",
         if failures == 0 { "OK" } else { "FAILED" },
         reports.len()
     ));
     text
+}
+
+/// The invariant a finding kind belongs to (`other` for kinds no invariant lists).
+pub fn invariant_of(kind: &str) -> &'static str {
+    INVARIANTS
+        .iter()
+        .find(|inv| inv.kinds.contains(&kind))
+        .map(|inv| inv.name)
+        .unwrap_or("other")
 }
 
 fn junit(reports: &[MemberReport]) -> String {
@@ -135,18 +232,26 @@ fn junit(reports: &[MemberReport]) -> String {
         .iter()
         .map(|report| {
             let member = report.path.display().to_string();
-            let cases = CHECKS
+            let mut names: Vec<&str> = INVARIANTS.iter().map(|inv| inv.name).collect();
+            if report
+                .findings
                 .iter()
-                .map(|(name, prefix)| {
+                .any(|f| invariant_of(f.kind) == "other")
+            {
+                names.push("other");
+            }
+            let cases = names
+                .into_iter()
+                .map(|name| {
                     let failing: Vec<String> = report
                         .findings
                         .iter()
-                        .filter(|f| f.kind.starts_with(prefix) && f.severity.is_failure())
+                        .filter(|f| invariant_of(f.kind) == name && f.severity.is_failure())
                         .map(|f| f.to_string())
                         .collect();
                     TestCase {
                         class_name: member.clone(),
-                        name: (*name).to_string(),
+                        name: name.to_string(),
                         failure: (!failing.is_empty())
                             .then(|| (format!("{} finding(s)", failing.len()), failing.join("\n"))),
                     }

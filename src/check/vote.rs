@@ -1,0 +1,113 @@
+//! Votes: the vote never changes within a term, and it goes to a member of the configuration.
+//!
+//! `votedFor` is set at most once per term and reset only when the term changes (Fig. 2); etcd
+//! fsyncs a vote before answering (`MustSync`). A vote for an id that no configuration known to
+//! this member ever held — not at the time of the vote, not later, not in any conf change of its
+//! log — means a corrupted state or a vote for a stranger (§6). The membership test runs only
+//! for votes cast while the configuration was known (a WAL whose older segments were purged
+//! starts with an unknown configuration).
+
+use std::collections::BTreeSet;
+
+use super::scan::MemberScan;
+use super::{Finding, Severity};
+use crate::proto::raftpb::HardState;
+use crate::wal::Location;
+
+pub const CHANGED_IN_TERM: &str = "raft.vote_changed_in_term";
+pub const NOT_MEMBER: &str = "raft.vote_not_member";
+pub const REFERENCE_ONCE: &str =
+    "Raft §5.2 / Fig. 2 (votedFor: at most one vote per term); TLA+ ElectionSafetyInv";
+pub const REFERENCE_MEMBER: &str =
+    "Raft §6 (servers outside the configuration are not elected); raft-rs pre-flight vote ∈ ConfState";
+
+/// A distinct (term, vote) pair, where it was first persisted.
+#[derive(Clone, Debug)]
+pub struct VoteRecord {
+    pub term: u64,
+    pub vote: u64,
+    pub location: Location,
+    /// Whether the member's configuration was known when the vote was first persisted.
+    pub conf_known: bool,
+}
+
+pub fn changed(
+    member: &str,
+    previous: &HardState,
+    state: &HardState,
+    location: impl FnOnce() -> Location,
+) -> Option<Finding> {
+    let changed = state.term == previous.term && previous.vote != 0 && state.vote != previous.vote;
+    changed.then(|| {
+        Finding::new(
+            CHANGED_IN_TERM,
+            Severity::Violation,
+            member,
+            location(),
+            Some(state.term),
+            format!(
+                "the vote in term {} changed from {:x} to {:x}",
+                state.term, previous.vote, state.vote
+            ),
+            REFERENCE_ONCE,
+        )
+    })
+}
+
+/// Every id this member's files show in a configuration or a conf change.
+pub fn known_ids(scan: &MemberScan) -> BTreeSet<u64> {
+    let mut ids = scan.timeline.all_ids();
+    for snap in &scan.snaps {
+        let cs = &snap.conf_state;
+        ids.extend(
+            cs.voters
+                .iter()
+                .chain(&cs.learners)
+                .chain(&cs.voters_outgoing),
+        );
+        ids.extend(&cs.learners_next);
+    }
+    for record in &scan.wal_snapshots {
+        if let Some(cs) = &record.snapshot.conf_state {
+            ids.extend(
+                cs.voters
+                    .iter()
+                    .chain(&cs.learners)
+                    .chain(&cs.voters_outgoing),
+            );
+            ids.extend(&cs.learners_next);
+        }
+    }
+    ids.extend(scan.conf_change_ids.iter().copied());
+    ids
+}
+
+pub fn not_member(scan: &MemberScan) -> Vec<Finding> {
+    let ids = known_ids(scan);
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    scan.votes
+        .iter()
+        .filter(|v| v.conf_known && v.vote != 0 && !ids.contains(&v.vote))
+        .map(|v| {
+            Finding::new(
+                NOT_MEMBER,
+                Severity::Violation,
+                &scan.member,
+                v.location.clone(),
+                Some(v.term),
+                format!(
+                    "voted in term {} for {:x}, which is in no configuration this member knows ({})",
+                    v.term,
+                    v.vote,
+                    ids.iter()
+                        .map(|id| format!("{id:x}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                REFERENCE_MEMBER,
+            )
+        })
+        .collect()
+}

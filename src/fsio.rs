@@ -16,6 +16,8 @@ pub trait ReadOnlyFs {
     fn is_dir(&self, path: &Path) -> bool;
     /// The size of a file in bytes.
     fn len(&self, path: &Path) -> io::Result<u64>;
+    /// A reader over a file, with the file's size, for reading only as much as needed.
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + '_>, u64)>;
 }
 
 /// The real file system, opened read-only.
@@ -49,6 +51,12 @@ impl ReadOnlyFs for RealFs {
 
     fn len(&self, path: &Path) -> io::Result<u64> {
         Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + '_>, u64)> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok((Box::new(file), len))
     }
 }
 
@@ -105,6 +113,12 @@ impl ReadOnlyFs for MemFs {
 
     fn is_dir(&self, path: &Path) -> bool {
         self.files.keys().any(|p| p.starts_with(path) && p != path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + '_>, u64)> {
+        let bytes = self.read(path)?;
+        let len = bytes.len() as u64;
+        Ok((Box::new(io::Cursor::new(bytes)), len))
     }
 
     fn len(&self, path: &Path) -> io::Result<u64> {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::fsio::ReadOnlyFs;
 use crate::proto::walpb::WalSnapshot;
 use crate::snap::{load_newest_available, LoadedSnap, SkippedSnap};
-use crate::wal::decoder::{Decoder, DecoderMode};
+use crate::wal::decoder::{Decoder, DecoderMode, SegmentSource};
 use crate::wal::name::{first_seq_gap, is_valid_seq, search_index, wal_segments, SegmentName};
 use crate::wal::read_all::{read_all, ReadAllOptions, WalContents};
 use crate::wal::valid_snapshots::{valid_snapshot_entries, ValidSnapshots};
@@ -128,7 +128,10 @@ impl<'fs> MemberFiles<'fs> {
         let wal_dir = self.paths.wal_dir.clone();
         Decoder::new(
             self.segments[from..].to_vec(),
-            move |name: &SegmentName| fs.read(&wal_dir.join(&name.file_name)),
+            move |name: &SegmentName| {
+                let (reader, len) = fs.open_read(&wal_dir.join(&name.file_name))?;
+                Ok(SegmentSource { reader, len })
+            },
             mode,
         )
     }
@@ -226,7 +229,20 @@ pub struct MemberRead {
 /// would boot from (the newest `.snap` matching a valid WAL snapshot record, else the newest
 /// valid WAL snapshot record).
 pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
-    let (valid, snapshot, skipped_snaps) = files.boot_snapshot();
+    let mut start = StartChoice { index: 0, term: 0, reason: "beginning", snap_file: None };
+    let mut contents = files.read_from(0, 0, mode);
+    // A clean ReadAll from the first segment has seen every record ValidSnapshotEntries would
+    // (same segments, same order, same end): derive the boot snapshot instead of reading twice.
+    let reads_from_first = search_index(&files.segments, 0) == Some(0);
+    let (valid, snapshot, skipped_snaps) = if contents.errors.is_empty() && reads_from_first {
+        let hard_state = contents.hard_state;
+        let (snapshots, above_commit): (Vec<WalSnapshot>, Vec<WalSnapshot>) =
+            contents.snapshots.iter().map(|s| s.snapshot.clone()).partition(|s| s.index <= hard_state.commit);
+        let (loaded, skipped) = load_newest_available(&files.snap_files, &snapshots);
+        (Ok(ValidSnapshots { snapshots, above_commit, hard_state }), loaded, skipped)
+    } else {
+        files.boot_snapshot()
+    };
     let mut boot_errors = Vec::new();
     let valid = match valid {
         Ok(v) => Some(v),
@@ -235,45 +251,18 @@ pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
             None
         }
     };
-    let mut start = StartChoice {
-        index: 0,
-        term: 0,
-        reason: "beginning",
-        snap_file: None,
-    };
-    let mut contents = files.read_from(0, 0, mode);
-    let has_gap = contents
-        .errors
-        .iter()
-        .any(|e| matches!(e.kind, WalErrorKind::SliceOutOfRange { .. }));
-    let first_missing = files
-        .segments
-        .first()
-        .is_some_and(|s| s.seq != 0 || s.raft_index != 0);
+    // Fall back only over gaps a leader snapshot explains; a gap nothing explains is lost data.
+    let is_bridged_gap = |e: &WalError| matches!(e.kind, WalErrorKind::SliceOutOfRange { bridged_by_snapshot: true, .. });
+    let has_gap = !contents.errors.is_empty() && contents.errors.iter().all(is_bridged_gap);
+    let first_missing = files.segments.first().is_some_and(|s| s.seq != 0 || s.raft_index != 0);
     if has_gap || (first_missing && !contents.start_found) {
         let fallback = snapshot
             .as_ref()
-            .map(|s| {
-                (
-                    s.snapshot.metadata.index,
-                    s.snapshot.metadata.term,
-                    Some(s.file_name.clone()),
-                )
-            })
-            .or_else(|| {
-                valid
-                    .as_ref()
-                    .and_then(|v| v.snapshots.last())
-                    .map(|s| (s.index, s.term, None))
-            });
+            .map(|s| (s.snapshot.metadata.index, s.snapshot.metadata.term, Some(s.file_name.clone())))
+            .or_else(|| valid.as_ref().and_then(|v| v.snapshots.last()).map(|s| (s.index, s.term, None)));
         if let Some((index, term, snap_file)) = fallback.filter(|(index, _, _)| *index > 0) {
             contents = files.read_from(index, term, mode);
-            start = StartChoice {
-                index,
-                term,
-                reason: "gap_fallback",
-                snap_file,
-            };
+            start = StartChoice { index, term, reason: "gap_fallback", snap_file };
         }
     }
     for e in boot_errors.into_iter().rev() {
@@ -281,11 +270,5 @@ pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
             contents.errors.insert(0, e);
         }
     }
-    MemberRead {
-        contents,
-        start,
-        valid_snapshots: valid,
-        snapshot,
-        skipped_snaps,
-    }
+    MemberRead { contents, start, valid_snapshots: valid, snapshot, skipped_snaps }
 }

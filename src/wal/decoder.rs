@@ -58,14 +58,42 @@ pub enum DecodeEnd {
     Fatal(WalError),
 }
 
-type Loader<'a> = Box<dyn FnMut(&SegmentName) -> io::Result<Bytes> + 'a>;
+/// An opened segment: its reader and its size from the file system (never from its content).
+pub struct SegmentSource<'a> {
+    pub reader: Box<dyn io::Read + 'a>,
+    pub len: u64,
+}
+
+impl<'a> SegmentSource<'a> {
+    pub fn from_bytes(bytes: Bytes) -> SegmentSource<'a> {
+        let len = bytes.len() as u64;
+        SegmentSource { reader: Box::new(io::Cursor::new(bytes)), len }
+    }
+}
+
+/// The segment being decoded. Its bytes are read on demand, so decoding stops reading at the
+/// end of the written data instead of reading a preallocated 64 MB tail of zeros.
+struct Current<'a> {
+    index: usize,
+    buf: Bytes,
+    len: u64,
+    reader: Box<dyn io::Read + 'a>,
+}
+
+fn source_len_hint(current: &Option<Current<'_>>) -> u64 {
+    current.as_ref().map(|c| c.len).unwrap_or(0)
+}
+
+/// The first read of a segment; later reads double (amortised O(n) copying).
+const FIRST_READ_BYTES: u64 = 1024 * 1024;
+
+type Loader<'a> = Box<dyn FnMut(&SegmentName) -> io::Result<SegmentSource<'a>> + 'a>;
 
 pub struct Decoder<'a> {
     names: Vec<SegmentName>,
     loader: Loader<'a>,
     mode: DecoderMode,
-    /// Segment being read: its index in `names` and its bytes.
-    current: Option<(usize, Bytes)>,
+    current: Option<Current<'a>>,
     next_segment: usize,
     /// Offset just past the last good frame in the current segment (`lastValidOff`).
     offset: u64,
@@ -82,7 +110,7 @@ pub struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     pub fn new(
         names: Vec<SegmentName>,
-        loader: impl FnMut(&SegmentName) -> io::Result<Bytes> + 'a,
+        loader: impl FnMut(&SegmentName) -> io::Result<SegmentSource<'a>> + 'a,
         mode: DecoderMode,
     ) -> Self {
         Decoder {
@@ -108,7 +136,7 @@ impl<'a> Decoder<'a> {
                 segments
                     .iter()
                     .find(|s| s.name == *name)
-                    .map(|s| s.bytes.clone())
+                    .map(|s| SegmentSource::from_bytes(s.bytes.clone()))
                     .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, name.file_name.clone()))
             },
             mode,
@@ -139,7 +167,7 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn current_segment_index(&self) -> Option<usize> {
-        self.current.as_ref().map(|(i, _)| *i)
+        self.current.as_ref().map(|c| c.index)
     }
 
     pub fn location(&self, segment_index: usize, offset: u64, raft_index: Option<u64>) -> Location {
@@ -179,7 +207,7 @@ impl<'a> Decoder<'a> {
         self.next_segment += 1;
         // Drop the previous buffer before loading the next: one segment in memory at a time.
         self.current = None;
-        let bytes = (self.loader)(&self.names[index]).map_err(|e| {
+        let source = (self.loader)(&self.names[index]).map_err(|e| {
             DecodeEnd::Fatal(WalError::new(
                 WalErrorKind::Io {
                     message: e.to_string(),
@@ -190,9 +218,37 @@ impl<'a> Decoder<'a> {
                 },
             ))
         })?;
-        self.current = Some((index, bytes));
+        self.current = Some(Current { index, buf: Bytes::new(), len: source.len, reader: source.reader });
         self.offset = 0;
+        if !self.is_last_segment(index) {
+            // A cut segment is truncated to its data: read it whole, in one exact read.
+            self.bytes_upto(source_len_hint(&self.current))?;
+        }
         Ok(true)
+    }
+
+    /// The current segment's bytes, read up to at least `end` (or the end of the file).
+    fn bytes_upto(&mut self, end: u64) -> Result<Bytes, DecodeEnd> {
+        let current = self.current.as_mut().expect("a segment is loaded");
+        let end = end.min(current.len);
+        let have = current.buf.len() as u64;
+        if have < end {
+            use std::io::Read;
+            let target = end.max(have * 2).max(FIRST_READ_BYTES).min(current.len);
+            let mut grown = Vec::with_capacity(target as usize);
+            grown.extend_from_slice(&current.buf);
+            let read = (&mut current.reader).take(target - have).read_to_end(&mut grown);
+            if let Err(e) = read {
+                let location = Location { segment: Some(self.names[current.index].file_name.clone()), ..Default::default() };
+                return Err(DecodeEnd::Fatal(WalError::new(WalErrorKind::Io { message: e.to_string() }, location)));
+            }
+            if (grown.len() as u64) < target {
+                // The file is shorter than the file system said (changed under us): its end is here.
+                current.len = grown.len() as u64;
+            }
+            current.buf = Bytes::from(grown);
+        }
+        Ok(current.buf.clone())
     }
 
     fn decode(&mut self) -> Result<DecodedRecord, DecodeEnd> {
@@ -200,9 +256,13 @@ impl<'a> Decoder<'a> {
             if self.current.is_none() && !self.advance_segment()? {
                 return Err(DecodeEnd::Eof);
             }
-            let (segment_index, buf) = self.current.clone().expect("segment loaded above");
             let offset = self.offset;
-            let remaining = buf.len() as u64 - offset;
+            let mut buf = self.bytes_upto(offset + FRAME_HEADER_BYTES)?;
+            let (segment_index, segment_len) = {
+                let current = self.current.as_ref().expect("segment loaded above");
+                (current.index, current.len)
+            };
+            let remaining = segment_len.saturating_sub(offset);
             if remaining == 0 {
                 self.current = None;
                 continue;
@@ -222,8 +282,13 @@ impl<'a> Decoder<'a> {
             let at = offset as usize;
             let length_word =
                 u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes checked"));
+            let forensic = self.mode == DecoderMode::Forensic;
             if length_word == 0 {
-                // End of written data in this segment (preallocated zeros): etcd moves on.
+                // End of written data in this segment (preallocated zeros): etcd moves on. The
+                // rest of a non-last segment is read only to name skipped data.
+                if !self.is_last_segment(segment_index) {
+                    buf = self.bytes_upto(segment_len)?;
+                }
                 self.note_skipped_tail(segment_index, &buf, offset);
                 if self.mode == DecoderMode::Forensic && !self.is_last_segment(segment_index) {
                     if let Some(resume) = self.resync(&buf, offset + FRAME_HEADER_BYTES) {
@@ -235,6 +300,9 @@ impl<'a> Decoder<'a> {
                 continue;
             }
             let (record_len, pad_len) = decode_frame_size(length_word);
+            if forensic {
+                buf = self.bytes_upto(segment_len)?;
+            }
             if record_len >= MAX_RECORD_BYTES_34.saturating_sub(pad_len) {
                 let error = WalError::new(
                     WalErrorKind::RecordTooLarge { record_len },
@@ -267,6 +335,14 @@ impl<'a> Decoder<'a> {
                     error,
                     in_last_segment,
                 });
+            }
+            let buf = self.bytes_upto(offset + frame_len)?;
+            if (buf.len() as u64) < offset + frame_len {
+                let error = WalError::new(
+                    WalErrorKind::UnexpectedEof { reason: "the segment ended while being read".into() },
+                    self.location(segment_index, offset, None),
+                );
+                return Err(DecodeEnd::UnexpectedEof { error, in_last_segment: self.is_last_segment(segment_index) });
             }
             let body_start = at + FRAME_HEADER_BYTES as usize;
             let body = buf.slice(body_start..body_start + (record_len + pad_len) as usize);

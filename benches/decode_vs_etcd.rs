@@ -12,11 +12,22 @@ use raft_replay::member::{read_member, MemberFiles};
 use raft_replay::wal::DecoderMode;
 
 fn unpack(capture: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-corpus").join(capture);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench-corpus")
+        .join(capture);
     if !dir.exists() {
         std::fs::create_dir_all(&dir).unwrap();
-        let archive = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus").join(capture).join("data.tar.gz");
-        let status = Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(&dir).status().unwrap();
+        let archive = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(capture)
+            .join("data.tar.gz");
+        let status = Command::new("tar")
+            .arg("xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .unwrap();
         assert!(status.success());
     }
     dir
@@ -32,8 +43,17 @@ fn ours_once(member: &Path) -> (f64, usize) {
 }
 
 fn etcd_once(tool: &str, member: &Path) -> f64 {
-    let output = Command::new(tool).arg("bench").arg(member).args(["--iters", "1", "--warmup", "0"]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(tool)
+        .arg("bench")
+        .arg(member)
+        .args(["--iters", "1", "--warmup", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     v["per_iter_ns"].as_f64().unwrap() / 1e9
 }
@@ -44,14 +64,23 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let iterations: usize = std::env::var("BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
-    let tool = std::env::var("RAFT_REPLAY_ETCD_REF").ok().filter(|t| !t.is_empty());
+    let iterations: usize = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let tool = std::env::var("RAFT_REPLAY_ETCD_REF")
+        .ok()
+        .filter(|t| !t.is_empty());
     if tool.is_none() {
         eprintln!("RAFT_REPLAY_ETCD_REF not set: measuring raft-replay only (make bench-vs-etcd for the ratio)");
     }
     for (capture, name) in [("cluster-a", "m1"), ("cluster-b", "b1")] {
         let member = unpack(capture).join(name);
-        let wal_bytes: u64 = std::fs::read_dir(member.join("member/wal")).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
+        let wal_bytes: u64 = std::fs::read_dir(member.join("member/wal"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let mut entries = 0;
         ours_once(&member); // warm the page cache
@@ -72,7 +101,11 @@ fn main() {
         );
         if !theirs.is_empty() {
             let etcd_s = median(theirs);
-            print!(", etcd ReadAll {:.2} ms, ratio {:.2}x faster", etcd_s * 1e3, etcd_s / ours_s);
+            print!(
+                ", etcd ReadAll {:.2} ms, ratio {:.2}x faster",
+                etcd_s * 1e3,
+                etcd_s / ours_s
+            );
         }
         println!();
     }

@@ -229,17 +229,33 @@ pub struct MemberRead {
 /// would boot from (the newest `.snap` matching a valid WAL snapshot record, else the newest
 /// valid WAL snapshot record).
 pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
-    let mut start = StartChoice { index: 0, term: 0, reason: "beginning", snap_file: None };
+    let mut start = StartChoice {
+        index: 0,
+        term: 0,
+        reason: "beginning",
+        snap_file: None,
+    };
     let mut contents = files.read_from(0, 0, mode);
     // A clean ReadAll from the first segment has seen every record ValidSnapshotEntries would
     // (same segments, same order, same end): derive the boot snapshot instead of reading twice.
     let reads_from_first = search_index(&files.segments, 0) == Some(0);
     let (valid, snapshot, skipped_snaps) = if contents.errors.is_empty() && reads_from_first {
         let hard_state = contents.hard_state;
-        let (snapshots, above_commit): (Vec<WalSnapshot>, Vec<WalSnapshot>) =
-            contents.snapshots.iter().map(|s| s.snapshot.clone()).partition(|s| s.index <= hard_state.commit);
+        let (snapshots, above_commit): (Vec<WalSnapshot>, Vec<WalSnapshot>) = contents
+            .snapshots
+            .iter()
+            .map(|s| s.snapshot.clone())
+            .partition(|s| s.index <= hard_state.commit);
         let (loaded, skipped) = load_newest_available(&files.snap_files, &snapshots);
-        (Ok(ValidSnapshots { snapshots, above_commit, hard_state }), loaded, skipped)
+        (
+            Ok(ValidSnapshots {
+                snapshots,
+                above_commit,
+                hard_state,
+            }),
+            loaded,
+            skipped,
+        )
     } else {
         files.boot_snapshot()
     };
@@ -252,17 +268,44 @@ pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
         }
     };
     // Fall back only over gaps a leader snapshot explains; a gap nothing explains is lost data.
-    let is_bridged_gap = |e: &WalError| matches!(e.kind, WalErrorKind::SliceOutOfRange { bridged_by_snapshot: true, .. });
+    let is_bridged_gap = |e: &WalError| {
+        matches!(
+            e.kind,
+            WalErrorKind::SliceOutOfRange {
+                bridged_by_snapshot: true,
+                ..
+            }
+        )
+    };
     let has_gap = !contents.errors.is_empty() && contents.errors.iter().all(is_bridged_gap);
-    let first_missing = files.segments.first().is_some_and(|s| s.seq != 0 || s.raft_index != 0);
+    let first_missing = files
+        .segments
+        .first()
+        .is_some_and(|s| s.seq != 0 || s.raft_index != 0);
     if has_gap || (first_missing && !contents.start_found) {
         let fallback = snapshot
             .as_ref()
-            .map(|s| (s.snapshot.metadata.index, s.snapshot.metadata.term, Some(s.file_name.clone())))
-            .or_else(|| valid.as_ref().and_then(|v| v.snapshots.last()).map(|s| (s.index, s.term, None)));
+            .map(|s| {
+                (
+                    s.snapshot.metadata.index,
+                    s.snapshot.metadata.term,
+                    Some(s.file_name.clone()),
+                )
+            })
+            .or_else(|| {
+                valid
+                    .as_ref()
+                    .and_then(|v| v.snapshots.last())
+                    .map(|s| (s.index, s.term, None))
+            });
         if let Some((index, term, snap_file)) = fallback.filter(|(index, _, _)| *index > 0) {
             contents = files.read_from(index, term, mode);
-            start = StartChoice { index, term, reason: "gap_fallback", snap_file };
+            start = StartChoice {
+                index,
+                term,
+                reason: "gap_fallback",
+                snap_file,
+            };
         }
     }
     for e in boot_errors.into_iter().rev() {
@@ -270,5 +313,11 @@ pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
             contents.errors.insert(0, e);
         }
     }
-    MemberRead { contents, start, valid_snapshots: valid, snapshot, skipped_snaps }
+    MemberRead {
+        contents,
+        start,
+        valid_snapshots: valid,
+        snapshot,
+        skipped_snaps,
+    }
 }

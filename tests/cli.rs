@@ -10,7 +10,10 @@ fn every_command_leaves_the_input_byte_identical() {
     for capture in common::captures() {
         let root = common::unpacked(&capture);
         let before = common::fingerprint(root);
-        let members: Vec<String> = common::members(&capture).iter().map(|m| m.display().to_string()).collect();
+        let members: Vec<String> = common::members(&capture)
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect();
         let member = members[0].as_str();
         let mut runs: Vec<Vec<&str>> = vec![
             vec!["dump", member],
@@ -28,24 +31,41 @@ fn every_command_leaves_the_input_byte_identical() {
             let (code, _, stderr) = common::run_cli(&args);
             assert!(code == 0 || code == 2, "{args:?}: {code} {stderr}");
         }
-        assert_eq!(common::fingerprint(root), before, "{capture}: input changed");
+        assert_eq!(
+            common::fingerprint(root),
+            before,
+            "{capture}: input changed"
+        );
     }
 }
 
 #[test]
 fn broken_input_never_writes_or_renames_either() {
     // etcd renames a broken .snap to .broken and truncates a torn WAL; we must not.
-    let m1 = common::members("cluster-a").into_iter().find(|m| m.ends_with("m1")).unwrap();
+    let m1 = common::members("cluster-a")
+        .into_iter()
+        .find(|m| m.ends_with("m1"))
+        .unwrap();
     let copy = common::copy_member(&m1);
     let snap_dir = copy.path().join("member/snap");
-    let snap = std::fs::read_dir(&snap_dir).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "snap")).unwrap();
+    let snap = std::fs::read_dir(&snap_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "snap"))
+        .unwrap();
     std::fs::write(&snap, b"garbage").unwrap();
     let wal = &common::segments(copy.path())[0];
     let mut bytes = std::fs::read(wal).unwrap();
     bytes.truncate(bytes.len() / 2 + 3);
     std::fs::write(wal, &bytes).unwrap();
     let before = common::fingerprint(copy.path());
-    for args in [vec!["verify"], vec!["dump"], vec!["hashkv"], vec!["verify", "--forensic"]] {
+    for args in [
+        vec!["verify"],
+        vec!["dump"],
+        vec!["hashkv"],
+        vec!["verify", "--forensic"],
+    ] {
         let mut args = args;
         let p = copy.path().display().to_string();
         args.push(&p);
@@ -73,11 +93,15 @@ fn unreadable_paths_and_bad_usage_exit_2() {
 
 #[test]
 fn paths_may_be_data_dir_member_dir_or_wal_dir() {
-    let m1 = common::members("cluster-a").into_iter().find(|m| m.ends_with("m1")).unwrap();
+    let m1 = common::members("cluster-a")
+        .into_iter()
+        .find(|m| m.ends_with("m1"))
+        .unwrap();
     let outputs: Vec<String> = [m1.clone(), m1.join("member"), m1.join("member/wal")]
         .iter()
         .map(|p| {
-            let (code, stdout, stderr) = common::run_cli(&["dump", p.to_str().unwrap(), "--format", "json"]);
+            let (code, stdout, stderr) =
+                common::run_cli(&["dump", p.to_str().unwrap(), "--format", "json"]);
             assert_eq!(code, 0, "{}: {stderr}", p.display());
             stdout
         })
@@ -87,14 +111,24 @@ fn paths_may_be_data_dir_member_dir_or_wal_dir() {
 
 #[test]
 fn dump_json_is_one_object_per_entry_with_the_contract_fields() {
-    let m1 = common::members("cluster-a").into_iter().find(|m| m.ends_with("m1")).unwrap();
+    let m1 = common::members("cluster-a")
+        .into_iter()
+        .find(|m| m.ends_with("m1"))
+        .unwrap();
     let (code, stdout, _) = common::run_cli(&["dump", m1.to_str().unwrap(), "--format", "json"]);
     assert_eq!(code, 0);
     let mut kinds = std::collections::BTreeSet::new();
     let mut previous = 0;
     for line in stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        for field in ["index", "term", "type", "data_len", "data_crc32c", "request"] {
+        for field in [
+            "index",
+            "term",
+            "type",
+            "data_len",
+            "data_crc32c",
+            "request",
+        ] {
             assert!(!v[field].is_null(), "{field} missing in {line}");
         }
         assert_eq!(v["index"].as_u64().unwrap(), previous + 1);
@@ -102,10 +136,28 @@ fn dump_json_is_one_object_per_entry_with_the_contract_fields() {
         kinds.insert(v["request"]["kind"].as_str().unwrap().to_string());
     }
     // The capture's workload shows up decoded.
-    for kind in ["conf_change", "put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "noop"] {
-        assert!(kinds.contains(kind), "no {kind} request decoded; saw {kinds:?}");
+    for kind in [
+        "conf_change",
+        "put",
+        "delete_range",
+        "txn",
+        "compaction",
+        "lease_grant",
+        "lease_revoke",
+        "noop",
+    ] {
+        assert!(
+            kinds.contains(kind),
+            "no {kind} request decoded; saw {kinds:?}"
+        );
     }
-    let (code, stdout, _) = common::run_cli(&["dump", m1.to_str().unwrap(), "--summary", "--format", "json"]);
+    let (code, stdout, _) = common::run_cli(&[
+        "dump",
+        m1.to_str().unwrap(),
+        "--summary",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code, 0);
     let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(s["entry_count"].as_u64().unwrap(), previous);
@@ -131,7 +183,10 @@ fn verify_junit_parses_and_holds_a_testcase_per_member_and_check() {
 
 #[test]
 fn dump_on_a_closed_pipe_does_not_panic() {
-    let m1 = common::members("cluster-a").into_iter().find(|m| m.ends_with("m1")).unwrap();
+    let m1 = common::members("cluster-a")
+        .into_iter()
+        .find(|m| m.ends_with("m1"))
+        .unwrap();
     let mut child = std::process::Command::new(common::bin())
         .args(["dump", m1.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())

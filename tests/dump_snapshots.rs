@@ -21,10 +21,16 @@ fn dump_snapshots_of_every_member() {
         let path = member.to_str().unwrap();
         let (code, text, _) = common::run_cli(&["dump", path]);
         assert_eq!(code, 0);
-        insta::assert_snapshot!(format!("{capture}-{name}-text"), head_and_tail(&text, 60, 20));
+        insta::assert_snapshot!(
+            format!("{capture}-{name}-text"),
+            head_and_tail(&text, 60, 20)
+        );
         let (code, json, _) = common::run_cli(&["dump", path, "--format", "json"]);
         assert_eq!(code, 0);
-        insta::assert_snapshot!(format!("{capture}-{name}-json"), head_and_tail(&json, 40, 10));
+        insta::assert_snapshot!(
+            format!("{capture}-{name}-json"),
+            head_and_tail(&json, 40, 10)
+        );
         let (code, summary, _) = common::run_cli(&["dump", path, "--summary", "--format", "json"]);
         assert_eq!(code, 0);
         let mut summary: serde_json::Value = serde_json::from_str(&summary).unwrap();

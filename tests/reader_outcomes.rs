@@ -30,7 +30,11 @@ fn records_of(bytes: &[u8]) -> Vec<RawRecord> {
         let (len, pad) = decode_frame_size(word);
         let record = Record::decode(&bytes[offset + 8..offset + 8 + len as usize]).unwrap();
         let frame_len = 8 + (len + pad) as usize;
-        out.push(RawRecord { offset, frame_len, record });
+        out.push(RawRecord {
+            offset,
+            frame_len,
+            record,
+        });
         offset += frame_len;
     }
     out
@@ -38,23 +42,41 @@ fn records_of(bytes: &[u8]) -> Vec<RawRecord> {
 
 fn entry_index(record: &Record) -> Option<u64> {
     use prost::Message;
-    (record.r#type == 2).then(|| raft_replay::proto::raftpb::Entry::decode(record.data.clone().unwrap()).unwrap().index)
+    (record.r#type == 2).then(|| {
+        raft_replay::proto::raftpb::Entry::decode(record.data.clone().unwrap())
+            .unwrap()
+            .index
+    })
 }
 
 fn member(capture: &str, name: &str) -> PathBuf {
-    common::members(capture).into_iter().find(|m| m.ends_with(name)).unwrap_or_else(|| panic!("{capture}/{name}"))
+    common::members(capture)
+        .into_iter()
+        .find(|m| m.ends_with(name))
+        .unwrap_or_else(|| panic!("{capture}/{name}"))
 }
 
 /// A damaged copy: `damage` gets the bytes of segment `segment_pos` (0 = first, -1 = last).
-fn damaged(member: &Path, segment_pos: isize, damage: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, String) {
+fn damaged(
+    member: &Path,
+    segment_pos: isize,
+    damage: impl FnOnce(&mut Vec<u8>),
+) -> (tempfile::TempDir, String) {
     let copy = common::copy_member(member);
     let segments = common::segments(copy.path());
-    let index = if segment_pos < 0 { segments.len() as isize + segment_pos } else { segment_pos } as usize;
+    let index = if segment_pos < 0 {
+        segments.len() as isize + segment_pos
+    } else {
+        segment_pos
+    } as usize;
     let path = &segments[index];
     let mut bytes = std::fs::read(path).unwrap();
     damage(&mut bytes);
     std::fs::write(path, &bytes).unwrap();
-    (copy, path.file_name().unwrap().to_string_lossy().into_owned())
+    (
+        copy,
+        path.file_name().unwrap().to_string_lossy().into_owned(),
+    )
 }
 
 fn verify_json(paths: &[&Path]) -> (i32, serde_json::Value) {
@@ -62,16 +84,24 @@ fn verify_json(paths: &[&Path]) -> (i32, serde_json::Value) {
     let strs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(strs.iter().map(String::as_str));
     let (code, stdout, stderr) = common::run_cli(&args);
-    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("verify JSON ({e}): {stdout} {stderr}"));
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("verify JSON ({e}): {stdout} {stderr}"));
     (code, json)
 }
 
 fn findings(report: &serde_json::Value) -> Vec<serde_json::Value> {
-    report["members"].as_array().unwrap().iter().flat_map(|m| m["findings"].as_array().unwrap().clone()).collect()
+    report["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["findings"].as_array().unwrap().clone())
+        .collect()
 }
 
 fn finding_of<'a>(all: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
-    all.iter().find(|f| f["kind"] == kind).unwrap_or_else(|| panic!("no {kind} finding in {all:#?}"))
+    all.iter()
+        .find(|f| f["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} finding in {all:#?}"))
 }
 
 #[test]
@@ -82,7 +112,10 @@ fn clean_captures_verify_with_exit_0_all_members_together() {
         let (code, report) = verify_json(&paths);
         assert_eq!(code, 0, "{capture}: {report:#}");
         assert_eq!(report["verdict"], "ok");
-        let failures: Vec<_> = findings(&report).into_iter().filter(|f| f["severity"] != "warning").collect();
+        let failures: Vec<_> = findings(&report)
+            .into_iter()
+            .filter(|f| f["severity"] != "warning")
+            .collect();
         assert!(failures.is_empty(), "{capture}: {failures:#?}");
     }
 }
@@ -93,7 +126,12 @@ fn flipped_bit_names_segment_offset_and_raft_index() {
     let bytes = std::fs::read(&common::segments(&m1)[0]).unwrap();
     let records = records_of(&bytes);
     // An entry record in the middle of the log, damaged inside its data.
-    let target = records.iter().filter(|r| r.record.r#type == 2).nth(3000).unwrap().clone();
+    let target = records
+        .iter()
+        .filter(|r| r.record.r#type == 2)
+        .nth(3000)
+        .unwrap()
+        .clone();
     let index = entry_index(&target.record).unwrap();
     let (copy, segment) = damaged(&m1, -1, |b| b[target.offset + target.frame_len - 9] ^= 0x04);
     let (code, report) = verify_json(&[copy.path()]);
@@ -117,7 +155,10 @@ fn torn_last_record_is_a_warning_and_etcd_would_truncate() {
     let (code, report) = verify_json(&[copy.path()]);
     assert_eq!(code, 0, "{report:#}");
     let all = findings(&report);
-    let torn = all.iter().find(|f| f["kind"] == "wal.torn_tail").unwrap_or_else(|| panic!("{all:#?}"));
+    let torn = all
+        .iter()
+        .find(|f| f["kind"] == "wal.torn_tail")
+        .unwrap_or_else(|| panic!("{all:#?}"));
     assert_eq!(torn["severity"], "warning");
     assert_eq!(torn["segment"], segment);
     assert!(torn["offset"].as_u64().unwrap() <= last.offset as u64);
@@ -133,7 +174,11 @@ fn zeroed_sector_in_a_non_last_segment_is_corruption() {
     let (code, report) = verify_json(&[copy.path()]);
     assert_eq!(code, 1, "{report:#}");
     let all = findings(&report);
-    assert!(all.iter().any(|f| f["segment"] == segment && f["severity"] == "corruption"), "{all:#?}");
+    assert!(
+        all.iter()
+            .any(|f| f["segment"] == segment && f["severity"] == "corruption"),
+        "{all:#?}"
+    );
 }
 
 #[test]
@@ -187,7 +232,9 @@ fn oversized_length_word_is_corruption() {
     let bytes = std::fs::read(&common::segments(&m1)[0]).unwrap();
     let last = records_of(&bytes).last().unwrap().clone();
     let end = last.offset + last.frame_len;
-    let (copy, _) = damaged(&m1, -1, |b| b[end..end + 8].copy_from_slice(&(20u64 << 20).to_le_bytes()));
+    let (copy, _) = damaged(&m1, -1, |b| {
+        b[end..end + 8].copy_from_slice(&(20u64 << 20).to_le_bytes())
+    });
     let (code, report) = verify_json(&[copy.path()]);
     assert_eq!(code, 1);
     let f = finding_of(&findings(&report), "wal.record_too_large").clone();
@@ -244,23 +291,34 @@ fn truncated_newest_snap_is_skipped_with_a_warning() {
     snaps.sort();
     let newest = snaps.last().unwrap().clone();
     let len = std::fs::metadata(&newest).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(&newest).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap();
     file.set_len(len / 2).unwrap();
     let (_, report) = verify_json(&[copy.path()]);
     let f = finding_of(&findings(&report), "snap.unusable").clone();
     assert_eq!(f["severity"], "warning");
-    assert_eq!(f["segment"], newest.file_name().unwrap().to_string_lossy().as_ref());
+    assert_eq!(
+        f["segment"],
+        newest.file_name().unwrap().to_string_lossy().as_ref()
+    );
 }
 
 /// Re-encode the last segment from record `from` on, with `edit` applied, keeping a valid chain.
-fn reencoded(member: &Path, edit: impl FnOnce(&mut Vec<(i64, Option<Vec<u8>>)>, usize)) -> tempfile::TempDir {
+fn reencoded(
+    member: &Path,
+    edit: impl FnOnce(&mut Vec<(i64, Option<Vec<u8>>)>, usize),
+) -> tempfile::TempDir {
     let (copy, _) = damaged(member, -1, |b| {
         let records = records_of(b);
         let from = records.len() / 2;
         // The chain value before record `from` is the stored CRC of the record before it.
         let mut crc = records[from - 1].record.crc;
-        let mut list: Vec<(i64, Option<Vec<u8>>)> =
-            records[from..].iter().map(|r| (r.record.r#type, r.record.data.as_ref().map(|d| d.to_vec()))).collect();
+        let mut list: Vec<(i64, Option<Vec<u8>>)> = records[from..]
+            .iter()
+            .map(|r| (r.record.r#type, r.record.data.as_ref().map(|d| d.to_vec())))
+            .collect();
         edit(&mut list, from);
         let encoded = encode_records(&mut crc, list.iter().map(|(t, d)| (*t, d.as_deref())));
         let start = records[from].offset;
@@ -299,7 +357,9 @@ fn entry_gap_is_reported_at_the_index_after_the_gap() {
     let mut removed_index = 0;
     let copy = reencoded(&m1, |list, _| {
         let i = list.iter().position(|(t, _)| *t == 2).unwrap();
-        removed_index = raft_replay::proto::raftpb::Entry::decode(&list[i].1.clone().unwrap()[..]).unwrap().index;
+        removed_index = raft_replay::proto::raftpb::Entry::decode(&list[i].1.clone().unwrap()[..])
+            .unwrap()
+            .index;
         list.remove(i);
     });
     let (code, report) = verify_json(&[copy.path()]);
@@ -311,7 +371,9 @@ fn entry_gap_is_reported_at_the_index_after_the_gap() {
 #[test]
 fn metadata_conflict_is_corruption() {
     let m1 = member("cluster-a", "m1");
-    let copy = reencoded(&m1, |list, _| list.insert(1, (1, Some(b"other metadata".to_vec()))));
+    let copy = reencoded(&m1, |list, _| {
+        list.insert(1, (1, Some(b"other metadata".to_vec())))
+    });
     let (code, report) = verify_json(&[copy.path()]);
     assert_eq!(code, 1);
     finding_of(&findings(&report), "wal.metadata_conflict");
@@ -326,28 +388,61 @@ fn snapshot_term_mismatch_at_the_start_index() {
     let (valid, _, _) = files.boot_snapshot();
     let snap = valid.unwrap().snapshots.last().unwrap().clone();
     let read = files.read_from(snap.index, snap.term + 1, DecoderMode::Strict);
-    assert!(matches!(read.errors[0].kind, WalErrorKind::SnapshotMismatch { .. }), "{:?}", read.errors);
+    assert!(
+        matches!(read.errors[0].kind, WalErrorKind::SnapshotMismatch { .. }),
+        "{:?}",
+        read.errors
+    );
     let read = files.read_from(snap.index + 1, snap.term, DecoderMode::Strict);
-    assert!(!read.start_found, "no snapshot record at that index: etcd's ErrSnapshotNotFound");
+    assert!(
+        !read.start_found,
+        "no snapshot record at that index: etcd's ErrSnapshotNotFound"
+    );
 }
 
 #[test]
 fn forensic_mode_lists_every_bad_record() {
     let m1 = member("cluster-a", "m1");
     let bytes = std::fs::read(&common::segments(&m1)[0]).unwrap();
-    let entries: Vec<RawRecord> = records_of(&bytes).into_iter().filter(|r| r.record.r#type == 2).collect();
-    let victims = [entries[100].clone(), entries[2000].clone(), entries[4000].clone()];
+    let entries: Vec<RawRecord> = records_of(&bytes)
+        .into_iter()
+        .filter(|r| r.record.r#type == 2)
+        .collect();
+    let victims = [
+        entries[100].clone(),
+        entries[2000].clone(),
+        entries[4000].clone(),
+    ];
     let (copy, _) = damaged(&m1, -1, |b| {
         for v in &victims {
             b[v.offset + v.frame_len - 9] ^= 0x20;
         }
     });
-    let (code, stdout, _) = common::run_cli(&["verify", "--forensic", "--format", "json", copy.path().to_str().unwrap()]);
+    let (code, stdout, _) = common::run_cli(&[
+        "verify",
+        "--forensic",
+        "--format",
+        "json",
+        copy.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 1);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let crc: Vec<u64> = findings(&report).iter().filter(|f| f["kind"] == "wal.record_crc").map(|f| f["offset"].as_u64().unwrap()).collect();
-    assert_eq!(crc, victims.iter().map(|v| v.offset as u64).collect::<Vec<_>>());
+    let crc: Vec<u64> = findings(&report)
+        .iter()
+        .filter(|f| f["kind"] == "wal.record_crc")
+        .map(|f| f["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        crc,
+        victims.iter().map(|v| v.offset as u64).collect::<Vec<_>>()
+    );
     // Strict mode stops at the first.
     let (_, strict) = verify_json(&[copy.path()]);
-    assert_eq!(findings(&strict).iter().filter(|f| f["kind"] == "wal.record_crc").count(), 1);
+    assert_eq!(
+        findings(&strict)
+            .iter()
+            .filter(|f| f["kind"] == "wal.record_crc")
+            .count(),
+        1
+    );
 }

@@ -48,7 +48,10 @@ fn mem_member(files: Vec<(String, Bytes)>) -> MemFs {
 
 /// 64 cases by default; `PROPTEST_CASES=N` (e.g. `make proptest-heavy`) for more.
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
 }
 
 proptest! {

@@ -27,15 +27,30 @@ fn reencoding_real_segments_is_byte_identical() {
                     break;
                 }
                 let (len, pad) = decode_frame_size(word);
-                records.push(Record::decode(&bytes[offset + 8..offset + 8 + len as usize]).unwrap());
+                records
+                    .push(Record::decode(&bytes[offset + 8..offset + 8 + len as usize]).unwrap());
                 offset += 8 + (len + pad) as usize;
             }
-            assert_eq!(records[0].r#type, 4, "every segment starts with a crc record");
+            assert_eq!(
+                records[0].r#type, 4,
+                "every segment starts with a crc record"
+            );
             let mut crc = records[0].crc;
-            let encoded = encode_records(&mut crc, records.iter().map(|r| (r.r#type, r.data.as_deref())));
+            let encoded = encode_records(
+                &mut crc,
+                records.iter().map(|r| (r.r#type, r.data.as_deref())),
+            );
             assert_eq!(encoded.len(), offset, "{}", segment.display());
-            assert!(encoded == bytes[..offset], "{}: re-encoded bytes differ", segment.display());
-            assert!(bytes[offset..].iter().all(|b| *b == 0), "{}: tail after the data is zero", segment.display());
+            assert!(
+                encoded == bytes[..offset],
+                "{}: re-encoded bytes differ",
+                segment.display()
+            );
+            assert!(
+                bytes[offset..].iter().all(|b| *b == 0),
+                "{}: tail after the data is zero",
+                segment.display()
+            );
             for record in &records {
                 let data = record.data.clone().unwrap_or_else(Bytes::new);
                 let again = match record.r#type {
@@ -44,11 +59,19 @@ fn reencoding_real_segments_is_byte_identical() {
                     5 => WalSnapshot::decode(data.clone()).unwrap().encode_to_vec(),
                     _ => data.to_vec(),
                 };
-                assert_eq!(again, data.to_vec(), "{}: payload re-encoding differs", segment.display());
+                assert_eq!(
+                    again,
+                    data.to_vec(),
+                    "{}: payload re-encoding differs",
+                    segment.display()
+                );
             }
             segments_checked += 1;
             records_checked += records.len();
         }
     }
-    assert!(segments_checked >= 9 && records_checked > 20_000, "{segments_checked} segments, {records_checked} records");
+    assert!(
+        segments_checked >= 9 && records_checked > 20_000,
+        "{segments_checked} segments, {records_checked} records"
+    );
 }

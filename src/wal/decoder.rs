@@ -67,7 +67,10 @@ pub struct SegmentSource<'a> {
 impl<'a> SegmentSource<'a> {
     pub fn from_bytes(bytes: Bytes) -> SegmentSource<'a> {
         let len = bytes.len() as u64;
-        SegmentSource { reader: Box::new(io::Cursor::new(bytes)), len }
+        SegmentSource {
+            reader: Box::new(io::Cursor::new(bytes)),
+            len,
+        }
     }
 }
 
@@ -218,7 +221,12 @@ impl<'a> Decoder<'a> {
                 },
             ))
         })?;
-        self.current = Some(Current { index, buf: Bytes::new(), len: source.len, reader: source.reader });
+        self.current = Some(Current {
+            index,
+            buf: Bytes::new(),
+            len: source.len,
+            reader: source.reader,
+        });
         self.offset = 0;
         if !self.is_last_segment(index) {
             // A cut segment is truncated to its data: read it whole, in one exact read.
@@ -237,10 +245,20 @@ impl<'a> Decoder<'a> {
             let target = end.max(have * 2).max(FIRST_READ_BYTES).min(current.len);
             let mut grown = Vec::with_capacity(target as usize);
             grown.extend_from_slice(&current.buf);
-            let read = (&mut current.reader).take(target - have).read_to_end(&mut grown);
+            let read = (&mut current.reader)
+                .take(target - have)
+                .read_to_end(&mut grown);
             if let Err(e) = read {
-                let location = Location { segment: Some(self.names[current.index].file_name.clone()), ..Default::default() };
-                return Err(DecodeEnd::Fatal(WalError::new(WalErrorKind::Io { message: e.to_string() }, location)));
+                let location = Location {
+                    segment: Some(self.names[current.index].file_name.clone()),
+                    ..Default::default()
+                };
+                return Err(DecodeEnd::Fatal(WalError::new(
+                    WalErrorKind::Io {
+                        message: e.to_string(),
+                    },
+                    location,
+                )));
             }
             if (grown.len() as u64) < target {
                 // The file is shorter than the file system said (changed under us): its end is here.
@@ -339,10 +357,15 @@ impl<'a> Decoder<'a> {
             let buf = self.bytes_upto(offset + frame_len)?;
             if (buf.len() as u64) < offset + frame_len {
                 let error = WalError::new(
-                    WalErrorKind::UnexpectedEof { reason: "the segment ended while being read".into() },
+                    WalErrorKind::UnexpectedEof {
+                        reason: "the segment ended while being read".into(),
+                    },
                     self.location(segment_index, offset, None),
                 );
-                return Err(DecodeEnd::UnexpectedEof { error, in_last_segment: self.is_last_segment(segment_index) });
+                return Err(DecodeEnd::UnexpectedEof {
+                    error,
+                    in_last_segment: self.is_last_segment(segment_index),
+                });
             }
             let body_start = at + FRAME_HEADER_BYTES as usize;
             let body = buf.slice(body_start..body_start + (record_len + pad_len) as usize);

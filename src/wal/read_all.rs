@@ -269,7 +269,8 @@ fn append_entry(
                 // A leader snapshot jumps the log *forward*: its index lies beyond every entry
                 // already held, and the next entry follows it directly.
                 bridged_by_snapshot: out.snapshots.last().is_some_and(|s| {
-                    s.snapshot.index + 1 == entry.index && s.snapshot.index > out.start_index + out.entries.len() as u64
+                    s.snapshot.index + 1 == entry.index
+                        && s.snapshot.index > out.start_index + out.entries.len() as u64
                 }),
             },
             location,

@@ -103,7 +103,10 @@ pub fn encode_record(crc: &mut u32, record_type: i64, data: Option<&[u8]>) -> Ve
 /// Frames a sequence of `(type, data)` records as one stretch of a segment, chaining the CRC from
 /// `crc` (a crc record stores the running value). Used to build or re-encode segments with a
 /// valid chain, e.g. a real capture with one record changed.
-pub fn encode_records<'a>(crc: &mut u32, records: impl IntoIterator<Item = (i64, Option<&'a [u8]>)>) -> Vec<u8> {
+pub fn encode_records<'a>(
+    crc: &mut u32,
+    records: impl IntoIterator<Item = (i64, Option<&'a [u8]>)>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     for (record_type, data) in records {
         out.extend_from_slice(&encode_record(crc, record_type, data));

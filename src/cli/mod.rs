@@ -1,8 +1,12 @@
 //! The `raft-replay` command line. Exit codes: 0 everything holds, 1 findings, 2 cannot run.
 //! JSON goes to stdout; progress and logs to stderr.
 
+mod crash;
 mod dump;
+mod gate;
 mod hashkv;
+mod profile;
+mod sim;
 pub mod junit;
 mod verify;
 
@@ -134,10 +138,10 @@ pub fn run(cli: Cli) -> i32 {
             forensic,
         } => verify::run(&fs, &paths, format, forensic),
         Command::Hashkv { path, index, rev } => hashkv::run(&fs, &path, index, rev),
-        Command::Crash { .. } => not_yet("crash"),
-        Command::Sim { .. } => not_yet("sim"),
-        Command::Profile { .. } => not_yet("profile"),
-        Command::Gate { .. } => not_yet("gate"),
+        Command::Crash { .. } => crash::not_yet(),
+        Command::Sim { .. } => sim::not_yet(),
+        Command::Profile { .. } => profile::not_yet(),
+        Command::Gate { .. } => gate::not_yet(),
     }
 }
 

@@ -26,6 +26,24 @@
 //! at apply time: [`ApplyStats::auth_enable_requests`] says whether that can have happened),
 //! the db-size quota (only its WAL-visible consequence, the NOSPACE alarm, is modelled), and
 //! the 3.5.5+ compaction-hash cache of `HashKV(rev)` for recent compaction revisions.
+//!
+//! The replay starts from an empty store (genesis, WAL from index 1). A member whose WAL
+//! starts at a leader snapshot needs its `member/snap/db` (not modelled here) or another
+//! member's full WAL; `.snap` files hold only the v2 store.
+//!
+//! # etcd 3.5 differences (from the reference note; select with [`EtcdVersion`])
+//!
+//! * Tombstone at the compaction revision kept (3.5.16+, also 3.4.34+) and skipped by HashKV;
+//!   `HashKV(rev == compact revision)` allowed (3.5.10+, also 3.4.27+).
+//! * `auth_status`, `cluster_version_set`, `cluster_member_attr_set`, `downgrade_info_set`
+//!   exist; none touches the key space (3.4.23 does not know them: an entry with only such a
+//!   field would make it panic with "not implemented").
+//! * 3.5 also applies the cluster requests above when `shouldApplyV3` is false; no KV effect.
+//! * 3.5.0–3.5.2 could persist the consistent index ahead of the data and skip an entry after
+//!   a crash (fixed in 3.5.3): a correct replay then disagrees with that member.
+//! * 3.5.17+ panics on any error inside a write txn (3.4 already did for the ops it checks).
+//! * 3.5.5+ answers `HashKV(rev)` for a recent compaction revision from a cache of hashes
+//!   computed during compaction (not modelled: compare at other revisions).
 
 mod apply;
 mod bucket;
@@ -48,7 +66,7 @@ pub use apply::ApplierMode;
 pub use bucket::{encode_key_value, BucketEntry};
 pub use lease::{Lease, MAX_LEASE_TTL};
 pub use revision::{Revision, REVISION_KEY_LEN, TOMBSTONE_KEY_LEN, TOMBSTONE_MARK};
-pub use store::{HashKv, KeyRange, MvccStore, EMPTY_HASH};
+pub use store::{HashKv, KeyRange, MvccStore, StoreSummary, EMPTY_HASH};
 
 /// The etcd release whose behaviour to reproduce where releases differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -148,7 +166,7 @@ pub enum MvccError {
 }
 
 /// The error etcd's applier returns to the client for a request that changed nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum ApplyError {
     #[error("mvcc: required revision has been compacted")]
     Compacted,
@@ -303,8 +321,21 @@ impl RequestKind {
     }
 }
 
+impl Serialize for RequestKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl Serialize for ApplyError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
 /// Why an entry did not reach the v3 applier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum NotAppliedReason {
     /// Empty EntryNormal: the leader's no-op after an election.
     RaftNoop,
@@ -319,7 +350,8 @@ pub enum NotAppliedReason {
 }
 
 /// What applying one entry did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
 pub enum ApplyResult {
     /// Changed the key space; all its changes carry this main revision.
     Revision { main_revision: i64 },
@@ -328,18 +360,18 @@ pub enum ApplyResult {
     /// Applied, key space unchanged (e.g. a delete that matched nothing, a lease grant).
     Unchanged,
     /// etcd's applier returned this error; nothing changed.
-    Rejected(ApplyError),
+    Rejected { error: ApplyError },
     /// Did not reach the v3 applier.
-    NotApplied(NotAppliedReason),
+    NotApplied { reason: NotAppliedReason },
     /// An auth-store request: recognised, not modelled. The key space is unchanged by it,
     /// but with auth enabled etcd may later reject writes this model applies.
     Unmodelled,
     /// etcd would panic here (and again after every restart). The store is left as it was
     /// before the entry; the replay may continue but the member it models would be down.
-    EtcdWouldPanic(&'static str),
+    EtcdWouldPanic { reason: &'static str },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ApplyOutcome {
     pub kind: RequestKind,
     pub result: ApplyResult,
@@ -349,14 +381,14 @@ impl ApplyOutcome {
     fn not_applied(kind: RequestKind, reason: NotAppliedReason) -> Self {
         ApplyOutcome {
             kind,
-            result: ApplyResult::NotApplied(reason),
+            result: ApplyResult::NotApplied { reason },
         }
     }
 
     fn panic(kind: RequestKind, reason: &'static str) -> Self {
         ApplyOutcome {
             kind,
-            result: ApplyResult::EtcdWouldPanic(reason),
+            result: ApplyResult::EtcdWouldPanic { reason },
         }
     }
 
@@ -402,21 +434,21 @@ impl ApplyStats {
             *slot += 1;
         }
         if outcome.kind == RequestKind::AuthEnable
-            && !matches!(outcome.result, ApplyResult::NotApplied(_))
+            && !matches!(outcome.result, ApplyResult::NotApplied { .. })
         {
             self.auth_enable_requests += 1;
             self.first_auth_enable_index.get_or_insert(raft_index);
         }
         match outcome.result {
-            ApplyResult::Rejected(e) => {
+            ApplyResult::Rejected { error: e } => {
                 self.rejected += 1;
                 if let Some(slot) = self.by_error.get_mut(e.slot()) {
                     *slot += 1;
                 }
             }
-            ApplyResult::NotApplied(_) => self.not_applied += 1,
+            ApplyResult::NotApplied { .. } => self.not_applied += 1,
             ApplyResult::Unmodelled => self.unmodelled += 1,
-            ApplyResult::EtcdWouldPanic(reason) => {
+            ApplyResult::EtcdWouldPanic { reason } => {
                 self.etcd_panics += 1;
                 self.first_etcd_panic.get_or_insert((raft_index, reason));
             }

@@ -30,6 +30,23 @@ pub struct HashKv {
     pub hash_revision: i64,
 }
 
+/// A serializable overview of a store's state, for reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoreSummary {
+    pub etcd_version: String,
+    pub current_revision: i64,
+    pub compact_revision: i64,
+    pub consistent_index: u64,
+    pub live_keys: usize,
+    pub indexed_keys: usize,
+    pub bucket_entries: usize,
+    pub bucket_value_bytes: usize,
+    pub leases: usize,
+    pub applier_mode: super::ApplierMode,
+    /// Active alarms as (alarm type: 1 NOSPACE, 2 CORRUPT; member id).
+    pub alarms: Vec<(i32, u64)>,
+}
+
 /// Which keys a range covers, from a request's `key` / `range_end` (`mkGteRange`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyRange<'a> {
@@ -174,6 +191,22 @@ impl MvccStore {
     /// the default): see [`super::apply`] on `removeNeedlessRangeReqs`.
     pub fn set_strip_top_level_txn_ranges(&mut self, strip: bool) {
         self.strip_top_level_txn_ranges = strip;
+    }
+
+    pub fn summary(&self) -> StoreSummary {
+        StoreSummary {
+            etcd_version: self.version.to_string(),
+            current_revision: self.current_revision,
+            compact_revision: self.compact_revision,
+            consistent_index: self.consistent_index,
+            live_keys: self.live_key_count(),
+            indexed_keys: self.indexed_key_count(),
+            bucket_entries: self.bucket.len(),
+            bucket_value_bytes: self.bucket.arena_bytes(),
+            leases: self.lessor.leases.len(),
+            applier_mode: self.applier_mode,
+            alarms: self.alarms.iter().copied().collect(),
+        }
     }
 
     pub fn stats(&self) -> &ApplyStats {

@@ -429,7 +429,9 @@ fn non_v3_entries_leave_the_store_alone() {
     };
     assert_eq!(
         store.apply_entry(&noop).result,
-        ApplyResult::NotApplied(NotAppliedReason::RaftNoop)
+        ApplyResult::NotApplied {
+            reason: NotAppliedReason::RaftNoop
+        }
     );
     let v2 = Request {
         id: 9,
@@ -446,7 +448,9 @@ fn non_v3_entries_leave_the_store_alone() {
     };
     assert_eq!(
         store.apply_entry(&v2_entry).result,
-        ApplyResult::NotApplied(NotAppliedReason::V2Request)
+        ApplyResult::NotApplied {
+            reason: NotAppliedReason::V2Request
+        }
     );
     let range = InternalRaftRequest {
         header: header(),
@@ -458,7 +462,9 @@ fn non_v3_entries_leave_the_store_alone() {
     };
     assert_eq!(
         store.apply_entry(&entry(3, &range)).result,
-        ApplyResult::NotApplied(NotAppliedReason::NoSideEffect)
+        ApplyResult::NotApplied {
+            reason: NotAppliedReason::NoSideEffect
+        }
     );
     let conf = store.apply_payload(
         4,
@@ -469,7 +475,9 @@ fn non_v3_entries_leave_the_store_alone() {
     );
     assert_eq!(
         conf.result,
-        ApplyResult::NotApplied(NotAppliedReason::ConfChange)
+        ApplyResult::NotApplied {
+            reason: NotAppliedReason::ConfChange
+        }
     );
     assert_eq!(store.consistent_index(), 4);
     assert_eq!(state(&store), (1, -1));
@@ -486,11 +494,15 @@ fn entries_at_or_below_the_consistent_index_are_not_reapplied() {
     );
     assert_eq!(
         store.apply_entry(&entry(5, &irr_put(b"a", b"2", 0))).result,
-        ApplyResult::NotApplied(NotAppliedReason::AlreadyApplied)
+        ApplyResult::NotApplied {
+            reason: NotAppliedReason::AlreadyApplied
+        }
     );
     assert_eq!(
         store.apply_entry(&entry(3, &irr_put(b"a", b"3", 0))).result,
-        ApplyResult::NotApplied(NotAppliedReason::AlreadyApplied)
+        ApplyResult::NotApplied {
+            reason: NotAppliedReason::AlreadyApplied
+        }
     );
     assert_eq!(
         rev_of(store.apply_entry(&entry(6, &irr_put(b"a", b"4", 0)))),
@@ -510,7 +522,7 @@ fn entries_etcd_would_panic_on() {
     };
     assert!(matches!(
         store.apply_entry(&garbage).result,
-        ApplyResult::EtcdWouldPanic(_)
+        ApplyResult::EtcdWouldPanic { .. }
     ));
     let empty = InternalRaftRequest {
         header: header(),
@@ -518,13 +530,13 @@ fn entries_etcd_would_panic_on() {
     };
     assert!(matches!(
         store.apply_entry(&entry(2, &empty)).result,
-        ApplyResult::EtcdWouldPanic(_)
+        ApplyResult::EtcdWouldPanic { .. }
     ));
     let mut no_header = irr_put(b"a", b"1", 0);
     no_header.header = None;
     assert!(matches!(
         store.apply_entry(&entry(3, &no_header)).result,
-        ApplyResult::EtcdWouldPanic(_)
+        ApplyResult::EtcdWouldPanic { .. }
     ));
     let mut legacy_id = no_header.clone();
     legacy_id.id = 42;
@@ -537,7 +549,7 @@ fn entries_etcd_would_panic_on() {
     };
     assert!(matches!(
         store.apply_entry(&v2_entry).result,
-        ApplyResult::EtcdWouldPanic(_)
+        ApplyResult::EtcdWouldPanic { .. }
     ));
     assert_eq!(store.stats().etcd_panics, 4);
     assert_eq!(store.stats().first_etcd_panic.map(|p| p.0), Some(1));
@@ -553,7 +565,7 @@ fn requests_of_newer_versions() {
     let mut old = MvccStore::new();
     assert!(matches!(
         old.apply_request(&cv).result,
-        ApplyResult::EtcdWouldPanic(_)
+        ApplyResult::EtcdWouldPanic { .. }
     ));
     let mut v35 = MvccStore::with_version(EtcdVersion::new(3, 5, 9));
     assert_eq!(v35.apply_request(&cv).result, ApplyResult::Unchanged);
@@ -575,6 +587,12 @@ fn auth_requests_are_reported() {
     assert_eq!(state(&store), (1, -1));
     let json = serde_json::to_value(store.stats()).unwrap();
     assert_eq!(json["kinds"]["auth_enable"], 1);
+    let outcome_json = serde_json::to_value(outcome).unwrap();
+    assert_eq!(outcome_json["kind"], "auth_enable");
+    assert_eq!(outcome_json["result"]["result"], "unmodelled");
+    let summary = serde_json::to_value(store.summary()).unwrap();
+    assert_eq!(summary["current_revision"], 1);
+    assert_eq!(summary["etcd_version"], "3.4.23");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -596,7 +614,12 @@ fn put_versions_and_create_revisions_across_generations() {
 fn put_with_unknown_lease_fails_without_revision() {
     let mut s = MvccStore::new();
     let out = s.apply_request(&irr_put(b"k", b"v", 99));
-    assert_eq!(out.result, ApplyResult::Rejected(ApplyError::LeaseNotFound));
+    assert_eq!(
+        out.result,
+        ApplyResult::Rejected {
+            error: ApplyError::LeaseNotFound
+        }
+    );
     assert_eq!(state(&s), (1, -1));
     assert_eq!(s.stats().rejected_with(ApplyError::LeaseNotFound), 0); // stats: entries only
 }
@@ -608,12 +631,16 @@ fn ignore_value_and_ignore_lease() {
     assert_eq!(
         s.apply_request(&irr_put_flags(b"k", b"", true, false))
             .result,
-        ApplyResult::Rejected(ApplyError::KeyNotFound)
+        ApplyResult::Rejected {
+            error: ApplyError::KeyNotFound
+        }
     );
     assert_eq!(
         s.apply_request(&irr_put_flags(b"k", b"", false, true))
             .result,
-        ApplyResult::Rejected(ApplyError::KeyNotFound)
+        ApplyResult::Rejected {
+            error: ApplyError::KeyNotFound
+        }
     );
     assert_eq!(state(&s), (1, -1));
     s.lease_grant(5, 10).unwrap();
@@ -709,7 +736,9 @@ fn lease_revoke_deletes_keys_sorted_in_one_revision() {
     assert!(!s.leases().contains_key(&7));
     assert_eq!(
         s.apply_request(&irr_revoke(7)).result,
-        ApplyResult::Rejected(ApplyError::LeaseNotFound)
+        ApplyResult::Rejected {
+            error: ApplyError::LeaseNotFound
+        }
     );
 }
 
@@ -1002,13 +1031,17 @@ fn txn_checks_abort_the_whole_txn() {
     );
     assert_eq!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::Rejected(ApplyError::LeaseNotFound)
+        ApplyResult::Rejected {
+            error: ApplyError::LeaseNotFound
+        }
     );
     let nested = txn(vec![], vec![op_put_lease(b"b", b"1", 42)], vec![]);
     let t = txn(vec![], vec![op_put(b"a", b"1"), op_txn(nested)], vec![]);
     assert_eq!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::Rejected(ApplyError::LeaseNotFound)
+        ApplyResult::Rejected {
+            error: ApplyError::LeaseNotFound
+        }
     );
     // ... but not in the branch that is not taken
     let t = txn(
@@ -1029,7 +1062,9 @@ fn txn_checks_abort_the_whole_txn() {
     );
     assert_eq!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::Rejected(ApplyError::KeyNotFound)
+        ApplyResult::Rejected {
+            error: ApplyError::KeyNotFound
+        }
     );
     assert_eq!(state(&s), (2, -1));
 }
@@ -1050,22 +1085,61 @@ fn txn_range_revision_checks() {
     let t2 = txn(vec![], vec![op_put(b"a", b"2"), op_txn(nested)], vec![]);
     assert_eq!(
         s.apply_request(&irr_txn(t2)).result,
-        ApplyResult::Rejected(ApplyError::FutureRevision)
+        ApplyResult::Rejected {
+            error: ApplyError::FutureRevision
+        }
     );
     // the proposing member keeps the top-level range and rejects
     s.set_strip_top_level_txn_ranges(false);
     assert_eq!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::Rejected(ApplyError::FutureRevision)
+        ApplyResult::Rejected {
+            error: ApplyError::FutureRevision
+        }
     );
     s.compact(3).unwrap();
     let t3 = txn(vec![], vec![op_range(b"k", 2), op_put(b"a", b"3")], vec![]);
     assert_eq!(
         s.apply_request(&irr_txn(t3)).result,
-        ApplyResult::Rejected(ApplyError::Compacted)
+        ApplyResult::Rejected {
+            error: ApplyError::Compacted
+        }
     );
     let t4 = txn(vec![], vec![op_range(b"k", 3), op_put(b"a", b"3")], vec![]);
     assert_eq!(rev_of(s.apply_request(&irr_txn(t4))), Some(4));
+}
+
+/// `checkRequestRange` compares any non-zero revision, negative ones included, with
+/// `FirstRev()` (= compactMainRev, -1 before any compaction): the note's "0 < revision <
+/// compactRev" understates it.
+#[test]
+fn txn_negative_range_revisions() {
+    let nested_range = |revision: i64| {
+        irr_txn(txn(
+            vec![],
+            vec![
+                op_put(b"a", b"1"),
+                op_txn(txn(vec![], vec![op_range(b"k", revision)], vec![])),
+            ],
+            vec![],
+        ))
+    };
+    let mut s = MvccStore::new();
+    assert_eq!(
+        s.apply_request(&nested_range(-5)).result,
+        ApplyResult::Rejected {
+            error: ApplyError::Compacted
+        }
+    );
+    assert_eq!(rev_of(s.apply_request(&nested_range(-1))), Some(2));
+    s.compact(2).unwrap();
+    assert_eq!(
+        s.apply_request(&nested_range(-1)).result,
+        ApplyResult::Rejected {
+            error: ApplyError::Compacted
+        }
+    );
+    assert_eq!(rev_of(s.apply_request(&nested_range(2))), Some(3));
 }
 
 #[test]
@@ -1093,7 +1167,7 @@ fn txn_etcd_would_panic_on_is_rolled_back() {
     );
     assert!(matches!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::EtcdWouldPanic(_)
+        ApplyResult::EtcdWouldPanic { .. }
     ));
     assert_eq!(state(&s), (3, -1));
     assert_eq!(hash(&s, 0), before_hash);
@@ -1116,7 +1190,9 @@ fn compaction_errors_change_nothing() {
     s.put(b"k", b"v", 0).unwrap();
     assert_eq!(
         s.apply_request(&irr_compact(5)).result,
-        ApplyResult::Rejected(ApplyError::FutureRevision)
+        ApplyResult::Rejected {
+            error: ApplyError::FutureRevision
+        }
     );
     assert_eq!(s.compact(2), Ok(()));
     assert_eq!(s.compact(2), Err(ApplyError::Compacted));
@@ -1259,16 +1335,22 @@ fn alarms_switch_the_applier() {
     assert_eq!(s.applier_mode(), ApplierMode::Capped);
     assert_eq!(
         s.apply_request(&irr_put(b"a", b"1", 0)).result,
-        ApplyResult::Rejected(ApplyError::NoSpace)
+        ApplyResult::Rejected {
+            error: ApplyError::NoSpace
+        }
     );
     assert_eq!(
         s.apply_request(&irr_grant(5, 10)).result,
-        ApplyResult::Rejected(ApplyError::NoSpace)
+        ApplyResult::Rejected {
+            error: ApplyError::NoSpace
+        }
     );
     let with_put = txn(vec![], vec![op_put(b"a", b"1")], vec![]);
     assert_eq!(
         s.apply_request(&irr_txn(with_put)).result,
-        ApplyResult::Rejected(ApplyError::NoSpace)
+        ApplyResult::Rejected {
+            error: ApplyError::NoSpace
+        }
     );
     // deletes, and txns without top-level puts (nested puts are not counted), still work
     let nested_put = txn(
@@ -1296,7 +1378,9 @@ fn alarms_switch_the_applier() {
     ] {
         assert_eq!(
             s.apply_request(&r).result,
-            ApplyResult::Rejected(ApplyError::Corrupt)
+            ApplyResult::Rejected {
+                error: ApplyError::Corrupt
+            }
         );
     }
     s.apply_request(&irr_alarm(DEACTIVATE, 1, CORRUPT));
@@ -1725,7 +1809,8 @@ mod oracle {
                 Some(r) => prop_assert_eq!(r, before + 1),
                 None => prop_assert_eq!(store.current_revision(), before),
             }
-            prop_assert!(!matches!(outcome.result, ApplyResult::EtcdWouldPanic(_)));
+            let panicked = matches!(outcome.result, ApplyResult::EtcdWouldPanic { .. });
+            prop_assert!(!panicked, "etcd would panic on op {}", i);
             prop_assert_eq!(store.compact_revision(), oracle.compact);
             if matches!(op, Op::Compact { .. }) {
                 prop_assert_eq!(store_bucket(&store), oracle.bucket());

@@ -83,7 +83,7 @@ pub fn replay_kv(
     let through_index = through.unwrap_or(read.contents.hard_state.commit);
     let mut apply = |entry: &Entry| {
         let outcome = store.apply_entry(entry);
-        if matches!(outcome.result, ApplyResult::EtcdWouldPanic(_)) {
+        if matches!(outcome.result, ApplyResult::EtcdWouldPanic { .. }) {
             panicking_entries.push(entry.index);
         }
         progress(entry.index);

@@ -143,6 +143,17 @@ pub fn preflight(state: &RestartState<'_>) -> Vec<Finding> {
 mod tests {
     use super::*;
 
+    fn from_start(entries: &[Entry], hard_state: HardState) -> RestartState<'_> {
+        RestartState {
+            member: "m",
+            snapshot_index: 0,
+            snapshot_term: 0,
+            conf_state: ConfState::default(),
+            hard_state,
+            entries,
+        }
+    }
+
     fn entries(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
         range
             .map(|i| Entry {
@@ -157,18 +168,14 @@ mod tests {
     #[test]
     fn commit_beyond_last_is_a_violation_at_the_commit_index() {
         let ents = entries(1..=5);
-        let state = RestartState {
-            member: "m",
-            snapshot_index: 0,
-            snapshot_term: 0,
-            conf_state: ConfState::default(),
-            hard_state: HardState {
+        let state = from_start(
+            &ents,
+            HardState {
                 term: 1,
                 vote: 1,
                 commit: 9,
             },
-            entries: &ents,
-        };
+        );
         let findings = preflight(&state);
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].kind, "raft.commit_beyond_last");
@@ -178,18 +185,14 @@ mod tests {
     #[test]
     fn clean_state_passes() {
         let ents = entries(1..=5);
-        let state = RestartState {
-            member: "m",
-            snapshot_index: 0,
-            snapshot_term: 0,
-            conf_state: ConfState::default(),
-            hard_state: HardState {
+        let state = from_start(
+            &ents,
+            HardState {
                 term: 1,
                 vote: 1,
                 commit: 5,
             },
-            entries: &ents,
-        };
+        );
         assert!(preflight(&state).is_empty());
     }
 }

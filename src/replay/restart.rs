@@ -258,6 +258,18 @@ mod tests {
         }
     }
 
+    /// A member restarting from the beginning of its log (no snapshot).
+    fn from_start(log: &[Entry], hard_state: HardState) -> RestartState<'_> {
+        RestartState {
+            member: "m",
+            snapshot_index: 0,
+            snapshot_term: 0,
+            conf_state: ConfState::default(),
+            hard_state,
+            entries: log,
+        }
+    }
+
     fn bootstrap_log() -> Vec<Entry> {
         // etcd's bootstrap: one AddNode per initial member at term 1, then a learner and data.
         let mut log = vec![
@@ -281,18 +293,14 @@ mod tests {
     #[test]
     fn replays_etcd_conf_changes_with_etcd_numbering() {
         let log = bootstrap_log();
-        let state = RestartState {
-            member: "m",
-            snapshot_index: 0,
-            snapshot_term: 0,
-            conf_state: ConfState::default(),
-            hard_state: HardState {
+        let state = from_start(
+            &log,
+            HardState {
                 term: 2,
                 vote: 1,
                 commit: 8,
             },
-            entries: &log,
-        };
+        );
         let mut applied = Vec::new();
         let outcome = restart_and_apply(&state, 1, u64::MAX, &mut |e| applied.push(e.index));
         assert!(outcome.findings.is_empty(), "{:?}", outcome.findings);
@@ -310,18 +318,14 @@ mod tests {
     #[test]
     fn apply_stops_at_the_requested_index() {
         let log = bootstrap_log();
-        let state = RestartState {
-            member: "m",
-            snapshot_index: 0,
-            snapshot_term: 0,
-            conf_state: ConfState::default(),
-            hard_state: HardState {
+        let state = from_start(
+            &log,
+            HardState {
                 term: 2,
                 vote: 1,
                 commit: 8,
             },
-            entries: &log,
-        };
+        );
         let outcome = restart_and_apply(&state, 1, 5, &mut |_| {});
         assert_eq!(outcome.applied_index, 5);
         assert_eq!(outcome.conf_state.learners, vec![4]);
@@ -330,18 +334,14 @@ mod tests {
     #[test]
     fn commit_beyond_last_index_is_a_finding_not_a_panic() {
         let log = bootstrap_log();
-        let state = RestartState {
-            member: "m",
-            snapshot_index: 0,
-            snapshot_term: 0,
-            conf_state: ConfState::default(),
-            hard_state: HardState {
+        let state = from_start(
+            &log,
+            HardState {
                 term: 2,
                 vote: 1,
                 commit: 12,
             },
-            entries: &log,
-        };
+        );
         let outcome = restart_and_apply(&state, 1, u64::MAX, &mut |_| {});
         assert!(!outcome.started);
         assert_eq!(outcome.findings[0].kind, "raft.commit_beyond_last");
@@ -352,18 +352,14 @@ mod tests {
     fn invalid_conf_change_is_a_finding() {
         // Removing the only voter: raft-rs refuses ("removed all voters").
         let log = vec![conf_entry(1, 0, 1), conf_entry(2, 1, 1)];
-        let state = RestartState {
-            member: "m",
-            snapshot_index: 0,
-            snapshot_term: 0,
-            conf_state: ConfState::default(),
-            hard_state: HardState {
+        let state = from_start(
+            &log,
+            HardState {
                 term: 1,
                 vote: 1,
                 commit: 2,
             },
-            entries: &log,
-        };
+        );
         let outcome = restart_and_apply(&state, 1, u64::MAX, &mut |_| {});
         assert!(
             outcome

@@ -240,9 +240,7 @@ impl MvccStore {
         let result = if request.range.is_some() {
             // A read: no state change (corrupt mode would return ErrCorrupt to the client).
             match self.applier_mode {
-                ApplierMode::Corrupt => ApplyResult::Rejected {
-                    error: ApplyError::Corrupt,
-                },
+                ApplierMode::Corrupt => ApplyResult::Rejected(ApplyError::Corrupt),
                 _ => ApplyResult::Unchanged,
             }
         } else if let Some(put) = &request.put {
@@ -253,40 +251,32 @@ impl MvccStore {
             self.apply_txn(txn)
         } else if let Some(compaction) = &request.compaction {
             if self.applier_mode == ApplierMode::Corrupt {
-                ApplyResult::Rejected {
-                    error: ApplyError::Corrupt,
-                }
+                ApplyResult::Rejected(ApplyError::Corrupt)
             } else {
                 match self.compact(compaction.revision) {
                     Ok(()) => ApplyResult::Compacted {
                         compact_revision: compaction.revision,
                     },
-                    Err(e) => ApplyResult::Rejected { error: e },
+                    Err(e) => ApplyResult::Rejected(e),
                 }
             }
         } else if let Some(grant) = &request.lease_grant {
             match self.applier_mode {
-                ApplierMode::Capped => ApplyResult::Rejected {
-                    error: ApplyError::NoSpace,
-                },
-                ApplierMode::Corrupt => ApplyResult::Rejected {
-                    error: ApplyError::Corrupt,
-                },
+                ApplierMode::Capped => ApplyResult::Rejected(ApplyError::NoSpace),
+                ApplierMode::Corrupt => ApplyResult::Rejected(ApplyError::Corrupt),
                 ApplierMode::Full => match self.lease_grant(grant.id, grant.ttl) {
                     Ok(()) => ApplyResult::Unchanged,
-                    Err(e) => ApplyResult::Rejected { error: e },
+                    Err(e) => ApplyResult::Rejected(e),
                 },
             }
         } else if let Some(revoke) = &request.lease_revoke {
             if self.applier_mode == ApplierMode::Corrupt {
-                ApplyResult::Rejected {
-                    error: ApplyError::Corrupt,
-                }
+                ApplyResult::Rejected(ApplyError::Corrupt)
             } else {
                 match self.lease_revoke(revoke.id) {
                     Ok(Some(main_revision)) => ApplyResult::Revision { main_revision },
                     Ok(None) => ApplyResult::Unchanged,
-                    Err(e) => ApplyResult::Rejected { error: e },
+                    Err(e) => ApplyResult::Rejected(e),
                 }
             }
         } else if let Some(checkpoint) = &request.lease_checkpoint {
@@ -302,9 +292,7 @@ impl MvccStore {
             // Put/DeleteRange/Txn/LeaseRevoke against `header.username` at apply time; see
             // `ApplyStats::auth_enable_requests`.
             if kind == RequestKind::AuthStatus && !self.version.knows_auth_status() {
-                ApplyResult::EtcdWouldPanic {
-                    reason: "not implemented (auth_status unknown to this version)",
-                }
+                ApplyResult::EtcdWouldPanic("not implemented (auth_status unknown to this version)")
             } else {
                 ApplyResult::Unmodelled
             }
@@ -319,14 +307,10 @@ impl MvccStore {
                 ApplyResult::Unchanged
             } else {
                 // 3.4 does not know the field: the request decodes as empty.
-                ApplyResult::EtcdWouldPanic {
-                    reason: "not implemented (3.5 request applied by 3.4)",
-                }
+                ApplyResult::EtcdWouldPanic("not implemented (3.5 request applied by 3.4)")
             }
         } else {
-            ApplyResult::EtcdWouldPanic {
-                reason: "not implemented (InternalRaftRequest with no request)",
-            }
+            ApplyResult::EtcdWouldPanic("not implemented (InternalRaftRequest with no request)")
         };
         ApplyOutcome { kind, result }
     }
@@ -337,27 +321,17 @@ impl MvccStore {
     /// `applierV3backend.Put` with `txn == nil`, behind the current applier mode.
     fn apply_put(&mut self, put: &PutRequest) -> ApplyResult {
         match self.applier_mode {
-            ApplierMode::Capped => {
-                return ApplyResult::Rejected {
-                    error: ApplyError::NoSpace,
-                }
-            }
-            ApplierMode::Corrupt => {
-                return ApplyResult::Rejected {
-                    error: ApplyError::Corrupt,
-                }
-            }
+            ApplierMode::Capped => return ApplyResult::Rejected(ApplyError::NoSpace),
+            ApplierMode::Corrupt => return ApplyResult::Rejected(ApplyError::Corrupt),
             ApplierMode::Full => {}
         }
         if put.lease != 0 && !self.lessor.contains(put.lease) {
-            return ApplyResult::Rejected {
-                error: ApplyError::LeaseNotFound,
-            };
+            return ApplyResult::Rejected(ApplyError::LeaseNotFound);
         }
         let mut txn = self.begin_txn(false);
         let result = match self.put_in_txn(&mut txn, put) {
             Ok(()) => ApplyResult::Unchanged,
-            Err(e) => ApplyResult::Rejected { error: e },
+            Err(e) => ApplyResult::Rejected(e),
         };
         match self.end_txn(txn) {
             Some(main_revision) => ApplyResult::Revision { main_revision },
@@ -389,9 +363,7 @@ impl MvccStore {
 
     fn apply_delete_range(&mut self, delete: &DeleteRangeRequest) -> ApplyResult {
         if self.applier_mode == ApplierMode::Corrupt {
-            return ApplyResult::Rejected {
-                error: ApplyError::Corrupt,
-            };
+            return ApplyResult::Rejected(ApplyError::Corrupt);
         }
         let mut txn = self.begin_txn(false);
         self.txn_delete_range(
@@ -410,15 +382,9 @@ impl MvccStore {
     /// `applierV3backend.Txn` behind the current applier mode.
     fn apply_txn(&mut self, txn_request: &TxnRequest) -> ApplyResult {
         match self.applier_mode {
-            ApplierMode::Corrupt => {
-                return ApplyResult::Rejected {
-                    error: ApplyError::Corrupt,
-                }
-            }
+            ApplierMode::Corrupt => return ApplyResult::Rejected(ApplyError::Corrupt),
             ApplierMode::Capped if txn_cost(txn_request) > 0 => {
-                return ApplyResult::Rejected {
-                    error: ApplyError::NoSpace,
-                }
+                return ApplyResult::Rejected(ApplyError::NoSpace)
             }
             _ => {}
         }
@@ -440,7 +406,7 @@ impl MvccStore {
         })();
         if let Err(e) = checked {
             self.scratch_path = path;
-            return ApplyResult::Rejected { error: e };
+            return ApplyResult::Rejected(e);
         }
 
         let result = if is_write {
@@ -452,7 +418,7 @@ impl MvccStore {
                 },
                 Err(reason) => {
                     self.abort_txn(txn);
-                    ApplyResult::EtcdWouldPanic { reason }
+                    ApplyResult::EtcdWouldPanic(reason)
                 }
             }
         } else {

@@ -349,9 +349,8 @@ pub enum NotAppliedReason {
     NoSideEffect,
 }
 
-/// What applying one entry did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "result")]
+/// What applying one entry did. Serializes as `{"result": "<snake_case name>", …fields}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApplyResult {
     /// Changed the key space; all its changes carry this main revision.
     Revision { main_revision: i64 },
@@ -360,15 +359,40 @@ pub enum ApplyResult {
     /// Applied, key space unchanged (e.g. a delete that matched nothing, a lease grant).
     Unchanged,
     /// etcd's applier returned this error; nothing changed.
-    Rejected { error: ApplyError },
+    Rejected(ApplyError),
     /// Did not reach the v3 applier.
-    NotApplied { reason: NotAppliedReason },
+    NotApplied(NotAppliedReason),
     /// An auth-store request: recognised, not modelled. The key space is unchanged by it,
     /// but with auth enabled etcd may later reject writes this model applies.
     Unmodelled,
     /// etcd would panic here (and again after every restart). The store is left as it was
     /// before the entry; the replay may continue but the member it models would be down.
-    EtcdWouldPanic { reason: &'static str },
+    EtcdWouldPanic(&'static str),
+}
+
+impl Serialize for ApplyResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let value = match *self {
+            ApplyResult::Revision { main_revision } => {
+                serde_json::json!({"result": "revision", "main_revision": main_revision})
+            }
+            ApplyResult::Compacted { compact_revision } => {
+                serde_json::json!({"result": "compacted", "compact_revision": compact_revision})
+            }
+            ApplyResult::Unchanged => serde_json::json!({"result": "unchanged"}),
+            ApplyResult::Rejected(error) => {
+                serde_json::json!({"result": "rejected", "error": error.name(), "message": error.to_string()})
+            }
+            ApplyResult::NotApplied(reason) => {
+                serde_json::json!({"result": "not_applied", "reason": reason})
+            }
+            ApplyResult::Unmodelled => serde_json::json!({"result": "unmodelled"}),
+            ApplyResult::EtcdWouldPanic(reason) => {
+                serde_json::json!({"result": "etcd_would_panic", "reason": reason})
+            }
+        };
+        value.serialize(serializer)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -381,14 +405,14 @@ impl ApplyOutcome {
     fn not_applied(kind: RequestKind, reason: NotAppliedReason) -> Self {
         ApplyOutcome {
             kind,
-            result: ApplyResult::NotApplied { reason },
+            result: ApplyResult::NotApplied(reason),
         }
     }
 
     fn panic(kind: RequestKind, reason: &'static str) -> Self {
         ApplyOutcome {
             kind,
-            result: ApplyResult::EtcdWouldPanic { reason },
+            result: ApplyResult::EtcdWouldPanic(reason),
         }
     }
 
@@ -434,21 +458,21 @@ impl ApplyStats {
             *slot += 1;
         }
         if outcome.kind == RequestKind::AuthEnable
-            && !matches!(outcome.result, ApplyResult::NotApplied { .. })
+            && !matches!(outcome.result, ApplyResult::NotApplied(_))
         {
             self.auth_enable_requests += 1;
             self.first_auth_enable_index.get_or_insert(raft_index);
         }
         match outcome.result {
-            ApplyResult::Rejected { error: e } => {
+            ApplyResult::Rejected(e) => {
                 self.rejected += 1;
                 if let Some(slot) = self.by_error.get_mut(e.slot()) {
                     *slot += 1;
                 }
             }
-            ApplyResult::NotApplied { .. } => self.not_applied += 1,
+            ApplyResult::NotApplied(_) => self.not_applied += 1,
             ApplyResult::Unmodelled => self.unmodelled += 1,
-            ApplyResult::EtcdWouldPanic { reason } => {
+            ApplyResult::EtcdWouldPanic(reason) => {
                 self.etcd_panics += 1;
                 self.first_etcd_panic.get_or_insert((raft_index, reason));
             }

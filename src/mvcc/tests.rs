@@ -429,9 +429,7 @@ fn non_v3_entries_leave_the_store_alone() {
     };
     assert_eq!(
         store.apply_entry(&noop).result,
-        ApplyResult::NotApplied {
-            reason: NotAppliedReason::RaftNoop
-        }
+        ApplyResult::NotApplied(NotAppliedReason::RaftNoop)
     );
     let v2 = Request {
         id: 9,
@@ -448,9 +446,7 @@ fn non_v3_entries_leave_the_store_alone() {
     };
     assert_eq!(
         store.apply_entry(&v2_entry).result,
-        ApplyResult::NotApplied {
-            reason: NotAppliedReason::V2Request
-        }
+        ApplyResult::NotApplied(NotAppliedReason::V2Request)
     );
     let range = InternalRaftRequest {
         header: header(),
@@ -462,9 +458,7 @@ fn non_v3_entries_leave_the_store_alone() {
     };
     assert_eq!(
         store.apply_entry(&entry(3, &range)).result,
-        ApplyResult::NotApplied {
-            reason: NotAppliedReason::NoSideEffect
-        }
+        ApplyResult::NotApplied(NotAppliedReason::NoSideEffect)
     );
     let conf = store.apply_payload(
         4,
@@ -475,9 +469,7 @@ fn non_v3_entries_leave_the_store_alone() {
     );
     assert_eq!(
         conf.result,
-        ApplyResult::NotApplied {
-            reason: NotAppliedReason::ConfChange
-        }
+        ApplyResult::NotApplied(NotAppliedReason::ConfChange)
     );
     assert_eq!(store.consistent_index(), 4);
     assert_eq!(state(&store), (1, -1));
@@ -494,15 +486,11 @@ fn entries_at_or_below_the_consistent_index_are_not_reapplied() {
     );
     assert_eq!(
         store.apply_entry(&entry(5, &irr_put(b"a", b"2", 0))).result,
-        ApplyResult::NotApplied {
-            reason: NotAppliedReason::AlreadyApplied
-        }
+        ApplyResult::NotApplied(NotAppliedReason::AlreadyApplied)
     );
     assert_eq!(
         store.apply_entry(&entry(3, &irr_put(b"a", b"3", 0))).result,
-        ApplyResult::NotApplied {
-            reason: NotAppliedReason::AlreadyApplied
-        }
+        ApplyResult::NotApplied(NotAppliedReason::AlreadyApplied)
     );
     assert_eq!(
         rev_of(store.apply_entry(&entry(6, &irr_put(b"a", b"4", 0)))),
@@ -522,7 +510,7 @@ fn entries_etcd_would_panic_on() {
     };
     assert!(matches!(
         store.apply_entry(&garbage).result,
-        ApplyResult::EtcdWouldPanic { .. }
+        ApplyResult::EtcdWouldPanic(_)
     ));
     let empty = InternalRaftRequest {
         header: header(),
@@ -530,13 +518,13 @@ fn entries_etcd_would_panic_on() {
     };
     assert!(matches!(
         store.apply_entry(&entry(2, &empty)).result,
-        ApplyResult::EtcdWouldPanic { .. }
+        ApplyResult::EtcdWouldPanic(_)
     ));
     let mut no_header = irr_put(b"a", b"1", 0);
     no_header.header = None;
     assert!(matches!(
         store.apply_entry(&entry(3, &no_header)).result,
-        ApplyResult::EtcdWouldPanic { .. }
+        ApplyResult::EtcdWouldPanic(_)
     ));
     let mut legacy_id = no_header.clone();
     legacy_id.id = 42;
@@ -549,7 +537,7 @@ fn entries_etcd_would_panic_on() {
     };
     assert!(matches!(
         store.apply_entry(&v2_entry).result,
-        ApplyResult::EtcdWouldPanic { .. }
+        ApplyResult::EtcdWouldPanic(_)
     ));
     assert_eq!(store.stats().etcd_panics, 4);
     assert_eq!(store.stats().first_etcd_panic.map(|p| p.0), Some(1));
@@ -565,7 +553,7 @@ fn requests_of_newer_versions() {
     let mut old = MvccStore::new();
     assert!(matches!(
         old.apply_request(&cv).result,
-        ApplyResult::EtcdWouldPanic { .. }
+        ApplyResult::EtcdWouldPanic(_)
     ));
     let mut v35 = MvccStore::with_version(EtcdVersion::new(3, 5, 9));
     assert_eq!(v35.apply_request(&cv).result, ApplyResult::Unchanged);
@@ -614,12 +602,7 @@ fn put_versions_and_create_revisions_across_generations() {
 fn put_with_unknown_lease_fails_without_revision() {
     let mut s = MvccStore::new();
     let out = s.apply_request(&irr_put(b"k", b"v", 99));
-    assert_eq!(
-        out.result,
-        ApplyResult::Rejected {
-            error: ApplyError::LeaseNotFound
-        }
-    );
+    assert_eq!(out.result, ApplyResult::Rejected(ApplyError::LeaseNotFound));
     assert_eq!(state(&s), (1, -1));
     assert_eq!(s.stats().rejected_with(ApplyError::LeaseNotFound), 0); // stats: entries only
 }
@@ -631,16 +614,12 @@ fn ignore_value_and_ignore_lease() {
     assert_eq!(
         s.apply_request(&irr_put_flags(b"k", b"", true, false))
             .result,
-        ApplyResult::Rejected {
-            error: ApplyError::KeyNotFound
-        }
+        ApplyResult::Rejected(ApplyError::KeyNotFound)
     );
     assert_eq!(
         s.apply_request(&irr_put_flags(b"k", b"", false, true))
             .result,
-        ApplyResult::Rejected {
-            error: ApplyError::KeyNotFound
-        }
+        ApplyResult::Rejected(ApplyError::KeyNotFound)
     );
     assert_eq!(state(&s), (1, -1));
     s.lease_grant(5, 10).unwrap();
@@ -736,9 +715,7 @@ fn lease_revoke_deletes_keys_sorted_in_one_revision() {
     assert!(!s.leases().contains_key(&7));
     assert_eq!(
         s.apply_request(&irr_revoke(7)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::LeaseNotFound
-        }
+        ApplyResult::Rejected(ApplyError::LeaseNotFound)
     );
 }
 
@@ -1031,17 +1008,13 @@ fn txn_checks_abort_the_whole_txn() {
     );
     assert_eq!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::LeaseNotFound
-        }
+        ApplyResult::Rejected(ApplyError::LeaseNotFound)
     );
     let nested = txn(vec![], vec![op_put_lease(b"b", b"1", 42)], vec![]);
     let t = txn(vec![], vec![op_put(b"a", b"1"), op_txn(nested)], vec![]);
     assert_eq!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::LeaseNotFound
-        }
+        ApplyResult::Rejected(ApplyError::LeaseNotFound)
     );
     // ... but not in the branch that is not taken
     let t = txn(
@@ -1062,9 +1035,7 @@ fn txn_checks_abort_the_whole_txn() {
     );
     assert_eq!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::KeyNotFound
-        }
+        ApplyResult::Rejected(ApplyError::KeyNotFound)
     );
     assert_eq!(state(&s), (2, -1));
 }
@@ -1085,25 +1056,19 @@ fn txn_range_revision_checks() {
     let t2 = txn(vec![], vec![op_put(b"a", b"2"), op_txn(nested)], vec![]);
     assert_eq!(
         s.apply_request(&irr_txn(t2)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::FutureRevision
-        }
+        ApplyResult::Rejected(ApplyError::FutureRevision)
     );
     // the proposing member keeps the top-level range and rejects
     s.set_strip_top_level_txn_ranges(false);
     assert_eq!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::FutureRevision
-        }
+        ApplyResult::Rejected(ApplyError::FutureRevision)
     );
     s.compact(3).unwrap();
     let t3 = txn(vec![], vec![op_range(b"k", 2), op_put(b"a", b"3")], vec![]);
     assert_eq!(
         s.apply_request(&irr_txn(t3)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::Compacted
-        }
+        ApplyResult::Rejected(ApplyError::Compacted)
     );
     let t4 = txn(vec![], vec![op_range(b"k", 3), op_put(b"a", b"3")], vec![]);
     assert_eq!(rev_of(s.apply_request(&irr_txn(t4))), Some(4));
@@ -1127,17 +1092,13 @@ fn txn_negative_range_revisions() {
     let mut s = MvccStore::new();
     assert_eq!(
         s.apply_request(&nested_range(-5)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::Compacted
-        }
+        ApplyResult::Rejected(ApplyError::Compacted)
     );
     assert_eq!(rev_of(s.apply_request(&nested_range(-1))), Some(2));
     s.compact(2).unwrap();
     assert_eq!(
         s.apply_request(&nested_range(-1)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::Compacted
-        }
+        ApplyResult::Rejected(ApplyError::Compacted)
     );
     assert_eq!(rev_of(s.apply_request(&nested_range(2))), Some(3));
 }
@@ -1167,7 +1128,7 @@ fn txn_etcd_would_panic_on_is_rolled_back() {
     );
     assert!(matches!(
         s.apply_request(&irr_txn(t)).result,
-        ApplyResult::EtcdWouldPanic { .. }
+        ApplyResult::EtcdWouldPanic(_)
     ));
     assert_eq!(state(&s), (3, -1));
     assert_eq!(hash(&s, 0), before_hash);
@@ -1190,9 +1151,7 @@ fn compaction_errors_change_nothing() {
     s.put(b"k", b"v", 0).unwrap();
     assert_eq!(
         s.apply_request(&irr_compact(5)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::FutureRevision
-        }
+        ApplyResult::Rejected(ApplyError::FutureRevision)
     );
     assert_eq!(s.compact(2), Ok(()));
     assert_eq!(s.compact(2), Err(ApplyError::Compacted));
@@ -1335,22 +1294,16 @@ fn alarms_switch_the_applier() {
     assert_eq!(s.applier_mode(), ApplierMode::Capped);
     assert_eq!(
         s.apply_request(&irr_put(b"a", b"1", 0)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::NoSpace
-        }
+        ApplyResult::Rejected(ApplyError::NoSpace)
     );
     assert_eq!(
         s.apply_request(&irr_grant(5, 10)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::NoSpace
-        }
+        ApplyResult::Rejected(ApplyError::NoSpace)
     );
     let with_put = txn(vec![], vec![op_put(b"a", b"1")], vec![]);
     assert_eq!(
         s.apply_request(&irr_txn(with_put)).result,
-        ApplyResult::Rejected {
-            error: ApplyError::NoSpace
-        }
+        ApplyResult::Rejected(ApplyError::NoSpace)
     );
     // deletes, and txns without top-level puts (nested puts are not counted), still work
     let nested_put = txn(
@@ -1378,9 +1331,7 @@ fn alarms_switch_the_applier() {
     ] {
         assert_eq!(
             s.apply_request(&r).result,
-            ApplyResult::Rejected {
-                error: ApplyError::Corrupt
-            }
+            ApplyResult::Rejected(ApplyError::Corrupt)
         );
     }
     s.apply_request(&irr_alarm(DEACTIVATE, 1, CORRUPT));
@@ -1809,7 +1760,7 @@ mod oracle {
                 Some(r) => prop_assert_eq!(r, before + 1),
                 None => prop_assert_eq!(store.current_revision(), before),
             }
-            let panicked = matches!(outcome.result, ApplyResult::EtcdWouldPanic { .. });
+            let panicked = matches!(outcome.result, ApplyResult::EtcdWouldPanic(_));
             prop_assert!(!panicked, "etcd would panic on op {}", i);
             prop_assert_eq!(store.compact_revision(), oracle.compact);
             if matches!(op, Op::Compact { .. }) {

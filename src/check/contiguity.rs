@@ -23,9 +23,9 @@ pub fn gap(
         Some(term),
         format!(
             "entry index gap: expected an index ≤ {}, found {index}; entries {}..{} are missing and no snapshot record covers them",
-            last + 1,
-            last + 1,
-            index - 1
+            last.saturating_add(1),
+            last.saturating_add(1),
+            index.saturating_sub(1)
         ),
         REFERENCE,
     )

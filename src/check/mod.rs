@@ -321,3 +321,54 @@ pub fn check_member(
 pub fn check_cluster(scans: &[&MemberScan]) -> Vec<Finding> {
     cluster::check_cluster(scans)
 }
+
+/// One member's verification: how it was read, what the scan kept, and its findings (including
+/// cross-member findings attributed to it).
+pub struct MemberReport {
+    pub path: std::path::PathBuf,
+    pub read: crate::member::MemberRead,
+    pub scan: MemberScan,
+    pub findings: Vec<Finding>,
+}
+
+/// Reads and checks one member (no cross-member checks). Err: the input cannot be read at all.
+pub fn verify_member(
+    fs: &dyn crate::fsio::ReadOnlyFs,
+    path: &std::path::Path,
+    mode: crate::wal::DecoderMode,
+) -> Result<MemberReport, String> {
+    let files = crate::member::MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
+    let read = crate::member::read_member(&files, mode);
+    let name = path.display().to_string();
+    let check = check_member(&name, &files, &read);
+    Ok(MemberReport {
+        path: path.to_path_buf(),
+        read,
+        scan: check.scan,
+        findings: check.findings,
+    })
+}
+
+/// Every member, then the cross-member checks, each finding filed under its member and sorted
+/// most severe first.
+pub fn verify_members(
+    fs: &dyn crate::fsio::ReadOnlyFs,
+    paths: &[std::path::PathBuf],
+    mode: crate::wal::DecoderMode,
+) -> Result<Vec<MemberReport>, String> {
+    let mut reports = paths
+        .iter()
+        .map(|path| verify_member(fs, path, mode))
+        .collect::<Result<Vec<_>, String>>()?;
+    let scans: Vec<&MemberScan> = reports.iter().map(|r| &r.scan).collect();
+    let cross = check_cluster(&scans);
+    for finding in cross {
+        if let Some(report) = reports.iter_mut().find(|r| r.scan.member == finding.member) {
+            report.findings.push(finding);
+        }
+    }
+    for report in &mut reports {
+        sort(&mut report.findings);
+    }
+    Ok(reports)
+}

@@ -68,7 +68,7 @@ pub struct ResolvedLog {
 
 impl ResolvedLog {
     pub fn last_index(&self) -> u64 {
-        self.base_index + self.entries.len() as u64
+        self.base_index.saturating_add(self.entries.len() as u64)
     }
 
     pub fn last_known(&self) -> bool {
@@ -83,7 +83,8 @@ impl ResolvedLog {
         if index <= self.base_index {
             return None;
         }
-        self.entries.get((index - self.base_index - 1) as usize)
+        let offset = usize::try_from(index - self.base_index - 1).ok()?;
+        self.entries.get(offset)
     }
 
     pub fn term_at(&self, index: u64) -> Option<u64> {
@@ -94,7 +95,7 @@ impl ResolvedLog {
     }
 
     pub fn first_index(&self) -> u64 {
-        self.base_index + 1
+        self.base_index.saturating_add(1)
     }
 }
 
@@ -382,13 +383,13 @@ impl Scanner<'_> {
                 return;
             }
             self.restart_log(index - 1, None);
-        } else if index > last + 1 {
+        } else if index > last.saturating_add(1) {
             let finding = contiguity::gap(&self.out.member, index, term, last, here);
             self.out.findings.push(finding);
             self.restart_log(index - 1, None);
             self.forget_configuration();
         } else if index <= last {
-            let old = *log.get(index).expect("index within the log");
+            let old = log.get(index).copied().unwrap_or(digest);
             if !old.same_entry(&digest) {
                 let member = &self.out.member;
                 let committed = self.out.committed;
@@ -405,12 +406,12 @@ impl Scanner<'_> {
                 ));
             }
             // ReadAll's rule even for an identical entry: everything from `index` is replaced.
-            let keep = (index - self.out.log.base_index - 1) as usize;
+            let keep = usize::try_from(index - self.out.log.base_index - 1).unwrap_or(usize::MAX);
             self.out.log.entries.truncate(keep);
             self.conf_entries.split_off(&index);
             self.pending.truncate(index);
         }
-        let prev_term = self.out.log.term_at(index - 1);
+        let prev_term = self.out.log.term_at(index.saturating_sub(1));
         let segments = &self.out.segments;
         let here = || location(segments, segment, offset, Some(index));
         self.out.findings.extend(term_monotonic::check(
@@ -465,14 +466,16 @@ impl Scanner<'_> {
     /// Entries are missing: the configuration past what was applied is unknown.
     fn forget_configuration(&mut self) {
         self.membership = None;
-        let from = self.out.timeline.applied_through + 1;
+        let from = self.out.timeline.applied_through.saturating_add(1);
         self.out.timeline.push(from, None);
     }
 
     fn on_state(&mut self, state: HardState, segment: u32, offset: u64) {
         self.end_batch(Some(&state));
         let segments = &self.out.segments;
-        let here = || location(segments, segment, offset, None);
+        // A state record is placed in the log by the last entry persisted before it.
+        let last = self.out.log.last_index();
+        let here = || location(segments, segment, offset, Some(last));
         let member = &self.out.member;
         if let Some(previous) = &self.out.hard_state {
             let findings = &mut self.out.findings;
@@ -582,8 +585,8 @@ impl Scanner<'_> {
         }
         let seed = self.seed_for(snapshot);
         let timeline = &mut self.out.timeline;
-        if snapshot.index > timeline.applied_through + 1 {
-            let gap_from = timeline.applied_through + 1;
+        if snapshot.index > timeline.applied_through.saturating_add(1) {
+            let gap_from = timeline.applied_through.saturating_add(1);
             timeline.push(gap_from, None);
         }
         timeline.push(snapshot.index, seed.as_ref().map(|m| m.config.clone()));
@@ -621,7 +624,7 @@ impl Scanner<'_> {
     /// Applies the conf changes of the committed, present part of the log.
     fn apply_committed(&mut self, commit: u64) {
         let upto = commit.min(self.out.log.last_index());
-        let from = self.out.timeline.applied_through + 1;
+        let from = self.out.timeline.applied_through.saturating_add(1);
         if upto < from {
             return;
         }

@@ -31,7 +31,7 @@ pub fn check(
             Some(term),
             format!(
                 "entry {index} has term {term}, below the term {prev} of entry {} before it",
-                index - 1
+                index.saturating_sub(1)
             ),
             REFERENCE,
         )

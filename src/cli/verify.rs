@@ -6,65 +6,15 @@
 //! 1 a violation or corruption, 2 an input could not be read at all.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
 use super::junit::{render, TestCase, TestSuite};
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::check::{check_cluster, check_member, sort, Finding, MemberScan, Severity, INVARIANTS};
+use crate::check::{verify_members, Finding, MemberReport, Severity, INVARIANTS};
 use crate::fsio::ReadOnlyFs;
-use crate::member::{read_member, MemberFiles, MemberRead};
 use crate::wal::DecoderMode;
-
-pub struct MemberReport {
-    pub path: PathBuf,
-    pub read: MemberRead,
-    pub scan: MemberScan,
-    /// This member's findings, including cross-member findings attributed to it.
-    pub findings: Vec<Finding>,
-}
-
-/// Reads and checks one member (no cross-member checks).
-pub fn verify_member(
-    fs: &dyn ReadOnlyFs,
-    path: &Path,
-    mode: DecoderMode,
-) -> Result<MemberReport, String> {
-    let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
-    let read = read_member(&files, mode);
-    let name = path.display().to_string();
-    let check = check_member(&name, &files, &read);
-    Ok(MemberReport {
-        path: path.to_path_buf(),
-        read,
-        scan: check.scan,
-        findings: check.findings,
-    })
-}
-
-/// Every member, then the cross-member checks, each finding filed under its member.
-pub fn verify_members(
-    fs: &dyn ReadOnlyFs,
-    paths: &[PathBuf],
-    mode: DecoderMode,
-) -> Result<Vec<MemberReport>, String> {
-    let mut reports = paths
-        .iter()
-        .map(|path| verify_member(fs, path, mode))
-        .collect::<Result<Vec<_>, String>>()?;
-    let scans: Vec<&MemberScan> = reports.iter().map(|r| &r.scan).collect();
-    let cluster = check_cluster(&scans);
-    for finding in cluster {
-        if let Some(report) = reports.iter_mut().find(|r| r.scan.member == finding.member) {
-            report.findings.push(finding);
-        }
-    }
-    for report in &mut reports {
-        sort(&mut report.findings);
-    }
-    Ok(reports)
-}
 
 pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: bool) -> i32 {
     let mode = if forensic {

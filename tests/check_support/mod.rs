@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use prost::Message;
 use raft_replay::check::verify_members;
-use raft_replay::check::{Finding, Severity};
+use raft_replay::check::Finding;
 use raft_replay::fsio::MemFs;
 use raft_replay::proto::etcdserverpb::Metadata;
 use raft_replay::proto::raftpb::{
@@ -467,4 +467,74 @@ pub fn scripted(node_id: u64) -> Member {
     }
     m.save(hs(2, 1, 60), &[]);
     m
+}
+
+/// One record frame of a real member: where it is and what it holds.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub segment: String,
+    pub offset: u64,
+    pub frame_len: u64,
+    pub record_type: i64,
+    pub entry_index: Option<u64>,
+}
+
+/// Every record frame of a member data dir, in order.
+pub fn frames(dir: &Path) -> Vec<Frame> {
+    let wal = dir.join("member").join("wal");
+    let mut names: Vec<String> = std::fs::read_dir(&wal)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    names.sort();
+    let segments: Vec<Segment> = names
+        .iter()
+        .map(|n| Segment {
+            name: parse_wal_name(n).unwrap(),
+            bytes: Bytes::from(std::fs::read(wal.join(n)).unwrap()),
+        })
+        .collect();
+    let mut decoder = Decoder::from_segments(segments, DecoderMode::Strict);
+    let mut out = Vec::new();
+    while let Ok(d) = decoder.next_record() {
+        if d.record.r#type == CRC_TYPE {
+            decoder.reseed(d.record.crc);
+        }
+        let entry_index = (d.record.r#type == ENTRY_TYPE)
+            .then(|| Entry::decode(d.record.data.clone().unwrap_or_default()).ok())
+            .flatten()
+            .map(|e| e.index);
+        out.push(Frame {
+            segment: names[d.segment_index].clone(),
+            offset: d.offset,
+            frame_len: d.frame_len,
+            record_type: d.record.r#type,
+            entry_index,
+        });
+    }
+    out
+}
+
+/// A member's dir copied into `fs` as is (real bytes), under `/cluster/<name>`.
+pub fn install_dir(fs: &mut MemFs, dir: &Path, name: &str) -> PathBuf {
+    let root = PathBuf::from("/cluster").join(name);
+    for sub in ["wal", "snap"] {
+        let from = dir.join("member").join(sub);
+        let Ok(rd) = std::fs::read_dir(&from) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if file == "db" {
+                continue;
+            }
+            fs.insert(
+                root.join("member").join(sub).join(file),
+                Bytes::from(std::fs::read(e.path()).unwrap()),
+            );
+        }
+    }
+    root
 }

@@ -22,6 +22,7 @@ pub mod joint;
 pub mod leader_append_only;
 pub mod log_matching;
 pub mod membership;
+pub mod records;
 pub mod scan;
 pub mod snap_files;
 pub mod snapshot_records;

@@ -17,6 +17,7 @@ use prost::Message;
 
 use super::conf_model::{ConfOutcome, ConfTimeline, Config, Membership};
 use super::conf_pending::ConfPending;
+use super::records::{RecordWalk, SegmentBytes};
 use super::vote::VoteRecord;
 use super::{
     commit_boundary, commit_monotonic, committed_rewrite, conf_state, contiguity, hardstate_term,
@@ -25,10 +26,7 @@ use super::{
 use crate::member::MemberFiles;
 use crate::proto::etcdserverpb::Metadata;
 use crate::proto::raftpb::{ConfState, Entry, HardState};
-use crate::proto::walpb::{
-    WalSnapshot, CRC_TYPE, ENTRY_TYPE, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE,
-};
-use crate::wal::decoder::{DecodeEnd, Decoder, DecoderMode};
+use crate::proto::walpb::{WalSnapshot, ENTRY_TYPE, METADATA_TYPE, SNAPSHOT_TYPE, STATE_TYPE};
 use crate::wal::name::SegmentName;
 use crate::wal::Location;
 
@@ -214,8 +212,14 @@ fn location(segments: &[String], segment: u32, offset: u64, raft_index: Option<u
 pub fn scan_member(member: &str, files: &MemberFiles<'_>) -> MemberScan {
     let snaps = read_snaps(&files.snap_files);
     let snap_names = files.snap_files.iter().map(|(n, _)| n.clone()).collect();
-    let decoder = files.decoder(0, DecoderMode::Strict);
-    let mut scan = scan_decoder(member, decoder, snaps);
+    let walk = RecordWalk::new(
+        files.segments.clone(),
+        SegmentBytes::Files {
+            fs: files.fs,
+            wal_dir: files.paths.wal_dir.clone(),
+        },
+    );
+    let mut scan = scan_records(member, walk, snaps);
     scan.snap_names = snap_names;
     scan
 }
@@ -238,9 +242,9 @@ pub fn read_snaps(files: &[(String, Bytes)]) -> Vec<SnapInfo> {
     snaps
 }
 
-/// Scans the records of `decoder` (which must start at the member's first segment).
-pub fn scan_decoder(member: &str, mut decoder: Decoder<'_>, snaps: Vec<SnapInfo>) -> MemberScan {
-    let names: Vec<SegmentName> = decoder.segment_names().to_vec();
+/// Scans the records of `walk` (which must start at the member's first segment).
+pub fn scan_records(member: &str, mut walk: RecordWalk<'_>, snaps: Vec<SnapInfo>) -> MemberScan {
+    let names: Vec<SegmentName> = walk.segment_names().to_vec();
     let mut scanner = Scanner {
         out: MemberScan {
             member: member.to_string(),
@@ -267,23 +271,12 @@ pub fn scan_decoder(member: &str, mut decoder: Decoder<'_>, snaps: Vec<SnapInfo>
             scanner.out.timeline.push(0, Some(Config::default()));
         }
     }
-    loop {
-        let decoded = match decoder.next_record() {
-            Ok(decoded) => decoded,
-            Err(DecodeEnd::Eof) => break,
-            Err(DecodeEnd::UnexpectedEof { error, .. }) | Err(DecodeEnd::Fatal(error)) => {
-                scanner.out.stopped = Some(error.to_string());
-                break;
-            }
-        };
+    for record in walk.by_ref() {
         scanner.out.record_count += 1;
-        let segment = decoded.segment_index as u32;
-        let offset = decoded.offset;
-        let data = decoded.record.data.clone().unwrap_or_default();
-        let ok = match decoded.record.r#type {
+        let (segment, offset, data) = (record.segment, record.offset, record.data);
+        let ok = match record.record_type {
             ENTRY_TYPE => match Entry::decode(data) {
                 Ok(entry) => {
-                    decoder.last_entry_index = entry.index;
                     scanner.on_entry(entry, segment, offset);
                     true
                 }
@@ -313,24 +306,22 @@ pub fn scan_decoder(member: &str, mut decoder: Decoder<'_>, snaps: Vec<SnapInfo>
                 }
                 true
             }
-            CRC_TYPE => {
+            _ => {
+                // CRC records (the walk checks the chain) end a batch like any other record.
                 scanner.end_batch(None);
-                let running = decoder.running_crc();
-                let ok = running == 0 || decoded.record.crc == running;
-                decoder.reseed(decoded.record.crc);
-                ok
+                true
             }
-            _ => false,
         };
         if !ok {
             let at = location(&scanner.out.segments, segment, offset, None);
             scanner.out.stopped = Some(format!(
-                "record of type {} at {at} cannot be used",
-                decoded.record.r#type
+                "record of type {} at {at} does not decode (etcd panics)",
+                record.record_type
             ));
-            break;
+            return scanner.finish();
         }
     }
+    scanner.out.stopped = walk.stopped.take();
     scanner.finish()
 }
 

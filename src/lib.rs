@@ -9,6 +9,7 @@ pub mod cli;
 pub mod fsio;
 pub mod member;
 pub mod mvcc;
+pub mod profile;
 pub mod proto;
 pub mod replay;
 pub mod snap;

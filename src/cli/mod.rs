@@ -91,8 +91,25 @@ pub enum Command {
     Profile {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Output directory (flamegraph.svg, profile.pb, stacks.folded, phases.txt); never
+        /// inside a PATH.
         #[arg(long)]
         out: PathBuf,
+        /// Run the workload exactly N times while sampling.
+        #[arg(long, conflicts_with = "seconds")]
+        repeat: Option<u32>,
+        /// Repeat the workload until S CPU-seconds were sampled.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Sampling rate in Hz (ITIMER_PROF is capped by the kernel tick, ~250 Hz).
+        #[arg(long, default_value_t = 99)]
+        frequency: i32,
+        /// Without --repeat/--seconds: repeat until about this many samples.
+        #[arg(long, default_value_t = 2000)]
+        min_samples: u64,
+        /// Allocation profile instead of CPU (needs a build with the `alloc-profile` feature).
+        #[arg(long)]
+        alloc: bool,
     },
     /// Gate a cluster upgrade.
     Gate {
@@ -140,7 +157,26 @@ pub fn run(cli: Cli) -> i32 {
         Command::Hashkv { path, index, rev } => hashkv::run(&fs, &path, index, rev),
         Command::Crash { .. } => crash::not_yet(),
         Command::Sim { .. } => sim::not_yet(),
-        Command::Profile { .. } => profile::not_yet(),
+        Command::Profile {
+            paths,
+            out,
+            repeat,
+            seconds,
+            frequency,
+            min_samples,
+            alloc,
+        } => profile::run(
+            &fs,
+            profile::Args {
+                paths,
+                out,
+                repeat,
+                seconds,
+                frequency,
+                min_samples,
+                alloc,
+            },
+        ),
         Command::Gate { .. } => gate::not_yet(),
     }
 }

@@ -1,5 +1,111 @@
-//! `raft-replay profile` (being built; see its issue).
+//! `raft-replay profile PATH... --out DIR`: CPU-profile decode + replay + checks of the members
+//! (see [`crate::profile`]). Writes the flame graph, `profile.pb`, folded stacks and the phase
+//! table into DIR only. Exit 0 when the profile was written (findings in the inputs do not
+//! matter here), 2 when it could not be.
 
-pub fn not_yet() -> i32 {
-    super::not_yet("profile")
+use std::path::PathBuf;
+
+use super::{EXIT_CANNOT_RUN, EXIT_OK};
+use crate::fsio::ReadOnlyFs;
+use crate::profile::ProfileOptions;
+
+pub struct Args {
+    pub paths: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub repeat: Option<u32>,
+    pub seconds: Option<f64>,
+    pub frequency: i32,
+    pub min_samples: u64,
+    pub alloc: bool,
+}
+
+pub fn run(fs: &dyn ReadOnlyFs, args: Args) -> i32 {
+    if args.frequency < 1 {
+        eprintln!("raft-replay profile: --frequency must be at least 1");
+        return EXIT_CANNOT_RUN;
+    }
+    let options = ProfileOptions {
+        paths: args.paths,
+        out: args.out,
+        repeat: args.repeat,
+        seconds: args.seconds,
+        frequency: args.frequency,
+        min_samples: args.min_samples,
+    };
+    if args.alloc {
+        return alloc(fs, &options);
+    }
+    cpu(fs, &options)
+}
+
+#[cfg(feature = "profile")]
+fn cpu(fs: &dyn ReadOnlyFs, options: &ProfileOptions) -> i32 {
+    let summary = match crate::profile::profile(fs, options, &mut |m| eprintln!("profile: {m}")) {
+        Ok(summary) => summary,
+        Err(e) => {
+            eprintln!("raft-replay profile: {e}");
+            return EXIT_CANNOT_RUN;
+        }
+    };
+    let run = &summary.last_run;
+    let total = summary.spans.total();
+    let mut text = format!(
+        "profiled {} run(s) of decode + replay + checks over {} member(s), {} entries a run\n\
+         samples: {} over {:.2} CPU-s / {:.2} wall-s: {:.1} samples per CPU-second achieved ({} Hz requested)\n\
+         throughput: {:.0} entries/s (CPU)\n\n",
+        summary.runs,
+        run.members.len(),
+        run.entries(),
+        summary.samples,
+        summary.sampled_cpu.as_secs_f64(),
+        summary.sampled_wall.as_secs_f64(),
+        summary.achieved_hz,
+        options.frequency,
+        if total.cpu.is_zero() {
+            0.0
+        } else {
+            (run.entries() * summary.runs as u64) as f64 / total.cpu.as_secs_f64()
+        },
+    );
+    text.push_str(&summary.table);
+    for warning in &summary.warnings {
+        text.push_str(&format!("warning: {warning}\n"));
+    }
+    text.push('\n');
+    for file in &summary.files {
+        text.push_str(&format!("wrote {}\n", file.display()));
+    }
+    super::out(&text);
+    EXIT_OK
+}
+
+#[cfg(not(feature = "profile"))]
+fn cpu(_fs: &dyn ReadOnlyFs, _options: &ProfileOptions) -> i32 {
+    eprintln!(
+        "raft-replay profile: this build has no CPU profiler (rebuild with the `profile` feature)"
+    );
+    EXIT_CANNOT_RUN
+}
+
+#[cfg(feature = "alloc-profile")]
+fn alloc(fs: &dyn ReadOnlyFs, options: &ProfileOptions) -> i32 {
+    match crate::profile::alloc::profile_allocations(fs, options) {
+        Ok(text) => {
+            super::out(&text);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("raft-replay profile --alloc: {e}");
+            EXIT_CANNOT_RUN
+        }
+    }
+}
+
+#[cfg(not(feature = "alloc-profile"))]
+fn alloc(_fs: &dyn ReadOnlyFs, _options: &ProfileOptions) -> i32 {
+    eprintln!(
+        "raft-replay profile --alloc: this build has no allocation profiler \
+         (cargo build --release --features alloc-profile)"
+    );
+    EXIT_CANNOT_RUN
 }

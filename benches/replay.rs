@@ -1,0 +1,314 @@
+//! Replay throughput on a synthetic log: decode + raft-rs replay + MVCC + checks, entries per
+//! second on one core, at 1 M and 10 M small puts (time should be linear), peak RSS at each
+//! size, and the CPU profiler's overhead at its default rate — all in one run.
+//!
+//! The log is written with `wal::writer::WalWriter` (etcd's exact bytes) into a temporary
+//! directory, never into the repository. Each measurement runs in a child process pinned to one
+//! CPU, so its peak RSS (`VmHWM`) is that size's alone.
+//!
+//! `make bench` runs this (and the decode-vs-etcd ratio). Knobs: `BENCH_SIZES=1000000,10000000`,
+//! `BENCH_RUNS=5` (runs at the smallest size; larger sizes run fewer), `BENCH_PAIRS=6` (bare /
+//! profiled pairs for the overhead), `BENCH_DIR` (where the synthetic logs go; default: a
+//! tempdir).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use raft_replay::fsio::RealFs;
+use raft_replay::profile::clock::{peak_rss_bytes, Span};
+use raft_replay::profile::synth::{write_synthetic, SynthSpec};
+use raft_replay::profile::workload::{run_once, StepSpans};
+use serde_json::{json, Value};
+
+fn pin_to_one_cpu() -> Option<usize> {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t owned by this frame.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            return None;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
+            Some(cpu as usize)
+        } else {
+            None
+        }
+    }
+}
+
+fn span_json(s: Span) -> Value {
+    json!({ "wall_s": s.wall.as_secs_f64(), "cpu_s": s.cpu.as_secs_f64() })
+}
+
+fn spans_json(s: &StepSpans) -> Value {
+    json!({
+        "decode": span_json(s.decode),
+        "replay": span_json(s.replay),
+        "checks": span_json(s.checks),
+        "total": span_json(s.total()),
+    })
+}
+
+/// Child: run the workload `runs` times on `dir`, report each run and the peak RSS.
+fn child_throughput(dir: &Path, runs: usize) {
+    let cpu = pin_to_one_cpu();
+    let paths = vec![dir.to_path_buf()];
+    let mut reports = Vec::new();
+    let mut entries = 0;
+    for _ in 0..runs {
+        let run = run_once(&RealFs, &paths).expect("workload");
+        assert_eq!(
+            run.members[0].failures, 0,
+            "the synthetic log has no failures"
+        );
+        entries = run.entries();
+        reports.push(spans_json(&run.spans));
+    }
+    let out = json!({
+        "cpu": cpu,
+        "entries": entries,
+        "runs": reports,
+        "peak_rss_bytes": peak_rss_bytes(),
+    });
+    println!("{out}");
+}
+
+/// Child: interleaved bare and profiled runs (sampler at the default rate), wall time each.
+#[cfg(feature = "profile")]
+fn child_overhead(dir: &Path, pairs: usize) {
+    use raft_replay::profile::sampler::Sampler;
+    use raft_replay::profile::DEFAULT_HZ;
+    pin_to_one_cpu();
+    let paths = vec![dir.to_path_buf()];
+    run_once(&RealFs, &paths).expect("warm-up");
+    let (mut bare, mut profiled) = (Vec::new(), Vec::new());
+    let mut samples = 0;
+    let mut achieved = Vec::new();
+    for i in 0..pairs * 2 {
+        // Alternate which goes first, so drift affects both sides alike.
+        let with_profiler = (i % 2 == 0) == (i / 2 % 2 == 0);
+        if with_profiler {
+            let sampler = Sampler::start(DEFAULT_HZ).expect("profiler");
+            let start = Instant::now();
+            run_once(&RealFs, &paths).expect("workload");
+            profiled.push(start.elapsed().as_secs_f64());
+            let profile = sampler.finish().expect("report");
+            samples += profile.samples;
+            achieved.push(profile.achieved_hz);
+        } else {
+            let start = Instant::now();
+            run_once(&RealFs, &paths).expect("workload");
+            bare.push(start.elapsed().as_secs_f64());
+        }
+    }
+    println!(
+        "{}",
+        json!({ "bare_s": bare, "profiled_s": profiled, "samples": samples, "achieved_hz": achieved })
+    );
+}
+
+#[cfg(not(feature = "profile"))]
+fn child_overhead(_dir: &Path, _pairs: usize) {
+    println!("{}", json!({ "bare_s": [], "profiled_s": [] }));
+}
+
+fn run_child(args: &[String]) -> Value {
+    let exe = std::env::current_exe().expect("own path");
+    let output = Command::new(exe)
+        .arg("--child")
+        .args(args)
+        .output()
+        .expect("spawn child");
+    assert!(
+        output.status.success(),
+        "child {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("child output {line:?}: {e}"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct SizeResult {
+    entries: u64,
+    wall: f64,
+    cpu: f64,
+    decode: f64,
+    replay: f64,
+    checks: f64,
+    rss: u64,
+}
+
+fn measure(size: u64, root: &Path, runs: usize) -> (SizeResult, PathBuf) {
+    let dir = root.join(format!("synthetic-{size}"));
+    if !dir.join("member").exists() {
+        let start = Instant::now();
+        let log = write_synthetic(
+            &dir,
+            &SynthSpec {
+                puts: size,
+                ..Default::default()
+            },
+        )
+        .expect("write the synthetic log");
+        eprintln!(
+            "generated {} entries, {} segments, {:.0} MB in {:.1} s",
+            log.entries,
+            log.segments,
+            log.wal_bytes as f64 / 1e6,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let report = run_child(&[
+        "throughput".into(),
+        dir.display().to_string(),
+        runs.to_string(),
+    ]);
+    let field = |step: &str, what: &str| -> f64 {
+        median(
+            report["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[step][what].as_f64().unwrap())
+                .collect(),
+        )
+    };
+    let result = SizeResult {
+        entries: report["entries"].as_u64().unwrap(),
+        wall: field("total", "wall_s"),
+        cpu: field("total", "cpu_s"),
+        decode: field("decode", "wall_s"),
+        replay: field("replay", "wall_s"),
+        checks: field("checks", "wall_s"),
+        rss: report["peak_rss_bytes"].as_u64().unwrap_or(0),
+    };
+    (result, dir)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--child") {
+        let rest = &args[at + 1..];
+        let dir = PathBuf::from(&rest[1]);
+        let n: usize = rest[2].parse().unwrap();
+        match rest[0].as_str() {
+            "throughput" => child_throughput(&dir, n),
+            "overhead" => child_overhead(&dir, n),
+            other => panic!("unknown child mode {other}"),
+        }
+        return;
+    }
+    let sizes: Vec<u64> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000000,10000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let runs: usize = env_or("BENCH_RUNS", 5);
+    let pairs: usize = env_or("BENCH_PAIRS", 6);
+    let tempdir;
+    let root = match std::env::var("BENCH_DIR") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => {
+            tempdir = tempfile::Builder::new()
+                .prefix("raft-replay-bench-")
+                .tempdir()
+                .expect("tempdir");
+            tempdir.path().to_path_buf()
+        }
+    };
+    println!("replay bench: decode + raft-rs replay + MVCC + checks, one member, one core");
+    println!(
+        "{:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13} {:>10}",
+        "entries", "wall s", "CPU s", "decode", "replay", "checks", "entries/s", "peak RSS"
+    );
+    let mut results: Vec<SizeResult> = Vec::new();
+    let mut smallest_dir = None;
+    for (i, &size) in sizes.iter().enumerate() {
+        // Fewer runs as the size grows (one at 10 M is ~10 s).
+        let n = (runs as u64 * sizes[0] / size.max(1)).clamp(1, runs as u64) as usize;
+        let (r, dir) = measure(size, &root, n);
+        println!(
+            "{:>10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>13.0} {:>7.0} MB",
+            r.entries,
+            r.wall,
+            r.cpu,
+            r.decode,
+            r.replay,
+            r.checks,
+            r.entries as f64 / r.wall,
+            r.rss as f64 / 1e6
+        );
+        if i == 0 {
+            smallest_dir = Some(dir.clone());
+        } else if std::env::var("BENCH_KEEP").is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        results.push(r);
+    }
+    if results.len() >= 2 {
+        let (a, b) = (&results[0], &results[results.len() - 1]);
+        let per_entry_a = a.wall / a.entries as f64;
+        let per_entry_b = b.wall / b.entries as f64;
+        println!(
+            "linearity: {:.2} µs/entry at {} vs {:.2} µs/entry at {} (ratio {:.2}; 1.00 = linear)",
+            per_entry_a * 1e6,
+            a.entries,
+            per_entry_b * 1e6,
+            b.entries,
+            per_entry_b / per_entry_a
+        );
+        println!(
+            "memory: {:.0} bytes of peak RSS per entry at {}, {:.0} at {}",
+            a.rss as f64 / a.entries as f64,
+            a.entries,
+            b.rss as f64 / b.entries as f64,
+            b.entries
+        );
+    }
+    if let Some(dir) = smallest_dir {
+        if pairs > 0 {
+            let report = run_child(&[
+                "overhead".into(),
+                dir.display().to_string(),
+                pairs.to_string(),
+            ]);
+            let values = |k: &str| -> Vec<f64> {
+                report[k]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default()
+            };
+            let (bare, profiled) = (median(values("bare_s")), median(values("profiled_s")));
+            if bare.is_finite() && profiled.is_finite() {
+                println!(
+                    "profiler overhead at {} Hz: bare {:.3} s, profiled {:.3} s (medians of {pairs}): {:+.1}% ({} samples, {:.0} Hz achieved)",
+                    99,
+                    bare,
+                    profiled,
+                    (profiled / bare - 1.0) * 100.0,
+                    report["samples"],
+                    median(values("achieved_hz")),
+                );
+            }
+        }
+    }
+    let _ = Duration::ZERO;
+}

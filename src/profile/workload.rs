@@ -1,0 +1,225 @@
+//! The profiled workload: what `verify` does for each member (etcd's boot read, the invariant
+//! checks) plus the raft-rs replay into the MVCC model, each step timed at its boundaries.
+//!
+//! The three steps are separate non-inlined functions so that every CPU sample's stack names the
+//! step it was taken in ([`PHASE_FRAMES`]); the profile's sub-phase split relies on it.
+
+use std::path::{Path, PathBuf};
+
+use super::clock::{read_totals, Span, Stamp, TimedFs};
+use crate::check::{check_cluster, check_member, MemberScan};
+use crate::fsio::ReadOnlyFs;
+use crate::member::{read_member, MemberFiles, MemberRead};
+use crate::replay::kv::{node_id, replay_kv, restart_state, KvReplayError};
+use crate::replay::restart::restart_and_apply;
+use crate::wal::DecoderMode;
+
+/// Function names (as they appear in symbolised stacks) of the three measured steps.
+pub const PHASE_FRAMES: [(&str, Step); 3] = [
+    ("profile::workload::phase_decode", Step::Decode),
+    ("profile::workload::phase_replay", Step::Replay),
+    ("profile::workload::phase_checks", Step::Checks),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    /// Open the member dir and read it as etcd boots (read, CRC, protobuf decode, ReadAll).
+    Decode,
+    /// raft-rs restart + apply, feeding committed entries to the MVCC model.
+    Replay,
+    /// Decode-level findings, the per-member invariant scan (its own pass over the WAL) and the
+    /// cross-member checks.
+    Checks,
+}
+
+/// How a member was replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayKind {
+    /// raft-rs restart + apply of the whole log into the MVCC model.
+    Kv,
+    /// The WAL starts after a snapshot: raft-rs restart + apply only (no KV state to rebuild).
+    RaftOnly,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberRun {
+    pub path: PathBuf,
+    pub entries: u64,
+    pub applied: u64,
+    pub replay: ReplayKind,
+    pub findings: usize,
+    pub failures: usize,
+}
+
+/// Measured spans of one run over all members.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepSpans {
+    pub decode: Span,
+    pub replay: Span,
+    pub checks: Span,
+    /// Time inside file reads, during decode and during checks.
+    pub decode_read: Span,
+    pub checks_read: Span,
+    pub read_bytes: u64,
+}
+
+impl StepSpans {
+    pub fn total(&self) -> Span {
+        self.decode + self.replay + self.checks
+    }
+
+    pub fn step(&self, step: Step) -> Span {
+        match step {
+            Step::Decode => self.decode,
+            Step::Replay => self.replay,
+            Step::Checks => self.checks,
+        }
+    }
+}
+
+impl std::ops::AddAssign for StepSpans {
+    fn add_assign(&mut self, rhs: StepSpans) {
+        self.decode += rhs.decode;
+        self.replay += rhs.replay;
+        self.checks += rhs.checks;
+        self.decode_read += rhs.decode_read;
+        self.checks_read += rhs.checks_read;
+        self.read_bytes += rhs.read_bytes;
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkloadRun {
+    pub spans: StepSpans,
+    pub members: Vec<MemberRun>,
+    pub cluster_findings: usize,
+}
+
+impl WorkloadRun {
+    pub fn entries(&self) -> u64 {
+        self.members.iter().map(|m| m.entries).sum()
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.members.iter().map(|m| m.applied).sum()
+    }
+}
+
+struct Timed<T> {
+    value: T,
+    span: Span,
+    read: (Span, u64),
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> Timed<T> {
+    let (read_before, bytes_before) = read_totals();
+    let start = Stamp::now();
+    let value = f();
+    let span = start.elapsed();
+    let (read_after, bytes_after) = read_totals();
+    Timed {
+        value,
+        span,
+        read: (
+            read_after.saturating_sub(read_before),
+            bytes_after - bytes_before,
+        ),
+    }
+}
+
+#[inline(never)]
+fn phase_decode<'fs>(
+    fs: &'fs dyn ReadOnlyFs,
+    path: &Path,
+) -> Result<(MemberFiles<'fs>, MemberRead), String> {
+    let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
+    let read = read_member(&files, DecoderMode::Strict);
+    Ok((files, read))
+}
+
+/// Returns (kind, entries applied). The MVCC store is dropped inside the step: freeing the
+/// model is part of the replay's cost.
+#[inline(never)]
+fn phase_replay(name: &str, read: &MemberRead) -> (ReplayKind, u64) {
+    match replay_kv(name, read, None, &mut |_| {}) {
+        Ok(kv) => {
+            let applied = kv.raft.entries_applied + kv.applied_beyond_commit;
+            drop(std::hint::black_box(kv));
+            (ReplayKind::Kv, applied)
+        }
+        Err(KvReplayError::NeedsHistory { .. }) => {
+            let state = restart_state(name, read);
+            let outcome = restart_and_apply(
+                &state,
+                node_id(read),
+                read.contents.hard_state.commit,
+                &mut |e| {
+                    std::hint::black_box(e);
+                },
+            );
+            (ReplayKind::RaftOnly, outcome.entries_applied)
+        }
+    }
+}
+
+#[inline(never)]
+fn phase_checks(
+    name: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+) -> (MemberScan, usize, usize) {
+    let check = check_member(name, files, read);
+    let failures = check
+        .findings
+        .iter()
+        .filter(|f| f.severity.is_failure())
+        .count();
+    (check.scan, check.findings.len(), failures)
+}
+
+#[inline(never)]
+fn phase_checks_cluster(scans: &[&MemberScan]) -> usize {
+    check_cluster(scans).len()
+}
+
+/// One pass over every member: decode, replay, checks, then the cross-member checks.
+pub fn run_once(fs: &dyn ReadOnlyFs, paths: &[PathBuf]) -> Result<WorkloadRun, String> {
+    let timed_fs = TimedFs { inner: fs };
+    let mut spans = StepSpans::default();
+    let mut members = Vec::with_capacity(paths.len());
+    let mut scans = Vec::with_capacity(paths.len());
+    for path in paths {
+        let name = path.display().to_string();
+        let decode = timed(|| phase_decode(&timed_fs, path));
+        spans.decode += decode.span;
+        spans.decode_read += decode.read.0;
+        spans.read_bytes += decode.read.1;
+        let (files, read) = decode.value?;
+        let replay = timed(|| phase_replay(&name, &read));
+        spans.replay += replay.span;
+        let checks = timed(|| phase_checks(&name, &files, &read));
+        spans.checks += checks.span;
+        spans.checks_read += checks.read.0;
+        spans.read_bytes += checks.read.1;
+        let (scan, findings, failures) = checks.value;
+        scans.push(scan);
+        members.push(MemberRun {
+            path: path.clone(),
+            entries: read.contents.entries.len() as u64,
+            applied: replay.value.1,
+            replay: replay.value.0,
+            findings,
+            failures,
+        });
+    }
+    let cluster = timed(|| {
+        let refs: Vec<&MemberScan> = scans.iter().collect();
+        phase_checks_cluster(&refs)
+    });
+    spans.checks += cluster.span;
+    Ok(WorkloadRun {
+        spans,
+        members,
+        cluster_findings: cluster.value,
+    })
+}

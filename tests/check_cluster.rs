@@ -258,3 +258,19 @@ impl EncodeHelper for raft_replay::proto::etcdserverpb::Metadata {
         prost::Message::encode_to_vec(self)
     }
 }
+
+#[test]
+fn a_vote_for_a_member_only_another_member_knows_of_is_fine() {
+    // m2 lags: it never received the AddNode of 5 (at 61), yet 5's log being more up to date,
+    // m2 grants it its vote in term 3. Alone, m2 cannot tell who 5 is; with m1 it can.
+    let mut a = scripted(1);
+    a.save(hs(2, 1, 60), &[conf_entry(61, 2, 0, 5)]);
+    a.save(hs(2, 1, 61), &[]);
+    a.save(hs(3, 5, 61), &[]);
+    let mut b = scripted(2);
+    b.save(hs(3, 5, 60), &[]);
+    let alone = verify(&[("m2", &b)]);
+    assert_only(&alone, "raft.vote_not_member", "m2", 60);
+    let together = verify(&[("m1", &a), ("m2", &b)]);
+    assert!(together.is_empty(), "{}", show(&together));
+}

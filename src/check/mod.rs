@@ -361,6 +361,17 @@ pub fn verify_members(
         .iter()
         .map(|path| verify_member(fs, path, mode))
         .collect::<Result<Vec<_>, String>>()?;
+    if reports.len() > 1 {
+        let ids: std::collections::BTreeSet<u64> = reports
+            .iter()
+            .flat_map(|r| vote::known_ids(&r.scan))
+            .collect();
+        for report in &mut reports {
+            report.findings.retain(|f| f.kind != vote::NOT_MEMBER);
+            let findings = vote::not_member_among(&report.scan, &ids);
+            report.findings.extend(findings);
+        }
+    }
     let scans: Vec<&MemberScan> = reports.iter().map(|r| &r.scan).collect();
     let cross = check_cluster(&scans);
     for finding in cross {

@@ -82,8 +82,15 @@ pub fn known_ids(scan: &MemberScan) -> BTreeSet<u64> {
     ids
 }
 
+/// Votes for ids this member's own files never show in a configuration.
 pub fn not_member(scan: &MemberScan) -> Vec<Finding> {
-    let ids = known_ids(scan);
+    not_member_among(scan, &known_ids(scan))
+}
+
+/// Votes for ids outside `ids`. With several members, `ids` is what any of them knows: a voter
+/// may grant its vote to a new member whose AddNode it has not received yet (the candidate's log
+/// is the more up-to-date one), and only another member's log shows that node.
+pub fn not_member_among(scan: &MemberScan, ids: &BTreeSet<u64>) -> Vec<Finding> {
     if ids.is_empty() {
         return Vec::new();
     }
@@ -98,7 +105,7 @@ pub fn not_member(scan: &MemberScan) -> Vec<Finding> {
                 v.location.clone(),
                 Some(v.term),
                 format!(
-                    "voted in term {} for {:x}, which is in no configuration this member knows ({})",
+                    "voted in term {} for {:x}, which is in no known configuration ({})",
                     v.term,
                     v.vote,
                     ids.iter()

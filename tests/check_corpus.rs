@@ -322,6 +322,11 @@ fn real_entry_gap() {
     let findings = verify_alone(&m1);
     let f = assert_only(&findings, "wal.index_gap", "m1", 1235);
     assert_eq!(f[0].severity, Severity::Corruption);
+    assert_eq!(
+        f.len(),
+        1,
+        "ReadAll's and the scan's report of one gap are one finding"
+    );
 }
 
 #[test]

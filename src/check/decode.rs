@@ -53,7 +53,8 @@ fn wal_finding(member: &str, error: &WalError, severity: Severity) -> Finding {
         member: member.to_string(),
         location: error.location.clone(),
         term: None,
-        message: error.to_string(),
+        // The location is the finding's own; the message says what and etcd's words for it.
+        message: format!("{} [etcd: {}]", error.kind, error.etcd_error()),
         reference,
     }
 }

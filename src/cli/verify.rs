@@ -127,7 +127,10 @@ fn text(reports: &[MemberReport]) -> String {
         ))
     });
     let mut current: Option<(Severity, &str)> = None;
-    for finding in &findings {
+    // Runs of one kind on one member longer than this are cut short (JSON has them all).
+    const SHOWN_PER_MEMBER: usize = 5;
+    let mut shown: Option<(&str, &str, usize)> = None;
+    for (i, finding) in findings.iter().enumerate() {
         if current.map(|(s, _)| s) != Some(finding.severity) {
             let count = findings
                 .iter()
@@ -148,6 +151,25 @@ fn text(reports: &[MemberReport]) -> String {
                 finding.kind, finding.reference
             ));
             current = Some((finding.severity, finding.kind));
+        }
+        let run = match shown {
+            Some((kind, member, n)) if kind == finding.kind && member == finding.member => n + 1,
+            _ => 1,
+        };
+        shown = Some((finding.kind, finding.member.as_str(), run));
+        if run > SHOWN_PER_MEMBER {
+            let last_of_run = findings
+                .get(i + 1)
+                .is_none_or(|next| next.kind != finding.kind || next.member != finding.member);
+            if last_of_run {
+                text.push_str(&format!(
+                    "    {}: … and {} more [{}] (see --format json)\n",
+                    finding.member,
+                    run - SHOWN_PER_MEMBER,
+                    finding.kind
+                ));
+            }
+            continue;
         }
         let term = finding
             .term

@@ -268,7 +268,7 @@ fn real_vote_changing_within_a_term() {
             let (prev, this) = (states[k - 1].1, states[k].1);
             prev.term == this.term
                 && prev.vote != 0
-                && states.get(k + 1).is_none_or(|n| n.1.term != this.term)
+                && states.get(k + 1).map_or(true, |n| n.1.term != this.term)
         })
         .expect("a term with two states");
     let (at, state) = states[k];

@@ -158,9 +158,9 @@ fn text(reports: &[MemberReport]) -> String {
         };
         shown = Some((finding.kind, finding.member.as_str(), run));
         if run > SHOWN_PER_MEMBER {
-            let last_of_run = findings
-                .get(i + 1)
-                .is_none_or(|next| next.kind != finding.kind || next.member != finding.member);
+            let last_of_run = findings.get(i + 1).map_or(true, |next| {
+                next.kind != finding.kind || next.member != finding.member
+            });
             if last_of_run {
                 text.push_str(&format!(
                     "    {}: … and {} more [{}] (see --format json)\n",

@@ -454,3 +454,108 @@ fn leader_noop_entries_without_data_are_entries_like_any_other() {
     let findings = one(&m);
     assert!(findings.is_empty(), "{}", show(&findings));
 }
+
+#[test]
+fn a_leader_snapshot_never_confirmed_by_a_commit_is_a_warning() {
+    // snapshot{100} then the member stopped before the HardState committing 100 was written:
+    // etcd ignores the record at boot (and so the .snap).
+    let mut m = Member::create(5);
+    m.save(hs(2, 0, 0), &[]);
+    m.snaps.push(snap_file(100, 2, voters(&[1, 2, 3, 5])));
+    m.snapshot(100, 2);
+    let findings = one(&m);
+    assert!(failures(&findings).is_empty(), "{}", show(&findings));
+    let kinds: Vec<&str> = findings.iter().map(|f| f.kind).collect();
+    assert!(
+        kinds.contains(&"wal.snapshot_unconfirmed"),
+        "{}",
+        show(&findings)
+    );
+    let f = findings
+        .iter()
+        .find(|f| f.kind == "wal.snapshot_unconfirmed")
+        .unwrap();
+    assert_eq!(f.location.raft_index, Some(100));
+}
+
+#[test]
+fn an_orphaned_snap_file_is_a_warning() {
+    // A .snap at 30 whose WAL record was never written (crash between the two).
+    let mut m = scripted(1);
+    m.snaps.push(snap_file(
+        30,
+        2,
+        ConfState {
+            voters: vec![1, 2, 3],
+            learners: vec![4],
+            ..Default::default()
+        },
+    ));
+    let findings = one(&m);
+    assert!(failures(&findings).is_empty(), "{}", show(&findings));
+    assert_eq!(findings.len(), 1, "{}", show(&findings));
+    assert_eq!(findings[0].kind, "snap.orphan");
+    assert_eq!(findings[0].location.raft_index, Some(30));
+}
+
+#[test]
+fn the_newest_snapshot_record_without_its_snap_file_is_a_warning() {
+    let mut m = scripted(1);
+    m.snaps.clear();
+    let mut fs = raft_replay::fsio::MemFs::default();
+    let path = m.install(&mut fs, "m1");
+    // The snap dir exists (it holds the backend), the .snap does not.
+    fs.insert(
+        path.join("member/snap/db"),
+        bytes::Bytes::from_static(b"bbolt"),
+    );
+    let findings = verify_fs(&fs, &[path]);
+    assert!(failures(&findings).is_empty(), "{}", show(&findings));
+    assert_eq!(findings.len(), 1, "{}", show(&findings));
+    assert_eq!(findings[0].kind, "snap.missing");
+    assert_eq!(findings[0].location.raft_index, Some(40));
+}
+
+#[test]
+fn a_committed_conf_change_etcd_cannot_decode() {
+    let mut m = scripted(1);
+    // ConfChange type 7 does not exist: etcd panics applying it.
+    let mut cc = conf_entry(61, 2, 0, 5);
+    if let Some(data) = &mut cc.data {
+        let mut bytes = data.to_vec();
+        // ConfChange{id=1: varint, type=2: varint}: the type field follows the id.
+        let at = bytes.iter().position(|b| *b == 0x10).unwrap();
+        bytes[at + 1] = 7;
+        *data = bytes::Bytes::from(bytes);
+    }
+    m.save(hs(2, 1, 60), &[cc]);
+    m.save(hs(2, 1, 61), &[]);
+    let f = assert_only(&one(&m), "raft.conf_change_undecodable", "m1", 61);
+    assert_eq!(f[0].severity, Severity::Corruption);
+}
+
+#[test]
+fn entering_joint_consensus_with_no_voters() {
+    let mut m = Member::create(1);
+    m.save(hs(1, 0, 1), &[v2_entry(1, 1, 1, &[(0, 1), (0, 2)])]);
+    assert_only(&one(&m), "raft.joint_enter_zero_voters", "m1", 1);
+}
+
+#[test]
+fn a_snapshot_conf_state_with_learners_next_outside_joint() {
+    let mut m = Member::create(5);
+    m.save(hs(2, 0, 0), &[]);
+    m.snaps.push(snap_file(
+        100,
+        2,
+        ConfState {
+            voters: vec![1, 2, 3],
+            learners_next: vec![5],
+            ..Default::default()
+        },
+    ));
+    m.snapshot(100, 2);
+    m.save(hs(2, 0, 100), &[entry(101, 2, b"x")]);
+    m.save(hs(2, 0, 101), &[]);
+    assert_only(&one(&m), "raft.invalid_conf_state", "m1", 100);
+}

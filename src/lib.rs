@@ -7,6 +7,7 @@
 pub mod check;
 pub mod cli;
 pub mod fsio;
+pub mod gate;
 pub mod member;
 pub mod mvcc;
 pub mod profile;

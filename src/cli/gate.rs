@@ -1,5 +1,94 @@
-//! `raft-replay gate` (being built; see its issue).
+//! `raft-replay gate PATH... --target VERSION [--baseline FILE] [--write-baseline FILE]
+//! [--junit FILE] [--format text|json|junit] [--max-learners N]`: the upgrade gate (see
+//! `crate::gate`). Exit: 0 the target can take the data, invariants hold, HashKV agrees and the
+//! baseline (if given) is unchanged; 1 a blocking upgrade rule, an invariant failure or a
+//! baseline change; 2 cannot run (bad target, unreadable input or baseline).
 
-pub fn not_yet() -> i32 {
-    super::not_yet("gate")
+use std::path::{Path, PathBuf};
+
+use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
+use crate::fsio::ReadOnlyFs;
+use crate::gate::rules::Options;
+use crate::gate::version::{Version, NEWEST_KNOWN};
+use crate::gate::{baseline, report, run_gate};
+
+pub struct GateArgs<'a> {
+    pub paths: &'a [PathBuf],
+    pub target: &'a str,
+    pub baseline: Option<&'a Path>,
+    pub write_baseline: Option<&'a Path>,
+    pub junit: Option<&'a Path>,
+    pub format: Format,
+    pub max_learners: usize,
+}
+
+fn fail(message: String) -> i32 {
+    eprintln!("raft-replay gate: {message}");
+    EXIT_CANNOT_RUN
+}
+
+pub fn run(fs: &dyn ReadOnlyFs, args: GateArgs<'_>) -> i32 {
+    let Some(target) = Version::parse(args.target) else {
+        return fail(format!(
+            "--target {:?} is not an etcd version (e.g. 3.5, 3.6.1)",
+            args.target
+        ));
+    };
+    if target.major != 3 || NEWEST_KNOWN.minor_lt(target) {
+        return fail(format!(
+            "--target {target}: the gate knows the rules of etcd 3.0 to {NEWEST_KNOWN}"
+        ));
+    }
+    // The baseline is read with std::fs: it is the gate's own file, not etcd data.
+    let was = match args.baseline {
+        None => None,
+        Some(file) => {
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => return fail(format!("--baseline {}: {e}", file.display())),
+            };
+            match baseline::parse(&text) {
+                Ok(b) => Some((file.display().to_string(), b)),
+                Err(e) => return fail(format!("--baseline {}: {e}", file.display())),
+            }
+        }
+    };
+    let options = Options {
+        max_learners: args.max_learners,
+    };
+    let report = match run_gate(
+        fs,
+        args.paths,
+        target,
+        options,
+        was.as_ref().map(|(f, b)| (f.clone(), b)),
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(file) = args.write_baseline {
+        if let Err(e) = std::fs::write(file, baseline::render(&report.lock)) {
+            return fail(format!("--write-baseline {}: {e}", file.display()));
+        }
+        eprintln!("raft-replay gate: wrote the baseline to {}", file.display());
+    }
+    if let Some(file) = args.junit {
+        if let Err(e) = std::fs::write(file, report::junit(&report)) {
+            return fail(format!("--junit {}: {e}", file.display()));
+        }
+    }
+    let rendered = match args.format {
+        Format::Text => report::text(&report),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report::json_report(&report)).unwrap_or_default()
+        ),
+        Format::Junit => report::junit(&report),
+    };
+    out(&rendered);
+    if report.passed() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    }
 }

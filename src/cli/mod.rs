@@ -111,16 +111,29 @@ pub enum Command {
         #[arg(long)]
         alloc: bool,
     },
-    /// Gate a cluster upgrade.
+    /// Gate a cluster upgrade: can etcd TARGET start from this data, do the invariants hold, do
+    /// the members' HashKV agree, and what changed since a baseline.
     Gate {
+        /// Every member's data dir (or member/ or wal/ dir) of one cluster.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// The etcd release to upgrade to, e.g. 3.5 or 3.6.1.
         #[arg(long)]
         target: String,
+        /// A baseline lock file (from --write-baseline) to diff against: any change fails.
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// Write this run's baseline lock file here.
+        #[arg(long)]
+        write_baseline: Option<PathBuf>,
+        /// Also write the report as JUnit XML to this file.
         #[arg(long)]
         junit: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// etcd 3.6's --max-learners the upgraded members will run with.
+        #[arg(long, default_value_t = 1)]
+        max_learners: usize,
     },
 }
 
@@ -177,7 +190,26 @@ pub fn run(cli: Cli) -> i32 {
                 alloc,
             },
         ),
-        Command::Gate { .. } => gate::not_yet(),
+        Command::Gate {
+            paths,
+            target,
+            baseline,
+            write_baseline,
+            junit,
+            format,
+            max_learners,
+        } => gate::run(
+            &fs,
+            gate::GateArgs {
+                paths: &paths,
+                target: &target,
+                baseline: baseline.as_deref(),
+                write_baseline: write_baseline.as_deref(),
+                junit: junit.as_deref(),
+                format,
+                max_learners,
+            },
+        ),
     }
 }
 

@@ -4,10 +4,11 @@
 //! * entries — two members holding different entries at one index with one term (only the one
 //!   leader of that term writes entries of that term, and never two at one index);
 //! * votes — each HardState says whom its member voted for in its term; if two different
-//!   candidates each got a quorum of votes in one term, two leaders could be elected. The quorum
-//!   is counted against the largest voter set any member's files show (a larger configuration
-//!   only makes a quorum harder to reach, so this never reports a split that a smaller one
-//!   would not).
+//!   candidates each got a quorum of votes in one term, two leaders could be elected. A candidate
+//!   counts as elected only by votes that form a majority of *every* configuration any member's
+//!   files show — of both halves of a joint one — so a learner's vote, or a vote that is a
+//!   majority of one half only, never makes a candidate count as elected. Without any known
+//!   configuration the quorum is counted against the largest voter set.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +41,54 @@ fn largest_voter_set(scans: &[&MemberScan]) -> usize {
 /// For one candidate: the ids that voted for it, and which of the compared members they are.
 type Ballots = (BTreeSet<u64>, Vec<usize>);
 
+type Voters = (BTreeSet<u64>, BTreeSet<u64>);
+
+/// The configurations (incoming voters, outgoing voters) in force where the votes of `term` were
+/// persisted, as each voting member's files show them.
+fn configurations_of_term(scans: &[&MemberScan], term: u64) -> Vec<Voters> {
+    let mut configs = Vec::new();
+    for scan in scans {
+        for vote in scan.votes.iter().filter(|v| v.term == term) {
+            let index = vote
+                .location
+                .raft_index
+                .unwrap_or(0)
+                .min(scan.timeline.applied_through);
+            if let Some(config) = scan.timeline.at(index) {
+                configs.push((config.voters.clone(), config.voters_outgoing.clone()));
+            }
+        }
+    }
+    configs.retain(|(incoming, _)| !incoming.is_empty());
+    configs.sort();
+    configs.dedup();
+    configs
+}
+
+fn describe_configs(configs: &[Voters]) -> String {
+    let ids = |s: &BTreeSet<u64>| {
+        s.iter()
+            .map(|id| format!("{id:x}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    configs
+        .iter()
+        .map(|(incoming, outgoing)| {
+            if outgoing.is_empty() {
+                format!("({})", ids(incoming))
+            } else {
+                format!("({})&&({})", ids(incoming), ids(outgoing))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+fn majority_of(votes: &BTreeSet<u64>, voters: &BTreeSet<u64>) -> bool {
+    voters.is_empty() || votes.intersection(voters).count() > voters.len() / 2
+}
+
 pub fn votes(scans: &[&MemberScan]) -> Vec<Finding> {
     let voters = largest_voter_set(scans);
     if voters == 0 {
@@ -62,9 +111,24 @@ pub fn votes(scans: &[&MemberScan]) -> Vec<Finding> {
     }
     let mut findings = Vec::new();
     for (term, candidates) in tally {
+        let configs = configurations_of_term(scans, term);
+        let elected_by = |ballots: &BTreeSet<u64>| {
+            if configs.is_empty() {
+                ballots.len() >= quorum
+            } else {
+                configs.iter().all(|(incoming, outgoing)| {
+                    majority_of(ballots, incoming) && majority_of(ballots, outgoing)
+                })
+            }
+        };
+        let rule = if configs.is_empty() {
+            format!("{quorum} of {voters}")
+        } else {
+            format!("a majority of {}", describe_configs(&configs))
+        };
         let elected: Vec<(&u64, &Ballots)> = candidates
             .iter()
-            .filter(|(_, (voters, _))| voters.len() >= quorum)
+            .filter(|(_, (ballots, _))| elected_by(ballots))
             .collect();
         if elected.len() < 2 {
             continue;
@@ -99,7 +163,7 @@ pub fn votes(scans: &[&MemberScan]) -> Vec<Finding> {
             location,
             Some(term),
             format!(
-                "in term {term}, {} candidates each got a quorum ({quorum} of {voters}) of votes: {summary}",
+                "in term {term}, {} candidates each got a quorum ({rule}) of votes: {summary}",
                 elected.len()
             ),
             REFERENCE_VOTES,

@@ -15,7 +15,7 @@ use raft_replay::proto::raftpb::ConfState;
 use raft_replay::proto::walpb::ENTRY_TYPE;
 
 fn member_dir(capture: &str, name: &str) -> PathBuf {
-    common::members(capture)
+    corpus_members(capture)
         .into_iter()
         .find(|m| m.file_name().is_some_and(|n| n == name))
         .unwrap_or_else(|| panic!("{capture} has no member {name}"))
@@ -25,7 +25,7 @@ fn member_dir(capture: &str, name: &str) -> PathBuf {
 fn capture_fs(capture: &str, replace: &[(&str, Member)]) -> (MemFs, Vec<PathBuf>) {
     let mut fs = MemFs::default();
     let mut paths = Vec::new();
-    for dir in common::members(capture) {
+    for dir in corpus_members(capture) {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let path = match replace.iter().find(|(n, _)| *n == name) {
             Some((_, m)) => m.install(&mut fs, &name),
@@ -51,7 +51,10 @@ fn every_capture_verified_together_is_clean() {
 
 #[test]
 fn every_capture_member_alone_is_clean() {
-    for (capture, dir) in common::all_members() {
+    for (capture, dir) in common::captures()
+        .into_iter()
+        .flat_map(|c| corpus_members(&c).into_iter().map(move |m| (c.clone(), m)))
+    {
         let mut fs = MemFs::default();
         let path = install_dir(&mut fs, &dir, "m");
         let findings = verify_fs(&fs, &[path]);
@@ -105,7 +108,7 @@ fn the_configuration_is_known_on_every_member_including_the_snapshot_learner() {
 #[test]
 fn cli_exit_0_on_clean_captures_in_every_format() {
     for capture in common::captures() {
-        let members: Vec<String> = common::members(&capture)
+        let members: Vec<String> = corpus_members(&capture)
             .iter()
             .map(|p| p.display().to_string())
             .collect();

@@ -1,8 +1,38 @@
 //! Findings: what the checks report. One invariant a file; every finding names its location
 //! and the rule (Raft paper section, TLA+ invariant or etcd behaviour) it enforces.
 //!
-//! Per member, [`scan`] walks the WAL's records once (every segment, in order) and hands each
-//! event to the invariant files; across members, [`cluster`] compares what the scans found.
+//! Per member, [`scan`] walks the WAL's records once (every segment, in order, over the
+//! zero-copy [`records`] walk) and hands each event to the invariant files; across members,
+//! [`cluster`] compares what the scans found. [`verify_members`] is the whole of `verify`.
+//!
+//! | invariant (JUnit case) | kinds | proven by (tests/) |
+//! |---|---|---|
+//! | framing and CRC chain | `wal.record_crc` `wal.crc_chain` `wal.skipped_bytes` `wal.torn_tail` (warning) … ([`decode`]) | check_corpus: flipped bit, zeroed sector in a cut segment, torn tail |
+//! | segment sequence | `wal.segment_sequence` | check_corpus: renamed segment |
+//! | index contiguity | `wal.index_gap` ([`contiguity`]) | check_mutants, check_corpus: entry removed |
+//! | entry terms non-decreasing | `raft.entry_term_regressed` ([`term_monotonic`]) | both suites |
+//! | HardState term non-decreasing | `raft.hardstate_term_regressed` ([`hardstate_term`]) | check_mutants |
+//! | one vote per term, for a member | `raft.vote_changed_in_term` `raft.vote_not_member` ([`vote`]) | both suites; check_cluster (ids other members know) |
+//! | commit non-decreasing | `raft.commit_regressed` ([`commit_monotonic`]) | both suites |
+//! | commit boundary per batch | `raft.commit_beyond_last` `raft.hardstate_term_behind_log` ([`commit_boundary`]) | check_mutants; check_corpus (CLI exit 1) |
+//! | no committed entry rewritten | `raft.committed_entry_rewritten` ([`committed_rewrite`]) | both suites (incl. below a leader snapshot) |
+//! | one entry per (index, term) | `raft.same_term_entry_replaced` ([`leader_append_only`]) | check_mutants |
+//! | snapshot records | `raft.snapshot_above_commit` `raft.snapshot_term_mismatch` `wal.snapshot_unconfirmed` (warning) ([`snapshot_records`]) | check_mutants |
+//! | `.snap` files vs WAL | `snap.wal_mismatch` `snap.orphan` `snap.missing` (warnings but the first) ([`snap_files`]) | check_mutants |
+//! | replayed ConfState = snapshot ConfState | `raft.conf_state_mismatch` `raft.conf_change_undecodable` ([`conf_state`], [`conf_model`]) | both suites (.snap and 3.5 WAL record) |
+//! | one conf change pending | `raft.conf_change_pending` ([`conf_pending`]) | check_mutants |
+//! | joint consensus | `raft.joint_*` `raft.removed_last_voter` `raft.voter_and_learner` `raft.invalid_conf_state` ([`joint`]) | check_mutants |
+//! | applied ≤ commit | `raft.applied_beyond_commit` ([`applied`], a hook; local snapshots via [`snapshot_records`]) | check_cluster |
+//! | cluster identity | `cluster.identity` `cluster.duplicate_member` ([`cluster`]) | check_cluster |
+//! | log matching | `cluster.log_matching` ([`log_matching`]) | check_cluster |
+//! | committed prefixes agree | `cluster.committed_prefix` ([`committed_prefix`]) | check_cluster |
+//! | election safety | `cluster.entry_conflict` `cluster.election_safety` ([`election_safety`]) | check_cluster; check_corpus (one member's entry diverging) |
+//! | membership agreement | `cluster.membership` ([`membership`]) | check_cluster |
+//! | state-hash agreement | `cluster.state_hash` ([`state_hash`], a hook fed by the replay) | check_cluster |
+//!
+//! Clean real captures give no finding at all (check_corpus); arbitrary record sequences never
+//! panic (check_never_panics); the record walk yields what etcd's reader yields (check_records).
+//! Cost: `benches/checks.rs`.
 
 pub mod decode;
 

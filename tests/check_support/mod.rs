@@ -538,3 +538,52 @@ pub fn install_dir(fs: &mut MemFs, dir: &Path, name: &str) -> PathBuf {
     }
     root
 }
+
+/// A corpus capture unpacked once under the cargo target dir and reused by every run (the
+/// unpack goes to a temp dir renamed into place, so concurrent test binaries do not race).
+pub fn corpus_capture(capture: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("check-corpus");
+    let dir = root.join(capture);
+    if dir.join(".complete").exists() {
+        return dir;
+    }
+    std::fs::create_dir_all(&root).unwrap();
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{capture}-"))
+        .tempdir_in(&root)
+        .unwrap();
+    let archive = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(capture)
+        .join("data.tar.gz");
+    let file = std::fs::File::open(&archive).unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(staging.path())
+        .unwrap();
+    std::fs::write(staging.path().join(".complete"), b"").unwrap();
+    let staged = staging.keep();
+    if std::fs::rename(&staged, &dir).is_err() {
+        // Another test binary got there first.
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    dir
+}
+
+/// Member data dirs (holding `member/wal`) of a capture, sorted.
+pub fn corpus_members(capture: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![corpus_capture(capture)];
+    while let Some(dir) = stack.pop() {
+        if dir.join("member").join("wal").is_dir() {
+            found.push(dir);
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}

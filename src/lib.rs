@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod crash;
 pub mod fsio;
 pub mod gate;
 pub mod member;

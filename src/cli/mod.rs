@@ -69,12 +69,38 @@ pub enum Command {
         #[arg(long)]
         rev: Option<i64>,
     },
-    /// Enumerate crash points and storage faults.
+    /// Enumerate the on-disk states a crash or a storage fault could leave at fsync/commit
+    /// boundaries, recover each as etcd would, and classify: recovered / expected loss /
+    /// refused / undetected loss / VIOLATION. Several PATHs: one cluster, up to f crashed.
     Crash {
+        /// Every member's data dir (or member/ or wal/ dir).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Fault classes to enumerate, as letters: a fsync points, b record boundaries, c torn
+        /// sectors, d lost unsynced writes, e reordered sectors, f zeroed sector, g bit flip,
+        /// h .snap truncated/missing, i last segment missing.
+        #[arg(long, default_value = "abcdefghi")]
+        classes: String,
+        /// Evaluate one state only (as printed after "reproduce:"), `MEMBER@SPEC,…` with PATHs.
+        #[arg(long)]
+        only: Option<String>,
+        /// Lift the per-write / per-segment caps of classes c, e, f and g.
+        #[arg(long)]
+        exhaustive: bool,
+        /// Real-path cross-checks of the prefix model per member.
+        #[arg(long, default_value_t = 32)]
+        cross_checks: usize,
+        /// Skip the KV (HashKV) replay at the cross-check points.
+        #[arg(long)]
+        no_kv: bool,
+        /// Cluster mode: crash at most this many members together (default f).
+        #[arg(long)]
+        max_crashed: Option<usize>,
+        /// Undetected losses (storage faults etcd cannot detect) fail the run too.
+        #[arg(long)]
+        strict: bool,
     },
     /// Simulate clusters under failure scenarios.
     Sim {
@@ -168,7 +194,30 @@ pub fn run(cli: Cli) -> i32 {
             forensic,
         } => verify::run(&fs, &paths, format, forensic),
         Command::Hashkv { path, index, rev } => hashkv::run(&fs, &path, index, rev),
-        Command::Crash { .. } => crash::not_yet(),
+        Command::Crash {
+            paths,
+            format,
+            classes,
+            only,
+            exhaustive,
+            cross_checks,
+            no_kv,
+            max_crashed,
+            strict,
+        } => crash::run(
+            &fs,
+            &paths,
+            format,
+            crash::Args {
+                classes,
+                only,
+                exhaustive,
+                cross_checks,
+                kv: !no_kv,
+                max_crashed,
+                strict,
+            },
+        ),
         Command::Sim { .. } => sim::not_yet(),
         Command::Profile {
             paths,

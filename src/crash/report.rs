@@ -1,0 +1,378 @@
+//! The fault-class × outcome table (text and JSON), with a reproducing command per violation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::cluster::ClusterRun;
+use super::member::{MemberRun, StateResult};
+use super::{FaultClass, Options, Outcome, ALL_CLASSES, ALL_OUTCOMES};
+
+/// Findings listed per member, class and outcome (beyond these, counted only).
+const LIST_PER_CLASS: usize = 5;
+
+fn quote(path: &Path) -> String {
+    let s = path.display().to_string();
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The command reproducing one member's state.
+pub fn reproduce(path: &Path, r: &StateResult) -> String {
+    format!(
+        "raft-replay crash {} --only {}",
+        quote(path),
+        r.spec.render(r.class)
+    )
+}
+
+fn cluster_reproduce(run: &ClusterRun, only: &str) -> String {
+    let paths: Vec<String> = run.paths.iter().map(|p| quote(p)).collect();
+    format!("raft-replay crash {} --only {only}", paths.join(" "))
+}
+
+pub fn tally(members: &[&MemberRun]) -> BTreeMap<(FaultClass, Outcome), usize> {
+    let mut t = BTreeMap::new();
+    for m in members {
+        for (k, v) in m.tally() {
+            *t.entry(k).or_insert(0) += v;
+        }
+    }
+    t
+}
+
+pub fn violation_count(members: &[&MemberRun], cluster: Option<&ClusterRun>) -> usize {
+    members
+        .iter()
+        .map(|m| m.count(Outcome::Violation))
+        .sum::<usize>()
+        + members
+            .iter()
+            .filter(|m| {
+                m.baseline_finding
+                    .as_ref()
+                    .is_some_and(|(k, _)| *k != "crash.baseline_refused")
+            })
+            .count()
+        + cluster.map(|c| c.findings.len()).unwrap_or(0)
+}
+
+fn table(t: &BTreeMap<(FaultClass, Outcome), usize>, opts: &Options) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "  {:<58} {:>8} {:>10} {:>9} {:>8} {:>10} {:>10}\n",
+        "fault class", "states", "recovered", "exp.loss", "refused", "undetected", "VIOLATION"
+    ));
+    let mut totals = [0usize; 6];
+    for class in ALL_CLASSES {
+        if !opts.wants(class) {
+            continue;
+        }
+        let counts: Vec<usize> = ALL_OUTCOMES
+            .iter()
+            .map(|o| t.get(&(class, *o)).copied().unwrap_or(0))
+            .collect();
+        let states: usize = counts.iter().sum();
+        totals[0] += states;
+        for (i, c) in counts.iter().enumerate() {
+            totals[i + 1] += c;
+        }
+        out.push_str(&format!(
+            "  ({}) {:<54} {:>8} {:>10} {:>9} {:>8} {:>10} {:>10}\n",
+            class.letter(),
+            class.title(),
+            states,
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3],
+            counts[4]
+        ));
+    }
+    out.push_str(&format!(
+        "  {:<58} {:>8} {:>10} {:>9} {:>8} {:>10} {:>10}\n",
+        "total", totals[0], totals[1], totals[2], totals[3], totals[4], totals[5]
+    ));
+    out
+}
+
+fn member_header(m: &MemberRun) -> String {
+    let h = &m.history;
+    let mut text = format!(
+        "{}: member {:x}, {} records ({} entries) in {} segment(s), {} fsync points, {} .snap file(s)\n",
+        h.input.display(),
+        h.node_id,
+        h.records.len(),
+        h.entry_count(),
+        h.segments.len(),
+        h.syncs.len(),
+        h.snaps.len()
+    );
+    let b = &m.baseline;
+    if let Some(r) = &b.refused {
+        text.push_str(&format!("  as captured: etcd refuses to start: {r}\n"));
+    } else {
+        text.push_str(&format!(
+            "  as captured: recovers ..={} (commit {}) from {}\n",
+            b.last_index(),
+            b.hard_state.commit,
+            b.snap_file
+                .as_ref()
+                .map(|s| format!("snapshot {} ({s})", b.start_index))
+                .unwrap_or_else(|| "the beginning of the WAL".into())
+        ));
+    }
+    if let Some((kind, message)) = &m.baseline_finding {
+        text.push_str(&format!("  as captured: [{kind}] {message}\n"));
+    }
+    let failed = m.cross_checks.iter().filter(|c| !c.ok).count();
+    let kv = m.cross_checks.iter().filter(|c| c.kv_checked).count();
+    text.push_str(&format!(
+        "  model cross-checked against the real recovery path at {} prefixes ({} disagree), KV replayed at {}; {:.2} s\n",
+        m.cross_checks.len(),
+        failed,
+        kv,
+        m.elapsed.as_secs_f64()
+    ));
+    for note in &m.notes {
+        text.push_str(&format!("  note: {note}\n"));
+    }
+    text
+}
+
+pub fn text(
+    members: &[&MemberRun],
+    cluster: Option<&ClusterRun>,
+    opts: &Options,
+    strict: bool,
+) -> String {
+    let mut out = String::new();
+    for m in members {
+        out.push_str(&member_header(m));
+    }
+    out.push('\n');
+    out.push_str(&table(&tally(members), opts));
+    for outcome in [
+        Outcome::Violation,
+        Outcome::UndetectedLoss,
+        Outcome::Refused,
+    ] {
+        let mut section = String::new();
+        let mut total = 0usize;
+        for m in members {
+            let mut by_class: BTreeMap<FaultClass, Vec<&StateResult>> = BTreeMap::new();
+            for r in m.results.iter().filter(|r| r.outcome == outcome) {
+                by_class.entry(r.class).or_default().push(r);
+            }
+            for (class, list) in by_class {
+                total += list.len();
+                section.push_str(&format!(
+                    "  {} ({}) {} — {}\n",
+                    m.history.input.display(),
+                    class.letter(),
+                    class.title(),
+                    list.len()
+                ));
+                let shown = if outcome == Outcome::Violation {
+                    list.len().min(50)
+                } else {
+                    list.len().min(LIST_PER_CLASS)
+                };
+                for r in &list[..shown] {
+                    section.push_str(&format!(
+                        "    [{}] {}\n      reproduce: {}\n",
+                        r.kind.unwrap_or(""),
+                        r.detail.as_deref().unwrap_or(""),
+                        reproduce(&m.history.input, r)
+                    ));
+                }
+                if shown < list.len() {
+                    section.push_str(&format!(
+                        "    … {} more (see --format json)\n",
+                        list.len() - shown
+                    ));
+                }
+            }
+        }
+        if total > 0 {
+            let title = match outcome {
+                Outcome::Violation => "VIOLATIONS",
+                Outcome::UndetectedLoss => "UNDETECTED LOSS (storage faults etcd's format cannot detect; the member restarts from an older prefix)",
+                _ => "REFUSED (corruption detected: etcd will not start)",
+            };
+            out.push_str(&format!("\n{title} — {total}\n{section}"));
+        }
+    }
+    if let Some(c) = cluster {
+        out.push_str(&format!(
+            "\ncluster: {} member(s), {} voter(s) (quorum {}), committed {}, up to {} crashed together: {} combination(s) checked\n",
+            c.members.len(),
+            c.voters.len(),
+            c.quorum,
+            c.committed,
+            c.max_crashed,
+            c.combinations
+        ));
+        for note in &c.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+        for f in &c.findings {
+            out.push_str(&format!(
+                "  VIOLATION [{}]{} {}\n",
+                f.kind,
+                if f.count > 1 {
+                    format!(" ×{}", f.count)
+                } else {
+                    String::new()
+                },
+                f.message
+            ));
+            if let Some(only) = &f.only {
+                out.push_str(&format!(
+                    "      reproduce: {}\n",
+                    cluster_reproduce(c, only)
+                ));
+            }
+        }
+    }
+    let violations = violation_count(members, cluster);
+    let undetected: usize = members
+        .iter()
+        .map(|m| m.count(Outcome::UndetectedLoss))
+        .sum();
+    let states: usize = members.iter().map(|m| m.results.len()).sum();
+    let failed = violations > 0 || (strict && undetected > 0);
+    out.push_str(&format!(
+        "\n{}: {states} crash state(s), {violations} violation(s), {undetected} undetected loss(es){}\n",
+        if failed { "FAILED" } else { "OK" },
+        if strict { " (--strict: undetected losses fail)" } else { "" }
+    ));
+    out
+}
+
+fn result_json(path: &Path, r: &StateResult) -> Value {
+    json!({
+        "class": r.class.letter().to_string(),
+        "spec": r.spec.render(r.class),
+        "outcome": r.outcome.key(),
+        "kind": r.kind,
+        "message": r.detail,
+        "recovered_last_index": r.recovered_last,
+        "acknowledged_index": r.acked,
+        "known_commit": r.known_commit,
+        "reproduce": reproduce(path, r),
+    })
+}
+
+fn classes_json(t: &BTreeMap<(FaultClass, Outcome), usize>, opts: &Options) -> Value {
+    let mut classes = serde_json::Map::new();
+    for class in ALL_CLASSES {
+        if !opts.wants(class) {
+            continue;
+        }
+        let mut outcomes = serde_json::Map::new();
+        let mut total = 0;
+        for o in ALL_OUTCOMES {
+            let c = t.get(&(class, o)).copied().unwrap_or(0);
+            total += c;
+            outcomes.insert(o.key().into(), json!(c));
+        }
+        classes.insert(
+            class.key().into(),
+            json!({
+                "letter": class.letter().to_string(),
+                "title": class.title(),
+                "family": if class.is_crash() { "crash" } else { "storage_fault" },
+                "crash_points": total,
+                "outcomes": outcomes,
+            }),
+        );
+    }
+    Value::Object(classes)
+}
+
+pub fn json_report(
+    members: &[&MemberRun],
+    cluster: Option<&ClusterRun>,
+    opts: &Options,
+    strict: bool,
+) -> Value {
+    let violations = violation_count(members, cluster);
+    let undetected: usize = members
+        .iter()
+        .map(|m| m.count(Outcome::UndetectedLoss))
+        .sum();
+    let failed = violations > 0 || (strict && undetected > 0);
+    let members_json: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            let h = &m.history;
+            let mut findings = Vec::new();
+            let mut shown: BTreeMap<(FaultClass, Outcome), usize> = BTreeMap::new();
+            for r in &m.results {
+                if matches!(r.outcome, Outcome::Recovered | Outcome::ExpectedLoss) {
+                    continue;
+                }
+                let n = shown.entry((r.class, r.outcome)).or_insert(0);
+                *n += 1;
+                if r.outcome == Outcome::Violation || *n <= 20 {
+                    findings.push(result_json(&h.input, r));
+                }
+            }
+            json!({
+                "path": h.input.display().to_string(),
+                "node_id": format!("{:016x}", h.node_id),
+                "records": h.records.len(),
+                "entries": h.entry_count(),
+                "segments": h.segments.len(),
+                "fsync_points": h.syncs.len(),
+                "record_boundaries_checked": m.record_boundaries_checked(),
+                "elapsed_ms": m.elapsed.as_millis() as u64,
+                "as_captured": {
+                    "refused": m.baseline.refused,
+                    "start_index": m.baseline.start_index,
+                    "last_index": m.baseline.last_index(),
+                    "commit": m.baseline.hard_state.commit,
+                    "finding": m.baseline_finding.as_ref().map(|(k, msg)| json!({"kind": k, "message": msg})),
+                },
+                "cross_checks": {
+                    "count": m.cross_checks.len(),
+                    "kv_replayed": m.cross_checks.iter().filter(|c| c.kv_checked).count(),
+                    "disagreements": m.cross_checks.iter().filter(|c| !c.ok).map(|c| json!({"k": c.k, "message": c.message})).collect::<Vec<_>>(),
+                },
+                "classes": classes_json(&m.tally(), opts),
+                "findings": findings,
+                "notes": m.notes,
+            })
+        })
+        .collect();
+    json!({
+        "verdict": if failed { "violations" } else { "ok" },
+        "violation_count": violations,
+        "undetected_loss_count": undetected,
+        "strict": strict,
+        "classes": classes_json(&tally(members), opts),
+        "members": members_json,
+        "cluster": cluster.map(|c| json!({
+            "voters": c.voters.iter().map(|v| format!("{v:016x}")).collect::<Vec<_>>(),
+            "quorum": c.quorum,
+            "max_crashed": c.max_crashed,
+            "committed": c.committed,
+            "combinations": c.combinations,
+            "notes": c.notes,
+            "findings": c.findings.iter().map(|f| json!({
+                "kind": f.kind,
+                "message": f.message,
+                "count": f.count,
+                "crashed": f.crashed.iter().map(|(m, s)| json!({"member": m, "path": c.paths[*m].display().to_string(), "spec": s})).collect::<Vec<_>>(),
+                "reproduce": f.only.as_ref().map(|o| cluster_reproduce(c, o)),
+            })).collect::<Vec<_>>(),
+        })),
+    })
+}

@@ -334,7 +334,7 @@ pub fn check_member(
     read: &crate::member::MemberRead,
 ) -> MemberCheck {
     let mut findings = decode::decode_findings(member, read);
-    let mut scan = scan_member(member, files);
+    let mut scan = scan::scan_member_after(member, files, Some(read));
     findings.append(&mut scan.findings);
     if files.paths.snap_dir.is_some() {
         let reported: Vec<String> = read

@@ -9,6 +9,11 @@
 //! breaking the chain, an unknown record type. A zero length word ends a segment and the walk
 //! continues with the next one, the chain carried over, as etcd's decoder does. The
 //! `check_records` test holds it to the decoder on every corpus member and on damaged inputs.
+//!
+//! When etcd's boot read has just read every segment from the first with no error, the walk can
+//! [`trust`](RecordWalk::trust) it: those records were validated (the CRC chain is not computed
+//! again) and the walk ends exactly where that read ended, reading only that much of the tail
+//! segment (not its preallocated zeros).
 
 use std::path::PathBuf;
 
@@ -16,7 +21,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::fsio::ReadOnlyFs;
-use crate::proto::walpb::{Record, CRC_TYPE, SNAPSHOT_TYPE};
+use crate::proto::walpb::{Record, CRC_TYPE, ENTRY_TYPE, SNAPSHOT_TYPE};
 use crate::wal::frame::{decode_frame_size, FRAME_HEADER_BYTES};
 use crate::wal::name::SegmentName;
 use crate::wal::MAX_RECORD_BYTES_34;
@@ -25,11 +30,14 @@ use crate::wal::MAX_RECORD_BYTES_34;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawRecord {
     pub record_type: i64,
-    /// The stored CRC (a crc record's chain value).
+    /// The stored CRC (a crc record's chain value); 0 for a known entry.
     pub crc: u32,
+    /// Empty for a known entry.
     pub data: Bytes,
     pub segment: u32,
     pub offset: u64,
+    /// An entry record the trusted read already decoded: its position in that read's entries.
+    pub known_entry: Option<usize>,
 }
 
 /// Where the segments come from.
@@ -51,6 +59,11 @@ pub struct RecordWalk<'a> {
     /// Why the walk ended before the end of the last segment.
     pub stopped: Option<String>,
     done: bool,
+    /// Records up to (last segment, this offset) were validated by etcd's reader.
+    trusted_end: Option<u64>,
+    /// Frames of entries the trusted read decoded, in file order: (segment, offset).
+    known: Vec<(u32, u64)>,
+    next_known: usize,
 }
 
 impl<'a> RecordWalk<'a> {
@@ -64,7 +77,30 @@ impl<'a> RecordWalk<'a> {
             crc: 0,
             stopped: None,
             done: false,
+            trusted_end: None,
+            known: Vec::new(),
+            next_known: 0,
         }
+    }
+
+    /// Trust a read that went through every segment without error and ended at `end` in the
+    /// last one (`WalContents::last_good_offset`): no CRC recomputation, and the walk stops there.
+    pub fn trust(mut self, end: u64) -> Self {
+        self.trusted_end = Some(end);
+        self
+    }
+
+    /// With [`trust`](Self::trust): the frames (segment, offset), in file order, of entries the
+    /// trusted read already decoded; they are handed over as `known_entry` without decoding.
+    pub fn known_entries(mut self, positions: Vec<(u32, u64)>) -> Self {
+        if self.trusted_end.is_some() {
+            self.known = positions;
+        }
+        self
+    }
+
+    fn is_last(&self) -> bool {
+        self.segment + 1 == self.names.len()
     }
 
     pub fn segment_names(&self) -> &[SegmentName] {
@@ -86,12 +122,22 @@ impl<'a> RecordWalk<'a> {
         if self.segment >= self.names.len() {
             return Ok(false);
         }
+        let limit = self.trusted_end.filter(|_| self.is_last());
         let bytes = match &self.source {
-            SegmentBytes::Files { fs, wal_dir } => fs
-                .read(&wal_dir.join(&self.names[self.segment].file_name))
-                .map_err(|e| format!("cannot read segment: {e}"))?,
+            SegmentBytes::Files { fs, wal_dir } => {
+                let path = wal_dir.join(&self.names[self.segment].file_name);
+                match limit {
+                    Some(end) => read_prefix(*fs, &path, end),
+                    None => fs.read(&path),
+                }
+                .map_err(|e| format!("cannot read segment: {e}"))?
+            }
             SegmentBytes::Memory(segments) => {
-                segments.get(self.segment).cloned().unwrap_or_default()
+                let bytes = segments.get(self.segment).cloned().unwrap_or_default();
+                match limit {
+                    Some(end) => bytes.slice(..(end as usize).min(bytes.len())),
+                    None => bytes,
+                }
             }
         };
         self.buf = Some(bytes);
@@ -146,6 +192,20 @@ impl Iterator for RecordWalk<'_> {
             if body_len > remaining - 8 {
                 return self.stop("a frame overrunning its segment".into());
             }
+            let position = (self.segment as u32, at as u64);
+            if self.known.get(self.next_known) == Some(&position) {
+                let known = self.next_known;
+                self.next_known += 1;
+                self.offset = at + 8 + body_len;
+                return Some(RawRecord {
+                    record_type: ENTRY_TYPE,
+                    crc: 0,
+                    data: Bytes::new(),
+                    segment: position.0,
+                    offset: position.1,
+                    known_entry: Some(known),
+                });
+            }
             let body = buf.slice(at + 8..at + 8 + record_len as usize);
             let Ok(record) = Record::decode(body) else {
                 return self.stop("a record that does not decode".into());
@@ -154,7 +214,9 @@ impl Iterator for RecordWalk<'_> {
                 return self.stop(format!("record type {}", record.r#type));
             }
             let data = record.data.unwrap_or_default();
-            if record.r#type == CRC_TYPE {
+            if self.trusted_end.is_some() {
+                // Validated by etcd's reader moments ago.
+            } else if record.r#type == CRC_TYPE {
                 if self.crc != 0 && record.crc != self.crc {
                     return self.stop("a crc record breaking the chain".into());
                 }
@@ -172,7 +234,18 @@ impl Iterator for RecordWalk<'_> {
                 data,
                 segment: self.segment as u32,
                 offset: at as u64,
+                known_entry: None,
             });
         }
     }
+}
+
+/// The first `end` bytes of a file, in one exact read.
+fn read_prefix(fs: &dyn ReadOnlyFs, path: &std::path::Path, end: u64) -> std::io::Result<Bytes> {
+    use std::io::Read;
+    let (reader, len) = fs.open_read(path)?;
+    let end = end.min(len);
+    let mut buf = Vec::with_capacity(usize::try_from(end).unwrap_or(0));
+    reader.take(end).read_to_end(&mut buf)?;
+    Ok(Bytes::from(buf))
 }

@@ -210,16 +210,46 @@ fn location(segments: &[String], segment: u32, offset: u64, raft_index: Option<u
 
 /// Scans a member's files: every WAL segment from the first, and its `.snap` files.
 pub fn scan_member(member: &str, files: &MemberFiles<'_>) -> MemberScan {
+    scan_member_after(member, files, None)
+}
+
+/// [`scan_member`], after etcd's boot read `read`: when that read went through every segment
+/// from the first without an error, its records are not validated again and the scan ends where
+/// it ended.
+pub fn scan_member_after(
+    member: &str,
+    files: &MemberFiles<'_>,
+    read: Option<&crate::member::MemberRead>,
+) -> MemberScan {
     let snaps = read_snaps(&files.snap_files);
     let snap_names = files.snap_files.iter().map(|(n, _)| n.clone()).collect();
-    let walk = RecordWalk::new(
+    let mut walk = RecordWalk::new(
         files.segments.clone(),
         SegmentBytes::Files {
             fs: files.fs,
             wal_dir: files.paths.wal_dir.clone(),
         },
     );
-    let mut scan = scan_records(member, walk, snaps);
+    if let Some(read) = read {
+        let contents = &read.contents;
+        let whole = read.start.index == 0
+            && contents.errors.is_empty()
+            && contents.segments == files.segments;
+        if whole {
+            let positions = contents
+                .entry_positions
+                .iter()
+                .map(|p| (p.segment_index, p.offset))
+                .collect();
+            walk = walk
+                .trust(contents.last_good_offset)
+                .known_entries(positions);
+            let mut scan = scan_records(member, walk, snaps, &contents.entries);
+            scan.snap_names = snap_names;
+            return scan;
+        }
+    }
+    let mut scan = scan_records(member, walk, snaps, &[]);
     scan.snap_names = snap_names;
     scan
 }
@@ -243,7 +273,13 @@ pub fn read_snaps(files: &[(String, Bytes)]) -> Vec<SnapInfo> {
 }
 
 /// Scans the records of `walk` (which must start at the member's first segment).
-pub fn scan_records(member: &str, mut walk: RecordWalk<'_>, snaps: Vec<SnapInfo>) -> MemberScan {
+/// `known` are the entries a trusted read decoded (see [`RecordWalk::known_entries`]).
+pub fn scan_records(
+    member: &str,
+    mut walk: RecordWalk<'_>,
+    snaps: Vec<SnapInfo>,
+    known: &[Entry],
+) -> MemberScan {
     let names: Vec<SegmentName> = walk.segment_names().to_vec();
     let mut scanner = Scanner {
         out: MemberScan {
@@ -274,10 +310,14 @@ pub fn scan_records(member: &str, mut walk: RecordWalk<'_>, snaps: Vec<SnapInfo>
     for record in walk.by_ref() {
         scanner.out.record_count += 1;
         let (segment, offset, data) = (record.segment, record.offset, record.data);
+        if let Some(entry) = record.known_entry.and_then(|k| known.get(k)) {
+            scanner.on_entry(entry, segment, offset);
+            continue;
+        }
         let ok = match record.record_type {
             ENTRY_TYPE => match Entry::decode(data) {
                 Ok(entry) => {
-                    scanner.on_entry(entry, segment, offset);
+                    scanner.on_entry(&entry, segment, offset);
                     true
                 }
                 Err(_) => false,
@@ -342,7 +382,7 @@ impl Scanner<'_> {
         pending.end_batch(&out.member, state.as_ref(), committed, &mut out.findings);
     }
 
-    fn on_entry(&mut self, entry: Entry, segment: u32, offset: u64) {
+    fn on_entry(&mut self, entry: &Entry, segment: u32, offset: u64) {
         self.out.entry_records += 1;
         self.in_batch = true;
         let index = entry.index;

@@ -15,6 +15,7 @@ pub struct Args {
     pub classes: String,
     pub only: Option<String>,
     pub exhaustive: bool,
+    pub flip_unprotected: bool,
     pub cross_checks: usize,
     pub kv: bool,
     pub max_crashed: Option<usize>,
@@ -42,6 +43,7 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, args: Args) -
         cross_checks: args.cross_checks,
         kv: args.kv,
         exhaustive: args.exhaustive,
+        flip_unprotected: args.flip_unprotected,
         max_crashed: args.max_crashed,
         only: args.only.clone(),
         ..Options::default()

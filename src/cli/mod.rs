@@ -89,6 +89,9 @@ pub enum Command {
         /// Lift the per-write / per-segment caps of classes c, e, f and g.
         #[arg(long)]
         exhaustive: bool,
+        /// Class g also flips a bit of each record's type, which etcd's CRC does not cover.
+        #[arg(long)]
+        flip_unprotected: bool,
         /// Real-path cross-checks of the prefix model per member.
         #[arg(long, default_value_t = 32)]
         cross_checks: usize,
@@ -200,6 +203,7 @@ pub fn run(cli: Cli) -> i32 {
             classes,
             only,
             exhaustive,
+            flip_unprotected,
             cross_checks,
             no_kv,
             max_crashed,
@@ -212,6 +216,7 @@ pub fn run(cli: Cli) -> i32 {
                 classes,
                 only,
                 exhaustive,
+                flip_unprotected,
                 cross_checks,
                 kv: !no_kv,
                 max_crashed,

@@ -749,6 +749,36 @@ pub fn enumerate_member(
                 false,
                 false,
             ),
+            Effect::Prefix { altered: true, .. } => {
+                // A damaged record decoded as valid (bytes the CRC does not cover): what etcd
+                // makes of it needs ReadAll's semantics, so read the damaged files for real.
+                let (real, _) = recover(&real_state(h, &p.spec));
+                let mut budget = 2;
+                let mut e = eval_real_recovery(h, &real, real.hard_state, &mut budget);
+                let same = real.refused.is_none()
+                    && !real.no_wal
+                    && real.hard_state == baseline.hard_state
+                    && real.start_index == baseline.start_index
+                    && log_digest((0, 0), &real.hard_state, &real.entries)
+                        == log_digest((0, 0), &baseline.hard_state, &baseline.entries);
+                if e.refused.is_none() && e.violation.is_none() && !same {
+                    e.violation = Some((
+                        "crash.corruption_accepted",
+                        format!(
+                            "etcd accepts the damaged record (the damage is in bytes the CRC does not cover) and recovers a different state: log ..={} with HardState {{term {}, vote {:x}, commit {}}} instead of ..={} with {{term {}, vote {:x}, commit {}}}",
+                            real.last_index(),
+                            real.hard_state.term,
+                            real.hard_state.vote,
+                            real.hard_state.commit,
+                            baseline.last_index(),
+                            baseline.hard_state.term,
+                            baseline.hard_state.vote,
+                            baseline.hard_state.commit
+                        ),
+                    ));
+                }
+                (e, Some(n), false, false)
+            }
             Effect::Prefix {
                 stop,
                 altered,
@@ -758,7 +788,7 @@ pub fn enumerate_member(
                     (
                         CutEval {
                             refused: Some(
-                                "no WAL left (the first segment's header is gone)".into(),
+                                "nothing of the first segment's header (crc, metadata, start snapshot record) is readable: etcd finds no metadata and no start snapshot (wal: snapshot not found)".into(),
                             ),
                             ..Default::default()
                         },
@@ -893,6 +923,24 @@ pub(crate) fn real_state(h: &History, spec: &Spec) -> DiskState {
         }
         Spec::DropLastSegment => {
             state.segments.pop();
+        }
+        Spec::Flip { seg, at, bit } => {
+            if let Some((_, bytes)) = state.segments.get_mut(*seg) {
+                let mut v = bytes.to_vec();
+                if let Some(b) = v.get_mut(*at as usize) {
+                    *b ^= 1 << bit;
+                }
+                *bytes = v.into();
+            }
+        }
+        Spec::Zeroed { seg, at } => {
+            if let Some((_, bytes)) = state.segments.get_mut(*seg) {
+                let mut v = bytes.to_vec();
+                let lo = (*at as usize).min(v.len());
+                let hi = (*at as usize + 512).min(v.len());
+                v[lo..hi].fill(0);
+                *bytes = v.into();
+            }
         }
         _ => {}
     }

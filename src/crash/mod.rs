@@ -49,7 +49,8 @@ pub enum FaultClass {
     ReorderedSectors,
     /// (f) a zeroed sector mid-file.
     ZeroedSector,
-    /// (g) a flipped bit in a record's CRC-covered data.
+    /// (g) a flipped bit in a record's CRC-covered data (with `--flip-unprotected`, also in
+    /// its type byte, which the CRC does not cover).
     BitFlip,
     /// (h) the newest `.snap` truncated or missing.
     SnapFile,
@@ -196,6 +197,9 @@ pub struct Options {
     pub max_zeroed_per_segment: usize,
     pub max_flips_per_segment: usize,
     pub exhaustive: bool,
+    /// (g) also flips the low bit of each sampled record's type byte, which etcd's CRC does
+    /// not cover (a state found this way is a limit of the format, not of the crash recovery).
+    pub flip_unprotected: bool,
     /// Cluster mode: at most this many members crashed together (default f = ⌊(voters−1)/2⌋).
     pub max_crashed: Option<usize>,
     /// Evaluate only this state (`SPEC` or `MEMBER@SPEC`), for reproducing a finding.
@@ -213,6 +217,7 @@ impl Default for Options {
             max_zeroed_per_segment: 512,
             max_flips_per_segment: 512,
             exhaustive: false,
+            flip_unprotected: false,
             max_crashed: None,
             only: None,
         }

@@ -82,10 +82,6 @@ pub enum Spec {
 }
 
 impl Spec {
-    pub fn class_letter(&self, class: FaultClass) -> char {
-        class.letter()
-    }
-
     pub fn render(&self, class: FaultClass) -> String {
         let l = class.letter();
         match self {
@@ -304,7 +300,7 @@ pub fn plan(h: &History, opts: &Options) -> Vec<Planned> {
     let mut out = Vec::new();
     let n = h.records.len();
     let first = h.first_cut();
-    if n < first || h.segments.is_empty() {
+    if n == 0 || n < first || h.segments.is_empty() {
         return out;
     }
     if opts.wants(FaultClass::FsyncPoint) {
@@ -424,6 +420,13 @@ pub fn plan(h: &History, opts: &Options) -> Vec<Planned> {
             for r in spread(&records, opts.cap(opts.max_flips_per_segment)) {
                 if let Some(p) = plan_flip(h, r, seg == last_seg, durable_end) {
                     out.push(p);
+                }
+                if opts.flip_unprotected {
+                    // The record's type value: the byte after the `08` tag.
+                    let at = h.records[r].offset + 8 + 1;
+                    if let Some(p) = flip_at(h, r, at, 0, seg == last_seg, durable_end) {
+                        out.push(p);
+                    }
                 }
             }
         }

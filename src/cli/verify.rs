@@ -14,6 +14,8 @@ use super::junit::{render, TestCase, TestSuite};
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
 use crate::check::{verify_members, Finding, MemberReport, Severity, INVARIANTS};
 use crate::fsio::ReadOnlyFs;
+use crate::member::MemberFiles;
+use crate::replay::member_state::{agreement, replay_member, MemberState};
 use crate::wal::DecoderMode;
 
 pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: bool) -> i32 {
@@ -22,23 +24,29 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
     } else {
         DecoderMode::Strict
     };
-    let reports = match verify_members(fs, paths, mode) {
+    let mut reports = match verify_members(fs, paths, mode) {
         Ok(reports) => reports,
         Err(e) => {
             eprintln!("raft-replay verify: {e}");
             return EXIT_CANNOT_RUN;
         }
     };
+    let states = replay_all(fs, &mut reports);
     let failed = reports
         .iter()
         .flat_map(|r| &r.findings)
         .any(|f| f.severity.is_failure());
     let rendered = match format {
-        Format::Text => text(&reports),
-        Format::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&json_report(&reports)).unwrap_or_default()
-        ),
+        Format::Text => text(&reports, &states),
+        Format::Json => {
+            let mut report = json_report(&reports);
+            if let Some(members) = report["members"].as_array_mut() {
+                for (member, state) in members.iter_mut().zip(&states) {
+                    member["replay"] = serde_json::to_value(state).unwrap_or(Value::Null);
+                }
+            }
+            format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())
+        }
         Format::Junit => junit(&reports),
     };
     out(&rendered);
@@ -47,6 +55,37 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
     } else {
         EXIT_OK
     }
+}
+
+/// The replay of every member that decoded cleanly (raft-rs restart + apply, follower
+/// re-execution, KV replay and HashKV), and state-hash agreement across members. Findings are
+/// added to the reports; the returned states line up with `reports`.
+fn replay_all(fs: &dyn ReadOnlyFs, reports: &mut [MemberReport]) -> Vec<Option<MemberState>> {
+    let mut states = Vec::with_capacity(reports.len());
+    for report in reports.iter_mut() {
+        let clean = report.read.contents.errors.is_empty() && !report.findings.iter().any(|f| f.severity.is_failure());
+        let files = if clean { MemberFiles::open(fs, &report.path).ok() } else { None };
+        let state = files.map(|files| {
+            let name = report.path.display().to_string();
+            let mut findings = Vec::new();
+            let state = replay_member(&name, &files, &report.read, &mut findings);
+            report.findings.extend(findings);
+            state
+        });
+        states.push(state);
+    }
+    let named: Vec<(String, &crate::member::MemberRead, &MemberState)> = reports
+        .iter()
+        .zip(&states)
+        .filter_map(|(r, s)| s.as_ref().map(|s| (r.path.display().to_string(), &r.read, s)))
+        .collect();
+    let agreement = if named.len() > 1 { agreement(&named) } else { Vec::new() };
+    for finding in agreement {
+        if let Some(report) = reports.iter_mut().find(|r| r.path.display().to_string() == finding.member) {
+            report.findings.push(finding);
+        }
+    }
+    states
 }
 
 fn member_json(report: &MemberReport) -> Value {
@@ -98,9 +137,9 @@ fn severity_title(severity: Severity) -> &'static str {
     }
 }
 
-fn text(reports: &[MemberReport]) -> String {
+fn text(reports: &[MemberReport], states: &[Option<MemberState>]) -> String {
     let mut text = String::new();
-    for report in reports {
+    for (report, state) in reports.iter().zip(states) {
         let c = &report.read.contents;
         let scan = &report.scan;
         text.push_str(&format!(
@@ -116,6 +155,16 @@ fn text(reports: &[MemberReport]) -> String {
                 .map(|id| format!(", member id {id:x}"))
                 .unwrap_or_default(),
         ));
+        match state {
+            Some(MemberState { hashkv: Some(hash), revision, applied_index, .. }) => text.push_str(&format!(
+                "  replayed through {applied_index}: revision {}, hashkv {hash}\n",
+                revision.unwrap_or(0)
+            )),
+            Some(MemberState { applied_index, .. }) => {
+                text.push_str(&format!("  replayed through {applied_index} (raft only: the WAL starts after a snapshot)\n"))
+            }
+            None => {}
+        }
     }
     let mut findings: Vec<&Finding> = reports.iter().flat_map(|r| &r.findings).collect();
     findings.sort_by(|a, b| {

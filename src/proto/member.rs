@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: u64,
-    #[serde(rename = "peerURLs", default)]
+    /// etcd writes `"peerURLs":null` in promotion contexts.
+    #[serde(rename = "peerURLs", default, deserialize_with = "null_as_empty")]
     pub peer_urls: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(rename = "clientURLs", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "clientURLs", default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
     pub client_urls: Vec<String>,
     #[serde(
         rename = "isLearner",
@@ -19,6 +20,10 @@ pub struct Member {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub is_learner: bool,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl Member {
@@ -39,5 +44,7 @@ mod tests {
         assert!(member.is_learner);
         assert_eq!(member.peer_urls, vec!["http://127.0.0.1:2380"]);
         assert!(Member::parse(b"{\"id\":-1}").is_err());
+        let promote = Member::parse(br#"{"id":7,"peerURLs":null,"name":""}"#).unwrap();
+        assert!(promote.peer_urls.is_empty());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod follower;
 pub mod kv;
+pub mod member_state;
 pub mod preflight;
 pub mod restart;
 

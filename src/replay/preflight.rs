@@ -38,6 +38,11 @@ fn finding(
     }
 }
 
+fn warning(mut finding: Finding) -> Finding {
+    finding.severity = Severity::Warning;
+    finding
+}
+
 /// Every reason raft-rs 0.7 would refuse (panic on) this state. Empty means it is safe to start.
 pub fn preflight(state: &RestartState<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -103,7 +108,9 @@ pub fn preflight(state: &RestartState<'_>) -> Vec<Finding> {
             ));
         }
         if hs.term < last_term {
-            findings.push(finding(
+            // Legal after a crash between a Save's entries and its HardState (entries are written
+            // first), and raft-rs starts from it: a warning, not a reason to refuse.
+            findings.push(warning(finding(
                 state,
                 "raft.hardstate_term_behind_log",
                 last_index,
@@ -112,7 +119,7 @@ pub fn preflight(state: &RestartState<'_>) -> Vec<Finding> {
                     hs.term
                 ),
                 "Raft Fig. 2: currentTerm ≥ term of every log entry",
-            ));
+            )));
         }
     }
     let cs = &state.conf_state;

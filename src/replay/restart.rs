@@ -66,7 +66,7 @@ pub fn restart_and_apply(
         started: false,
         findings: preflight(state),
     };
-    if !outcome.findings.is_empty() {
+    if outcome.findings.iter().any(|f| f.severity.is_failure()) {
         return outcome;
     }
     let storage = MemStorage::new();

@@ -25,24 +25,33 @@ pub fn captures() -> Vec<String> {
 
 static UNPACKED: OnceLock<Mutex<HashMap<String, &'static Path>>> = OnceLock::new();
 
-/// The capture unpacked into a tempdir that lives as long as the test process.
+/// The capture unpacked once under cargo's target tmp dir and shared by every test binary (tests
+/// that damage files work on their own copies). Unpacking goes to a private directory that is
+/// renamed into place, so concurrent test binaries never see half an archive.
 pub fn unpacked(capture: &str) -> &'static Path {
     let map = UNPACKED.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(path) = map.get(capture) {
         return path;
     }
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("raft-replay-{capture}-"))
-        .tempdir()
-        .expect("tempdir");
     let archive = repo_dir().join("corpus").join(capture).join("data.tar.gz");
-    let file =
-        std::fs::File::open(&archive).unwrap_or_else(|e| panic!("{}: {e}", archive.display()));
-    tar::Archive::new(flate2::read::GzDecoder::new(file))
-        .unpack(dir.path())
-        .expect("unpack corpus");
-    let path: &'static Path = Box::leak(dir.keep().into_boxed_path());
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("corpus");
+    std::fs::create_dir_all(&root).expect("target tmp dir");
+    // Keyed by the archive's size and mtime, so a regenerated corpus is unpacked afresh.
+    let meta = std::fs::metadata(&archive).unwrap_or_else(|e| panic!("{}: {e}", archive.display()));
+    let stamp = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()).unwrap_or(0);
+    let dir = root.join(format!("{capture}-{}-{stamp}", meta.len()));
+    if !dir.is_dir() {
+        let partial = tempfile::Builder::new().prefix(&format!(".{capture}-")).tempdir_in(&root).expect("tempdir");
+        let file = std::fs::File::open(&archive).unwrap();
+        tar::Archive::new(flate2::read::GzDecoder::new(file)).unpack(partial.path()).expect("unpack corpus");
+        let partial = partial.keep();
+        if std::fs::rename(&partial, &dir).is_err() {
+            // Another test binary got there first.
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+    }
+    let path: &'static Path = Box::leak(dir.into_boxed_path());
     map.insert(capture.to_string(), path);
     path
 }

@@ -1,0 +1,98 @@
+//! The replay half of `verify`: per member, restart raft-rs and apply (pre-flight findings, raft-rs
+//! panics, rejected conf changes), re-execute every persisted batch as a follower, and — when the
+//! WAL holds the history from index 1 — replay the KV model to get etcd's HashKV at the applied
+//! index. Members at a common applied index must then hold the same hash.
+
+use serde::Serialize;
+
+use super::follower::reexecute;
+use super::kv::{node_id, replay_kv, restart_state};
+use super::restart::restart_and_apply;
+use crate::check::state_hash::{self, StatePoint};
+use crate::check::Finding;
+use crate::member::{MemberFiles, MemberRead};
+use crate::wal::name::search_index;
+use crate::wal::DecoderMode;
+
+/// What the replay established about one member.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MemberState {
+    pub applied_index: u64,
+    /// Why there is no KV state (a WAL that starts after a snapshot), if there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_unavailable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compact_revision: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashkv: Option<u32>,
+    pub follower_batches: u64,
+}
+
+/// Replays one member that decoded cleanly. Findings go to `findings`.
+pub fn replay_member(member: &str, files: &MemberFiles<'_>, read: &MemberRead, findings: &mut Vec<Finding>) -> MemberState {
+    let mut state = MemberState::default();
+    let conf = read.snapshot.as_ref().map(|s| s.snapshot.metadata.conf_state.clone()).unwrap_or_default();
+    if let Some(from) = search_index(&files.segments, read.start.index) {
+        let follower = reexecute(member, files.decoder(from, DecoderMode::Strict), read.start.index, read.start.term, &conf);
+        state.follower_batches = follower.batches;
+        findings.extend(follower.findings);
+    }
+    match replay_kv(member, read, None, &mut |_| {}) {
+        Ok(kv) => {
+            findings.extend(kv.raft.findings.iter().cloned());
+            state.applied_index = kv.applied_index;
+            if let Ok(h) = kv.store.hash_kv(0) {
+                state.revision = Some(h.revision);
+                state.compact_revision = Some(h.compact_revision);
+                state.hashkv = Some(h.hash);
+            }
+        }
+        Err(e) => {
+            // Raft-level replay still runs; only the KV state needs the full history.
+            let outcome = restart_and_apply(&restart_state(member, read), node_id(read), u64::MAX, &mut |_| {});
+            findings.extend(outcome.findings);
+            state.applied_index = outcome.applied_index;
+            state.kv_unavailable = Some(e.to_string());
+        }
+    }
+    state
+}
+
+/// HashKV of `read` after applying through `index` (None when the KV state is unavailable).
+pub fn hash_at(member: &str, read: &MemberRead, index: u64) -> Option<u32> {
+    let kv = replay_kv(member, read, Some(index), &mut |_| {}).ok()?;
+    (kv.applied_index == index).then(|| kv.store.hash_kv(0).ok().map(|h| h.hash)).flatten()
+}
+
+/// State-hash agreement across members: at each member's own applied index, and at the highest
+/// index every member with a KV state has applied (so members that stopped at different points
+/// are still compared).
+pub fn agreement(members: &[(String, &MemberRead, &MemberState)]) -> Vec<Finding> {
+    let with_kv: Vec<&(String, &MemberRead, &MemberState)> = members.iter().filter(|(_, _, s)| s.hashkv.is_some()).collect();
+    let mut points: Vec<StatePoint> = with_kv
+        .iter()
+        .map(|(name, _, s)| StatePoint {
+            member: name.clone(),
+            applied_index: s.applied_index,
+            hash: u64::from(s.hashkv.unwrap_or(0)),
+            what: format!("HashKV at revision {}", s.revision.unwrap_or(0)),
+        })
+        .collect();
+    if let Some(common) = with_kv.iter().map(|(_, _, s)| s.applied_index).min() {
+        for (name, read, s) in &with_kv {
+            if s.applied_index > common {
+                if let Some(hash) = hash_at(name, read, common) {
+                    points.push(StatePoint {
+                        member: name.clone(),
+                        applied_index: common,
+                        hash: u64::from(hash),
+                        what: format!("HashKV after applying through {common}"),
+                    });
+                }
+            }
+        }
+    }
+    state_hash::check(&points)
+}

@@ -1,18 +1,11 @@
-//! Wall and CPU clocks for phase boundaries, and a file system wrapper that times every read.
+//! Wall and CPU clocks for phase boundaries, and the process's peak RSS.
 //!
 //! CPU time is this thread's (`CLOCK_THREAD_CPUTIME_ID`): the workload is single-threaded, and a
 //! thread clock is not disturbed by the profiler's symbolisation or other threads. The sampler's
 //! achieved rate is computed against process CPU time (`RUSAGE_SELF`), which is what
 //! `ITIMER_PROF` counts.
 
-use std::cell::Cell;
-use std::io;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
-
-use crate::fsio::ReadOnlyFs;
 
 fn timespec_duration(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
@@ -110,69 +103,6 @@ impl Span {
     }
 }
 
-thread_local! {
-    static READ_TIME: Cell<Span> = const { Cell::new(Span { wall: Duration::ZERO, cpu: Duration::ZERO }) };
-    static READ_BYTES: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Time spent inside `read` calls on this thread (through [`TimedFs`]) so far, and bytes read.
-pub fn read_totals() -> (Span, u64) {
-    (READ_TIME.with(Cell::get), READ_BYTES.with(Cell::get))
-}
-
-fn add_read(span: Span, bytes: u64) {
-    READ_TIME.with(|t| t.set(t.get() + span));
-    READ_BYTES.with(|b| b.set(b.get() + bytes));
-}
-
-/// A [`ReadOnlyFs`] that adds the time of every read (whole files and streamed segment reads)
-/// to this thread's read totals. Everything else is passed through.
-pub struct TimedFs<'a> {
-    pub inner: &'a dyn ReadOnlyFs,
-}
-
-struct TimedReader<R> {
-    inner: R,
-}
-
-impl<R: io::Read> io::Read for TimedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let start = Stamp::now();
-        let result = self.inner.read(buf);
-        add_read(start.elapsed(), *result.as_ref().unwrap_or(&0) as u64);
-        result
-    }
-}
-
-impl ReadOnlyFs for TimedFs<'_> {
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(dir)
-    }
-
-    fn read(&self, path: &Path) -> io::Result<Bytes> {
-        let start = Stamp::now();
-        let result = self.inner.read(path);
-        add_read(
-            start.elapsed(),
-            result.as_ref().map(|b| b.len() as u64).unwrap_or(0),
-        );
-        result
-    }
-
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-
-    fn len(&self, path: &Path) -> io::Result<u64> {
-        self.inner.len(path)
-    }
-
-    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + '_>, u64)> {
-        let (reader, len) = self.inner.open_read(path)?;
-        Ok((Box::new(TimedReader { inner: reader }), len))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,18 +119,5 @@ mod tests {
         assert!(span.cpu > Duration::ZERO);
         assert!(span.wall >= span.cpu / 2);
         assert!(process_cpu() >= span.cpu);
-    }
-
-    #[test]
-    fn timed_fs_counts_streamed_reads() {
-        let mut fs = crate::fsio::MemFs::default();
-        fs.insert("/d/f", vec![7u8; 10_000]);
-        let timed = TimedFs { inner: &fs };
-        let (_, before) = read_totals();
-        let (mut reader, len) = timed.open_read(Path::new("/d/f")).unwrap();
-        let mut out = Vec::new();
-        io::Read::read_to_end(&mut reader, &mut out).unwrap();
-        assert_eq!(len, 10_000);
-        assert_eq!(read_totals().1 - before, 10_000);
     }
 }

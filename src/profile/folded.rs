@@ -59,7 +59,7 @@ pub fn folded(stacks: &[Stack]) -> String {
 /// What a sample was spent on, for the per-phase table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Work {
-    /// In a file read (the table's read row is measured by timing reads, not from samples).
+    /// In a file read (`read(2)`, including the kernel's copy out of the page cache).
     Read,
     Crc,
     /// Framing, protobuf decoding and ReadAll's bookkeeping.
@@ -83,7 +83,7 @@ pub fn classify(frames: &[String]) -> (Option<Step>, Work) {
     let work = match step {
         None => Work::Other,
         Some(Step::Decode) => {
-            if has("TimedReader") || has("clock::TimedFs") {
+            if has("libc_read") || has("FileDesc>::read") {
                 Work::Read
             } else if has("crc32c") {
                 Work::Crc

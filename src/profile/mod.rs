@@ -9,10 +9,14 @@
 //! * `phases.txt` — the per-phase table; `profile.json` — the same with the run's metadata.
 //!
 //! How the phase table is measured: the three steps (decode, replay, checks) are timed at their
-//! boundaries on the thread CPU clock and the wall clock; file reads are timed where they happen
-//! ([`clock::TimedFs`]); the split of a step's remaining time into CRC / protobuf decode and
-//! raft-rs / MVCC apply is apportioned from the CPU samples taken inside that step.
+//! boundaries on the thread CPU clock and the wall clock; the split of a step into its parts
+//! (read / CRC / protobuf decode, raft-rs / MVCC apply) is apportioned from the CPU samples taken
+//! inside that step, classified by their frames ([`folded::classify`]). Reads are not timed by
+//! wrapping the reader: a wrapper without `read_buf` (unstable) makes std zero every buffer
+//! before reading into it, a cost the real run does not have.
 
+#[cfg(feature = "alloc-profile")]
+pub mod alloc;
 pub mod clock;
 pub mod folded;
 #[cfg(feature = "profile")]
@@ -75,12 +79,12 @@ pub fn phase_rows(spans: &StepSpans, stacks: &[Stack]) -> Vec<PhaseRow> {
         let first = total.scale(fa);
         (first, total.saturating_sub(first))
     };
-    let read = spans.decode_read;
-    let decode_rest = spans.decode.saturating_sub(read);
+    let read_n = count(Step::Decode, Work::Read);
     let (crc_n, dec_n) = (
         count(Step::Decode, Work::Crc),
         count(Step::Decode, Work::Decode),
     );
+    let (read, decode_rest) = split(spans.decode, read_n, crc_n + dec_n);
     let (crc, protobuf) = split(decode_rest, crc_n, dec_n);
     let (raft_n, mvcc_n) = (
         count(Step::Replay, Work::RaftRs),
@@ -99,8 +103,8 @@ pub fn phase_rows(spans: &StepSpans, stacks: &[Stack]) -> Vec<PhaseRow> {
             name: "read",
             depth: 1,
             span: read,
-            samples: None,
-            how: "timed reads",
+            samples: Some(read_n),
+            how: "samples in read(2)",
         },
         PhaseRow {
             name: "CRC",
@@ -275,13 +279,18 @@ pub fn stop_after(options: &ProfileOptions, runs: u32, cpu: Duration) -> bool {
     runs >= 1 && (secs(cpu) * expected_hz >= options.min_samples as f64 || cpu >= MAX_AUTO_CPU)
 }
 
-fn meta_json(options: &ProfileOptions, summary: &ProfileSummary, unwinder: &str) -> Value {
+fn meta_json(
+    options: &ProfileOptions,
+    summary: &ProfileSummary,
+    unwinder: &str,
+    blocklist: &[&str],
+) -> Value {
     let run = &summary.last_run;
     json!({
         "tool": format!("raft-replay {}", env!("CARGO_PKG_VERSION")),
         "build": if cfg!(debug_assertions) { "debug" } else { "optimised" },
         "unwinder": unwinder,
-        "blocklist": ["libc", "libgcc", "pthread", "vdso"],
+        "blocklist": blocklist,
         "requested_hz": options.frequency,
         "achieved_hz": summary.achieved_hz,
         "samples": summary.samples,
@@ -411,7 +420,7 @@ pub fn profile(
         files,
         warnings,
     };
-    let meta = meta_json(options, &summary, sampler::UNWINDER);
+    let meta = meta_json(options, &summary, sampler::UNWINDER, &sampler::BLOCKLIST);
     std::fs::write(
         &summary.files[4],
         serde_json::to_string_pretty(&meta).unwrap_or_default(),
@@ -464,7 +473,6 @@ mod tests {
         };
         let spans = StepSpans {
             decode: ms(100),
-            decode_read: ms(20),
             replay: ms(200),
             checks: ms(50),
             ..Default::default()
@@ -474,6 +482,13 @@ mod tests {
             count,
         };
         let stacks = vec![
+            stack(
+                &[
+                    "raft_replay::profile::workload::phase_decode",
+                    "__GI___libc_read",
+                ],
+                1,
+            ),
             stack(
                 &["raft_replay::profile::workload::phase_decode", "crc32c::x"],
                 1,
@@ -496,6 +511,7 @@ mod tests {
         ];
         let rows = phase_rows(&spans, &stacks);
         let get = |name| rows.iter().find(|r| r.name == name).unwrap().span.cpu;
+        assert_eq!(get("read"), Duration::from_millis(20));
         assert_eq!(get("CRC"), Duration::from_millis(20));
         assert_eq!(get("protobuf decode"), Duration::from_millis(60));
         assert_eq!(get("raft-rs"), Duration::from_millis(100));

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::clock::{read_totals, Span, Stamp, TimedFs};
+use super::clock::{Span, Stamp};
 use crate::check::{check_cluster, check_member, MemberScan};
 use crate::fsio::ReadOnlyFs;
 use crate::member::{read_member, MemberFiles, MemberRead};
@@ -57,10 +57,10 @@ pub struct StepSpans {
     pub decode: Span,
     pub replay: Span,
     pub checks: Span,
-    /// Time inside file reads, during decode and during checks.
-    pub decode_read: Span,
-    pub checks_read: Span,
-    pub read_bytes: u64,
+    /// (allocations, bytes allocated) per step; zeros unless built with `alloc-profile`.
+    pub decode_allocs: (u64, u64),
+    pub replay_allocs: (u64, u64),
+    pub checks_allocs: (u64, u64),
 }
 
 impl StepSpans {
@@ -82,9 +82,13 @@ impl std::ops::AddAssign for StepSpans {
         self.decode += rhs.decode;
         self.replay += rhs.replay;
         self.checks += rhs.checks;
-        self.decode_read += rhs.decode_read;
-        self.checks_read += rhs.checks_read;
-        self.read_bytes += rhs.read_bytes;
+        for (a, b) in [
+            (&mut self.decode_allocs, rhs.decode_allocs),
+            (&mut self.replay_allocs, rhs.replay_allocs),
+            (&mut self.checks_allocs, rhs.checks_allocs),
+        ] {
+            add_allocs(a, b);
+        }
     }
 }
 
@@ -108,21 +112,39 @@ impl WorkloadRun {
 struct Timed<T> {
     value: T,
     span: Span,
-    read: (Span, u64),
+    allocs: (u64, u64),
+}
+
+/// (allocations, bytes allocated) so far, when the counting allocator is in.
+fn alloc_counters() -> (u64, u64) {
+    #[cfg(feature = "alloc-profile")]
+    {
+        let c = super::alloc::counters();
+        (c.allocs, c.bytes)
+    }
+    #[cfg(not(feature = "alloc-profile"))]
+    {
+        (0, 0)
+    }
+}
+
+fn add_allocs(total: &mut (u64, u64), step: (u64, u64)) {
+    total.0 += step.0;
+    total.1 += step.1;
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> Timed<T> {
-    let (read_before, bytes_before) = read_totals();
+    let allocs_before = alloc_counters();
     let start = Stamp::now();
     let value = f();
     let span = start.elapsed();
-    let (read_after, bytes_after) = read_totals();
+    let allocs_after = alloc_counters();
     Timed {
         value,
         span,
-        read: (
-            read_after.saturating_sub(read_before),
-            bytes_after - bytes_before,
+        allocs: (
+            allocs_after.0 - allocs_before.0,
+            allocs_after.1 - allocs_before.1,
         ),
     }
 }
@@ -184,23 +206,21 @@ fn phase_checks_cluster(scans: &[&MemberScan]) -> usize {
 
 /// One pass over every member: decode, replay, checks, then the cross-member checks.
 pub fn run_once(fs: &dyn ReadOnlyFs, paths: &[PathBuf]) -> Result<WorkloadRun, String> {
-    let timed_fs = TimedFs { inner: fs };
     let mut spans = StepSpans::default();
     let mut members = Vec::with_capacity(paths.len());
     let mut scans = Vec::with_capacity(paths.len());
     for path in paths {
         let name = path.display().to_string();
-        let decode = timed(|| phase_decode(&timed_fs, path));
+        let decode = timed(|| phase_decode(fs, path));
         spans.decode += decode.span;
-        spans.decode_read += decode.read.0;
-        spans.read_bytes += decode.read.1;
+        add_allocs(&mut spans.decode_allocs, decode.allocs);
         let (files, read) = decode.value?;
         let replay = timed(|| phase_replay(&name, &read));
         spans.replay += replay.span;
+        add_allocs(&mut spans.replay_allocs, replay.allocs);
         let checks = timed(|| phase_checks(&name, &files, &read));
         spans.checks += checks.span;
-        spans.checks_read += checks.read.0;
-        spans.read_bytes += checks.read.1;
+        add_allocs(&mut spans.checks_allocs, checks.allocs);
         let (scan, findings, failures) = checks.value;
         scans.push(scan);
         members.push(MemberRun {
@@ -217,6 +237,7 @@ pub fn run_once(fs: &dyn ReadOnlyFs, paths: &[PathBuf]) -> Result<WorkloadRun, S
         phase_checks_cluster(&refs)
     });
     spans.checks += cluster.span;
+    add_allocs(&mut spans.checks_allocs, cluster.allocs);
     Ok(WorkloadRun {
         spans,
         members,

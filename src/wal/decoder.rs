@@ -230,13 +230,24 @@ impl<'a> Decoder<'a> {
         self.offset = 0;
         if !self.is_last_segment(index) {
             // A cut segment is truncated to its data: read it whole, in one exact read.
-            self.bytes_upto(source_len_hint(&self.current))?;
+            self.ensure_upto(source_len_hint(&self.current))?;
         }
         Ok(true)
     }
 
     /// The current segment's bytes, read up to at least `end` (or the end of the file).
     fn bytes_upto(&mut self, end: u64) -> Result<Bytes, DecodeEnd> {
+        self.ensure_upto(end)?;
+        Ok(self.current_buf().clone())
+    }
+
+    /// The current segment's bytes read so far (borrowed: no reference-count traffic).
+    fn current_buf(&self) -> &Bytes {
+        &self.current.as_ref().expect("a segment is loaded").buf
+    }
+
+    /// Reads the current segment up to at least `end` (or the end of the file).
+    fn ensure_upto(&mut self, end: u64) -> Result<(), DecodeEnd> {
         let current = self.current.as_mut().expect("a segment is loaded");
         let end = end.min(current.len);
         let have = current.buf.len() as u64;
@@ -266,7 +277,7 @@ impl<'a> Decoder<'a> {
             }
             current.buf = Bytes::from(grown);
         }
-        Ok(current.buf.clone())
+        Ok(())
     }
 
     fn decode(&mut self) -> Result<DecodedRecord, DecodeEnd> {
@@ -275,7 +286,7 @@ impl<'a> Decoder<'a> {
                 return Err(DecodeEnd::Eof);
             }
             let offset = self.offset;
-            let mut buf = self.bytes_upto(offset + FRAME_HEADER_BYTES)?;
+            self.ensure_upto(offset + FRAME_HEADER_BYTES)?;
             let (segment_index, segment_len) = {
                 let current = self.current.as_ref().expect("segment loaded above");
                 (current.index, current.len)
@@ -298,15 +309,22 @@ impl<'a> Decoder<'a> {
                 });
             }
             let at = offset as usize;
-            let length_word =
-                u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes checked"));
+            let length_word = u64::from_le_bytes(
+                self.current_buf()[at..at + 8]
+                    .try_into()
+                    .expect("8 bytes checked"),
+            );
             let forensic = self.mode == DecoderMode::Forensic;
+            // The rare paths below need the buffer alongside `&mut self`: they take a handle.
+            let mut buf = Bytes::new();
             if length_word == 0 {
                 // End of written data in this segment (preallocated zeros): etcd moves on. The
                 // rest of a non-last segment is read only to name skipped data.
-                if !self.is_last_segment(segment_index) {
-                    buf = self.bytes_upto(segment_len)?;
-                }
+                buf = if !self.is_last_segment(segment_index) {
+                    self.bytes_upto(segment_len)?
+                } else {
+                    self.current_buf().clone()
+                };
                 self.note_skipped_tail(segment_index, &buf, offset);
                 if self.mode == DecoderMode::Forensic && !self.is_last_segment(segment_index) {
                     if let Some(resume) = self.resync(&buf, offset + FRAME_HEADER_BYTES) {
@@ -322,6 +340,9 @@ impl<'a> Decoder<'a> {
                 buf = self.bytes_upto(segment_len)?;
             }
             if record_len >= MAX_RECORD_BYTES_34.saturating_sub(pad_len) {
+                if !forensic {
+                    buf = self.current_buf().clone();
+                }
                 let error = WalError::new(
                     WalErrorKind::RecordTooLarge { record_len },
                     self.location(segment_index, offset, None),
@@ -344,6 +365,9 @@ impl<'a> Decoder<'a> {
                     self.location(segment_index, offset, None),
                 );
                 let in_last_segment = self.is_last_segment(segment_index);
+                if !forensic {
+                    buf = self.current_buf().clone();
+                }
                 if !in_last_segment
                     && self.forensic_skip(error.clone(), segment_index, &buf, offset)
                 {
@@ -354,8 +378,8 @@ impl<'a> Decoder<'a> {
                     in_last_segment,
                 });
             }
-            let buf = self.bytes_upto(offset + frame_len)?;
-            if (buf.len() as u64) < offset + frame_len {
+            self.ensure_upto(offset + frame_len)?;
+            if (self.current_buf().len() as u64) < offset + frame_len {
                 let error = WalError::new(
                     WalErrorKind::UnexpectedEof {
                         reason: "the segment ended while being read".into(),
@@ -368,10 +392,19 @@ impl<'a> Decoder<'a> {
                 });
             }
             let body_start = at + FRAME_HEADER_BYTES as usize;
-            let body = buf.slice(body_start..body_start + (record_len + pad_len) as usize);
-            let record = match Record::decode(body.slice(..record_len as usize)) {
+            let body_range = body_start..body_start + (record_len + pad_len) as usize;
+            let decoded = match fast::record(self.current_buf(), body_start, record_len as usize) {
+                Some(record) => Ok(record),
+                None => Record::decode(
+                    self.current_buf()
+                        .slice(body_start..body_start + record_len as usize),
+                ),
+            };
+            let record = match decoded {
                 Ok(record) => record,
                 Err(e) => {
+                    let buf = self.current_buf().clone();
+                    let body = buf.slice(body_range.clone());
                     let torn = self.is_torn(segment_index, offset, &body);
                     let truncated = e.to_string().contains("buffer underflow");
                     let kind = if torn || truncated {
@@ -416,6 +449,7 @@ impl<'a> Decoder<'a> {
                 self.crc = crc32c::crc32c_append(self.crc, record.data.as_deref().unwrap_or(&[]));
                 if record.crc != self.crc {
                     let raft_index = damaged_entry_index(&record, self.last_entry_index);
+                    let body = self.current_buf().slice(body_range.clone());
                     if self.is_torn(segment_index, offset, &body) {
                         let error = WalError::new(
                             WalErrorKind::UnexpectedEof {
@@ -576,4 +610,180 @@ fn damaged_entry_index(record: &Record, last_entry_index: u64) -> Option<u64> {
         .and_then(|d| Entry::decode(d.clone()).ok())
         .map(|e| e.index);
     Some(decoded.filter(|i| *i >= 1 && *i <= next).unwrap_or(next))
+}
+
+/// Fast paths for the two messages decoded once per record (`walpb.Record`, `raftpb.Entry`).
+///
+/// etcd (gogo-protobuf `Marshal`) writes these fields once each, in field-number order, the
+/// optional `data` last and only when set. For exactly that layout the result is built here
+/// without prost's generic field loop and without the reference-count traffic of decoding from
+/// a `Bytes` (the replay profile showed both; docs/perf.md). Any other byte sequence — another
+/// field order, a repeated or unknown field, an over-long varint, a truncated message — returns
+/// `None`, and callers decode with prost as before, so the result and every error are prost's.
+pub mod fast {
+    use bytes::Bytes;
+
+    use crate::proto::raftpb::Entry;
+    use crate::proto::walpb::Record;
+
+    /// A varint as prost reads it (at most 10 bytes, the 10th at most 1), or None.
+    #[inline]
+    fn varint(buf: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let byte = *buf.get(*at)?;
+            *at += 1;
+            if i == 9 && byte > 1 {
+                return None;
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// `tag varint` at `at`.
+    #[inline]
+    fn field(buf: &[u8], at: &mut usize, tag: u8) -> Option<u64> {
+        if *buf.get(*at)? != tag {
+            return None;
+        }
+        *at += 1;
+        varint(buf, at)
+    }
+
+    /// The optional trailing bytes field `tag`: `Ok(None)` when the message ends first.
+    #[inline]
+    fn trailing_bytes(
+        buf: &[u8],
+        at: &mut usize,
+        tag: u8,
+    ) -> Option<Option<std::ops::Range<usize>>> {
+        if *at == buf.len() {
+            return Some(None);
+        }
+        if buf[*at] != tag {
+            return None;
+        }
+        *at += 1;
+        let len = varint(buf, at)?;
+        let end = at.checked_add(usize::try_from(len).ok()?)?;
+        if end != buf.len() {
+            return None; // truncated, or more fields after the data
+        }
+        let range = *at..end;
+        *at = end;
+        Some(Some(range))
+    }
+
+    /// `walpb.Record` from `buf[start..start + len]`; its data shares `buf`.
+    pub fn record(buf: &Bytes, start: usize, len: usize) -> Option<Record> {
+        let body = buf.get(start..start.checked_add(len)?)?;
+        let mut at = 0;
+        let record_type = field(body, &mut at, 0x08)? as i64;
+        let crc = field(body, &mut at, 0x10)? as u32;
+        let data = trailing_bytes(body, &mut at, 0x1a)?;
+        Some(Record {
+            r#type: record_type,
+            crc,
+            data: data.map(|r| buf.slice(start + r.start..start + r.end)),
+        })
+    }
+
+    /// `raftpb.Entry` from all of `buf`; its data shares `buf`.
+    pub fn entry(buf: &Bytes) -> Option<Entry> {
+        let mut at = 0;
+        let entry_type = field(buf, &mut at, 0x08)? as i32;
+        let term = field(buf, &mut at, 0x10)?;
+        let index = field(buf, &mut at, 0x18)?;
+        let data = trailing_bytes(buf, &mut at, 0x22)?;
+        Some(Entry {
+            r#type: entry_type,
+            term,
+            index,
+            data: data.map(|r| buf.slice(r)),
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+        use prost::Message;
+
+        fn prost_record(bytes: &[u8]) -> Option<Record> {
+            Record::decode(Bytes::copy_from_slice(bytes)).ok()
+        }
+
+        #[test]
+        fn canonical_messages_decode_as_prost_does() {
+            let record = Record {
+                r#type: 2,
+                crc: 0xdead_beef,
+                data: Some(Bytes::from_static(b"payload")),
+            };
+            let bytes = Bytes::from(record.encode_to_vec());
+            assert_eq!(super::record(&bytes, 0, bytes.len()), Some(record.clone()));
+            let crc_record = Record {
+                r#type: 4,
+                crc: 7,
+                data: None,
+            };
+            let bytes = Bytes::from(crc_record.encode_to_vec());
+            assert_eq!(super::record(&bytes, 0, bytes.len()), Some(crc_record));
+            let entry = Entry {
+                r#type: 1,
+                term: 3,
+                index: u64::MAX,
+                data: Some(Bytes::from_static(b"")),
+            };
+            let bytes = Bytes::from(entry.encode_to_vec());
+            assert_eq!(super::entry(&bytes), Some(entry));
+            // Unusual but valid layouts are left to prost.
+            assert_eq!(
+                super::entry(&Bytes::from_static(&[0x10, 1, 0x08, 0, 0x18, 1])),
+                None
+            );
+        }
+
+        proptest! {
+            /// Whenever the fast path answers, prost agrees — on arbitrary bytes …
+            #[test]
+            fn never_disagrees_with_prost_on_arbitrary_bytes(
+                bytes in proptest::collection::vec(any::<u8>(), 0..40),
+                start in 0usize..4,
+            ) {
+                let buf = Bytes::from(bytes.clone());
+                let start = start.min(bytes.len());
+                if let Some(fast) = super::record(&buf, start, bytes.len() - start) {
+                    prop_assert_eq!(Some(fast), prost_record(&bytes[start..]));
+                }
+                if let Some(fast) = super::entry(&buf) {
+                    prop_assert_eq!(Some(fast), Entry::decode(&bytes[..]).ok());
+                }
+            }
+
+            /// … and on every well-formed message, where it always answers.
+            #[test]
+            fn always_answers_for_etcd_layout(
+                record_type in any::<i64>(),
+                crc in any::<u32>(),
+                entry_type in any::<i32>(),
+                term in any::<u64>(),
+                index in any::<u64>(),
+                data in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+            ) {
+                let entry = Entry { r#type: entry_type, term, index, data: data.clone().map(Bytes::from) };
+                let entry_bytes = Bytes::from(entry.encode_to_vec());
+                prop_assert_eq!(super::entry(&entry_bytes), Some(entry));
+                let record = Record { r#type: record_type, crc, data: data.map(Bytes::from) };
+                let mut framed = vec![0xAA; 3];
+                framed.extend(record.encode_to_vec());
+                let len = framed.len() - 3;
+                prop_assert_eq!(super::record(&Bytes::from(framed), 3, len), Some(record));
+            }
+        }
+    }
 }

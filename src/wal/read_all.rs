@@ -119,33 +119,42 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
         out.record_count += 1;
         let record = &decoded.record;
         let raft_index = (decoder.last_entry_index > 0).then_some(decoder.last_entry_index);
-        let location = decoder.location(decoded.segment_index, decoded.offset, raft_index);
-        let data = record.data.clone().unwrap_or_default();
+        // Built only when something is reported: naming a location copies the segment name.
+        let location = |decoder: &Decoder<'_>| {
+            decoder.location(decoded.segment_index, decoded.offset, raft_index)
+        };
+        let empty = Bytes::new();
+        let data = record.data.as_ref().unwrap_or(&empty);
         let problem = match record.r#type {
-            ENTRY_TYPE => match Entry::decode(data) {
+            ENTRY_TYPE => match super::decoder::fast::entry(data)
+                .map(Ok)
+                .unwrap_or_else(|| Entry::decode(data.clone()))
+            {
                 Ok(entry) => {
-                    let location = Location {
-                        raft_index: Some(entry.index),
-                        ..location
-                    };
                     decoder.last_entry_index = entry.index;
+                    let index = entry.index;
+                    let location = || Location {
+                        raft_index: Some(index),
+                        ..location(&decoder)
+                    };
                     append_entry(&mut out, entry, &decoded, location, forensic)
                 }
-                Err(e) => Some(payload_error(ENTRY_TYPE, e, location)),
+                Err(e) => Some(payload_error(ENTRY_TYPE, e, location(&decoder))),
             },
-            STATE_TYPE => match HardState::decode(data) {
+            STATE_TYPE => match HardState::decode(&data[..]) {
                 Ok(state) => {
                     out.hard_state = state;
                     None
                 }
-                Err(e) => Some(payload_error(STATE_TYPE, e, location)),
+                Err(e) => Some(payload_error(STATE_TYPE, e, location(&decoder))),
             },
             METADATA_TYPE => match &out.metadata {
-                Some(existing) if *existing != data => {
-                    Some(WalError::new(WalErrorKind::MetadataConflict, location))
-                }
+                Some(existing) if existing != data => Some(WalError::new(
+                    WalErrorKind::MetadataConflict,
+                    location(&decoder),
+                )),
                 _ => {
-                    out.metadata = Some(data);
+                    out.metadata = Some(data.clone());
                     None
                 }
             },
@@ -157,14 +166,15 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
                             stored: record.crc,
                             computed: running,
                         },
-                        location,
+                        location(&decoder),
                     )
                 });
                 decoder.reseed(record.crc);
                 problem
             }
-            SNAPSHOT_TYPE => match WalSnapshot::decode(data) {
+            SNAPSHOT_TYPE => match WalSnapshot::decode(&data[..]) {
                 Ok(snapshot) => {
+                    let location = location(&decoder);
                     let mut problem = None;
                     if snapshot.index == options.start_index {
                         if snapshot.term != options.start_term {
@@ -183,11 +193,11 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
                     out.snapshots.push(SnapshotRecord { snapshot, location });
                     problem
                 }
-                Err(e) => Some(payload_error(SNAPSHOT_TYPE, e, location)),
+                Err(e) => Some(payload_error(SNAPSHOT_TYPE, e, location(&decoder))),
             },
             other => Some(WalError::new(
                 WalErrorKind::UnknownRecordType { record_type: other },
-                location,
+                location(&decoder),
             )),
         };
         if let Some(error) = problem {
@@ -250,7 +260,7 @@ fn append_entry(
     out: &mut WalContents,
     entry: Entry,
     decoded: &super::decoder::DecodedRecord,
-    location: Location,
+    location: impl Fn() -> Location,
     forensic: bool,
 ) -> Option<WalError> {
     if entry.index <= out.start_index {
@@ -264,16 +274,16 @@ fn append_entry(
     if up > out.entries.len() as u64 {
         let error = WalError::new(
             WalErrorKind::SliceOutOfRange {
-                expected_at_most: out.start_index + out.entries.len() as u64 + 1,
+                expected_at_most: out.start_index.saturating_add(out.entries.len() as u64 + 1),
                 found: entry.index,
                 // A leader snapshot jumps the log *forward*: its index lies beyond every entry
                 // already held, and the next entry follows it directly.
                 bridged_by_snapshot: out.snapshots.last().is_some_and(|s| {
-                    s.snapshot.index + 1 == entry.index
-                        && s.snapshot.index > out.start_index + out.entries.len() as u64
+                    s.snapshot.index.checked_add(1) == Some(entry.index)
+                        && s.snapshot.index > out.start_index.saturating_add(out.entries.len() as u64)
                 }),
             },
-            location,
+            location(),
         );
         if forensic {
             // Keep reading: the entries after the gap are what a reader can still check.
@@ -287,7 +297,7 @@ fn append_entry(
     }
     let up = up as usize;
     if up < out.entries.len() {
-        out.overwrites.push((entry.index, location));
+        out.overwrites.push((entry.index, location()));
         out.entries.truncate(up);
         out.entry_positions.truncate(up);
     }

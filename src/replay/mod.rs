@@ -8,6 +8,7 @@ pub mod kv;
 pub mod member_state;
 pub mod preflight;
 pub mod restart;
+pub mod storage;
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};

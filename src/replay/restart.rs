@@ -5,10 +5,10 @@
 
 use prost::Message;
 use raft::eraftpb;
-use raft::storage::MemStorage;
-use raft::RawNode;
+use raft::{RawNode, Storage};
 
 use super::preflight::{preflight, RestartState};
+use super::storage::LogStorage;
 use super::{discard_logger, replay_config, run_guarded};
 use crate::check::{Finding, Severity};
 use crate::proto::raftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType};
@@ -69,56 +69,27 @@ pub fn restart_and_apply(
     if outcome.findings.iter().any(|f| f.severity.is_failure()) {
         return outcome;
     }
-    let storage = MemStorage::new();
-    {
-        let mut core = storage.wl();
-        if state.snapshot_index > 0 {
-            let mut snapshot = eraftpb::Snapshot::default();
-            let meta = snapshot.mut_metadata();
-            meta.index = state.snapshot_index;
-            meta.term = state.snapshot_term;
-            meta.set_conf_state(translate::conf_state(&state.conf_state));
-            if let Err(e) = core.apply_snapshot(snapshot) {
-                outcome.findings.push(violation(
-                    state.member,
-                    "raft.snapshot_refused",
-                    Some(state.snapshot_index),
-                    e.to_string(),
-                    "raft-rs MemStorage::apply_snapshot",
-                ));
-                return outcome;
-            }
-        } else {
-            core.set_conf_state(translate::conf_state(&state.conf_state));
-        }
-        let mut translated = Vec::with_capacity(state.entries.len());
-        for entry in state.entries {
-            match translate::entry(entry) {
-                Ok(e) => translated.push(e),
-                Err(e) => {
-                    outcome.findings.push(violation(
-                        state.member,
-                        "raft.unknown_entry_type",
-                        Some(entry.index),
-                        e.to_string(),
-                        "etcd raftpb.EntryType",
-                    ));
-                    return outcome;
-                }
-            }
-        }
-        if let Err(e) = core.append(&translated) {
+    // raft-rs reads the decoded log in place (see `storage`): the same state MemStorage held
+    // after apply_snapshot / set_conf_state + append + set_hardstate, without copying the log.
+    let storage = match LogStorage::new(
+        translate::hard_state(&state.hard_state),
+        translate::conf_state(&state.conf_state),
+        state.snapshot_index,
+        state.snapshot_term,
+        state.entries,
+    ) {
+        Ok(storage) => storage,
+        Err((index, e)) => {
             outcome.findings.push(violation(
                 state.member,
-                "raft.append_refused",
-                None,
+                "raft.unknown_entry_type",
+                Some(index),
                 e.to_string(),
-                "raft-rs MemStorage::append",
+                "etcd raftpb.EntryType",
             ));
             return outcome;
         }
-        core.set_hardstate(translate::hard_state(&state.hard_state));
-    }
+    };
     let config = replay_config(node_id.max(1), state.snapshot_index);
     let member = state.member;
     let first_index = state.snapshot_index + 1;
@@ -127,7 +98,7 @@ pub fn restart_and_apply(
             RawNode::new(&config, storage, &discard_logger()).map_err(|e| e.to_string())?;
         let mut local = outcome.clone();
         local.started = true;
-        let mut handle = |node: &mut RawNode<MemStorage>,
+        let mut handle = |node: &mut RawNode<LogStorage<'_>>,
                           committed: Vec<eraftpb::Entry>,
                           local: &mut RestartOutcome|
          -> bool {
@@ -195,8 +166,8 @@ pub fn restart_and_apply(
 }
 
 /// Applies a conf-change entry to raft-rs's configuration, as etcd's apply loop does.
-fn apply_membership(
-    node: &mut RawNode<MemStorage>,
+fn apply_membership<S: Storage>(
+    node: &mut RawNode<S>,
     entry: &Entry,
     member: &str,
     outcome: &mut RestartOutcome,

@@ -14,5 +14,6 @@ pub mod mvcc;
 pub mod profile;
 pub mod proto;
 pub mod replay;
+pub mod sim;
 pub mod snap;
 pub mod wal;

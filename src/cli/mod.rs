@@ -105,16 +105,23 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
-    /// Simulate clusters under failure scenarios.
+    /// Simulate clusters under failure scenarios (generated, shrunk on failure).
     Sim {
+        /// Number of generated cases.
         #[arg(long, default_value_t = 100)]
         cases: u64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A test-only bug to inject (ack-before-fsync, apply-before-commit, skip-leave-joint,
+        /// persist-hardstate-before-entries, truncate-committed-on-conflict, stale-vote-after-restart).
         #[arg(long)]
         inject: Option<String>,
+        /// Where the shrunk scenario of a failing case is written (default: sim-failures).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Worker threads (default: available parallelism); results do not depend on it.
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Profile decode + replay + checks into flame graphs.
     Profile {
@@ -223,7 +230,13 @@ pub fn run(cli: Cli) -> i32 {
                 strict,
             },
         ),
-        Command::Sim { .. } => sim::not_yet(),
+        Command::Sim {
+            cases,
+            seed,
+            inject,
+            out,
+            jobs,
+        } => sim::run(cases, seed, inject.as_deref(), out.as_deref(), jobs),
         Command::Profile {
             paths,
             out,
@@ -265,11 +278,6 @@ pub fn run(cli: Cli) -> i32 {
             },
         ),
     }
-}
-
-fn not_yet(command: &str) -> i32 {
-    eprintln!("raft-replay {command}: not implemented in this build yet");
-    EXIT_CANNOT_RUN
 }
 
 /// Write to stdout, treating a closed pipe (`| head`) as the end rather than a panic.

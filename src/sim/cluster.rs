@@ -1,0 +1,1347 @@
+//! The simulated cluster: raft-rs `RawNode`s in one thread, each persisting its Ready through
+//! etcd's WAL writer onto a [`Disk`], a [`Network`] of in-flight messages, clients, and the
+//! injected bugs. Everything is deterministic: no clock, no thread, no unseeded randomness
+//! (election timeouts are fixed per node: `min_election_tick = election_tick`, `max = +1`).
+//!
+//! Ready handling follows raft-rs 0.7's documented order (anchors §A.4): messages, committed
+//! entries (conf changes through `apply_conf_change` at apply time), entries + HardState through
+//! `WAL.Save` (fsync when `MustSync`), raft storage append, persisted messages, `advance`, then
+//! the light ready's commit index (a commit-only HardState, not fsynced, as etcd) and entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use prost::Message as _;
+use raft::eraftpb::{self, MessageType};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole, Storage};
+
+use super::disk::{recover, CrashMode, Disk};
+use super::entry::{request_id, to_etcd, to_raft};
+use super::history::{ClientOp, History, OpKind, Outcome};
+use super::net::Network;
+use crate::check::conf_model::{ConfOutcome, Membership};
+use crate::mvcc::MvccStore;
+use crate::proto::etcdserverpb::{
+    DeleteRangeRequest, InternalRaftRequest, Metadata, PutRequest, RangeRequest, RequestHeader,
+};
+use crate::proto::raftpb::{self, ConfChange, ConfChangeV2, Entry, HardState};
+use crate::proto::translate;
+use crate::replay::discard_logger;
+
+pub const CLUSTER_ID: u64 = 0x5157;
+
+/// Rounds (every Ready handled, every message delivered) before `stabilize` calls it a
+/// livelock. A correct cluster quiesces in a few dozen.
+const STABILIZE_ROUNDS: usize = 500;
+
+/// Test-only bugs in the simulated persistence/apply layer (`--inject`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Inject {
+    /// Responses go out before the fsync: the fsync of a Ready happens only when the next one
+    /// is persisted.
+    AckBeforeFsync,
+    /// Normal entries are applied (and clients answered) when appended, not when committed.
+    ApplyBeforeCommit,
+    /// An empty ConfChangeV2 (leave joint) is not applied: the node stays joint.
+    SkipLeaveJoint,
+    /// The HardState is written and fsynced before the entries, whose fsync comes later.
+    PersistHardStateBeforeEntries,
+    /// On a conflicting append the WAL is truncated from the commit index, not the conflict.
+    TruncateCommittedOnConflict,
+    /// A restarted node forgets its vote.
+    StaleVoteAfterRestart,
+}
+
+impl Inject {
+    pub const ALL: [Inject; 6] = [
+        Inject::AckBeforeFsync,
+        Inject::ApplyBeforeCommit,
+        Inject::SkipLeaveJoint,
+        Inject::PersistHardStateBeforeEntries,
+        Inject::TruncateCommittedOnConflict,
+        Inject::StaleVoteAfterRestart,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Inject::AckBeforeFsync => "ack-before-fsync",
+            Inject::ApplyBeforeCommit => "apply-before-commit",
+            Inject::SkipLeaveJoint => "skip-leave-joint",
+            Inject::PersistHardStateBeforeEntries => "persist-hardstate-before-entries",
+            Inject::TruncateCommittedOnConflict => "truncate-committed-on-conflict",
+            Inject::StaleVoteAfterRestart => "stale-vote-after-restart",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Inject> {
+        Inject::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    pub segment_size: u64,
+    /// Node `id` times out after `election + 2 * (id - 1)` ticks.
+    pub election: usize,
+    pub heartbeat: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            pre_vote: false,
+            check_quorum: false,
+            segment_size: 16 * 1024,
+            election: 10,
+            heartbeat: 2,
+        }
+    }
+}
+
+/// Something that went wrong while the cluster ran (the end-of-run checks add more).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimFinding {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for SimFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.kind, self.message)
+    }
+}
+
+/// The application state of one node, rebuilt from the log at every restart.
+#[derive(Default)]
+pub struct StateMachine {
+    pub kv: MvccStore,
+    /// etcd's membership layer (its validation of v1 changes), the checker's model of it.
+    pub membership: Membership,
+    pub applied: u64,
+    /// Requests proposed through this node, awaiting their apply.
+    pub pending: BTreeSet<u64>,
+    /// apply-before-commit: entries applied when appended, by index → term.
+    pub early: BTreeMap<u64, u64>,
+}
+
+pub struct Node {
+    pub id: u64,
+    pub raft: Option<RawNode<MemStorage>>,
+    pub disk: Disk,
+    /// While down: the files the crash left.
+    pub down_files: Option<Vec<(String, Bytes)>>,
+    /// Down after a power loss or torn write (the fault atlas bounds how many at once).
+    pub power_lost: bool,
+    /// The node could not boot from its files (a finding was recorded).
+    pub broken: bool,
+    /// The node applied its own removal and shut down, as an etcd member does (raft-rs leaves
+    /// that clean-up to the application; a removed leader that keeps running panics in
+    /// `maybe_commit`). It never boots again; re-adding its id provisions a fresh, empty node.
+    pub removed: bool,
+    pub sm: StateMachine,
+}
+
+impl Node {
+    pub fn is_up(&self) -> bool {
+        self.raft.is_some()
+    }
+}
+
+/// What handling a Ready produced, applied to the cluster after the node is released.
+#[derive(Default)]
+struct Effects {
+    messages: Vec<eraftpb::Message>,
+    acks: Vec<(u64, u64, Option<u64>)>,
+    leader_of_term: Option<u64>,
+    findings: Vec<SimFinding>,
+    transitions: Vec<(u64, &'static str)>,
+    /// The node applied a configuration without itself.
+    removed_self: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub faults: BTreeMap<&'static str, u64>,
+    /// Conf-change kinds committed and applied (counted once per log index).
+    pub transitions: BTreeMap<&'static str, u64>,
+    pub proposals: u64,
+    pub acked: u64,
+    pub messages_delivered: u64,
+    /// `check`s after which the cluster did not converge (liveness, not a failure).
+    pub stuck: u64,
+}
+
+pub struct Sim {
+    pub options: Options,
+    pub inject: Option<Inject>,
+    pub nodes: BTreeMap<u64, Node>,
+    pub net: Network,
+    pub clock: u64,
+    next_request: u64,
+    pub history: History,
+    pub findings: Vec<SimFinding>,
+    pub stats: Stats,
+    /// Election Safety as observed live: the leader of each term.
+    leaders: BTreeMap<u64, u64>,
+    counted_conf: BTreeSet<(u64, &'static str)>,
+    /// The initial voters (the fault atlas's f is computed from them).
+    pub initial_voters: u64,
+    /// Set when the cluster livelocked: the run stops there (a finding was recorded).
+    pub halted: Option<String>,
+}
+
+/// Where a client sends a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Node(u64),
+    Leader,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Auto,
+    Implicit,
+    Explicit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeOp {
+    Voter,
+    Learner,
+    Remove,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfSpec {
+    pub v1: bool,
+    pub transition: Transition,
+    /// Empty (v2): leave the joint configuration.
+    pub changes: Vec<(ChangeOp, u64)>,
+}
+
+fn finding(kind: &'static str, message: String) -> SimFinding {
+    SimFinding { kind, message }
+}
+
+pub fn member_context(id: u64, learner: bool, promote: bool) -> Vec<u8> {
+    if promote {
+        format!(r#"{{"id":{id},"peerURLs":["http://n{id}:2380"],"name":"n{id}","isPromote":true}}"#)
+            .into_bytes()
+    } else if learner {
+        format!(r#"{{"id":{id},"peerURLs":["http://n{id}:2380"],"name":"n{id}","isLearner":true}}"#)
+            .into_bytes()
+    } else {
+        format!(r#"{{"id":{id},"peerURLs":["http://n{id}:2380"],"name":"n{id}"}}"#).into_bytes()
+    }
+}
+
+fn metadata(id: u64) -> Vec<u8> {
+    Metadata {
+        node_id: id,
+        cluster_id: CLUSTER_ID,
+    }
+    .encode_to_vec()
+}
+
+fn value_of(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes)
+        .ok()?
+        .strip_prefix('v')?
+        .parse()
+        .ok()
+}
+
+impl Sim {
+    pub fn new(options: Options, inject: Option<Inject>) -> Sim {
+        Sim {
+            options,
+            inject,
+            nodes: BTreeMap::new(),
+            net: Network::default(),
+            clock: 0,
+            next_request: 1,
+            history: History::default(),
+            findings: Vec::new(),
+            stats: Stats::default(),
+            leaders: BTreeMap::new(),
+            counted_conf: BTreeSet::new(),
+            initial_voters: 0,
+            halted: None,
+        }
+    }
+
+    fn raft_config(&self, id: u64) -> raft::Config {
+        let election = self.options.election + 2 * (id.saturating_sub(1) as usize);
+        raft::Config {
+            id,
+            applied: 0,
+            election_tick: election,
+            min_election_tick: election,
+            max_election_tick: election + 1,
+            heartbeat_tick: self.options.heartbeat,
+            max_size_per_msg: u64::MAX,
+            max_inflight_msgs: 256,
+            pre_vote: self.options.pre_vote,
+            check_quorum: self.options.check_quorum,
+            ..Default::default()
+        }
+    }
+
+    pub fn fault(&mut self, kind: &'static str) {
+        *self.stats.faults.entry(kind).or_default() += 1;
+    }
+
+    /// etcd's bootstrap of a new cluster: every initial member writes the same AddNode /
+    /// AddLearnerNode entries at term 1, committed, then boots from its WAL.
+    pub fn bootstrap(&mut self, voters: u64, learners: u64) -> Result<(), String> {
+        if !self.nodes.is_empty() {
+            return Err("the cluster already exists".into());
+        }
+        self.initial_voters = voters;
+        let total = voters + learners;
+        let entries: Vec<Entry> = (1..=total)
+            .map(|id| {
+                let learner = id > voters;
+                let cc = ConfChange {
+                    id: 0,
+                    r#type: if learner { 3 } else { 0 },
+                    node_id: id,
+                    context: Some(member_context(id, learner, false)),
+                };
+                Entry {
+                    r#type: 1,
+                    term: 1,
+                    index: id,
+                    data: Some(Bytes::from(cc.encode_to_vec())),
+                }
+            })
+            .collect();
+        let hs = HardState {
+            term: 1,
+            vote: 0,
+            commit: total,
+        };
+        for id in 1..=total {
+            let mut disk = Disk::create(&metadata(id), self.options.segment_size);
+            disk.save(&hs, &entries, false);
+            let files = disk.files();
+            self.nodes.insert(
+                id,
+                Node {
+                    id,
+                    raft: None,
+                    disk,
+                    down_files: Some(files),
+                    power_lost: false,
+                    broken: false,
+                    removed: false,
+                    sm: StateMachine::default(),
+                },
+            );
+            self.boot(id);
+        }
+        Ok(())
+    }
+
+    /// A node that joins later: an empty WAL, no configuration, waiting for the leader.
+    pub fn create_joining(&mut self, id: u64) {
+        if self.nodes.contains_key(&id) {
+            return;
+        }
+        let disk = Disk::create(&metadata(id), self.options.segment_size);
+        let files = disk.files();
+        self.nodes.insert(
+            id,
+            Node {
+                id,
+                raft: None,
+                disk,
+                down_files: Some(files),
+                power_lost: false,
+                broken: false,
+                removed: false,
+                sm: StateMachine::default(),
+            },
+        );
+        self.boot(id);
+    }
+
+    /// Boot (or restart) a node from its files, as etcd does, then handle the first Ready.
+    pub fn boot(&mut self, id: u64) -> String {
+        let config = self.raft_config(id);
+        let inject = self.inject;
+        let segment_size = self.options.segment_size;
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return format!("n{id}: no such node");
+        };
+        if node.is_up() {
+            return format!("n{id}: already up");
+        }
+        if node.removed {
+            return format!("n{id}: removed from the cluster, stays down");
+        }
+        let Some(files) = node.down_files.clone() else {
+            return format!("n{id}: no files");
+        };
+        let recovered = match recover(id, &files, segment_size) {
+            Ok(r) => r,
+            Err(e) => {
+                node.broken = true;
+                let f = finding("sim.boot_refused", format!("n{id} cannot restart: {e}"));
+                self.findings.push(f);
+                return format!("n{id}: cannot boot: {e}");
+            }
+        };
+        let mut hs = recovered.hard_state;
+        if inject == Some(Inject::StaleVoteAfterRestart) {
+            hs.vote = 0;
+        }
+        let state = crate::replay::preflight::RestartState {
+            member: "sim",
+            snapshot_index: 0,
+            snapshot_term: 0,
+            conf_state: raftpb::ConfState::default(),
+            hard_state: hs,
+            entries: &recovered.entries,
+        };
+        let problems = crate::replay::preflight::preflight(&state);
+        if let Some(p) = problems.first() {
+            node.broken = true;
+            let message = format!("n{id} cannot restart: {}", p.message);
+            self.findings
+                .push(finding("sim.boot_refused", message.clone()));
+            return message;
+        }
+        let storage = MemStorage::new();
+        {
+            let mut core = storage.wl();
+            let entries: Vec<eraftpb::Entry> = recovered.entries.iter().map(to_raft).collect();
+            if let Err(e) = core.append(&entries) {
+                node.broken = true;
+                return format!("n{id}: storage refused entries: {e}");
+            }
+            core.set_hardstate(translate::hard_state(&hs));
+        }
+        let raw = crate::replay::run_guarded(|| RawNode::new(&config, storage, &discard_logger()));
+        let raw = match raw {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(e)) => {
+                node.broken = true;
+                let message = format!("n{id}: raft-rs refused to start: {e}");
+                self.findings
+                    .push(finding("sim.boot_refused", message.clone()));
+                return message;
+            }
+            Err(panic) => {
+                node.broken = true;
+                let message = format!("n{id}: raft-rs panicked at start: {panic}");
+                self.findings
+                    .push(finding("sim.boot_refused", message.clone()));
+                return message;
+            }
+        };
+        let repaired = recovered.repaired_at.clone();
+        let entries = recovered.entries.len();
+        node.disk = recovered.disk;
+        node.raft = Some(raw);
+        node.down_files = None;
+        node.power_lost = false;
+        node.sm = StateMachine::default();
+        self.process_ready(id);
+        let node = &self.nodes[&id];
+        let mut out = format!(
+            "n{id}: booted with {entries} entries, hs term={} vote={} commit={}, applied={}",
+            hs.term, hs.vote, hs.commit, node.sm.applied
+        );
+        if let Some((segment, offset)) = repaired {
+            out.push_str(&format!(", Repair cut a torn tail at {segment}:{offset}"));
+        }
+        out
+    }
+
+    pub fn up_ids(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| n.is_up())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// The node that believes it leads in the highest term.
+    pub fn leader(&self) -> Option<u64> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.raft.as_ref().map(|r| (n.id, r)))
+            .filter(|(_, r)| r.raft.state == StateRole::Leader)
+            .max_by_key(|(id, r)| (r.raft.term, std::cmp::Reverse(*id)))
+            .map(|(id, _)| id)
+    }
+
+    pub fn resolve(&self, target: Target) -> Option<u64> {
+        match target {
+            Target::Node(id) => Some(id),
+            Target::Leader => self.leader(),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Ready handling
+
+    /// Handles every Ready the node has. Returns whether there was any.
+    pub fn process_ready(&mut self, id: u64) -> bool {
+        let mut any = false;
+        let mut round = 0;
+        loop {
+            round += 1;
+            if round > STABILIZE_ROUNDS {
+                let message = format!(
+                    "n{id} still has a Ready after {STABILIZE_ROUNDS} in a row (livelock):\n{}",
+                    self.state_lines()
+                );
+                self.findings
+                    .push(finding("sim.no_quiescence", message.clone()));
+                self.halted = Some(message);
+                return any;
+            }
+            if self.halted.is_some() {
+                return any;
+            }
+            let inject = self.inject;
+            let Some(node) = self.nodes.get_mut(&id) else {
+                return any;
+            };
+            let Node { raft, disk, sm, .. } = node;
+            let Some(raw) = raft.as_mut() else {
+                return any;
+            };
+            if !raw.has_ready() {
+                return any;
+            }
+            any = true;
+            let mut effects = Effects::default();
+            handle_ready(id, raw, disk, sm, inject, &mut effects);
+            self.clock += 1;
+            let removed = effects.removed_self;
+            self.absorb(id, effects);
+            if removed {
+                let node = self.nodes.get_mut(&id).expect("present");
+                node.raft = None;
+                node.removed = true;
+                node.down_files = Some(node.disk.files());
+                node.sm.pending.clear();
+                return true;
+            }
+        }
+    }
+
+    fn absorb(&mut self, id: u64, effects: Effects) {
+        for m in effects.messages {
+            self.net.send(m);
+        }
+        for (request, index, read) in effects.acks {
+            if let Some(op) = self.history.ops.get_mut(&request) {
+                if op.outcome == Outcome::Pending {
+                    op.outcome = Outcome::Acked {
+                        at: self.clock,
+                        index,
+                        read,
+                    };
+                    self.stats.acked += 1;
+                }
+            }
+        }
+        if let Some(term) = effects.leader_of_term {
+            match self.leaders.get(&term) {
+                Some(&other) if other != id => self.findings.push(finding(
+                    "sim.two_leaders_in_term",
+                    format!("n{id} and n{other} both became leader in term {term}"),
+                )),
+                _ => {
+                    self.leaders.insert(term, id);
+                }
+            }
+        }
+        for (index, kind) in effects.transitions {
+            if self.counted_conf.insert((index, kind)) {
+                *self.stats.transitions.entry(kind).or_default() += 1;
+            }
+        }
+        self.findings.extend(effects.findings);
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Network
+
+    /// Delivers one message (if its endpoints are connected and the target is up).
+    pub fn deliver(&mut self, m: eraftpb::Message) -> bool {
+        let (from, to) = (m.from, m.to);
+        if !self.net.connected(from, to) {
+            return false;
+        }
+        let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) else {
+            return false;
+        };
+        let _ = raw.step(m);
+        self.clock += 1;
+        self.stats.messages_delivered += 1;
+        true
+    }
+
+    /// Processes Readies and delivers messages until nothing is left (bounded).
+    pub fn stabilize(&mut self) -> Result<(), String> {
+        if let Some(why) = &self.halted {
+            return Err(why.clone());
+        }
+        for _ in 0..STABILIZE_ROUNDS {
+            let mut progress = false;
+            for id in self.up_ids() {
+                progress |= self.process_ready(id);
+            }
+            let batch = self.net.take_all();
+            if !batch.is_empty() {
+                progress = true;
+            }
+            for m in batch {
+                self.deliver(m);
+            }
+            if !progress {
+                return Ok(());
+            }
+        }
+        let message = format!(
+            "stabilize did not reach quiescence in {STABILIZE_ROUNDS} rounds (livelock):\n{}",
+            self.state_lines()
+        );
+        self.findings
+            .push(finding("sim.no_quiescence", message.clone()));
+        self.halted = Some(message.clone());
+        Err(message)
+    }
+
+    pub fn tick(&mut self, only: Option<u64>, times: u32) {
+        for _ in 0..times {
+            for id in self.up_ids() {
+                if only.is_some_and(|o| o != id) {
+                    continue;
+                }
+                if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) {
+                    raw.tick();
+                }
+            }
+            self.clock += 1;
+        }
+    }
+
+    pub fn campaign(&mut self, id: u64) -> String {
+        match self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) {
+            // etcd-io/raft refuses MsgHup on an unpromotable node (learner, removed); raft-rs
+            // 0.7 does not, and leaves it to the application — which etcd never lets campaign.
+            Some(raw) if !raw.raft.promotable() => {
+                format!("n{id}: not promotable, cannot campaign")
+            }
+            Some(raw) => match raw.campaign() {
+                Ok(()) => format!("n{id}: campaigning (term {})", raw.raft.term),
+                Err(e) => format!("n{id}: {e}"),
+            },
+            None => format!("n{id}: down"),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Clients
+
+    pub fn propose(&mut self, target: Target, kind: OpKind, key: &str) -> String {
+        let Some(id) = self.resolve(target) else {
+            return "no leader".into();
+        };
+        let request = self.next_request;
+        self.next_request += 1;
+        self.stats.proposals += 1;
+        self.clock += 1;
+        let header = Some(RequestHeader {
+            id: request,
+            ..Default::default()
+        });
+        let key_bytes = Bytes::from(key.as_bytes().to_vec());
+        let value = format!("v{request}");
+        let mut req = InternalRaftRequest {
+            header,
+            ..Default::default()
+        };
+        let what = match kind {
+            OpKind::Put => {
+                req.put = Some(PutRequest {
+                    key: key_bytes,
+                    value: Bytes::from(value.clone().into_bytes()),
+                    ..Default::default()
+                });
+                format!("put {key}={value}")
+            }
+            OpKind::Delete => {
+                req.delete_range = Some(DeleteRangeRequest {
+                    key: key_bytes,
+                    ..Default::default()
+                });
+                format!("delete {key}")
+            }
+            OpKind::Get => {
+                req.range = Some(RangeRequest {
+                    key: key_bytes,
+                    ..Default::default()
+                });
+                format!("get {key}")
+            }
+        };
+        let mut op = ClientOp {
+            id: request,
+            node: id,
+            key: key.to_string(),
+            kind,
+            invoke: self.clock,
+            outcome: Outcome::Failed,
+        };
+        let result = match self.nodes.get_mut(&id) {
+            Some(node) => match node.raft.as_mut() {
+                Some(raw) => match raw.propose(Vec::new(), req.encode_to_vec()) {
+                    Ok(()) => {
+                        node.sm.pending.insert(request);
+                        op.outcome = Outcome::Pending;
+                        "pending".to_string()
+                    }
+                    Err(e) => format!("refused: {e}"),
+                },
+                None => "refused: node down".to_string(),
+            },
+            None => "refused: no such node".to_string(),
+        };
+        self.history.ops.insert(request, op);
+        format!("r{request}: {what} via n{id}: {result}")
+    }
+
+    /// A membership change, validated against the proposer's configuration the way etcd's
+    /// server validates before proposing (so a committed change is valid where it applies).
+    pub fn propose_conf_change(&mut self, target: Target, spec: &ConfSpec) -> String {
+        let Some(id) = self.resolve(target) else {
+            return "no leader".into();
+        };
+        let Some(raw) = self.nodes.get(&id).and_then(|n| n.raft.as_ref()) else {
+            return format!("n{id}: down");
+        };
+        let current = crate::check::conf_model::Config::from_conf_state(
+            &translate::conf_state_from_raft(&raw.raft.prs().conf().to_conf_state()),
+        );
+        let removed = &self.nodes[&id].sm.membership.removed;
+        if let Err(reason) = validate(&current, removed, spec) {
+            return format!("n{id}: refused by the client: {reason}");
+        }
+        // The nodes a change names exist (a member being added is started, empty, first; a
+        // removed member's id coming back gets a fresh node, its old data dir wiped).
+        for (op, node_id) in &spec.changes {
+            let removed = self.nodes.get(node_id).is_some_and(|n| n.removed);
+            if removed && *op != ChangeOp::Remove {
+                self.nodes.remove(node_id);
+            }
+            if !self.nodes.contains_key(node_id) {
+                self.create_joining(*node_id);
+            }
+        }
+        let raw = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.raft.as_mut())
+            .expect("checked above");
+        let result = if spec.v1 {
+            let (op, node_id) = spec.changes[0];
+            let mut cc = eraftpb::ConfChange::default();
+            let learner_now = current.learners.contains(&node_id);
+            let voter_now = current.voters.contains(&node_id);
+            match op {
+                ChangeOp::Voter => {
+                    cc.set_change_type(eraftpb::ConfChangeType::AddNode);
+                    cc.context = Bytes::from(member_context(node_id, false, learner_now));
+                }
+                ChangeOp::Learner => {
+                    cc.set_change_type(eraftpb::ConfChangeType::AddLearnerNode);
+                    cc.context = Bytes::from(member_context(node_id, true, false));
+                }
+                ChangeOp::Remove => cc.set_change_type(eraftpb::ConfChangeType::RemoveNode),
+            }
+            let _ = voter_now;
+            cc.node_id = node_id;
+            raw.propose_conf_change(Vec::new(), cc)
+        } else {
+            let mut cc = eraftpb::ConfChangeV2::default();
+            cc.set_transition(match spec.transition {
+                Transition::Auto => eraftpb::ConfChangeTransition::Auto,
+                Transition::Implicit => eraftpb::ConfChangeTransition::Implicit,
+                Transition::Explicit => eraftpb::ConfChangeTransition::Explicit,
+            });
+            for (op, node_id) in &spec.changes {
+                let mut single = eraftpb::ConfChangeSingle::default();
+                single.set_change_type(match op {
+                    ChangeOp::Voter => eraftpb::ConfChangeType::AddNode,
+                    ChangeOp::Learner => eraftpb::ConfChangeType::AddLearnerNode,
+                    ChangeOp::Remove => eraftpb::ConfChangeType::RemoveNode,
+                });
+                single.node_id = *node_id;
+                cc.changes.push(single);
+            }
+            if spec.changes.is_empty() {
+                cc.context = Bytes::from_static(b"explicit-leave");
+            }
+            raw.propose_conf_change(Vec::new(), cc)
+        };
+        self.clock += 1;
+        match result {
+            Ok(()) => format!("n{id}: proposed"),
+            Err(e) => format!("n{id}: refused: {e}"),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Faults
+
+    /// The node dies; its disk keeps what `mode` says.
+    pub fn crash(&mut self, id: u64, mode: CrashMode) -> String {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return format!("n{id}: no such node");
+        };
+        if !node.is_up() {
+            return format!("n{id}: already down");
+        }
+        // A torn write needs a write in flight: if the node has a Ready to persist, the power
+        // fails during its WAL.Save — the leader's early messages are out, the entries and
+        // HardState reach the OS, the fsync never completes, nothing is acknowledged.
+        let mut in_flight = String::new();
+        if let (CrashMode::Tear(_), Some(raw)) = (mode, node.raft.as_mut()) {
+            if raw.has_ready() {
+                let mut rd = raw.ready();
+                let early = rd.take_messages();
+                let entries: Vec<Entry> = rd.entries().iter().map(to_etcd).collect();
+                let hs = rd
+                    .hs()
+                    .map(|hs| HardState {
+                        term: hs.term,
+                        vote: hs.vote,
+                        commit: hs.commit,
+                    })
+                    .unwrap_or_default();
+                let bytes = node.disk.save_interrupted(&hs, &entries);
+                in_flight = format!(
+                    ", torn during the save of {} entries ({bytes} bytes)",
+                    entries.len()
+                );
+                for m in early {
+                    self.net.send(m);
+                }
+            }
+        }
+        let node = self.nodes.get_mut(&id).expect("present");
+        let files = node.disk.crash_files(mode);
+        let written: u64 = node
+            .disk
+            .writer
+            .segments()
+            .iter()
+            .map(|s| s.bytes.len() as u64)
+            .sum();
+        let unsynced = node.disk.unsynced_bytes();
+        node.raft = None;
+        node.down_files = Some(files);
+        node.power_lost = !matches!(mode, CrashMode::Process);
+        for request in std::mem::take(&mut node.sm.pending) {
+            let _ = request; // stays Pending in the history: indeterminate
+        }
+        let kind = match mode {
+            CrashMode::Process => "crash",
+            CrashMode::PowerLoss => "lose-unsynced",
+            CrashMode::Tear(_) => "tear",
+        };
+        self.fault(kind);
+        format!("n{id}: {kind} ({written} bytes written, {unsynced} not yet fsynced{in_flight})")
+    }
+
+    /// How many nodes are down after a power loss right now.
+    pub fn power_lost_count(&self) -> u64 {
+        self.nodes.values().filter(|n| n.power_lost).count() as u64
+    }
+
+    /// The fault atlas's f: at most this many nodes may be down with lost unsynced data at once.
+    pub fn atlas_f(&self) -> u64 {
+        (self.initial_voters.max(1) - 1) / 2
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Reporting
+
+    pub fn node_line(&self, id: u64) -> String {
+        let node = &self.nodes[&id];
+        let Some(raw) = node.raft.as_ref() else {
+            return format!(
+                "n{id}: down{}",
+                if node.broken {
+                    " (cannot boot)"
+                } else if node.removed {
+                    " (removed)"
+                } else {
+                    ""
+                }
+            );
+        };
+        let r = &raw.raft;
+        let role = match r.state {
+            StateRole::Leader => "leader",
+            StateRole::Follower => "follower",
+            StateRole::Candidate => "candidate",
+            StateRole::PreCandidate => "precandidate",
+        };
+        let conf = crate::check::conf_model::Config::from_conf_state(
+            &translate::conf_state_from_raft(&r.prs().conf().to_conf_state()),
+        );
+        format!(
+            "n{id}: {role} term={} vote={} last={} commit={} applied={} {}",
+            r.term,
+            r.vote,
+            r.raft_log.last_index(),
+            r.raft_log.committed,
+            node.sm.applied,
+            conf
+        )
+    }
+
+    pub fn state_lines(&self) -> String {
+        self.nodes
+            .keys()
+            .map(|id| self.node_line(*id))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// etcd's and raft's rules, checked before proposing.
+pub fn validate(
+    current: &crate::check::conf_model::Config,
+    removed: &BTreeSet<u64>,
+    spec: &ConfSpec,
+) -> Result<(), String> {
+    use crate::check::conf_model::{Change, ChangeKind};
+    let changes: Vec<Change> = spec
+        .changes
+        .iter()
+        .map(|(op, id)| Change {
+            kind: match op {
+                ChangeOp::Voter => ChangeKind::AddNode,
+                ChangeOp::Learner => ChangeKind::AddLearner,
+                ChangeOp::Remove => ChangeKind::Remove,
+            },
+            node_id: *id,
+        })
+        .collect();
+    if spec.v1 {
+        if changes.len() != 1 {
+            return Err("a v1 change has exactly one change".into());
+        }
+        let (op, id) = spec.changes[0];
+        let member = current.ids().any(|m| m == id);
+        if removed.contains(&id) {
+            return Err(format!("{id} was removed (etcd: ErrIDRemoved)"));
+        }
+        match op {
+            ChangeOp::Voter if member && !current.learners.contains(&id) => {
+                return Err(format!("{id} is already a voter (etcd: ErrIDExists)"))
+            }
+            ChangeOp::Learner if member => {
+                return Err(format!("{id} is already a member (etcd: ErrIDExists)"))
+            }
+            ChangeOp::Remove if !member => {
+                return Err(format!("{id} is not a member (etcd: ErrIDNotFound)"))
+            }
+            _ => {}
+        }
+        return current
+            .simple(&changes)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    }
+    if changes.is_empty() {
+        // raft's proposal filter takes any empty ConfChangeV2 for a leave, but only an *Auto*
+        // one is applied as LeaveJoint: an empty Implicit/Explicit one is applied as EnterJoint
+        // and refused ("config is already joint") after it committed — etcd would panic.
+        if spec.transition != Transition::Auto {
+            return Err(
+                "an empty ConfChangeV2 leaves the joint config only with transition auto".into(),
+            );
+        }
+        return current.leave_joint().map(|_| ()).map_err(|e| e.to_string());
+    }
+    let joint = spec.transition != Transition::Auto || changes.len() > 1;
+    let result = if joint {
+        current.enter_joint(spec.transition != Transition::Explicit, &changes)
+    } else {
+        current.simple(&changes)
+    };
+    result.map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn handle_ready(
+    id: u64,
+    raw: &mut RawNode<MemStorage>,
+    disk: &mut Disk,
+    sm: &mut StateMachine,
+    inject: Option<Inject>,
+    effects: &mut Effects,
+) {
+    let mut rd = raw.ready();
+    if let Some(ss) = rd.ss() {
+        if ss.raft_state == StateRole::Leader {
+            effects.leader_of_term = Some(raw.raft.term);
+        }
+    }
+    effects.messages.extend(rd.take_messages());
+    if !rd.snapshot().is_empty() {
+        effects.findings.push(finding(
+            "sim.unexpected_snapshot",
+            format!("n{id} received a snapshot (the simulation never compacts)"),
+        ));
+    }
+    let committed = rd.take_committed_entries();
+    apply_entries(id, raw, sm, &committed, inject, effects);
+    // Persist: WAL first, then raft's storage (etcd: wal.Save, then raftStorage.Append).
+    let entries: Vec<Entry> = rd.entries().iter().map(to_etcd).collect();
+    let hs = rd
+        .hs()
+        .map(|hs| HardState {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+        })
+        .unwrap_or_default();
+    let stored_last = raw.store().last_index().unwrap_or(0);
+    persist(raw, disk, &hs, &entries, stored_last, inject);
+    if inject == Some(Inject::ApplyBeforeCommit) {
+        for e in &entries {
+            if e.r#type == 0 && e.index > sm.applied {
+                apply_kv(sm, e, effects);
+                sm.early.insert(e.index, e.term);
+            }
+        }
+    }
+    {
+        let store = raw.mut_store();
+        let mut core = store.wl();
+        if !rd.entries().is_empty() {
+            core.append(rd.entries())
+                .expect("raft-rs hands out appendable entries");
+        }
+        if let Some(hs) = rd.hs() {
+            core.set_hardstate(hs.clone());
+        }
+    }
+    effects.messages.extend(rd.take_persisted_messages());
+    let mut light = raw.advance(rd);
+    if let Some(commit) = light.commit_index() {
+        let hs = raw.raft.hard_state();
+        let state = HardState {
+            term: hs.term,
+            vote: hs.vote,
+            commit,
+        };
+        persist(raw, disk, &state, &[], u64::MAX, inject);
+        raw.mut_store().wl().mut_hard_state().commit = commit;
+    }
+    effects.messages.extend(light.take_messages());
+    let committed = light.take_committed_entries();
+    apply_entries(id, raw, sm, &committed, inject, effects);
+    raw.advance_apply();
+}
+
+fn persist(
+    raw: &RawNode<MemStorage>,
+    disk: &mut Disk,
+    hs: &HardState,
+    entries: &[Entry],
+    stored_last: u64,
+    inject: Option<Inject>,
+) {
+    if hs.is_empty() && entries.is_empty() {
+        return;
+    }
+    match inject {
+        Some(Inject::AckBeforeFsync) => {
+            // The previous Ready's fsync completes now; this one's comes later.
+            disk.refresh();
+            disk.save(hs, entries, true);
+        }
+        Some(Inject::PersistHardStateBeforeEntries) => {
+            disk.refresh();
+            if entries.is_empty() {
+                disk.save(hs, entries, false);
+            } else {
+                if !hs.is_empty() {
+                    disk.save(hs, &[], false);
+                    disk.sync();
+                }
+                disk.save(&HardState::default(), entries, true);
+            }
+        }
+        Some(Inject::TruncateCommittedOnConflict)
+            if !entries.is_empty() && entries[0].index <= stored_last =>
+        {
+            // Truncate from the commit index: re-writing entry commit-1 drops every entry
+            // after it (ReadAll's overwrite rule), then the new entries follow a gap.
+            let commit = raw.raft.raft_log.committed;
+            if commit >= 2 && commit < entries[0].index {
+                let context = raft::GetEntriesContext::empty(false);
+                if let Ok(before) = raw.raft.raft_log.slice(commit - 1, commit, None, context) {
+                    let before: Vec<Entry> = before.iter().map(to_etcd).collect();
+                    disk.save(&HardState::default(), &before, false);
+                }
+            }
+            disk.save(hs, entries, false);
+        }
+        _ => {
+            disk.save(hs, entries, false);
+        }
+    }
+}
+
+fn apply_kv(sm: &mut StateMachine, e: &Entry, effects: &mut Effects) {
+    sm.kv.apply_entry(e);
+    if let Some(request) = request_id(e) {
+        if sm.pending.remove(&request) {
+            let read = read_result(sm, e);
+            effects.acks.push((request, e.index, read));
+        }
+    }
+}
+
+/// For a get (Range) entry: the value id the key holds now.
+fn read_result(sm: &StateMachine, e: &Entry) -> Option<u64> {
+    let request = InternalRaftRequest::decode(e.data.clone()?).ok()?;
+    let range = request.range?;
+    let (_, _, _, value, _) = sm.kv.get(&range.key)?;
+    value_of(&value)
+}
+
+fn classify_v1(
+    cc: &ConfChange,
+    conf: &crate::check::conf_model::Config,
+    outcome: &ConfOutcome,
+) -> &'static str {
+    if matches!(outcome, ConfOutcome::RejectedByEtcd(_)) {
+        return "v1-rejected-by-etcd";
+    }
+    match cc.r#type {
+        0 if conf.learners.contains(&cc.node_id) => "v1-promote-learner",
+        0 => "v1-add-voter",
+        3 if conf.voters.contains(&cc.node_id) => "v1-demote-voter",
+        3 => "v1-add-learner",
+        1 => "v1-remove",
+        _ => "v1-update",
+    }
+}
+
+fn classify_v2(cc: &ConfChangeV2) -> &'static str {
+    if cc.changes.is_empty() {
+        if cc.context.as_deref() == Some(b"explicit-leave") {
+            "leave-joint-explicit"
+        } else {
+            "leave-joint-auto"
+        }
+    } else {
+        match cc.transition {
+            0 if cc.changes.len() == 1 => "v2-simple",
+            0 => "enter-joint-auto",
+            1 => "enter-joint-implicit",
+            _ => "enter-joint-explicit",
+        }
+    }
+}
+
+fn apply_entries(
+    id: u64,
+    raw: &mut RawNode<MemStorage>,
+    sm: &mut StateMachine,
+    committed: &[eraftpb::Entry],
+    inject: Option<Inject>,
+    effects: &mut Effects,
+) {
+    for raft_entry in committed {
+        let e = to_etcd(raft_entry);
+        match e.r#type {
+            1 => apply_v1(id, raw, sm, &e, effects),
+            2 => apply_v2(id, raw, sm, &e, inject, effects),
+            _ => {}
+        }
+        if sm.early.get(&e.index) == Some(&e.term) {
+            sm.early.remove(&e.index);
+        } else {
+            apply_kv(sm, &e, effects);
+        }
+        sm.applied = e.index;
+    }
+}
+
+/// raft-rs's `ConfChange::into_v2` (its `ConfChangeI` trait is not re-exported by `raft`).
+fn v1_as_v2(cc: &eraftpb::ConfChange) -> eraftpb::ConfChangeV2 {
+    let mut single = eraftpb::ConfChangeSingle::default();
+    single.set_change_type(cc.get_change_type());
+    single.node_id = cc.node_id;
+    let mut v2 = eraftpb::ConfChangeV2::default();
+    v2.changes.push(single);
+    v2.context = cc.context.clone();
+    v2
+}
+
+/// `apply_conf_change`, noting when the node was a member before and is not after.
+fn apply_tracking_self(
+    raw: &mut RawNode<MemStorage>,
+    cc: &eraftpb::ConfChangeV2,
+    id: u64,
+    effects: &mut Effects,
+) -> raft::Result<()> {
+    let before = in_conf_state(&raw.raft.prs().conf().to_conf_state(), id);
+    let cs = raw.apply_conf_change(cc)?;
+    if before && !in_conf_state(&cs, id) {
+        effects.removed_self = true;
+    }
+    Ok(())
+}
+
+fn in_conf_state(cs: &eraftpb::ConfState, id: u64) -> bool {
+    cs.voters
+        .iter()
+        .chain(&cs.learners)
+        .chain(&cs.voters_outgoing)
+        .chain(&cs.learners_next)
+        .any(|m| *m == id)
+}
+
+fn live_config(raw: &RawNode<MemStorage>) -> crate::check::conf_model::Config {
+    crate::check::conf_model::Config::from_conf_state(&translate::conf_state_from_raft(
+        &raw.raft.prs().conf().to_conf_state(),
+    ))
+}
+
+fn apply_v1(
+    id: u64,
+    raw: &mut RawNode<MemStorage>,
+    sm: &mut StateMachine,
+    e: &Entry,
+    effects: &mut Effects,
+) {
+    let Ok(cc) = ConfChange::decode(e.data_bytes()) else {
+        effects.findings.push(finding(
+            "sim.conf_change_undecodable",
+            format!("n{id}: entry {} does not decode", e.index),
+        ));
+        return;
+    };
+    let before = live_config(raw);
+    let outcome = match sm.membership.apply_entry(1, e.data_bytes()) {
+        Ok(o) => o,
+        Err(err) => {
+            effects.findings.push(finding(
+                "sim.conf_change_refused",
+                format!("n{id}: committed conf change {} refused: {err}", e.index),
+            ));
+            return;
+        }
+    };
+    effects
+        .transitions
+        .push((e.index, classify_v1(&cc, &before, &outcome)));
+    // etcd applies a change its validation rejected with NodeID = 0: a no-op for raft.
+    let mut effective = cc.clone();
+    if matches!(outcome, ConfOutcome::RejectedByEtcd(_)) {
+        effective.node_id = 0;
+    }
+    match translate::conf_change(&effective) {
+        Ok(Some(raft_cc)) => match apply_tracking_self(raw, &v1_as_v2(&raft_cc), id, effects) {
+            Ok(()) => {}
+            Err(err) => effects.findings.push(finding(
+                "sim.conf_change_refused",
+                format!(
+                    "n{id}: raft-rs refused committed conf change {}: {err}",
+                    e.index
+                ),
+            )),
+        },
+        Ok(None) => {}
+        Err(err) => effects.findings.push(finding(
+            "sim.conf_change_refused",
+            format!("n{id}: entry {}: {err}", e.index),
+        )),
+    }
+}
+
+fn apply_v2(
+    id: u64,
+    raw: &mut RawNode<MemStorage>,
+    sm: &mut StateMachine,
+    e: &Entry,
+    inject: Option<Inject>,
+    effects: &mut Effects,
+) {
+    let Ok(cc) = ConfChangeV2::decode(e.data_bytes()) else {
+        effects.findings.push(finding(
+            "sim.conf_change_undecodable",
+            format!("n{id}: entry {} does not decode", e.index),
+        ));
+        return;
+    };
+    effects.transitions.push((e.index, classify_v2(&cc)));
+    for single in &cc.changes {
+        let kind = match single.r#type {
+            0 => "change-add-voter",
+            3 => "change-add-learner",
+            1 => "change-remove",
+            _ => "change-update",
+        };
+        effects.transitions.push((e.index, kind));
+    }
+    if cc.changes.is_empty() && inject == Some(Inject::SkipLeaveJoint) {
+        return;
+    }
+    let _ = sm.membership.apply_entry(2, e.data_bytes());
+    match translate::conf_change_v2(&cc) {
+        Ok(raft_cc) => match apply_tracking_self(raw, &raft_cc, id, effects) {
+            Ok(()) => {}
+            Err(err) => effects.findings.push(finding(
+                "sim.conf_change_refused",
+                format!(
+                    "n{id}: raft-rs refused committed conf change {}: {err}",
+                    e.index
+                ),
+            )),
+        },
+        Err(err) => effects.findings.push(finding(
+            "sim.conf_change_refused",
+            format!("n{id}: entry {}: {err}", e.index),
+        )),
+    }
+}
+
+/// Message types worth naming in a script.
+pub fn message_type_name(t: MessageType) -> &'static str {
+    match t {
+        MessageType::MsgAppend => "MsgApp",
+        MessageType::MsgAppendResponse => "MsgAppResp",
+        MessageType::MsgRequestVote => "MsgVote",
+        MessageType::MsgRequestVoteResponse => "MsgVoteResp",
+        MessageType::MsgRequestPreVote => "MsgPreVote",
+        MessageType::MsgRequestPreVoteResponse => "MsgPreVoteResp",
+        MessageType::MsgHeartbeat => "MsgHeartbeat",
+        MessageType::MsgHeartbeatResponse => "MsgHeartbeatResp",
+        MessageType::MsgPropose => "MsgProp",
+        MessageType::MsgSnapshot => "MsgSnap",
+        MessageType::MsgTimeoutNow => "MsgTimeoutNow",
+        MessageType::MsgTransferLeader => "MsgTransferLeader",
+        MessageType::MsgReadIndex => "MsgReadIndex",
+        MessageType::MsgReadIndexResp => "MsgReadIndexResp",
+        _ => "Msg",
+    }
+}

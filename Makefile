@@ -71,3 +71,51 @@ bench-vs-etcd: $(ETCD_REF)
 .PHONY: corpus
 corpus:
 	bash tools/capture/capture.sh all
+
+# --- profiling and benchmarks (docs/perf.md) ---
+.PHONY: profile-demo profile-alloc
+
+# Every benchmark, figures on stdout: the replay bench (decode + raft-rs + MVCC + checks on 1 M and
+# 10 M synthetic puts: entries/s on one core, linearity, peak RSS, profiler overhead) and decode vs
+# etcd's own ReadAll on the real captures (ratio). Not part of `cargo test`. Needs Go + Debian's
+# etcd source for the ratio (make deps); BENCH_SIZES / BENCH_RUNS / BENCH_PAIRS tune the first.
+bench: deps
+	$(MAKE) etcd-ref
+	cargo bench --bench replay
+	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench decode_vs_etcd
+
+# The profiling build: release code with full debug info (inlined frames keep their names), in
+# target/profiling. DWARF unwinding, not frame pointers: Debian's glibc has no frame pointers, and
+# with `--features fp-unwind` the samples taken inside libc (a third of this workload) lose their
+# whole stack (docs/perf.md).
+PROFILING_BIN := target/profiling/raft-replay
+PROFILE_OUT ?= target/profile-demo
+
+$(PROFILING_BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
+	cargo build --profile profiling
+
+# Flame graphs of a real replay (every member of cluster-a) and of a 1 M-entry synthetic log,
+# each repeated until 2,000 samples: flamegraph.svg, profile.pb, stacks.folded, phases.txt.
+profile-demo: $(PROFILING_BIN) unpack-corpus
+	$(PROFILING_BIN) profile $(CORPUS_OUT)/cluster-a/* --out $(PROFILE_OUT)/cluster-a
+	$(PROFILING_BIN) profile --synthetic 1000000 --out $(PROFILE_OUT)/synthetic-1m
+	@echo "flame graphs: $(PROFILE_OUT)/*/flamegraph.svg; try: go tool pprof -top $(PROFILE_OUT)/cluster-a/profile.pb"
+
+# Top allocation sites (dhat) and allocations per phase, in a separate alloc-profile build.
+profile-alloc: unpack-corpus
+	CARGO_TARGET_DIR=target/alloc cargo build --release --features alloc-profile
+	target/alloc/release/raft-replay profile $(CORPUS_OUT)/cluster-a/m1 --alloc --out $(PROFILE_OUT)/alloc-cluster-a-m1
+
+# --- deterministic cluster simulation (src/sim, scenarios/) ---
+# `cargo test` replays every scenario and runs a bounded generated run; this is the large one:
+# 100,000 generated cases on the unmodified code, every injected bug from a fixed seed, and the
+# proptest suite with 20,000 cases, all in release mode.
+.PHONY: sim-heavy
+sim-heavy:
+	cargo build --release
+	$(RELEASE_BIN) sim --cases 100000 --seed 1 --out target/sim-failures
+	@for bug in ack-before-fsync apply-before-commit skip-leave-joint persist-hardstate-before-entries truncate-committed-on-conflict stale-vote-after-restart; do \
+		$(RELEASE_BIN) sim --cases 2000 --seed 1 --inject $$bug --out target/sim-failures >/dev/null; \
+		test $$? -eq 1 || { echo "$$bug was not caught"; exit 1; }; echo "$$bug: caught"; \
+	done
+	RAFT_REPLAY_SIM_CASES=20000 cargo test --release --test sim_proptest --test sim_scenarios

@@ -125,7 +125,7 @@ pub enum Command {
     },
     /// Profile decode + replay + checks into flame graphs.
     Profile {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "synthetic")]
         paths: Vec<PathBuf>,
         /// Output directory (flamegraph.svg, profile.pb, stacks.folded, phases.txt); never
         /// inside a PATH.
@@ -146,6 +146,10 @@ pub enum Command {
         /// Allocation profile instead of CPU (needs a build with the `alloc-profile` feature).
         #[arg(long)]
         alloc: bool,
+        /// Also profile a synthetic member of N small puts (written with the WAL writer into a
+        /// temporary directory, removed afterwards).
+        #[arg(long, value_name = "N")]
+        synthetic: Option<u64>,
     },
     /// Gate a cluster upgrade: can etcd TARGET start from this data, do the invariants hold, do
     /// the members' HashKV agree, and what changed since a baseline.
@@ -245,6 +249,7 @@ pub fn run(cli: Cli) -> i32 {
             frequency,
             min_samples,
             alloc,
+            synthetic,
         } => profile::run(
             &fs,
             profile::Args {
@@ -255,6 +260,7 @@ pub fn run(cli: Cli) -> i32 {
                 frequency,
                 min_samples,
                 alloc,
+                synthetic,
             },
         ),
         Command::Gate {

@@ -17,6 +17,8 @@ pub struct Args {
     pub frequency: i32,
     pub min_samples: u64,
     pub alloc: bool,
+    /// Add a synthetic member of this many puts (in a temporary directory).
+    pub synthetic: Option<u64>,
 }
 
 pub fn run(fs: &dyn ReadOnlyFs, args: Args) -> i32 {
@@ -24,8 +26,23 @@ pub fn run(fs: &dyn ReadOnlyFs, args: Args) -> i32 {
         eprintln!("raft-replay profile: --frequency must be at least 1");
         return EXIT_CANNOT_RUN;
     }
+    // The synthetic member lives in a temporary directory, never in --out or an input.
+    let mut paths = args.paths;
+    let _synthetic_dir = match args.synthetic {
+        Some(puts) => match synthetic_member(puts) {
+            Ok((dir, path)) => {
+                paths.push(path);
+                Some(dir)
+            }
+            Err(e) => {
+                eprintln!("raft-replay profile: cannot write the synthetic member: {e}");
+                return EXIT_CANNOT_RUN;
+            }
+        },
+        None => None,
+    };
     let options = ProfileOptions {
-        paths: args.paths,
+        paths,
         out: args.out,
         repeat: args.repeat,
         seconds: args.seconds,
@@ -36,6 +53,28 @@ pub fn run(fs: &dyn ReadOnlyFs, args: Args) -> i32 {
         return alloc(fs, &options);
     }
     cpu(fs, &options)
+}
+
+fn synthetic_member(puts: u64) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::Builder::new()
+        .prefix("raft-replay-synthetic-")
+        .tempdir()?;
+    let path = dir.path().join("synthetic");
+    let log = crate::profile::synth::write_synthetic(
+        &path,
+        &crate::profile::synth::SynthSpec {
+            puts,
+            ..Default::default()
+        },
+    )?;
+    eprintln!(
+        "profile: synthetic member of {} entries ({} segments, {:.0} MB) at {}",
+        log.entries,
+        log.segments,
+        log.wal_bytes as f64 / 1e6,
+        path.display()
+    );
+    Ok((dir, path))
 }
 
 #[cfg(feature = "profile")]

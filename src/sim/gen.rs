@@ -33,7 +33,10 @@ enum RawOp {
         node: Option<u8>,
         kind: u8,
         key: u8,
+        arg: u8,
     },
+    Leave,
+    PromoteInitialLearner(bool),
     Conf {
         v1: bool,
         transition: u8,
@@ -62,8 +65,10 @@ enum RawOp {
 fn raw_op() -> impl Strategy<Value = RawOp> {
     let change = (0u8..3, any::<u8>());
     prop_oneof![
-        10 => (prop::option::weighted(0.6, any::<u8>()), 0u8..10, 0u8..4)
-            .prop_map(|(node, kind, key)| RawOp::Propose { node, kind, key }),
+        10 => (prop::option::weighted(0.6, any::<u8>()), 0u8..14, 0u8..4, any::<u8>())
+            .prop_map(|(node, kind, key, arg)| RawOp::Propose { node, kind, key, arg }),
+        2 => Just(RawOp::Leave),
+        1 => any::<bool>().prop_map(RawOp::PromoteInitialLearner),
         4 => (any::<bool>(), 0u8..3, prop::bool::weighted(0.15),
               prop::collection::vec(change, 1..4))
             .prop_map(|(v1, transition, leave, changes)| RawOp::Conf { v1, transition, leave, changes }),
@@ -122,6 +127,8 @@ fn build(inject: Option<Inject>, shape: Shape, ops: &[RawOp]) -> Case {
     let node = |sel: u8| 1 + u64::from(sel) % total;
     let any_id = |sel: u8| 1 + u64::from(sel) % max_id;
     let mut commands = Vec::with_capacity(ops.len() + 3);
+    // Request ids are handed out in order; transactions compare against an earlier one.
+    let mut proposals = 0u64;
     if let Some(bug) = inject {
         commands.push(Command::Inject(bug));
     }
@@ -138,14 +145,45 @@ fn build(inject: Option<Inject>, shape: Shape, ops: &[RawOp]) -> Case {
                 node: sel,
                 kind,
                 key,
-            } => Command::Propose {
-                target: sel.map_or(Target::Leader, |s| Target::Node(node(s))),
-                kind: match kind {
+                arg,
+            } => {
+                proposals += 1;
+                let earlier = 1 + u64::from(*arg) % proposals;
+                let kind = match kind {
                     0..=5 => OpKind::Put,
                     6..=8 => OpKind::Get,
-                    _ => OpKind::Delete,
+                    9 => OpKind::Delete,
+                    10 => OpKind::Cas(None),
+                    11 | 12 => OpKind::Cas(Some(earlier)),
+                    _ if arg % 2 == 0 => OpKind::LeaseGrant,
+                    _ => OpKind::LeaseRevoke(earlier),
+                };
+                let key = if kind.is_key_op() {
+                    format!("k{key}")
+                } else {
+                    String::new()
+                };
+                Command::Propose {
+                    target: sel.map_or(Target::Leader, |s| Target::Node(node(s))),
+                    kind,
+                    key,
+                }
+            }
+            RawOp::Leave => Command::ProposeConfChange {
+                target: Target::Leader,
+                spec: ConfSpec {
+                    v1: false,
+                    transition: Transition::Auto,
+                    changes: Vec::new(),
                 },
-                key: format!("k{key}"),
+            },
+            RawOp::PromoteInitialLearner(v1) => Command::ProposeConfChange {
+                target: Target::Leader,
+                spec: ConfSpec {
+                    v1: *v1,
+                    transition: Transition::Auto,
+                    changes: vec![(ChangeOp::Voter, total)],
+                },
             },
             RawOp::Conf {
                 v1,

@@ -10,6 +10,18 @@ pub enum OpKind {
     Put,
     Delete,
     Get,
+    /// A transaction: if the key holds `v<expected>` (`None`: the key is absent), put
+    /// `v<request id>`.
+    Cas(Option<u64>),
+    /// Lease requests touch no key: checked for durability, not for linearizability.
+    LeaseGrant,
+    LeaseRevoke(u64),
+}
+
+impl OpKind {
+    pub fn is_key_op(self) -> bool {
+        !matches!(self, OpKind::LeaseGrant | OpKind::LeaseRevoke(_))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +35,8 @@ pub enum Outcome {
         index: u64,
         /// For a get: the value id read (`None`: no such key).
         read: Option<u64>,
+        /// For a transaction: whether its compare held.
+        succeeded: bool,
     },
 }
 
@@ -52,11 +66,12 @@ impl History {
     pub fn non_linearizable_keys(&self) -> Vec<(String, String)> {
         let mut by_key: BTreeMap<&str, Vec<&ClientOp>> = BTreeMap::new();
         for op in self.ops.values() {
-            let keep = match (&op.outcome, op.kind) {
-                (Outcome::Failed, _) => false,
-                (Outcome::Pending, OpKind::Get) => false,
-                _ => true,
-            };
+            let keep = op.kind.is_key_op()
+                && match (&op.outcome, op.kind) {
+                    (Outcome::Failed, _) => false,
+                    (Outcome::Pending, OpKind::Get) => false,
+                    _ => true,
+                };
             if keep {
                 by_key.entry(op.key.as_str()).or_default().push(op);
             }
@@ -78,6 +93,7 @@ struct RegOp {
     /// `u64::MAX` for an operation never acknowledged.
     complete: u64,
     read: Option<u64>,
+    succeeded: bool,
     acked: bool,
 }
 
@@ -89,9 +105,14 @@ fn check_register(ops: &[&ClientOp]) -> Option<String> {
     let reg: Vec<RegOp> = ops
         .iter()
         .map(|op| {
-            let (complete, read, acked) = match op.outcome {
-                Outcome::Acked { at, read, .. } => (at, read, true),
-                _ => (u64::MAX, None, false),
+            let (complete, read, succeeded, acked) = match op.outcome {
+                Outcome::Acked {
+                    at,
+                    read,
+                    succeeded,
+                    ..
+                } => (at, read, succeeded, true),
+                _ => (u64::MAX, None, false, false),
             };
             RegOp {
                 kind: op.kind,
@@ -99,6 +120,7 @@ fn check_register(ops: &[&ClientOp]) -> Option<String> {
                 invoke: op.invoke,
                 complete,
                 read,
+                succeeded,
                 acked,
             }
         })
@@ -119,6 +141,12 @@ fn check_register(ops: &[&ClientOp]) -> Option<String> {
                 OpKind::Put => format!("put v{}", op.id),
                 OpKind::Delete => "delete".to_string(),
                 OpKind::Get => "get".to_string(),
+                OpKind::Cas(expected) => format!(
+                    "cas {}→v{}",
+                    expected.map_or("none".into(), |v| format!("v{v}")),
+                    op.id
+                ),
+                OpKind::LeaseGrant | OpKind::LeaseRevoke(_) => "lease".to_string(),
             };
             match &op.outcome {
                 Outcome::Acked { at, read, .. } => match op.kind {
@@ -126,6 +154,22 @@ fn check_register(ops: &[&ClientOp]) -> Option<String> {
                         "{what}→{} [{}..{}]",
                         read.map(|v| format!("v{v}"))
                             .unwrap_or_else(|| "none".into()),
+                        op.invoke,
+                        at
+                    ),
+                    OpKind::Cas(_) => format!(
+                        "{what} {} [{}..{}]",
+                        if matches!(
+                            op.outcome,
+                            Outcome::Acked {
+                                succeeded: true,
+                                ..
+                            }
+                        ) {
+                            "ok"
+                        } else {
+                            "failed"
+                        },
                         op.invoke,
                         at
                     ),
@@ -172,6 +216,22 @@ fn search(
             }
             OpKind::Put => Some(op.value),
             OpKind::Delete => None,
+            OpKind::Cas(expected) => {
+                let holds = value == expected;
+                if op.acked && op.succeeded != holds {
+                    continue;
+                }
+                // A pending transaction whose compare fails changes nothing: same as never.
+                if !op.acked && !holds {
+                    continue;
+                }
+                if holds {
+                    Some(op.value)
+                } else {
+                    value
+                }
+            }
+            OpKind::LeaseGrant | OpKind::LeaseRevoke(_) => value,
         };
         if search(ops, done | (1 << i), next, acked_mask, seen) {
             return true;
@@ -196,7 +256,21 @@ mod tests {
     }
 
     fn acked(at: u64, read: Option<u64>) -> Outcome {
-        Outcome::Acked { at, index: 0, read }
+        Outcome::Acked {
+            at,
+            index: 0,
+            read,
+            succeeded: false,
+        }
+    }
+
+    fn cas(at: u64, succeeded: bool) -> Outcome {
+        Outcome::Acked {
+            at,
+            index: 0,
+            read: None,
+            succeeded,
+        }
     }
 
     #[test]
@@ -219,5 +293,22 @@ mod tests {
         assert!(h.non_linearizable_keys().is_empty());
         h.ops.insert(4, op(4, OpKind::Get, 6, acked(7, None)));
         assert_eq!(h.non_linearizable_keys().len(), 1);
+        // Transactions: a compare that held must have seen the expected value.
+        let mut h = History::default();
+        h.ops.insert(1, op(1, OpKind::Put, 1, acked(2, None)));
+        h.ops
+            .insert(2, op(2, OpKind::Cas(Some(1)), 3, cas(4, true)));
+        h.ops.insert(3, op(3, OpKind::Get, 5, acked(6, Some(2))));
+        assert!(h.non_linearizable_keys().is_empty());
+        h.ops
+            .insert(4, op(4, OpKind::Cas(Some(1)), 7, cas(8, true)));
+        assert_eq!(
+            h.non_linearizable_keys().len(),
+            1,
+            "v1 was overwritten by then"
+        );
+        h.ops.remove(&4);
+        h.ops.insert(4, op(4, OpKind::Cas(None), 7, cas(8, false)));
+        assert!(h.non_linearizable_keys().is_empty());
     }
 }

@@ -132,12 +132,16 @@ impl fmt::Display for Command {
             }
             Command::Campaign(id) => write!(f, "campaign {id}"),
             Command::Propose { target, kind, key } => {
-                let kind = match kind {
-                    OpKind::Put => "put",
-                    OpKind::Get => "get",
-                    OpKind::Delete => "delete",
-                };
-                write!(f, "propose {} {kind} {key}", target_str(target))
+                let target = target_str(target);
+                match kind {
+                    OpKind::Put => write!(f, "propose {target} put {key}"),
+                    OpKind::Get => write!(f, "propose {target} get {key}"),
+                    OpKind::Delete => write!(f, "propose {target} delete {key}"),
+                    OpKind::Cas(None) => write!(f, "propose {target} cas {key} none"),
+                    OpKind::Cas(Some(v)) => write!(f, "propose {target} cas {key} v{v}"),
+                    OpKind::LeaseGrant => write!(f, "propose {target} lease-grant"),
+                    OpKind::LeaseRevoke(id) => write!(f, "propose {target} lease-revoke {id}"),
+                }
             }
             Command::ProposeConfChange { target, spec } => {
                 write!(f, "propose-conf-change {}", target_str(target))?;
@@ -294,19 +298,33 @@ impl std::str::FromStr for Command {
                 }
             }
             "campaign" => Command::Campaign(one(args)?),
-            "propose" => match args {
-                [target, kind, key] => Command::Propose {
-                    target: parse_target(target)?,
-                    kind: match *kind {
-                        "put" => OpKind::Put,
-                        "get" => OpKind::Get,
-                        "delete" => OpKind::Delete,
-                        _ => return Err(format!("bad request kind {kind:?}")),
-                    },
-                    key: key.to_string(),
-                },
-                _ => return Err("propose <id|leader> put|get|delete <key>".into()),
-            },
+            "propose" => {
+                let usage = "propose <id|leader> put|get|delete <key> | cas <key> none|vN | lease-grant | lease-revoke <id>";
+                let [target, kind, rest @ ..] = args else {
+                    return Err(usage.into());
+                };
+                let target = parse_target(target)?;
+                let (kind, key) = match (*kind, rest) {
+                    ("put", [key]) => (OpKind::Put, key.to_string()),
+                    ("get", [key]) => (OpKind::Get, key.to_string()),
+                    ("delete", [key]) => (OpKind::Delete, key.to_string()),
+                    ("cas", [key, expected]) => {
+                        let expected = match *expected {
+                            "none" => None,
+                            v => Some(
+                                v.strip_prefix('v')
+                                    .and_then(|n| n.parse().ok())
+                                    .ok_or_else(|| format!("bad expected value {v:?}"))?,
+                            ),
+                        };
+                        (OpKind::Cas(expected), key.to_string())
+                    }
+                    ("lease-grant", []) => (OpKind::LeaseGrant, String::new()),
+                    ("lease-revoke", [id]) => (OpKind::LeaseRevoke(parse_u64(id)?), String::new()),
+                    _ => return Err(usage.into()),
+                };
+                Command::Propose { target, kind, key }
+            }
             "propose-conf-change" => {
                 let [target, version, rest @ ..] = args else {
                     return Err("propose-conf-change <id|leader> v1|v2 ...".into());
@@ -818,6 +836,10 @@ mod tests {
             "campaign 2",
             "propose leader put k1",
             "propose 3 get k2",
+            "propose 2 cas k1 none",
+            "propose leader cas k1 v7",
+            "propose 1 lease-grant",
+            "propose 1 lease-revoke 12",
             "propose-conf-change leader v1 l4",
             "propose-conf-change 1 v2 transition=explicit v4 r2",
             "propose-conf-change leader v2 leave",

@@ -62,6 +62,54 @@ impl History {
             .filter(|op| matches!(op.outcome, Outcome::Acked { .. }))
     }
 
+    /// One line per request: what it was, through which node, and what its client saw.
+    pub fn describe(&self) -> String {
+        if self.ops.is_empty() {
+            return "no requests".into();
+        }
+        self.ops
+            .values()
+            .map(|op| {
+                let what = match op.kind {
+                    OpKind::Put => format!("put {}=v{}", op.key, op.id),
+                    OpKind::Delete => format!("delete {}", op.key),
+                    OpKind::Get => format!("get {}", op.key),
+                    OpKind::Cas(expected) => format!(
+                        "txn if {}=={} then {}=v{}",
+                        op.key,
+                        expected.map_or("none".into(), |v| format!("v{v}")),
+                        op.key,
+                        op.id
+                    ),
+                    OpKind::LeaseGrant => format!("lease-grant {}", op.id),
+                    OpKind::LeaseRevoke(lease) => format!("lease-revoke {lease}"),
+                };
+                let outcome = match &op.outcome {
+                    Outcome::Failed => "refused".to_string(),
+                    Outcome::Pending => "no answer".to_string(),
+                    Outcome::Acked {
+                        index,
+                        read,
+                        succeeded,
+                        ..
+                    } => {
+                        let result = match op.kind {
+                            OpKind::Get => {
+                                format!(" → {}", read.map_or("(none)".into(), |v| format!("v{v}")))
+                            }
+                            OpKind::Cas(_) if *succeeded => " → succeeded".into(),
+                            OpKind::Cas(_) => " → failed".into(),
+                            _ => String::new(),
+                        };
+                        format!("applied at {index}{result}")
+                    }
+                };
+                format!("r{} via n{}: {what}: {outcome}", op.id, op.node)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Keys whose history no linearization explains, with a short reason.
     pub fn non_linearizable_keys(&self) -> Vec<(String, String)> {
         let mut by_key: BTreeMap<&str, Vec<&ClientOp>> = BTreeMap::new();

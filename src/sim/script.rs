@@ -20,7 +20,7 @@
 //! partition 1,2 3,4,5    heal
 //! tick N [node=ID]
 //! crash <id>    lose-unsynced <id>    tear <id> <sector mask, hex>    restart <id>
-//! raft-state
+//! raft-state    history
 //! check                                         (heal, restart all, converge, every check)
 //! ```
 
@@ -75,6 +75,8 @@ pub enum Command {
     Tear(u64, u64),
     Restart(u64),
     RaftState,
+    /// Every client request and what its client saw.
+    History,
     Check,
 }
 
@@ -194,6 +196,7 @@ impl fmt::Display for Command {
             Command::Tear(id, mask) => write!(f, "tear {id} {mask:x}"),
             Command::Restart(id) => write!(f, "restart {id}"),
             Command::RaftState => write!(f, "raft-state"),
+            Command::History => write!(f, "history"),
             Command::Check => write!(f, "check"),
         }
     }
@@ -430,6 +433,7 @@ impl std::str::FromStr for Command {
             },
             "restart" => Command::Restart(one(args)?),
             "raft-state" => Command::RaftState,
+            "history" => Command::History,
             "check" => Command::Check,
             other => return Err(format!("unknown command {other:?}")),
         })
@@ -519,7 +523,10 @@ impl Runner {
             return "no cluster yet (add-nodes first)".into();
         };
         if let Some(why) = &sim.halted {
-            if !matches!(command, Command::Check | Command::RaftState) {
+            if !matches!(
+                command,
+                Command::Check | Command::RaftState | Command::History
+            ) {
                 return format!("halted: {}", why.lines().next().unwrap_or_default());
             }
         }
@@ -630,6 +637,7 @@ impl Runner {
                 sim.boot(*id)
             }
             Command::RaftState => sim.state_lines(),
+            Command::History => sim.history.describe(),
             Command::Check => {
                 let verdict = sim.verdict();
                 let out = verdict_text(sim, &verdict);
@@ -859,6 +867,7 @@ mod tests {
             "tear 3 f0f",
             "restart 1",
             "raft-state",
+            "history",
             "check",
         ];
         for line in lines {

@@ -164,6 +164,9 @@ pub fn write_flamegraph(
     options.subtitle = Some(subtitle.to_string());
     options.count_name = "samples".to_string();
     options.deterministic = true;
+    // Frames narrower than half a pixel are invisible anyway; leaving them out keeps the SVG
+    // small enough to open quickly (inferno draws every frame it is given).
+    options.min_width = 0.5;
     let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut writer = std::io::BufWriter::new(file);
     inferno::flamegraph::from_lines(&mut options, folded.lines(), &mut writer)

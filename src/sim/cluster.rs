@@ -141,7 +141,7 @@ pub struct Node {
     pub broken: bool,
     /// The node applied its own removal and shut down, as an etcd member does (raft-rs leaves
     /// that clean-up to the application; a removed leader that keeps running panics in
-    /// `maybe_commit`). It never boots again; re-adding its id provisions a fresh, empty node.
+    /// `maybe_commit`). It never boots again, and its id is never reused.
     pub removed: bool,
     pub sm: StateMachine,
 }
@@ -163,6 +163,8 @@ struct Effects {
     transitions: Vec<(u64, &'static str)>,
     /// The node applied a configuration without itself.
     removed_self: bool,
+    /// Ids a configuration applied here dropped.
+    removed_ids: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -194,6 +196,10 @@ pub struct Sim {
     pub initial_voters: u64,
     /// Set when the cluster livelocked: the run stops there (a finding was recorded).
     pub halted: Option<String>,
+    /// Ids some node saw removed from a configuration: never reused (etcd's ErrIDRemoved; a
+    /// member re-added under an old id with an empty log would break what the cluster
+    /// remembers of it — e.g. a stale leader's match index).
+    pub removed_ids: BTreeSet<u64>,
 }
 
 /// Where a client sends a request.
@@ -273,6 +279,7 @@ impl Sim {
             counted_conf: BTreeSet::new(),
             initial_voters: 0,
             halted: None,
+            removed_ids: BTreeSet::new(),
         }
     }
 
@@ -579,6 +586,7 @@ impl Sim {
                 *self.stats.transitions.entry(kind).or_default() += 1;
             }
         }
+        self.removed_ids.extend(effects.removed_ids);
         self.findings.extend(effects.findings);
     }
 
@@ -790,17 +798,13 @@ impl Sim {
         let current = crate::check::conf_model::Config::from_conf_state(
             &translate::conf_state_from_raft(&raw.raft.prs().conf().to_conf_state()),
         );
-        let removed = &self.nodes[&id].sm.membership.removed;
-        if let Err(reason) = validate(&current, removed, spec) {
+        let mut removed = self.nodes[&id].sm.membership.removed.clone();
+        removed.extend(&self.removed_ids);
+        if let Err(reason) = validate(&current, &removed, spec) {
             return format!("n{id}: refused by the client: {reason}");
         }
-        // The nodes a change names exist (a member being added is started, empty, first; a
-        // removed member's id coming back gets a fresh node, its old data dir wiped).
-        for (op, node_id) in &spec.changes {
-            let removed = self.nodes.get(node_id).is_some_and(|n| n.removed);
-            if removed && *op != ChangeOp::Remove {
-                self.nodes.remove(node_id);
-            }
+        // The nodes a change names exist (a member being added is started, empty, first).
+        for (_, node_id) in &spec.changes {
             if !self.nodes.contains_key(node_id) {
                 self.create_joining(*node_id);
             }
@@ -997,6 +1001,13 @@ pub fn validate(
             node_id: *id,
         })
         .collect();
+    for (op, id) in &spec.changes {
+        if *op != ChangeOp::Remove && removed.contains(id) {
+            return Err(format!(
+                "{id} was removed; ids are never reused (etcd: ErrIDRemoved)"
+            ));
+        }
+    }
     if spec.v1 {
         if changes.len() != 1 {
             return Err("a v1 change has exactly one change".into());
@@ -1065,7 +1076,6 @@ fn handle_ready(
         ));
     }
     let committed = rd.take_committed_entries();
-    apply_entries(id, raw, sm, &committed, inject, effects);
     // Persist: WAL first, then raft's storage (etcd: wal.Save, then raftStorage.Append).
     let entries: Vec<Entry> = rd.entries().iter().map(to_etcd).collect();
     let hs = rd
@@ -1078,14 +1088,6 @@ fn handle_ready(
         .unwrap_or_default();
     let stored_last = raw.store().last_index().unwrap_or(0);
     persist(raw, disk, &hs, &entries, stored_last, inject);
-    if inject == Some(Inject::ApplyBeforeCommit) {
-        for e in &entries {
-            if e.r#type == 0 && e.index > sm.applied {
-                apply_kv(sm, e, effects);
-                sm.early.insert(e.index, e.term);
-            }
-        }
-    }
     {
         let store = raw.mut_store();
         let mut core = store.wl();
@@ -1098,7 +1100,7 @@ fn handle_ready(
         }
     }
     effects.messages.extend(rd.take_persisted_messages());
-    let mut light = raw.advance(rd);
+    let mut light = raw.advance_append(rd);
     if let Some(commit) = light.commit_index() {
         let hs = raw.raft.hard_state();
         let state = HardState {
@@ -1110,8 +1112,21 @@ fn handle_ready(
         raw.mut_store().wl().mut_hard_state().commit = commit;
     }
     effects.messages.extend(light.take_messages());
+    // Apply after persisting (etcd applies concurrently with the Save; both orders are legal).
+    // Applying first, as raft-rs's docs list it, makes a leader that applies its own removal
+    // panic in `on_persist_entries` (raft-rs 0.7 unwraps the leader's own progress) when the
+    // same Ready also carries new entries.
+    apply_entries(id, raw, sm, &committed, inject, effects);
     let committed = light.take_committed_entries();
     apply_entries(id, raw, sm, &committed, inject, effects);
+    if inject == Some(Inject::ApplyBeforeCommit) {
+        for e in &entries {
+            if e.r#type == 0 && e.index > sm.applied {
+                apply_kv(sm, e, effects);
+                sm.early.insert(e.index, e.term);
+            }
+        }
+    }
     raw.advance_apply();
 }
 
@@ -1273,10 +1288,21 @@ fn apply_tracking_self(
     id: u64,
     effects: &mut Effects,
 ) -> raft::Result<()> {
-    let before = in_conf_state(&raw.raft.prs().conf().to_conf_state(), id);
+    let old = raw.raft.prs().conf().to_conf_state();
     let cs = raw.apply_conf_change(cc)?;
-    if before && !in_conf_state(&cs, id) {
+    if in_conf_state(&old, id) && !in_conf_state(&cs, id) {
         effects.removed_self = true;
+    }
+    for member in old
+        .voters
+        .iter()
+        .chain(&old.learners)
+        .chain(&old.voters_outgoing)
+        .chain(&old.learners_next)
+    {
+        if !in_conf_state(&cs, *member) {
+            effects.removed_ids.push(*member);
+        }
     }
     Ok(())
 }

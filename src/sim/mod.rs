@@ -22,7 +22,7 @@
 //! * the application behaves as etcd does: conf changes are validated before they are
 //!   proposed (etcd's `ValidateConfigurationChange` for v1, raft's `Changer` rules for v2, and
 //!   an empty ConfChangeV2 only with transition auto), unpromotable nodes never campaign, and a
-//!   member that applies its own removal shuts down (re-adding its id provisions an empty node);
+//!   member that applies its own removal shuts down, and a removed id is never added again;
 //! * a `check` heals the network and restarts every node first. Liveness is not guaranteed
 //!   after lost unsynced data (a cluster can be left without a quorum that knows its commit);
 //!   such a run is reported as stuck, not failed.

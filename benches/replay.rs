@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use raft_replay::fsio::RealFs;
-use raft_replay::profile::clock::{peak_rss_bytes, Span, Stamp};
+use raft_replay::profile::clock::{peak_rss_bytes, Span};
 use raft_replay::profile::synth::{write_synthetic, SynthSpec};
 use raft_replay::profile::workload::{run_once, StepSpans};
 use serde_json::{json, Value};
@@ -63,6 +63,7 @@ fn child_throughput(dir: &Path, runs: usize) {
 /// (the signal handler runs on the sampled thread, so its cost is in that thread's CPU time).
 #[cfg(feature = "profile")]
 fn child_overhead(dir: &Path, pairs: usize) {
+    use raft_replay::profile::clock::Stamp;
     use raft_replay::profile::sampler::Sampler;
     use raft_replay::profile::DEFAULT_HZ;
     let paths = vec![dir.to_path_buf()];

@@ -5,9 +5,9 @@ mod crash;
 mod dump;
 mod gate;
 mod hashkv;
+pub mod junit;
 mod profile;
 mod sim;
-pub mod junit;
 mod verify;
 
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::{EXIT_CANNOT_RUN, EXIT_OK};
+use super::EXIT_CANNOT_RUN;
 use crate::fsio::ReadOnlyFs;
 use crate::profile::ProfileOptions;
 
@@ -115,7 +115,7 @@ fn cpu(fs: &dyn ReadOnlyFs, options: &ProfileOptions) -> i32 {
         text.push_str(&format!("wrote {}\n", file.display()));
     }
     super::out(&text);
-    EXIT_OK
+    super::EXIT_OK
 }
 
 #[cfg(not(feature = "profile"))]
@@ -131,7 +131,7 @@ fn alloc(fs: &dyn ReadOnlyFs, options: &ProfileOptions) -> i32 {
     match crate::profile::alloc::profile_allocations(fs, options) {
         Ok(text) => {
             super::out(&text);
-            EXIT_OK
+            super::EXIT_OK
         }
         Err(e) => {
             eprintln!("raft-replay profile --alloc: {e}");

@@ -279,6 +279,7 @@ pub fn stop_after(options: &ProfileOptions, runs: u32, cpu: Duration) -> bool {
     runs >= 1 && (secs(cpu) * expected_hz >= options.min_samples as f64 || cpu >= MAX_AUTO_CPU)
 }
 
+#[cfg(feature = "profile")]
 fn meta_json(
     options: &ProfileOptions,
     summary: &ProfileSummary,

@@ -73,6 +73,7 @@ fn bootstrap_entry() -> Entry {
         name: "synthetic".into(),
         client_urls: Vec::new(),
         is_learner: false,
+        is_promote: false,
     };
     let cc = ConfChange {
         id: 0,

@@ -20,6 +20,14 @@ pub struct Member {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub is_learner: bool,
+    /// Set only in the context of a learner promotion (`membership.ConfigChangeContext`, which
+    /// embeds Member): promotion and a fresh add are both ConfChangeAddNode.
+    #[serde(
+        rename = "isPromote",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub is_promote: bool,
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
@@ -44,7 +52,9 @@ mod tests {
         assert!(member.is_learner);
         assert_eq!(member.peer_urls, vec!["http://127.0.0.1:2380"]);
         assert!(Member::parse(b"{\"id\":-1}").is_err());
-        let promote = Member::parse(br#"{"id":7,"peerURLs":null,"name":""}"#).unwrap();
+        let promote = Member::parse(br#"{"id":7,"peerURLs":null,"isPromote":true}"#).unwrap();
         assert!(promote.peer_urls.is_empty());
+        assert!(promote.is_promote);
+        assert!(!member.is_promote);
     }
 }

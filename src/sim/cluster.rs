@@ -818,7 +818,6 @@ impl Sim {
             let (op, node_id) = spec.changes[0];
             let mut cc = eraftpb::ConfChange::default();
             let learner_now = current.learners.contains(&node_id);
-            let voter_now = current.voters.contains(&node_id);
             match op {
                 ChangeOp::Voter => {
                     cc.set_change_type(eraftpb::ConfChangeType::AddNode);
@@ -830,7 +829,6 @@ impl Sim {
                 }
                 ChangeOp::Remove => cc.set_change_type(eraftpb::ConfChangeType::RemoveNode),
             }
-            let _ = voter_now;
             cc.node_id = node_id;
             raw.propose_conf_change(Vec::new(), cc)
         } else {
@@ -913,9 +911,8 @@ impl Sim {
         node.raft = None;
         node.down_files = Some(files);
         node.power_lost = !matches!(mode, CrashMode::Process);
-        for request in std::mem::take(&mut node.sm.pending) {
-            let _ = request; // stays Pending in the history: indeterminate
-        }
+        // Requests waiting at this node stay Pending in the history: indeterminate.
+        node.sm.pending.clear();
         let kind = match mode {
             CrashMode::Process => "crash",
             CrashMode::PowerLoss => "lose-unsynced",

@@ -6,35 +6,15 @@
 //! `cargo bench --bench crash` — prints wall and CPU seconds (the code is single-threaded, so
 //! CPU time is the one-core figure even on a busy machine).
 
+mod common;
+use common::unpack;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use raft_replay::crash::fixture::synthetic_member;
 use raft_replay::crash::{enumerate_cluster, enumerate_member, FaultClass, Options, Outcome};
 use raft_replay::fsio::RealFs;
-
-fn unpack(capture: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-corpus")
-        .join(capture);
-    if !dir.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let archive = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("corpus")
-            .join(capture)
-            .join("data.tar.gz");
-        let status = Command::new("tar")
-            .arg("xzf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    dir
-}
 
 /// User + system CPU seconds of this process so far.
 fn cpu_seconds() -> f64 {

@@ -3,35 +3,16 @@
 //! Prints a ratio; the machines are noisy, so both sides are measured interleaved and the
 //! medians compared. `make bench-vs-etcd` builds the Go side and runs this.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::unpack;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use raft_replay::fsio::RealFs;
 use raft_replay::member::{read_member, MemberFiles};
 use raft_replay::wal::DecoderMode;
-
-fn unpack(capture: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-corpus")
-        .join(capture);
-    if !dir.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let archive = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("corpus")
-            .join(capture)
-            .join("data.tar.gz");
-        let status = Command::new("tar")
-            .arg("xzf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    dir
-}
 
 fn ours_once(member: &Path) -> (f64, usize) {
     let start = Instant::now();

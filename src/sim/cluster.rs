@@ -147,6 +147,21 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node that has not booted yet: down, with the files its disk holds.
+    fn unbooted(id: u64, disk: Disk) -> Node {
+        let files = disk.files();
+        Node {
+            id,
+            raft: None,
+            disk,
+            down_files: Some(files),
+            power_lost: false,
+            broken: false,
+            removed: false,
+            sm: StateMachine::default(),
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.raft.is_some()
     }
@@ -337,20 +352,7 @@ impl Sim {
         for id in 1..=total {
             let mut disk = Disk::create(&metadata(id), self.options.segment_size);
             disk.save(&hs, &entries, false);
-            let files = disk.files();
-            self.nodes.insert(
-                id,
-                Node {
-                    id,
-                    raft: None,
-                    disk,
-                    down_files: Some(files),
-                    power_lost: false,
-                    broken: false,
-                    removed: false,
-                    sm: StateMachine::default(),
-                },
-            );
+            self.nodes.insert(id, Node::unbooted(id, disk));
             self.boot(id);
         }
         Ok(())
@@ -362,20 +364,7 @@ impl Sim {
             return;
         }
         let disk = Disk::create(&metadata(id), self.options.segment_size);
-        let files = disk.files();
-        self.nodes.insert(
-            id,
-            Node {
-                id,
-                raft: None,
-                disk,
-                down_files: Some(files),
-                power_lost: false,
-                broken: false,
-                removed: false,
-                sm: StateMachine::default(),
-            },
-        );
+        self.nodes.insert(id, Node::unbooted(id, disk));
         self.boot(id);
     }
 

@@ -199,3 +199,35 @@ fn dump_on_a_closed_pipe_does_not_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let _ = Path::new("");
 }
+
+#[test]
+fn a_member_etcd_cannot_read_never_passes() {
+    // The first record's length word says 2^64 − 1 bytes: etcd refuses the WAL. Every command
+    // that gives a verdict must say so with exit 1 (crash included: the captured state itself
+    // does not boot, before any simulated crash).
+    let m1 = common::members("cluster-a")
+        .into_iter()
+        .find(|m| m.ends_with("m1"))
+        .unwrap();
+    let copy = common::copy_member(&m1);
+    let wal = &common::segments(copy.path())[0];
+    let mut bytes = std::fs::read(wal).unwrap();
+    bytes[..8].copy_from_slice(&[0xff; 8]);
+    std::fs::write(wal, &bytes).unwrap();
+    let p = copy.path().display().to_string();
+    for args in [
+        vec!["verify", p.as_str()],
+        vec!["dump", p.as_str()],
+        vec!["hashkv", p.as_str()],
+        vec!["crash", p.as_str(), "--classes", "a"],
+        vec!["gate", p.as_str(), "--target", "3.5"],
+    ] {
+        let (code, stdout, stderr) = common::run_cli(&args);
+        assert_eq!(code, 1, "{args:?}\n{stdout}\n{stderr}");
+    }
+    let (code, stdout, _) = common::run_cli(&["crash", p.as_str(), "--classes", "a", "--format", "json"]);
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["refused_input_count"], 1, "{stdout}");
+    assert_eq!(report["verdict"], "findings");
+}

@@ -1,14 +1,14 @@
 //! `raft-replay crash PATH...`: enumerate the on-disk states a crash or a storage fault could
 //! leave, recover each with etcd's semantics, restart raft-rs, replay, check, classify.
 //! Output: a fault-class × outcome table (text) or JSON (`crash_points` per class); every
-//! violation with the command that reproduces it. Exit: 0 no violation, 1 violations (with
-//! `--strict`, undetected losses too), 2 cannot run.
+//! violation with the command that reproduces it. Exit: 0 no violation, 1 violations or an input etcd refuses
+//! to boot as captured (with `--strict`, undetected losses too), 2 cannot run.
 
 use std::path::PathBuf;
 
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::crash::report::{json_report, text, violation_count};
-use crate::crash::{enumerate_cluster, enumerate_member, FaultClass, MemberRun, Options, Outcome};
+use crate::crash::report::{json_report, text, Verdict};
+use crate::crash::{enumerate_cluster, enumerate_member, FaultClass, MemberRun, Options};
 use crate::fsio::ReadOnlyFs;
 
 pub struct Args {
@@ -104,11 +104,7 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, args: Args) -
         _ => text(&members, cluster.as_ref(), &opts, args.strict),
     };
     out(&rendered);
-    let undetected: usize = members
-        .iter()
-        .map(|m| m.count(Outcome::UndetectedLoss))
-        .sum();
-    if violation_count(&members, cluster.as_ref()) > 0 || (args.strict && undetected > 0) {
+    if Verdict::of(&members, cluster.as_ref(), args.strict).failed() {
         EXIT_FINDINGS
     } else {
         EXIT_OK

@@ -63,6 +63,45 @@ pub fn violation_count(members: &[&MemberRun], cluster: Option<&ClusterRun>) -> 
         + cluster.map(|c| c.findings.len()).unwrap_or(0)
 }
 
+/// Members whose files, as captured, etcd refuses to boot (before any simulated crash): not a
+/// crash-induced violation, but the input itself is damaged, which `crash` reports as a finding.
+pub fn refused_input_count(members: &[&MemberRun]) -> usize {
+    members
+        .iter()
+        .filter(|m| {
+            m.baseline_finding
+                .as_ref()
+                .is_some_and(|(k, _)| *k == "crash.baseline_refused")
+        })
+        .count()
+}
+
+/// The overall verdict: violations, refused inputs, and (with `--strict`) undetected losses fail.
+pub struct Verdict {
+    pub violations: usize,
+    pub refused_inputs: usize,
+    pub undetected: usize,
+    pub strict: bool,
+}
+
+impl Verdict {
+    pub fn of(members: &[&MemberRun], cluster: Option<&ClusterRun>, strict: bool) -> Verdict {
+        Verdict {
+            violations: violation_count(members, cluster),
+            refused_inputs: refused_input_count(members),
+            undetected: members
+                .iter()
+                .map(|m| m.count(Outcome::UndetectedLoss))
+                .sum(),
+            strict,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.violations > 0 || self.refused_inputs > 0 || (self.strict && self.undetected > 0)
+    }
+}
+
 fn table(t: &BTreeMap<(FaultClass, Outcome), usize>, opts: &Options) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -241,16 +280,17 @@ pub fn text(
             }
         }
     }
-    let violations = violation_count(members, cluster);
-    let undetected: usize = members
-        .iter()
-        .map(|m| m.count(Outcome::UndetectedLoss))
-        .sum();
+    let verdict = Verdict::of(members, cluster, strict);
     let states: usize = members.iter().map(|m| m.results.len()).sum();
-    let failed = violations > 0 || (strict && undetected > 0);
+    let refused = match verdict.refused_inputs {
+        0 => String::new(),
+        n => format!(", {n} input(s) etcd refuses to boot as captured"),
+    };
     out.push_str(&format!(
-        "\n{}: {states} crash state(s), {violations} violation(s), {undetected} undetected loss(es){}\n",
-        if failed { "FAILED" } else { "OK" },
+        "\n{}: {states} crash state(s), {} violation(s), {} undetected loss(es){refused}{}\n",
+        if verdict.failed() { "FAILED" } else { "OK" },
+        verdict.violations,
+        verdict.undetected,
         if strict { " (--strict: undetected losses fail)" } else { "" }
     ));
     out
@@ -303,12 +343,7 @@ pub fn json_report(
     opts: &Options,
     strict: bool,
 ) -> Value {
-    let violations = violation_count(members, cluster);
-    let undetected: usize = members
-        .iter()
-        .map(|m| m.count(Outcome::UndetectedLoss))
-        .sum();
-    let failed = violations > 0 || (strict && undetected > 0);
+    let verdict = Verdict::of(members, cluster, strict);
     let members_json: Vec<Value> = members
         .iter()
         .map(|m| {
@@ -353,9 +388,16 @@ pub fn json_report(
         })
         .collect();
     json!({
-        "verdict": if failed { "violations" } else { "ok" },
-        "violation_count": violations,
-        "undetected_loss_count": undetected,
+        "verdict": if verdict.violations > 0 {
+            "violations"
+        } else if verdict.failed() {
+            "findings"
+        } else {
+            "ok"
+        },
+        "violation_count": verdict.violations,
+        "refused_input_count": verdict.refused_inputs,
+        "undetected_loss_count": verdict.undetected,
         "strict": strict,
         "classes": classes_json(&tally(members), opts),
         "members": members_json,

@@ -142,15 +142,23 @@ fn text(reports: &[MemberReport], states: &[Option<MemberState>]) -> String {
     for (report, state) in reports.iter().zip(states) {
         let c = &report.read.contents;
         let scan = &report.scan;
+        let range = match (c.first_index(), c.last_index()) {
+            (Some(first), Some(last)) => format!("raft index {first}..={last}"),
+            _ => "none".to_string(),
+        };
+        let start = match report.read.start.reason {
+            "beginning" => "read from the start of the WAL".to_string(),
+            "gap_fallback" => format!(
+                "read from the snapshot at index {} (a leader snapshot left a gap)",
+                report.read.start.index
+            ),
+            other => format!("read from {other} {}", report.read.start.index),
+        };
         text.push_str(&format!(
-            "{}: {} entries ({:?} ..= {:?}), commit {}, read from {} {}{}\n",
+            "{}: {} entries ({range}), commit {}, {start}{}\n",
             report.path.display(),
             c.entries.len(),
-            c.first_index(),
-            c.last_index(),
             c.hard_state.commit,
-            report.read.start.reason,
-            report.read.start.index,
             scan.node_id
                 .map(|id| format!(", member id {id:x}"))
                 .unwrap_or_default(),

@@ -312,10 +312,14 @@ impl Sim {
                 let live_hash = node.sm.kv.hash_kv(0).map(|h| (h.hash, h.revision));
                 let replay_hash = replay.store.hash_kv(0).map(|h| (h.hash, h.revision));
                 if live_hash.ok() != replay_hash.ok() {
+                    let render = |h: Option<(u32, i64)>| match h {
+                        Some((hash, revision)) => format!("hashkv {hash} at revision {revision}"),
+                        None => "no hashkv".to_string(),
+                    };
                     verdict.failures.push(format!(
-                        "[sim.state_diverged] n{id}: key space after applying through {applied} is {:?}, a replay of its WAL gives {:?}",
-                        live_hash.ok(),
-                        replay_hash.ok()
+                        "[sim.state_diverged] n{id}: key space after applying through {applied} has {}, a replay of its WAL gives {}",
+                        render(live_hash.ok()),
+                        render(replay_hash.ok())
                     ));
                 }
             }

@@ -92,9 +92,16 @@ pub fn conf_change(cc: &raftpb::ConfChange) -> Result<Option<eraftpb::ConfChange
     Ok(Some(out))
 }
 
-/// A v2 conf change for raft-rs; UpdateNode singles are dropped (they change no membership).
-pub fn conf_change_v2(cc: &raftpb::ConfChangeV2) -> Result<eraftpb::ConfChangeV2, TranslateError> {
-    let mut out = eraftpb::ConfChangeV2::default();
+/// A v2 conf change for raft-rs, with etcd-io/raft's meaning kept. UpdateNode singles change no
+/// membership and raft-rs has no such type, so they are dropped — but etcd-io/raft decides between
+/// leave-joint, enter-joint and simple on the change list *with* them (`LeaveJoint()`: Auto and no
+/// changes; `EnterJoint()`: not Auto or more than one change). raft-rs decides on the list it
+/// gets, so the transition is chosen to force the same decision: a joint entry keeps its
+/// auto-leave through `Implicit`/`Explicit` even with ≤ 1 change left, and a simple change of
+/// UpdateNode alone is `None` (a no-op: nothing to apply).
+pub fn conf_change_v2(
+    cc: &raftpb::ConfChangeV2,
+) -> Result<Option<eraftpb::ConfChangeV2>, TranslateError> {
     let transition = match ConfChangeTransition::try_from(cc.transition) {
         Ok(ConfChangeTransition::ConfChangeTransitionAuto) => eraftpb::ConfChangeTransition::Auto,
         Ok(ConfChangeTransition::ConfChangeTransitionJointImplicit) => {
@@ -105,7 +112,7 @@ pub fn conf_change_v2(cc: &raftpb::ConfChangeV2) -> Result<eraftpb::ConfChangeV2
         }
         Err(_) => return Err(TranslateError::Transition(cc.transition)),
     };
-    out.set_transition(transition);
+    let mut out = eraftpb::ConfChangeV2::default();
     for single in &cc.changes {
         if let Some(change_type) = conf_change_type(single.r#type)? {
             let mut s = eraftpb::ConfChangeSingle::default();
@@ -114,8 +121,20 @@ pub fn conf_change_v2(cc: &raftpb::ConfChangeV2) -> Result<eraftpb::ConfChangeV2
             out.changes.push(s);
         }
     }
+    let auto = transition == eraftpb::ConfChangeTransition::Auto;
+    let etcd_enters_joint = !auto || cc.changes.len() > 1;
+    let transition = if auto && etcd_enters_joint {
+        // Auto entering a joint config leaves it automatically, as Implicit does.
+        eraftpb::ConfChangeTransition::Implicit
+    } else {
+        transition
+    };
+    if auto && !etcd_enters_joint && !cc.changes.is_empty() && out.changes.is_empty() {
+        return Ok(None); // a simple change of one UpdateNode
+    }
+    out.set_transition(transition);
     out.context = cc.context.clone().unwrap_or_default().into();
-    Ok(out)
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -157,7 +176,7 @@ mod tests {
             ],
             context: None,
         };
-        let out = conf_change_v2(&cc).unwrap();
+        let out = conf_change_v2(&cc).unwrap().unwrap();
         assert_eq!(
             out.get_transition(),
             eraftpb::ConfChangeTransition::Explicit
@@ -168,6 +187,56 @@ mod tests {
             eraftpb::ConfChangeType::AddLearnerNode
         );
         assert_eq!(out.changes[0].node_id, 7);
+    }
+
+    /// etcd-io/raft's decision on the raw change list: `Some(None)` leave joint,
+    /// `Some(Some(auto_leave))` enter joint, `None` simple.
+    fn etcd_decision(transition: i32, changes: usize) -> Option<Option<bool>> {
+        let auto = transition == 0;
+        if auto && changes == 0 {
+            Some(None)
+        } else if !auto || changes > 1 {
+            Some(Some(transition != 2))
+        } else {
+            None
+        }
+    }
+
+    #[test]
+    fn v2_keeps_etcd_io_raft_decision_when_update_node_singles_drop() {
+        // Every mix of up to three changes of {AddNode, UpdateNode} under every transition: raft-rs
+        // must leave / enter (with the same auto-leave) / change simply exactly when etcd-io/raft
+        // does, and a simple change of one UpdateNode is nothing to apply.
+        for transition in 0..3 {
+            for n in 0..=3usize {
+                for mask in 0..(1u32 << n) {
+                    let changes: Vec<raftpb::ConfChangeSingle> = (0..n)
+                        .map(|i| raftpb::ConfChangeSingle {
+                            r#type: if mask & (1 << i) != 0 { 2 } else { 0 },
+                            node_id: 10 + i as u64,
+                        })
+                        .collect();
+                    let kept = changes.iter().filter(|c| c.r#type != 2).count();
+                    let cc = raftpb::ConfChangeV2 { transition, changes, context: None };
+                    let out = conf_change_v2(&cc).unwrap();
+                    let case = format!("transition {transition}, {n} change(s), update mask {mask:b}");
+                    match (etcd_decision(transition, n), out) {
+                        (None, None) => assert_eq!(kept, 0, "{case}"),
+                        (None, Some(out)) => {
+                            assert_eq!(kept, 1, "{case}");
+                            assert!(!out.leave_joint() && out.enter_joint().is_none(), "{case}");
+                        }
+                        (Some(None), Some(out)) => assert!(out.leave_joint(), "{case}"),
+                        (Some(Some(auto_leave)), Some(out)) => {
+                            assert!(!out.leave_joint(), "{case}");
+                            assert_eq!(out.enter_joint(), Some(auto_leave), "{case}");
+                            assert_eq!(out.changes.len(), kept, "{case}");
+                        }
+                        (decision, out) => panic!("{case}: etcd {decision:?}, raft-rs {out:?}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -185,7 +185,10 @@ fn apply_membership<S: Storage>(
         },
         Ok(EntryType::EntryConfChangeV2) => match ConfChangeV2::decode(entry.data_bytes()) {
             Ok(cc) => match translate::conf_change_v2(&cc) {
-                Ok(raft_cc) => Some(node.apply_conf_change(&raft_cc).map_err(|e| e.to_string())),
+                Ok(Some(raft_cc)) => {
+                    Some(node.apply_conf_change(&raft_cc).map_err(|e| e.to_string()))
+                }
+                Ok(None) => None, // a simple change of one UpdateNode: attributes only.
                 Err(e) => Some(Err(e.to_string())),
             },
             Err(e) => Some(Err(format!("conf change v2 does not decode: {e}"))),

@@ -1390,7 +1390,8 @@ fn apply_v2(
     }
     let _ = sm.membership.apply_entry(2, e.data_bytes());
     match translate::conf_change_v2(&cc) {
-        Ok(raft_cc) => match apply_tracking_self(raw, &raft_cc, id, effects) {
+        Ok(None) => {} // a simple change of one UpdateNode: attributes only.
+        Ok(Some(raft_cc)) => match apply_tracking_self(raw, &raft_cc, id, effects) {
             Ok(()) => {}
             Err(err) => effects.findings.push(finding(
                 "sim.conf_change_refused",

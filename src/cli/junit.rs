@@ -12,6 +12,41 @@ pub struct TestSuite {
     pub cases: Vec<TestCase>,
 }
 
+/// The invariant a finding kind belongs to (`other` for kinds no invariant lists).
+pub fn invariant_of(kind: &str) -> &'static str {
+    crate::check::INVARIANTS
+        .iter()
+        .find(|inv| inv.kinds.contains(&kind))
+        .map(|inv| inv.name)
+        .unwrap_or("other")
+}
+
+/// One test case per invariant of the catalogue (plus `other` when a finding belongs to none),
+/// failed by the failure-severity findings of that invariant: a green case is an invariant that
+/// was checked and held, so CI dashboards show what passed, not only what failed.
+pub fn invariant_cases(class_name: &str, findings: &[crate::check::Finding]) -> Vec<TestCase> {
+    let mut names: Vec<&str> = crate::check::INVARIANTS.iter().map(|inv| inv.name).collect();
+    if findings.iter().any(|f| invariant_of(f.kind) == "other") {
+        names.push("other");
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let failing: Vec<String> = findings
+                .iter()
+                .filter(|f| invariant_of(f.kind) == name && f.severity.is_failure())
+                .map(|f| f.to_string())
+                .collect();
+            TestCase {
+                class_name: class_name.to_string(),
+                name: name.to_string(),
+                failure: (!failing.is_empty())
+                    .then(|| (format!("{} finding(s)", failing.len()), failing.join("\n"))),
+            }
+        })
+        .collect()
+}
+
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::junit::{render, TestCase, TestSuite};
+use super::junit::{invariant_cases, render, TestSuite};
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::check::{verify_members, Finding, MemberReport, Severity, INVARIANTS};
+use crate::check::{verify_members, Finding, MemberReport, Severity};
 use crate::fsio::ReadOnlyFs;
 use crate::member::MemberFiles;
 use crate::replay::member_state::{agreement, replay_member, MemberState};
@@ -247,45 +247,12 @@ fn text(reports: &[MemberReport], states: &[Option<MemberState>]) -> String {
     text
 }
 
-/// The invariant a finding kind belongs to (`other` for kinds no invariant lists).
-pub fn invariant_of(kind: &str) -> &'static str {
-    INVARIANTS
-        .iter()
-        .find(|inv| inv.kinds.contains(&kind))
-        .map(|inv| inv.name)
-        .unwrap_or("other")
-}
-
 fn junit(reports: &[MemberReport]) -> String {
     let suites: Vec<TestSuite> = reports
         .iter()
         .map(|report| {
             let member = report.path.display().to_string();
-            let mut names: Vec<&str> = INVARIANTS.iter().map(|inv| inv.name).collect();
-            if report
-                .findings
-                .iter()
-                .any(|f| invariant_of(f.kind) == "other")
-            {
-                names.push("other");
-            }
-            let cases = names
-                .into_iter()
-                .map(|name| {
-                    let failing: Vec<String> = report
-                        .findings
-                        .iter()
-                        .filter(|f| invariant_of(f.kind) == name && f.severity.is_failure())
-                        .map(|f| f.to_string())
-                        .collect();
-                    TestCase {
-                        class_name: member.clone(),
-                        name: name.to_string(),
-                        failure: (!failing.is_empty())
-                            .then(|| (format!("{} finding(s)", failing.len()), failing.join("\n"))),
-                    }
-                })
-                .collect();
+            let cases = invariant_cases(&member, &report.findings);
             TestSuite {
                 name: member,
                 cases,

@@ -7,8 +7,8 @@ use super::facts::MemberFacts;
 use super::rules::{Status, RULES};
 use super::v2::{fate, V2Fate};
 use super::GateReport;
-use crate::check::{Finding, INVARIANTS};
-use crate::cli::junit::{render, TestCase, TestSuite};
+use crate::check::Finding;
+use crate::cli::junit::{invariant_cases, render, TestCase, TestSuite};
 
 /// `pass`, `blocked` (an upgrade rule), `findings` (invariants), `changed` (baseline), worst first.
 pub fn verdict(r: &GateReport) -> &'static str {
@@ -261,14 +261,6 @@ pub fn json_report(r: &GateReport) -> Value {
     })
 }
 
-fn invariant_of(kind: &str) -> &'static str {
-    INVARIANTS
-        .iter()
-        .find(|inv| inv.kinds.contains(&kind))
-        .map(|inv| inv.name)
-        .unwrap_or("other")
-}
-
 pub fn junit(r: &GateReport) -> String {
     let mut suites = Vec::new();
     let upgrade = TestSuite {
@@ -293,29 +285,9 @@ pub fn junit(r: &GateReport) -> String {
     };
     suites.push(upgrade);
     for m in &r.members {
-        let mut names: Vec<&str> = INVARIANTS.iter().map(|i| i.name).collect();
-        if m.findings.iter().any(|f| invariant_of(f.kind) == "other") {
-            names.push("other");
-        }
         suites.push(TestSuite {
             name: format!("invariants {}", m.label),
-            cases: names
-                .into_iter()
-                .map(|name| {
-                    let failing: Vec<String> = m
-                        .findings
-                        .iter()
-                        .filter(|f| invariant_of(f.kind) == name && f.severity.is_failure())
-                        .map(|f| f.to_string())
-                        .collect();
-                    TestCase {
-                        class_name: m.label.clone(),
-                        name: name.to_string(),
-                        failure: (!failing.is_empty())
-                            .then(|| (format!("{} finding(s)", failing.len()), failing.join("\n"))),
-                    }
-                })
-                .collect(),
+            cases: invariant_cases(&m.label, &m.findings),
         });
     }
     if let Some((file, changes)) = &r.baseline {

@@ -236,14 +236,9 @@ pub fn scan_member_after(
             && contents.errors.is_empty()
             && contents.segments == files.segments;
         if whole {
-            let positions = contents
-                .entry_positions
-                .iter()
-                .map(|p| (p.segment_index, p.offset))
-                .collect();
             walk = walk
                 .trust(contents.last_good_offset)
-                .known_entries(positions);
+                .known_entries(&contents.entry_positions);
             let mut scan = scan_records(member, walk, snaps, &contents.entries);
             scan.snap_names = snap_names;
             return scan;

@@ -232,7 +232,7 @@ fn same_scan(fs: &dyn raft_replay::fsio::ReadOnlyFs, path: &std::path::Path) -> 
             s.record_count,
             s.entry_records,
             s.log.base_index,
-            s.log.entries.clone(),
+            s.log.digests(),
             s.hard_state,
             s.commit,
             s.findings.clone(),
@@ -300,7 +300,8 @@ impl raft_replay::fsio::ReadOnlyFs for CountingFs {
     }
     fn read(&self, path: &std::path::Path) -> std::io::Result<Bytes> {
         let bytes = raft_replay::fsio::RealFs.read(path)?;
-        self.bytes_read.set(self.bytes_read.get() + bytes.len() as u64);
+        self.bytes_read
+            .set(self.bytes_read.get() + bytes.len() as u64);
         Ok(bytes)
     }
     fn is_dir(&self, path: &std::path::Path) -> bool {
@@ -343,7 +344,10 @@ fn file_walk_reads_only_the_written_part_of_the_last_segment() {
             )
             .collect();
             assert_eq!(from_files, in_memory, "{capture} {}", member.display());
-            let before_last: u64 = bytes[..bytes.len() - 1].iter().map(|b| b.len() as u64).sum();
+            let before_last: u64 = bytes[..bytes.len() - 1]
+                .iter()
+                .map(|b| b.len() as u64)
+                .sum();
             let last_end = in_memory
                 .iter()
                 .filter(|r| r.segment as usize == names.len() - 1)

@@ -27,7 +27,7 @@ use crate::fsio::ReadOnlyFs;
 use crate::proto::walpb::{Record, CRC_TYPE, ENTRY_TYPE, SNAPSHOT_TYPE};
 use crate::wal::frame::{decode_frame_size, FRAME_HEADER_BYTES};
 use crate::wal::name::SegmentName;
-use crate::wal::read_all::RecordPosition;
+use crate::wal::read_all::{EntryPositions, RecordPosition};
 use crate::wal::MAX_RECORD_BYTES_34;
 
 /// One good record: its type and payload, and where its frame starts.
@@ -77,7 +77,7 @@ pub struct RecordWalk<'a> {
     /// Records up to (last segment, this offset) were validated by etcd's reader.
     trusted_end: Option<u64>,
     /// Frames of entries the trusted read decoded, in file order (borrowed from that read).
-    known: &'a [RecordPosition],
+    known: Option<&'a EntryPositions>,
     next_known: usize,
 }
 
@@ -93,7 +93,7 @@ impl<'a> RecordWalk<'a> {
             stopped: None,
             done: false,
             trusted_end: None,
-            known: &[],
+            known: None,
             next_known: 0,
         }
     }
@@ -107,9 +107,9 @@ impl<'a> RecordWalk<'a> {
 
     /// With [`trust`](Self::trust): the frames (segment, offset), in file order, of entries the
     /// trusted read already decoded; they are handed over as `known_entry` without decoding.
-    pub fn known_entries(mut self, positions: &'a [RecordPosition]) -> Self {
+    pub fn known_entries(mut self, positions: &'a EntryPositions) -> Self {
         if self.trusted_end.is_some() {
-            self.known = positions;
+            self.known = Some(positions);
         }
         self
     }
@@ -275,7 +275,7 @@ impl Iterator for RecordWalk<'_> {
                 segment_index: self.segment as u32,
                 offset: at as u64,
             };
-            if self.known.get(self.next_known) == Some(&position) {
+            if self.known.and_then(|k| k.get(self.next_known)) == Some(position) {
                 let known = self.next_known;
                 self.next_known += 1;
                 self.offset = at + 8 + body_len;

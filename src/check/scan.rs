@@ -192,7 +192,7 @@ impl ResolvedLog {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.len() == 0
+        self.entries.items.is_empty()
     }
 
     /// Every digest held, in index order (for tests and comparisons).

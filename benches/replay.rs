@@ -267,6 +267,13 @@ fn main() {
             b.rss as f64 / b.entries as f64,
             b.entries
         );
+        // What each added entry costs: 0 would be bounded.
+        println!(
+            "memory slope: {:.0} bytes of peak RSS per added entry from {} to {} entries",
+            (b.rss as f64 - a.rss as f64) / (b.entries as f64 - a.entries as f64),
+            a.entries,
+            b.entries
+        );
     }
     if let Some(dir) = smallest_dir {
         if pairs > 0 {

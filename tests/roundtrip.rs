@@ -46,6 +46,22 @@ fn mem_member(files: Vec<(String, Bytes)>) -> MemFs {
     fs
 }
 
+/// Every entry record of a member's WAL, by (segment, frame offset).
+fn entry_frames(files: &MemberFiles<'_>) -> std::collections::HashMap<(u32, u64), Entry> {
+    use prost::Message;
+    use raft_replay::check::records::{RecordWalk, SegmentBytes};
+    let walk = RecordWalk::new(
+        files.segments.clone(),
+        SegmentBytes::Files {
+            fs: files.fs,
+            wal_dir: files.paths.wal_dir.clone(),
+        },
+    );
+    walk.filter(|r| r.record_type == raft_replay::proto::walpb::ENTRY_TYPE)
+        .map(|r| ((r.segment, r.offset), Entry::decode(r.data).unwrap()))
+        .collect()
+}
+
 /// 64 cases by default; `PROPTEST_CASES=N` (e.g. `make proptest-heavy`) for more.
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -100,6 +116,13 @@ proptest! {
         prop_assert!(read.contents.errors.is_empty(), "errors: {:?}", read.contents.errors);
         prop_assert!(read.contents.warnings.is_empty(), "warnings: {:?}", read.contents.warnings);
         prop_assert_eq!(&read.contents.entries, &model);
+        // Each held entry's position names the frame it was read from (after overwrites too).
+        prop_assert_eq!(read.contents.entry_positions.len(), model.len());
+        let frames = entry_frames(&files);
+        for (i, entry) in model.iter().enumerate() {
+            let p = read.contents.entry_positions.get(i).unwrap();
+            prop_assert_eq!(frames.get(&(p.segment_index, p.offset)), Some(entry));
+        }
         prop_assert_eq!(read.contents.hard_state, state);
         let seen: Vec<(u64, u64)> = read.contents.snapshots.iter().map(|s| (s.snapshot.index, s.snapshot.term)).collect();
         prop_assert_eq!(seen, snapshots);

@@ -121,7 +121,7 @@ fn compare_logs(scans: &[&MemberScan]) -> Vec<Finding> {
                     continue;
                 };
                 let difference = if ea.term == eb.term {
-                    if ea.same_entry(eb) {
+                    if ea.same_entry(&eb) {
                         continue;
                     }
                     Difference::EntryConflict
@@ -132,7 +132,7 @@ fn compare_logs(scans: &[&MemberScan]) -> Vec<Finding> {
                 } else {
                     continue;
                 };
-                let odd = minority(scans, i, a, ea, b, eb);
+                let odd = minority(scans, i, a, &ea, b, &eb);
                 let other = if odd == a { b } else { a };
                 let kind = match difference {
                     Difference::EntryConflict => election_safety::ENTRY_CONFLICT,
@@ -142,7 +142,7 @@ fn compare_logs(scans: &[&MemberScan]) -> Vec<Finding> {
                 if !seen.insert((kind, odd, i)) {
                     continue;
                 }
-                let (mine, theirs) = if odd == a { (ea, eb) } else { (eb, ea) };
+                let (mine, theirs) = if odd == a { (&ea, &eb) } else { (&eb, &ea) };
                 let aggregate = aggregates.entry((kind, odd)).or_insert_with(|| Aggregate {
                     first_index: i,
                     first_detail: describe(difference, i, mine, theirs, &scans[other].member),

@@ -1,6 +1,9 @@
-//! The record walk behind the invariant scan: each segment read whole and framed in place, no
-//! copies (the shared `wal::Decoder` regrows its buffer while streaming, which costs the scan
-//! more than all of its checks; see `benches/checks.rs`).
+//! The record walk behind the invariant scan: records framed in place in the segment's buffer,
+//! no copies. A cut segment is read whole in one exact read; the last one (preallocated to
+//! 64 MB by etcd, mostly zeros) is read on demand, 1 MB first and doubling, so the walk stops
+//! reading near the end of the written data. No buffer is ever sized by a length word: only by
+//! the file system's length (see `benches/checks.rs` for why the walk is not the shared
+//! `wal::Decoder`).
 //!
 //! It does not judge damage — the decode-level findings come from etcd's reader
 //! (`wal::decoder` + `wal::read_all`). It only has to stop where that reader stops, so that no
@@ -24,6 +27,7 @@ use crate::fsio::ReadOnlyFs;
 use crate::proto::walpb::{Record, CRC_TYPE, ENTRY_TYPE, SNAPSHOT_TYPE};
 use crate::wal::frame::{decode_frame_size, FRAME_HEADER_BYTES};
 use crate::wal::name::SegmentName;
+use crate::wal::read_all::{EntryPositions, RecordPosition};
 use crate::wal::MAX_RECORD_BYTES_34;
 
 /// One good record: its type and payload, and where its frame starts.
@@ -49,11 +53,22 @@ pub enum SegmentBytes<'a> {
     Memory(Vec<Bytes>),
 }
 
+/// The segment being walked: its bytes read so far, its length (from the file system, or the
+/// trusted end), and the reader the rest comes from (`None` once everything is in `buf`).
+struct Loaded<'a> {
+    buf: Bytes,
+    len: u64,
+    reader: Option<Box<dyn std::io::Read + 'a>>,
+}
+
+/// The first read of a segment; later reads double (amortised O(n) copying).
+const FIRST_READ_BYTES: u64 = 1024 * 1024;
+
 pub struct RecordWalk<'a> {
     source: SegmentBytes<'a>,
     names: Vec<SegmentName>,
     segment: usize,
-    buf: Option<Bytes>,
+    buf: Option<Loaded<'a>>,
     offset: usize,
     crc: u32,
     /// Why the walk ended before the end of the last segment.
@@ -61,8 +76,8 @@ pub struct RecordWalk<'a> {
     done: bool,
     /// Records up to (last segment, this offset) were validated by etcd's reader.
     trusted_end: Option<u64>,
-    /// Frames of entries the trusted read decoded, in file order: (segment, offset).
-    known: Vec<(u32, u64)>,
+    /// Frames of entries the trusted read decoded, in file order (borrowed from that read).
+    known: Option<&'a EntryPositions>,
     next_known: usize,
 }
 
@@ -78,7 +93,7 @@ impl<'a> RecordWalk<'a> {
             stopped: None,
             done: false,
             trusted_end: None,
-            known: Vec::new(),
+            known: None,
             next_known: 0,
         }
     }
@@ -92,9 +107,9 @@ impl<'a> RecordWalk<'a> {
 
     /// With [`trust`](Self::trust): the frames (segment, offset), in file order, of entries the
     /// trusted read already decoded; they are handed over as `known_entry` without decoding.
-    pub fn known_entries(mut self, positions: Vec<(u32, u64)>) -> Self {
+    pub fn known_entries(mut self, positions: &'a EntryPositions) -> Self {
         if self.trusted_end.is_some() {
-            self.known = positions;
+            self.known = Some(positions);
         }
         self
     }
@@ -118,31 +133,82 @@ impl<'a> RecordWalk<'a> {
         None
     }
 
+    /// Opens the current segment. Its bytes are read on demand ([`Self::ensure_upto`]), so the
+    /// walk stops reading where the written data ends instead of reading a preallocated tail.
     fn load(&mut self) -> Result<bool, String> {
         if self.segment >= self.names.len() {
             return Ok(false);
         }
         let limit = self.trusted_end.filter(|_| self.is_last());
-        let bytes = match &self.source {
+        let loaded = match &self.source {
             SegmentBytes::Files { fs, wal_dir } => {
                 let path = wal_dir.join(&self.names[self.segment].file_name);
-                match limit {
-                    Some(end) => read_prefix(*fs, &path, end),
-                    None => fs.read(&path),
+                let (reader, file_len) = fs
+                    .open_read(&path)
+                    .map_err(|e| format!("cannot read segment: {e}"))?;
+                Loaded {
+                    buf: Bytes::new(),
+                    len: limit.map_or(file_len, |end| end.min(file_len)),
+                    reader: Some(reader),
                 }
-                .map_err(|e| format!("cannot read segment: {e}"))?
             }
             SegmentBytes::Memory(segments) => {
                 let bytes = segments.get(self.segment).cloned().unwrap_or_default();
-                match limit {
+                let bytes = match limit {
                     Some(end) => bytes.slice(..(end as usize).min(bytes.len())),
                     None => bytes,
+                };
+                Loaded {
+                    len: bytes.len() as u64,
+                    buf: bytes,
+                    reader: None,
                 }
             }
         };
-        self.buf = Some(bytes);
+        self.buf = Some(loaded);
         self.offset = 0;
+        if !self.is_last() {
+            // A cut segment is truncated to its data: read it whole, in one exact read.
+            self.ensure_upto(u64::MAX)?;
+        }
         Ok(true)
+    }
+
+    /// Reads the current segment up to at least `end` bytes (or its end); the buffer grows by
+    /// doubling and is never sized by anything but the file system's length.
+    fn ensure_upto(&mut self, end: u64) -> Result<(), String> {
+        use std::io::Read;
+        let loaded = self.buf.as_mut().expect("a segment is loaded");
+        let end = end.min(loaded.len);
+        let have = loaded.buf.len() as u64;
+        if have >= end {
+            return Ok(());
+        }
+        let Some(reader) = loaded.reader.as_mut() else {
+            loaded.len = have;
+            return Ok(());
+        };
+        let target = end.max(have * 2).max(FIRST_READ_BYTES).min(loaded.len);
+        let mut grown = Vec::with_capacity(usize::try_from(target).unwrap_or(0));
+        grown.extend_from_slice(&loaded.buf);
+        reader
+            .take(target - have)
+            .read_to_end(&mut grown)
+            .map_err(|e| format!("cannot read segment: {e}"))?;
+        if (grown.len() as u64) < target {
+            // The file is shorter than the file system said (changed under us): it ends here.
+            loaded.len = grown.len() as u64;
+        }
+        if grown.len() as u64 >= loaded.len {
+            loaded.reader = None;
+        }
+        loaded.buf = Bytes::from(grown);
+        Ok(())
+    }
+
+    /// The length of the current segment (as far as it is known).
+    fn segment_len(&self) -> u64 {
+        self.buf.as_ref().map_or(0, |loaded| loaded.len)
     }
 
     fn next_segment(&mut self) {
@@ -169,8 +235,11 @@ impl Iterator for RecordWalk<'_> {
                     Err(why) => return self.stop(why),
                 }
             }
-            let buf = self.buf.clone().expect("loaded above");
-            let remaining = buf.len() - self.offset;
+            let at = self.offset;
+            if let Err(why) = self.ensure_upto(at as u64 + FRAME_HEADER_BYTES) {
+                return self.stop(why);
+            }
+            let remaining = (self.segment_len() - at as u64) as usize;
             if remaining == 0 {
                 self.next_segment();
                 continue;
@@ -178,8 +247,10 @@ impl Iterator for RecordWalk<'_> {
             if (remaining as u64) < FRAME_HEADER_BYTES {
                 return self.stop("a partial length word".into());
             }
-            let at = self.offset;
-            let word = u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+            let word = {
+                let buf = &self.buf.as_ref().expect("loaded above").buf;
+                u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
+            };
             if word == 0 {
                 self.next_segment();
                 continue;
@@ -192,8 +263,19 @@ impl Iterator for RecordWalk<'_> {
             if body_len > remaining - 8 {
                 return self.stop("a frame overrunning its segment".into());
             }
-            let position = (self.segment as u32, at as u64);
-            if self.known.get(self.next_known) == Some(&position) {
+            if let Err(why) = self.ensure_upto((at + 8 + body_len) as u64) {
+                return self.stop(why);
+            }
+            let buf = self.buf.as_ref().expect("loaded above").buf.clone();
+            if buf.len() < at + 8 + body_len {
+                // The file ended early (it changed under us).
+                return self.stop("a frame overrunning its segment".into());
+            }
+            let position = RecordPosition {
+                segment_index: self.segment as u32,
+                offset: at as u64,
+            };
+            if self.known.and_then(|k| k.get(self.next_known)) == Some(position) {
                 let known = self.next_known;
                 self.next_known += 1;
                 self.offset = at + 8 + body_len;
@@ -201,8 +283,8 @@ impl Iterator for RecordWalk<'_> {
                     record_type: ENTRY_TYPE,
                     crc: 0,
                     data: Bytes::new(),
-                    segment: position.0,
-                    offset: position.1,
+                    segment: position.segment_index,
+                    offset: position.offset,
                     known_entry: Some(known),
                 });
             }
@@ -238,14 +320,4 @@ impl Iterator for RecordWalk<'_> {
             });
         }
     }
-}
-
-/// The first `end` bytes of a file, in one exact read.
-fn read_prefix(fs: &dyn ReadOnlyFs, path: &std::path::Path, end: u64) -> std::io::Result<Bytes> {
-    use std::io::Read;
-    let (reader, len) = fs.open_read(path)?;
-    let end = end.min(len);
-    let mut buf = Vec::with_capacity(usize::try_from(end).unwrap_or(0));
-    reader.take(end).read_to_end(&mut buf)?;
-    Ok(Bytes::from(buf))
 }

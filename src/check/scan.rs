@@ -59,9 +59,98 @@ pub struct ResolvedLog {
     /// The term at `base_index`: the snapshot's, 0 at the very beginning, unknown when the
     /// WAL's first segments were purged.
     pub base_term: Option<u64>,
-    pub entries: Vec<EntryDigest>,
+    /// The entries' digests, compactly (8 bytes an entry instead of 32).
+    entries: DigestLog,
     /// False only before anything positioned the log (a WAL with no segment start).
     pub positioned: bool,
+}
+
+/// [`EntryDigest`]s in order, stored in two parts: per entry only the data CRC and the offset
+/// from its run's base offset; per run of entries sharing term, type and segment (a run also
+/// ends where an offset would not fit 32 bits) the rest. Runs are few (a new term, a conf
+/// change, a segment cut), so a digest costs 8 bytes instead of 32.
+#[derive(Clone, Debug, Default)]
+struct DigestLog {
+    /// Per entry: (data CRC, offset - its run's `base_offset`).
+    items: Vec<(u32, u32)>,
+    /// Runs in order of `first_position`; the first starts at position 0.
+    runs: Vec<DigestRun>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DigestRun {
+    /// Position (0-based, in `items`) of the run's first entry.
+    first_position: usize,
+    term: u64,
+    entry_type: i32,
+    segment: u32,
+    base_offset: u64,
+}
+
+impl DigestLog {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn push(&mut self, digest: EntryDigest) {
+        let position = self.items.len();
+        let fits = |run: &DigestRun| {
+            run.term == digest.term
+                && run.entry_type == digest.entry_type
+                && run.segment == digest.segment
+                && digest
+                    .offset
+                    .checked_sub(run.base_offset)
+                    .is_some_and(|d| d <= u64::from(u32::MAX))
+        };
+        if !self.runs.last().is_some_and(fits) {
+            self.runs.push(DigestRun {
+                first_position: position,
+                term: digest.term,
+                entry_type: digest.entry_type,
+                segment: digest.segment,
+                base_offset: digest.offset,
+            });
+        }
+        let run = self.runs.last().expect("a run was pushed above");
+        let delta = u32::try_from(digest.offset - run.base_offset).expect("checked by fits");
+        self.items.push((digest.data_crc, delta));
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.items.truncate(len);
+        let keep_runs = self.runs.partition_point(|r| r.first_position < len);
+        self.runs.truncate(keep_runs);
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.runs.clear();
+    }
+
+    fn get(&self, position: usize) -> Option<EntryDigest> {
+        let (data_crc, delta) = *self.items.get(position)?;
+        let run_index = self
+            .runs
+            .partition_point(|r| r.first_position <= position)
+            .checked_sub(1)
+            .expect("the first run starts at position 0");
+        let run = &self.runs[run_index];
+        Some(EntryDigest {
+            term: run.term,
+            entry_type: run.entry_type,
+            data_crc,
+            segment: run.segment,
+            offset: run.base_offset + u64::from(delta),
+        })
+    }
+
+    fn last_term(&self) -> Option<u64> {
+        if self.items.is_empty() {
+            return None;
+        }
+        self.runs.last().map(|r| r.term)
+    }
 }
 
 impl ResolvedLog {
@@ -74,10 +163,11 @@ impl ResolvedLog {
     }
 
     pub fn last_term(&self) -> Option<u64> {
-        self.entries.last().map(|e| e.term).or(self.base_term)
+        self.entries.last_term().or(self.base_term)
     }
 
-    pub fn get(&self, index: u64) -> Option<&EntryDigest> {
+    /// The digest of entry `index`, if the log holds it.
+    pub fn get(&self, index: u64) -> Option<EntryDigest> {
         if index <= self.base_index {
             return None;
         }
@@ -94,6 +184,35 @@ impl ResolvedLog {
 
     pub fn first_index(&self) -> u64 {
         self.base_index.saturating_add(1)
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.items.is_empty()
+    }
+
+    /// Every digest held, in index order (for tests and comparisons).
+    pub fn digests(&self) -> Vec<EntryDigest> {
+        (0..self.entries.len())
+            .filter_map(|p| self.entries.get(p))
+            .collect()
+    }
+
+    fn push(&mut self, digest: EntryDigest) {
+        self.entries.push(digest);
+    }
+
+    /// Keeps the first `len` entries.
+    fn truncate(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
     }
 }
 
@@ -236,14 +355,9 @@ pub fn scan_member_after(
             && contents.errors.is_empty()
             && contents.segments == files.segments;
         if whole {
-            let positions = contents
-                .entry_positions
-                .iter()
-                .map(|p| (p.segment_index, p.offset))
-                .collect();
             walk = walk
                 .trust(contents.last_good_offset)
-                .known_entries(positions);
+                .known_entries(&contents.entry_positions);
             let mut scan = scan_records(member, walk, snaps, &contents.entries);
             scan.snap_names = snap_names;
             return scan;
@@ -420,7 +534,7 @@ impl Scanner<'_> {
             self.restart_log(index - 1, None);
             self.forget_configuration();
         } else if index <= last {
-            let old = log.get(index).copied().unwrap_or(digest);
+            let old = log.get(index).unwrap_or(digest);
             if !old.same_entry(&digest) {
                 let member = &self.out.member;
                 let committed = self.out.committed;
@@ -438,7 +552,7 @@ impl Scanner<'_> {
             }
             // ReadAll's rule even for an identical entry: everything from `index` is replaced.
             let keep = usize::try_from(index - self.out.log.base_index - 1).unwrap_or(usize::MAX);
-            self.out.log.entries.truncate(keep);
+            self.out.log.truncate(keep);
             self.conf_entries.split_off(&index);
             self.pending.truncate(index);
         }
@@ -452,7 +566,7 @@ impl Scanner<'_> {
             prev_term,
             here,
         ));
-        self.out.log.entries.push(digest);
+        self.out.log.push(digest);
         if entry.r#type == CONF_CHANGE || entry.r#type == CONF_CHANGE_V2 {
             let earlier = self.conf_entries.keys().next_back().copied();
             let committed = self.out.committed;
@@ -488,7 +602,7 @@ impl Scanner<'_> {
     fn restart_log(&mut self, base_index: u64, base_term: Option<u64>) {
         self.out.log.base_index = base_index;
         self.out.log.base_term = base_term;
-        self.out.log.entries.clear();
+        self.out.log.clear();
         self.out.log.positioned = true;
         self.conf_entries.clear();
         self.pending.clear();
@@ -698,5 +812,79 @@ impl Scanner<'_> {
         findings.extend(joint::auto_leave_pending(&self.out));
         self.out.findings.extend(findings);
         self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Push(EntryDigest),
+        Truncate(usize),
+        Clear,
+    }
+
+    fn digest() -> impl Strategy<Value = EntryDigest> {
+        (
+            0u64..4,
+            prop_oneof![Just(0i32), Just(1), Just(2), any::<i32>()],
+            any::<u32>(),
+            0u32..3,
+            prop_oneof![0u64..10_000, Just(u64::from(u32::MAX) + 7), any::<u64>()],
+        )
+            .prop_map(
+                |(term, entry_type, data_crc, segment, offset)| EntryDigest {
+                    term,
+                    entry_type,
+                    data_crc,
+                    segment,
+                    offset,
+                },
+            )
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => digest().prop_map(Op::Push),
+            2 => (0usize..40).prop_map(Op::Truncate),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// The compact log answers exactly as a plain vector of digests would.
+        #[test]
+        fn compact_digests_answer_as_a_vector(ops in prop::collection::vec(op(), 0..120)) {
+            let mut log = ResolvedLog { base_index: 10, ..Default::default() };
+            let mut plain: Vec<EntryDigest> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Push(d) => {
+                        log.push(d);
+                        plain.push(d);
+                    }
+                    Op::Truncate(n) => {
+                        log.truncate(n);
+                        plain.truncate(n);
+                    }
+                    Op::Clear => {
+                        log.clear();
+                        plain.clear();
+                    }
+                }
+                prop_assert_eq!(log.len(), plain.len());
+                prop_assert_eq!(log.last_index(), 10 + plain.len() as u64);
+                prop_assert_eq!(log.last_term(), plain.last().map(|d| d.term));
+                prop_assert_eq!(log.digests(), plain.clone());
+                for (i, d) in plain.iter().enumerate() {
+                    prop_assert_eq!(log.get(11 + i as u64), Some(*d));
+                }
+                prop_assert_eq!(log.get(10), None);
+                prop_assert_eq!(log.get(11 + plain.len() as u64), None);
+            }
+        }
     }
 }

@@ -7,6 +7,11 @@
 //! batches, each batch's HardState committing the batch before it (a leader commits after the
 //! quorum acknowledged), and a final HardState committing everything.
 //!
+//! Like a cluster run with etcd's revision auto-compaction (`--auto-compaction-mode=revision`),
+//! the log also holds a `compaction{revision}` request every [`SynthSpec::compact_every`] puts,
+//! keeping the last [`SynthSpec::compact_retention`] revisions, so the MVCC history the replay
+//! rebuilds stays bounded however long the log is.
+//!
 //! Memory stays bounded while writing: each closed segment goes to disk at the cut and the
 //! writer continues from the new tail ([`WalWriter::resume`] with empty placeholders for the
 //! segments already written, so sequence numbers and the CRC chain continue exactly).
@@ -17,7 +22,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use prost::Message;
 
-use crate::proto::etcdserverpb::{InternalRaftRequest, Metadata, PutRequest, RequestHeader};
+use crate::proto::etcdserverpb::{
+    CompactionRequest, InternalRaftRequest, Metadata, PutRequest, RequestHeader,
+};
 use crate::proto::raftpb::{ConfChange, Entry, HardState};
 use crate::wal::writer::WalWriter;
 use crate::wal::SEGMENT_SIZE_BYTES;
@@ -25,10 +32,10 @@ use crate::wal::SEGMENT_SIZE_BYTES;
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct SynthSpec {
-    /// Number of put entries (the log holds two more: the bootstrap conf change and the leader's
-    /// empty entry).
+    /// Number of put entries (the log also holds the bootstrap conf change, the leader's empty
+    /// entry and the compaction requests).
     pub puts: u64,
-    /// Distinct keys, written round-robin (`key/000042`); the MVCC history grows with `puts`.
+    /// Distinct keys, written round-robin (`key/000042`).
     pub keys: u64,
     /// Value length in bytes.
     pub value_len: usize,
@@ -37,6 +44,11 @@ pub struct SynthSpec {
     pub segment_size: u64,
     /// Pad the last segment with zeros to the segment size, as etcd's preallocation does.
     pub preallocate_tail: bool,
+    /// A compaction request after every this many puts (0: never; the MVCC history then grows
+    /// with `puts`).
+    pub compact_every: u64,
+    /// Revisions each compaction keeps: it compacts at `current revision - compact_retention`.
+    pub compact_retention: u64,
 }
 
 impl Default for SynthSpec {
@@ -48,6 +60,8 @@ impl Default for SynthSpec {
             batch: 64,
             segment_size: SEGMENT_SIZE_BYTES,
             preallocate_tail: true,
+            compact_every: 100_000,
+            compact_retention: 10_000,
         }
     }
 }
@@ -111,6 +125,30 @@ pub fn put_request(n: u64, spec: &SynthSpec) -> InternalRaftRequest {
     }
 }
 
+/// The auto-compaction request due after put number `puts_done` (1-based), if one is: at the
+/// revision `compact_retention` below the current one (put k is revision k + 1).
+pub fn compaction_request(puts_done: u64, spec: &SynthSpec) -> Option<InternalRaftRequest> {
+    if spec.compact_every == 0 || puts_done % spec.compact_every != 0 {
+        return None;
+    }
+    let current_revision = puts_done + 1;
+    let revision = current_revision.checked_sub(spec.compact_retention)?;
+    if revision < 2 {
+        return None;
+    }
+    Some(InternalRaftRequest {
+        header: Some(RequestHeader {
+            id: 0x2000_0000 + puts_done,
+            ..Default::default()
+        }),
+        compaction: Some(CompactionRequest {
+            revision: revision as i64,
+            physical: false,
+        }),
+        ..Default::default()
+    })
+}
+
 fn write_segment(wal_dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     std::fs::write(wal_dir.join(name), bytes)
 }
@@ -167,6 +205,15 @@ pub fn write_synthetic(data_dir: &Path, spec: &SynthSpec) -> io::Result<SynthLog
                 data: Some(Bytes::from(put_request(n, spec).encode_to_vec())),
             });
             n += 1;
+            if let Some(request) = compaction_request(n, spec) {
+                last_index += 1;
+                batch.push(Entry {
+                    r#type: 0,
+                    term: 2,
+                    index: last_index,
+                    data: Some(Bytes::from(request.encode_to_vec())),
+                });
+            }
         }
         state.commit = committed_before;
         let outcome = writer.save(&state, &batch);
@@ -242,6 +289,44 @@ mod tests {
         assert!(kv.raft.findings.is_empty(), "{:?}", kv.raft.findings);
         assert_eq!(kv.applied_index, 3_002);
         assert_eq!(kv.store.current_revision(), 3_001);
+        let check = crate::check::check_member("m", &files, &read);
+        assert!(
+            check.findings.iter().all(|f| !f.severity.is_failure()),
+            "{:?}",
+            check.findings
+        );
+    }
+
+    #[test]
+    fn compactions_keep_the_mvcc_history_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SynthSpec {
+            puts: 20_000,
+            keys: 100,
+            segment_size: 256 * 1024,
+            compact_every: 3_000,
+            compact_retention: 500,
+            ..Default::default()
+        };
+        let log = write_synthetic(dir.path(), &spec).unwrap();
+        // 20,000 puts, 6 compactions, the bootstrap and the leader's entry.
+        assert_eq!(log.entries, 20_008);
+        let files = MemberFiles::open(&RealFs, dir.path()).unwrap();
+        let read = read_member(&files, DecoderMode::Strict);
+        assert!(
+            read.contents.errors.is_empty(),
+            "{:?}",
+            read.contents.errors
+        );
+        let kv = crate::replay::kv::replay_kv("m", &read, None, &mut |_| {}).unwrap();
+        assert!(kv.panicking_entries.is_empty());
+        assert_eq!(kv.applied_index, 20_008);
+        assert_eq!(kv.store.current_revision(), 20_001);
+        assert_eq!(kv.store.compact_revision(), 18_001 - 500);
+        assert_eq!(kv.store.stats().compactions, 6);
+        // What is left: the history after the last compaction, and one revision per key.
+        let summary = kv.store.summary();
+        assert!(summary.bucket_entries <= 2_000 + 500 + 100, "{summary:?}");
         let check = crate::check::check_member("m", &files, &read);
         assert!(
             check.findings.iter().all(|f| !f.severity.is_failure()),

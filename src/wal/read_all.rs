@@ -40,6 +40,115 @@ pub struct RecordPosition {
     pub offset: u64,
 }
 
+/// The positions of the entries held, in order, in 4 bytes an entry: per entry the offset from
+/// its run's base offset; per run of entries in one segment (a run also ends where an offset
+/// would not fit 32 bits from its base) the segment and the base offset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryPositions {
+    deltas: Vec<u32>,
+    runs: Vec<PositionRun>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PositionRun {
+    /// Position (0-based, in `deltas`) of the run's first entry.
+    first: usize,
+    segment_index: u32,
+    base_offset: u64,
+}
+
+impl EntryPositions {
+    pub fn len(&self) -> usize {
+        self.deltas.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty()
+    }
+
+    pub fn push(&mut self, position: RecordPosition) {
+        let fits = |run: &PositionRun| {
+            run.segment_index == position.segment_index
+                && position
+                    .offset
+                    .checked_sub(run.base_offset)
+                    .is_some_and(|d| d <= u64::from(u32::MAX))
+        };
+        if !self.runs.last().is_some_and(fits) {
+            self.runs.push(PositionRun {
+                first: self.deltas.len(),
+                segment_index: position.segment_index,
+                base_offset: position.offset,
+            });
+        }
+        let run = self.runs.last().expect("a run was pushed above");
+        let delta = u32::try_from(position.offset - run.base_offset).expect("checked by fits");
+        self.deltas.push(delta);
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.deltas.truncate(len);
+        let keep = self.runs.partition_point(|r| r.first < len);
+        self.runs.truncate(keep);
+    }
+
+    pub fn clear(&mut self) {
+        self.deltas.clear();
+        self.runs.clear();
+    }
+
+    /// The position of the `i`-th entry held (0-based).
+    pub fn get(&self, i: usize) -> Option<RecordPosition> {
+        let delta = *self.deltas.get(i)?;
+        let run = self.runs[self
+            .runs
+            .partition_point(|r| r.first <= i)
+            .checked_sub(1)
+            .expect("the first run starts at 0")];
+        Some(RecordPosition {
+            segment_index: run.segment_index,
+            offset: run.base_offset + u64::from(delta),
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RecordPosition> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+/// Where entry data is kept: small entries' data is copied into shared 1 MB chunks, so the held
+/// entries do not keep whole segment buffers (frames, headers, HardState records) alive; large
+/// entries keep their slice of the segment (copying them would save little).
+struct EntryDataArena {
+    chunk: bytes::BytesMut,
+}
+
+impl EntryDataArena {
+    const CHUNK_BYTES: usize = 1024 * 1024;
+    /// Data at least this long is not copied.
+    const COPY_LIMIT_BYTES: usize = 4096;
+
+    fn new() -> Self {
+        EntryDataArena {
+            chunk: bytes::BytesMut::new(),
+        }
+    }
+
+    fn rehome(&mut self, entry: &mut Entry) {
+        let Some(data) = entry.data.as_mut() else {
+            return;
+        };
+        if data.is_empty() || data.len() >= Self::COPY_LIMIT_BYTES {
+            return;
+        }
+        if self.chunk.capacity() - self.chunk.len() < data.len() {
+            self.chunk = bytes::BytesMut::with_capacity(Self::CHUNK_BYTES);
+        }
+        self.chunk.extend_from_slice(data);
+        *data = self.chunk.split().freeze();
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SnapshotRecord {
     pub snapshot: WalSnapshot,
@@ -55,7 +164,7 @@ pub struct WalContents {
     pub hard_state: HardState,
     /// Entries with index > start, contiguous from start + 1, after overwrites.
     pub entries: Vec<Entry>,
-    pub entry_positions: Vec<RecordPosition>,
+    pub entry_positions: EntryPositions,
     pub snapshots: Vec<SnapshotRecord>,
     pub start_index: u64,
     pub start_term: u64,
@@ -83,7 +192,10 @@ impl WalContents {
 
     /// The location of an entry in this read, for messages.
     pub fn entry_location(&self, position: usize) -> Location {
-        let p = self.entry_positions[position];
+        let p = self
+            .entry_positions
+            .get(position)
+            .expect("a position per entry");
         Location {
             segment: Some(self.segments[p.segment_index as usize].file_name.clone()),
             offset: Some(p.offset),
@@ -100,7 +212,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
         metadata: None,
         hard_state: HardState::default(),
         entries: Vec::new(),
-        entry_positions: Vec::new(),
+        entry_positions: EntryPositions::default(),
         snapshots: Vec::new(),
         start_index: options.start_index,
         start_term: options.start_term,
@@ -111,6 +223,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
         warnings: Vec::new(),
         last_good_offset: 0,
     };
+    let mut arena = EntryDataArena::new();
     let end = loop {
         let decoded = match decoder.next_record() {
             Ok(decoded) => decoded,
@@ -130,8 +243,11 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
                 .map(Ok)
                 .unwrap_or_else(|| Entry::decode(data.clone()))
             {
-                Ok(entry) => {
+                Ok(mut entry) => {
                     decoder.last_entry_index = entry.index;
+                    if entry.index > options.start_index {
+                        arena.rehome(&mut entry);
+                    }
                     let index = entry.index;
                     let location = || Location {
                         raft_index: Some(index),
@@ -280,7 +396,8 @@ fn append_entry(
                 // already held, and the next entry follows it directly.
                 bridged_by_snapshot: out.snapshots.last().is_some_and(|s| {
                     s.snapshot.index.checked_add(1) == Some(entry.index)
-                        && s.snapshot.index > out.start_index.saturating_add(out.entries.len() as u64)
+                        && s.snapshot.index
+                            > out.start_index.saturating_add(out.entries.len() as u64)
                 }),
             },
             location(),
@@ -304,4 +421,89 @@ fn append_entry(
     out.entries.push(entry);
     out.entry_positions.push(position);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Push(RecordPosition),
+        Truncate(usize),
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let position = (
+            0u32..3,
+            prop_oneof![0u64..10_000, Just(u64::from(u32::MAX) + 9), any::<u64>()],
+        )
+            .prop_map(|(segment_index, offset)| RecordPosition {
+                segment_index,
+                offset,
+            });
+        prop_oneof![
+            8 => position.prop_map(Op::Push),
+            2 => (0usize..40).prop_map(Op::Truncate),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// The compact positions answer exactly as a plain vector would.
+        #[test]
+        fn entry_positions_answer_as_a_vector(ops in prop::collection::vec(op(), 0..120)) {
+            let mut compact = EntryPositions::default();
+            let mut plain: Vec<RecordPosition> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Push(p) => {
+                        compact.push(p);
+                        plain.push(p);
+                    }
+                    Op::Truncate(n) => {
+                        compact.truncate(n);
+                        plain.truncate(n);
+                    }
+                    Op::Clear => {
+                        compact.clear();
+                        plain.clear();
+                    }
+                }
+                prop_assert_eq!(compact.len(), plain.len());
+                prop_assert_eq!(compact.iter().collect::<Vec<_>>(), plain.clone());
+                prop_assert_eq!(compact.get(plain.len()), None);
+            }
+        }
+    }
+
+    #[test]
+    fn small_entry_data_is_copied_out_of_the_segment_buffer() {
+        let segment = Bytes::from(vec![7u8; 10_000]);
+        let mut arena = EntryDataArena::new();
+        let mut small = Entry {
+            data: Some(segment.slice(10..50)),
+            ..Default::default()
+        };
+        let mut large = Entry {
+            data: Some(segment.slice(100..100 + EntryDataArena::COPY_LIMIT_BYTES)),
+            ..Default::default()
+        };
+        let mut none = Entry::default();
+        let (small_before, large_before) = (small.clone(), large.clone());
+        arena.rehome(&mut small);
+        arena.rehome(&mut large);
+        arena.rehome(&mut none);
+        assert_eq!(small, small_before);
+        assert_eq!(large, large_before);
+        assert_eq!(none, Entry::default());
+        let inside = |b: &Bytes| {
+            let range = segment.as_ptr() as usize..segment.as_ptr() as usize + segment.len();
+            range.contains(&(b.as_ptr() as usize))
+        };
+        assert!(!inside(small.data.as_ref().unwrap()));
+        assert!(inside(large.data.as_ref().unwrap()));
+    }
 }

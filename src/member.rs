@@ -155,10 +155,22 @@ impl<'fs> MemberFiles<'fs> {
 
     /// etcd's `selectWALFiles` + `ReadAll` from the given start snapshot.
     pub fn read_from(&self, start_index: u64, start_term: u64, mode: DecoderMode) -> WalContents {
+        self.read_from_with(start_index, start_term, mode, true)
+    }
+
+    /// [`Self::read_from`]; `keep_entries: false` only counts the entries held.
+    pub fn read_from_with(
+        &self,
+        start_index: u64,
+        start_term: u64,
+        mode: DecoderMode,
+        keep_entries: bool,
+    ) -> WalContents {
         let options = ReadAllOptions {
             start_index,
             start_term,
             mode,
+            keep_entries,
         };
         let selection = search_index(&self.segments, start_index);
         let from = match selection {
@@ -229,13 +241,24 @@ pub struct MemberRead {
 /// would boot from (the newest `.snap` matching a valid WAL snapshot record, else the newest
 /// valid WAL snapshot record).
 pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
+    read_member_with(files, mode, true)
+}
+
+/// [`read_member`] without keeping the entries (`keep_entries: false`): the same read, errors,
+/// HardState, start choice and snapshots, with `contents.entry_count` instead of the entries.
+/// For the streaming replay (`replay::stream`), which reads the entries again one at a time.
+pub fn read_member_summary(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
+    read_member_with(files, mode, false)
+}
+
+fn read_member_with(files: &MemberFiles<'_>, mode: DecoderMode, keep_entries: bool) -> MemberRead {
     let mut start = StartChoice {
         index: 0,
         term: 0,
         reason: "beginning",
         snap_file: None,
     };
-    let mut contents = files.read_from(0, 0, mode);
+    let mut contents = files.read_from_with(0, 0, mode, keep_entries);
     // A clean ReadAll from the first segment has seen every record ValidSnapshotEntries would
     // (same segments, same order, same end): derive the boot snapshot instead of reading twice.
     let reads_from_first = search_index(&files.segments, 0) == Some(0);
@@ -299,7 +322,7 @@ pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
                     .map(|s| (s.index, s.term, None))
             });
         if let Some((index, term, snap_file)) = fallback.filter(|(index, _, _)| *index > 0) {
-            contents = files.read_from(index, term, mode);
+            contents = files.read_from_with(index, term, mode, keep_entries);
             start = StartChoice {
                 index,
                 term,

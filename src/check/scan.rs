@@ -195,6 +195,16 @@ impl ResolvedLog {
         self.entries.items.is_empty()
     }
 
+    /// `(index, entry type)` of the first entry of each run of one type, in index order: every
+    /// entry type the log holds, without visiting each entry.
+    pub fn type_changes(&self) -> impl Iterator<Item = (u64, i32)> + '_ {
+        self.entries
+            .runs
+            .iter()
+            .filter(|r| r.first_position < self.entries.items.len())
+            .map(|r| (self.base_index + 1 + r.first_position as u64, r.entry_type))
+    }
+
     /// Every digest held, in index order (for tests and comparisons).
     pub fn digests(&self) -> Vec<EntryDigest> {
         (0..self.entries.len())
@@ -355,9 +365,10 @@ pub fn scan_member_after(
             && contents.errors.is_empty()
             && contents.segments == files.segments;
         if whole {
-            walk = walk
-                .trust(contents.last_good_offset)
-                .known_entries(&contents.entry_positions);
+            walk = walk.trust(contents.last_good_offset);
+            if contents.kept_entries {
+                walk = walk.known_entries(&contents.entry_positions);
+            }
             let mut scan = scan_records(member, walk, snaps, &contents.entries);
             scan.snap_names = snap_names;
             return scan;

@@ -1,5 +1,8 @@
 //! The profiled workload: what `verify` does for each member (etcd's boot read, the invariant
 //! checks) plus the raft-rs replay into the MVCC model, each step timed at its boundaries.
+//! A log read whole from the beginning is not held: the boot read only counts its entries and
+//! the replay streams them from the WAL (`replay::stream`), so memory does not grow with it
+//! beyond the scan's 8-byte digests.
 //!
 //! The three steps are separate non-inlined functions so that every CPU sample's stack names the
 //! step it was taken in ([`PHASE_FRAMES`]); the profile's sub-phase split relies on it.
@@ -9,9 +12,11 @@ use std::path::{Path, PathBuf};
 use super::clock::{Span, Stamp};
 use crate::check::{check_cluster, check_member, MemberScan};
 use crate::fsio::ReadOnlyFs;
-use crate::member::{read_member, MemberFiles, MemberRead};
+use crate::check::scan::ResolvedLog;
+use crate::member::{read_member, read_member_summary, MemberFiles, MemberRead};
 use crate::replay::kv::{node_id, replay_kv, restart_state, KvReplayError};
 use crate::replay::restart::restart_and_apply;
+use crate::replay::stream::{replay_kv_streaming, streamable};
 use crate::wal::DecoderMode;
 
 /// Function names (as they appear in symbolised stacks) of the three measured steps.
@@ -23,9 +28,11 @@ pub const PHASE_FRAMES: [(&str, Step); 3] = [
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Step {
-    /// Open the member dir and read it as etcd boots (read, CRC, protobuf decode, ReadAll).
+    /// Open the member dir and read it as etcd boots (read, CRC, protobuf decode, ReadAll),
+    /// without keeping the entries when the log can be streamed (`replay::stream`).
     Decode,
-    /// raft-rs restart + apply, feeding committed entries to the MVCC model.
+    /// raft-rs restart + apply, feeding committed entries to the MVCC model (streamed from the
+    /// WAL: the entries' second read is part of this step).
     Replay,
     /// Decode-level findings, the per-member invariant scan (its own pass over the WAL) and the
     /// cross-member checks.
@@ -155,14 +162,45 @@ fn phase_decode<'fs>(
     path: &Path,
 ) -> Result<(MemberFiles<'fs>, MemberRead), String> {
     let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
-    let read = read_member(&files, DecoderMode::Strict);
+    // A log read whole from the beginning without an error is streamed by the replay; any
+    // other read keeps its entries (the replay needs them).
+    let summary = read_member_summary(&files, DecoderMode::Strict);
+    let whole = summary.start.index == 0
+        && summary.contents.errors.is_empty()
+        && summary.contents.segments == files.segments;
+    let read = if whole {
+        summary
+    } else {
+        read_member(&files, DecoderMode::Strict)
+    };
     Ok((files, read))
 }
 
 /// Returns (kind, entries applied). The MVCC store is dropped inside the step: freeing the
-/// model is part of the replay's cost.
+/// model is part of the replay's cost. A summary read is streamed over the scan's `log`; when
+/// it cannot be (or the stream fails), the member is read again with its entries.
 #[inline(never)]
-fn phase_replay(name: &str, read: &MemberRead) -> (ReplayKind, u64) {
+fn phase_replay(
+    name: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+    log: &ResolvedLog,
+) -> (ReplayKind, u64) {
+    if !read.contents.kept_entries {
+        if streamable(files, read, log) {
+            if let Ok(Ok(kv)) = replay_kv_streaming(name, files, read, log, None, &mut |_| {}) {
+                let applied = kv.raft.entries_applied + kv.applied_beyond_commit;
+                drop(std::hint::black_box(kv));
+                return (ReplayKind::Kv, applied);
+            }
+        }
+        let full = read_member(files, DecoderMode::Strict);
+        return phase_replay_held(name, &full);
+    }
+    phase_replay_held(name, read)
+}
+
+fn phase_replay_held(name: &str, read: &MemberRead) -> (ReplayKind, u64) {
     match replay_kv(name, read, None, &mut |_| {}) {
         Ok(kv) => {
             let applied = kv.raft.entries_applied + kv.applied_beyond_commit;
@@ -215,17 +253,18 @@ pub fn run_once(fs: &dyn ReadOnlyFs, paths: &[PathBuf]) -> Result<WorkloadRun, S
         spans.decode += decode.span;
         add_allocs(&mut spans.decode_allocs, decode.allocs);
         let (files, read) = decode.value?;
-        let replay = timed(|| phase_replay(&name, &read));
-        spans.replay += replay.span;
-        add_allocs(&mut spans.replay_allocs, replay.allocs);
+        // The checks first: their scan's resolved log is what the replay streams against.
         let checks = timed(|| phase_checks(&name, &files, &read));
         spans.checks += checks.span;
         add_allocs(&mut spans.checks_allocs, checks.allocs);
         let (scan, findings, failures) = checks.value;
+        let replay = timed(|| phase_replay(&name, &files, &read, &scan.log));
+        spans.replay += replay.span;
+        add_allocs(&mut spans.replay_allocs, replay.allocs);
         scans.push(scan);
         members.push(MemberRun {
             path: path.clone(),
-            entries: read.contents.entries.len() as u64,
+            entries: read.contents.entry_count as u64,
             applied: replay.value.1,
             replay: replay.value.0,
             findings,

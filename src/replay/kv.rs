@@ -4,7 +4,7 @@
 use prost::Message;
 
 use super::preflight::RestartState;
-use super::restart::{restart_and_apply, RestartOutcome};
+use super::restart::{restart_and_apply_from, LogSource, RestartOutcome};
 use crate::member::MemberRead;
 use crate::mvcc::{ApplyResult, MvccStore};
 use crate::proto::etcdserverpb::Metadata;
@@ -70,6 +70,19 @@ pub fn replay_kv(
     through: Option<u64>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<KvReplay, KvReplayError> {
+    debug_assert!(read.contents.kept_entries, "a summary read holds no entries");
+    replay_kv_from(member, read, LogSource::Held, through, progress)
+}
+
+/// [`replay_kv`] with the entries from `source` (`LogSource::Stream`: see `replay::stream`,
+/// whose `replay_kv_streaming` checks that the stream did not fail).
+pub fn replay_kv_from(
+    member: &str,
+    read: &MemberRead,
+    mut source: LogSource<'_, '_>,
+    through: Option<u64>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<KvReplay, KvReplayError> {
     let first_index = read.contents.first_index();
     if read.start.index != 0 || first_index.is_some_and(|i| i != 1) {
         return Err(KvReplayError::NeedsHistory {
@@ -88,22 +101,46 @@ pub fn replay_kv(
         }
         progress(entry.index);
     };
-    let raft = restart_and_apply(&state, node_id(read), through_index, &mut apply);
+    let raft = restart_and_apply_from(
+        &state,
+        match &mut source {
+            LogSource::Held => LogSource::Held,
+            LogSource::Stream(stream) => LogSource::Stream(stream),
+        },
+        node_id(read),
+        through_index,
+        &mut apply,
+    );
     let mut applied_index = raft.applied_index;
     let mut applied_beyond_commit = 0;
     // Entries past the persisted commit: commit-only HardStates are not fsynced, so a checkpoint's
     // applied index can lie beyond the last commit on disk. Applied only when asked for.
     if raft.started && through_index > applied_index {
         let from = applied_index;
-        for entry in read
-            .contents
-            .entries
-            .iter()
-            .filter(|e| e.index > from && e.index <= through_index)
-        {
-            apply(entry);
-            applied_index = entry.index;
-            applied_beyond_commit += 1;
+        match source {
+            LogSource::Held => {
+                for entry in read
+                    .contents
+                    .entries
+                    .iter()
+                    .filter(|e| e.index > from && e.index <= through_index)
+                {
+                    apply(entry);
+                    applied_index = entry.index;
+                    applied_beyond_commit += 1;
+                }
+            }
+            LogSource::Stream(stream) => {
+                let last = stream.log().last_index().min(through_index);
+                for index in from + 1..=last {
+                    let Ok(Some(entry)) = stream.entry(index) else {
+                        break; // the stream says why; the caller falls back
+                    };
+                    apply(&entry);
+                    applied_index = entry.index;
+                    applied_beyond_commit += 1;
+                }
+            }
         }
     }
     Ok(KvReplay {

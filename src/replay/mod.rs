@@ -9,6 +9,7 @@ pub mod member_state;
 pub mod preflight;
 pub mod restart;
 pub mod storage;
+pub mod stream;
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};

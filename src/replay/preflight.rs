@@ -43,19 +43,61 @@ fn warning(mut finding: Finding) -> Finding {
     finding
 }
 
+/// What the pre-flight checks need of the log: its first entry, its last (index, term) and
+/// every break in its contiguity, as (index before, index after).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSummary {
+    pub first_index: Option<u64>,
+    pub last: Option<(u64, u64)>,
+    pub breaks: Vec<(u64, u64)>,
+}
+
+impl LogSummary {
+    pub fn of_entries(entries: &[Entry]) -> LogSummary {
+        LogSummary {
+            first_index: entries.first().map(|e| e.index),
+            last: entries.last().map(|e| (e.index, e.term)),
+            breaks: entries
+                .windows(2)
+                .filter(|p| p[1].index != p[0].index + 1)
+                .map(|p| (p[0].index, p[1].index))
+                .collect(),
+        }
+    }
+}
+
 /// Every reason raft-rs 0.7 would refuse (panic on) this state. Empty means it is safe to start.
 pub fn preflight(state: &RestartState<'_>) -> Vec<Finding> {
+    preflight_log(state, &LogSummary::of_entries(state.entries))
+}
+
+/// [`preflight`] with the log given by its summary (`state.entries` is not looked at).
+pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let last_index = state
-        .entries
-        .last()
-        .map(|e| e.index)
-        .unwrap_or(state.snapshot_index);
-    let last_term = state
-        .entries
-        .last()
-        .map(|e| e.term)
-        .unwrap_or(state.snapshot_term);
+    let (last_index, last_term) = log.last.unwrap_or((state.snapshot_index, state.snapshot_term));
+    if let Some(first) = log.first_index {
+        if first != state.snapshot_index + 1 {
+            findings.push(finding(
+                state,
+                "raft.log_not_contiguous",
+                first,
+                format!(
+                    "first entry {} does not follow the snapshot index {}",
+                    first, state.snapshot_index
+                ),
+                "Raft §5.3 Log Matching; raft-rs MemStorage::append",
+            ));
+        }
+    }
+    for &(before, after) in &log.breaks {
+        findings.push(finding(
+            state,
+            "raft.log_not_contiguous",
+            after,
+            format!("entry {after} follows entry {before}"),
+            "Raft §5.3 Log Matching; raft-rs MemStorage::append",
+        ));
+    }
     let hs = &state.hard_state;
     if let Some(first) = state.entries.first() {
         if first.index != state.snapshot_index + 1 {

@@ -7,8 +7,9 @@ use prost::Message;
 use raft::eraftpb;
 use raft::{RawNode, Storage};
 
-use super::preflight::{preflight, RestartState};
+use super::preflight::{preflight_log, LogSummary, RestartState};
 use super::storage::LogStorage;
+use super::stream::EntryStream;
 use super::{discard_logger, replay_config, run_guarded};
 use crate::check::{Finding, Severity};
 use crate::proto::raftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType};
@@ -50,6 +51,16 @@ fn violation(
     }
 }
 
+/// Where the entries of a restart come from.
+pub enum LogSource<'s, 'a> {
+    /// `RestartState::entries`, held in memory.
+    Held,
+    /// Streamed from the WAL in index order, raft-rs answered from the stream's digests
+    /// (`RestartState::entries` is not looked at). On a stream failure the apply stops there;
+    /// the stream says why ([`EntryStream::failed`]).
+    Stream(&'s mut EntryStream<'a>),
+}
+
 /// Restart `state` in raft-rs as member `node_id` and apply committed entries up to
 /// `apply_through` (inclusive), calling `apply` for each one in order.
 pub fn restart_and_apply(
@@ -58,26 +69,62 @@ pub fn restart_and_apply(
     apply_through: u64,
     apply: &mut dyn FnMut(&Entry),
 ) -> RestartOutcome {
+    restart_and_apply_from(state, LogSource::Held, node_id, apply_through, apply)
+}
+
+/// [`restart_and_apply`] with the entries from `source`.
+pub fn restart_and_apply_from(
+    state: &RestartState<'_>,
+    mut source: LogSource<'_, '_>,
+    node_id: u64,
+    apply_through: u64,
+    apply: &mut dyn FnMut(&Entry),
+) -> RestartOutcome {
+    let summary = match &source {
+        LogSource::Held => LogSummary::of_entries(state.entries),
+        LogSource::Stream(stream) => {
+            let log = stream.log();
+            LogSummary {
+                first_index: (!log.is_empty()).then(|| log.first_index()),
+                last: log.last_term().filter(|_| !log.is_empty()).map(|t| (log.last_index(), t)),
+                breaks: Vec::new(),
+            }
+        }
+    };
     let mut outcome = RestartOutcome {
         applied_index: state.snapshot_index,
         conf_state: state.conf_state.clone(),
         conf_changes_applied: 0,
         entries_applied: 0,
         started: false,
-        findings: preflight(state),
+        findings: preflight_log(state, &summary),
     };
     if outcome.findings.iter().any(|f| f.severity.is_failure()) {
         return outcome;
     }
     // raft-rs reads the decoded log in place (see `storage`): the same state MemStorage held
     // after apply_snapshot / set_conf_state + append + set_hardstate, without copying the log.
-    let storage = match LogStorage::new(
+    let (hard_state, conf_state) = (
         translate::hard_state(&state.hard_state),
         translate::conf_state(&state.conf_state),
-        state.snapshot_index,
-        state.snapshot_term,
-        state.entries,
-    ) {
+    );
+    let storage = match &source {
+        LogSource::Held => LogStorage::new(
+            hard_state,
+            conf_state,
+            state.snapshot_index,
+            state.snapshot_term,
+            state.entries,
+        ),
+        LogSource::Stream(stream) => LogStorage::over_digests(
+            hard_state,
+            conf_state,
+            state.snapshot_index,
+            state.snapshot_term,
+            stream.log(),
+        ),
+    };
+    let storage = match storage {
         Ok(storage) => storage,
         Err((index, e)) => {
             outcome.findings.push(violation(
@@ -106,8 +153,23 @@ pub fn restart_and_apply(
                 if raft_entry.index > apply_through {
                     return false;
                 }
-                let Some(entry) = state.entries.get((raft_entry.index - first_index) as usize)
-                else {
+                let held;
+                let streamed;
+                let entry = match &mut source {
+                    LogSource::Held => {
+                        held = state.entries.get((raft_entry.index - first_index) as usize);
+                        held
+                    }
+                    LogSource::Stream(stream) => match stream.entry(raft_entry.index) {
+                        Ok(entry) => {
+                            streamed = entry;
+                            streamed.as_ref()
+                        }
+                        // The caller falls back to the held entries (see `replay::stream`).
+                        Err(_) => return false,
+                    },
+                };
+                let Some(entry) = entry else {
                     local.findings.push(violation(
                         member,
                         "raft.applied_unknown_entry",

@@ -19,6 +19,7 @@
 use raft::eraftpb;
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
+use crate::check::scan::ResolvedLog;
 use crate::proto::raftpb::Entry;
 use crate::proto::translate;
 
@@ -30,8 +31,17 @@ pub struct LogStorage<'a> {
     state: RaftState,
     snapshot_index: u64,
     snapshot_term: u64,
+    log: Held<'a>,
+}
+
+/// What raft-rs is answered from.
+#[derive(Clone, Copy)]
+enum Held<'a> {
     /// Contiguous from `snapshot_index + 1` (the pre-flight checks make sure).
-    entries: &'a [Entry],
+    Entries(&'a [Entry]),
+    /// The scan's digests (type and term per index) of a log starting at `snapshot_index + 1`;
+    /// the entries themselves are streamed by the apply loop (`replay::stream`).
+    Digests(&'a ResolvedLog),
 }
 
 /// The first entry whose type raft-rs does not know, as `(index, error)`.
@@ -54,33 +64,76 @@ impl<'a> LogStorage<'a> {
             state: RaftState::new(hard_state, conf_state),
             snapshot_index,
             snapshot_term,
-            entries,
+            log: Held::Entries(entries),
+        })
+    }
+
+    /// The same storage over a log known by its digests only, which must start right after the
+    /// snapshot (`log.base_index == snapshot_index`): raft-rs gets the same answers without the
+    /// entries being held. Fails on the first entry of an unknown type, as [`Self::new`].
+    pub fn over_digests(
+        hard_state: eraftpb::HardState,
+        conf_state: eraftpb::ConfState,
+        snapshot_index: u64,
+        snapshot_term: u64,
+        log: &'a ResolvedLog,
+    ) -> Result<LogStorage<'a>, UnknownType> {
+        assert_eq!(log.base_index, snapshot_index, "the log starts after the snapshot");
+        for (index, entry_type) in log.type_changes() {
+            translate::entry_type(entry_type).map_err(|err| (index, err))?;
+        }
+        Ok(LogStorage {
+            state: RaftState::new(hard_state, conf_state),
+            snapshot_index,
+            snapshot_term,
+            log: Held::Digests(log),
         })
     }
 
     fn first(&self) -> u64 {
-        self.entries
-            .first()
-            .map(|e| e.index)
-            .unwrap_or(self.snapshot_index + 1)
+        match self.log {
+            Held::Entries(entries) => entries
+                .first()
+                .map(|e| e.index)
+                .unwrap_or(self.snapshot_index + 1),
+            Held::Digests(_) => self.snapshot_index + 1,
+        }
     }
 
     fn last(&self) -> u64 {
-        self.entries
-            .last()
-            .map(|e| e.index)
-            .unwrap_or(self.snapshot_index)
+        match self.log {
+            Held::Entries(entries) => entries
+                .last()
+                .map(|e| e.index)
+                .unwrap_or(self.snapshot_index),
+            Held::Digests(log) => self.snapshot_index + log.len() as u64,
+        }
+    }
+
+    /// (type, term, index) of the entry at `position`.
+    fn at(&self, position: usize) -> (i32, u64, u64) {
+        match self.log {
+            Held::Entries(entries) => {
+                let e = &entries[position];
+                (e.r#type, e.term, e.index)
+            }
+            Held::Digests(log) => {
+                let index = self.snapshot_index + 1 + position as u64;
+                let d = log.get(index).expect("position within the log");
+                (d.entry_type, d.term, index)
+            }
+        }
     }
 
     fn raft_entry(&self, position: usize) -> eraftpb::Entry {
-        let e = &self.entries[position];
+        let (entry_type, term, index) = self.at(position);
         let mut out = eraftpb::Entry::default();
         // Checked in `new`.
         out.set_entry_type(
-            translate::entry_type(e.r#type).unwrap_or(eraftpb::EntryType::EntryNormal),
+            translate::entry_type(entry_type).unwrap_or(eraftpb::EntryType::EntryNormal),
         );
-        out.term = e.term;
-        out.index = e.index;
+        out.term = term;
+        out.index = index;
         out
     }
 }
@@ -127,7 +180,7 @@ impl Storage for LogStorage<'_> {
         if idx > self.last() {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        Ok(self.entries[(idx - first) as usize].term)
+        Ok(self.at((idx - first) as usize).1)
     }
 
     fn first_index(&self) -> raft::Result<u64> {

@@ -21,6 +21,9 @@ pub struct ReadAllOptions {
     pub start_index: u64,
     pub start_term: u64,
     pub mode: DecoderMode,
+    /// False: count the entries held without keeping them (`entries` and `entry_positions`
+    /// stay empty; everything else is what a full read gives). For a second, streaming pass.
+    pub keep_entries: bool,
 }
 
 impl Default for ReadAllOptions {
@@ -29,6 +32,7 @@ impl Default for ReadAllOptions {
             start_index: 0,
             start_term: 0,
             mode: DecoderMode::Strict,
+            keep_entries: true,
         }
     }
 }
@@ -163,8 +167,13 @@ pub struct WalContents {
     /// The last HardState record (commit-only states may be missing: they are not fsynced).
     pub hard_state: HardState,
     /// Entries with index > start, contiguous from start + 1, after overwrites.
+    /// Empty when read with `keep_entries: false` (see [`WalContents::entry_count`]).
     pub entries: Vec<Entry>,
     pub entry_positions: EntryPositions,
+    /// Entries held after overwrites (`entries.len()` when they are kept).
+    pub entry_count: usize,
+    /// Whether `entries` and `entry_positions` were kept.
+    pub kept_entries: bool,
     pub snapshots: Vec<SnapshotRecord>,
     pub start_index: u64,
     pub start_term: u64,
@@ -182,12 +191,13 @@ pub struct WalContents {
 }
 
 impl WalContents {
+    /// Entries are contiguous from `start_index + 1`.
     pub fn first_index(&self) -> Option<u64> {
-        self.entries.first().map(|e| e.index)
+        (self.entry_count > 0).then(|| self.start_index + 1)
     }
 
     pub fn last_index(&self) -> Option<u64> {
-        self.entries.last().map(|e| e.index)
+        (self.entry_count > 0).then(|| self.start_index + self.entry_count as u64)
     }
 
     /// The location of an entry in this read, for messages.
@@ -199,7 +209,7 @@ impl WalContents {
         Location {
             segment: Some(self.segments[p.segment_index as usize].file_name.clone()),
             offset: Some(p.offset),
-            raft_index: Some(self.entries[position].index),
+            raft_index: Some(self.start_index + 1 + position as u64),
         }
     }
 }
@@ -213,6 +223,8 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
         hard_state: HardState::default(),
         entries: Vec::new(),
         entry_positions: EntryPositions::default(),
+        entry_count: 0,
+        kept_entries: options.keep_entries,
         snapshots: Vec::new(),
         start_index: options.start_index,
         start_term: options.start_term,
@@ -245,7 +257,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
             {
                 Ok(mut entry) => {
                     decoder.last_entry_index = entry.index;
-                    if entry.index > options.start_index {
+                    if options.keep_entries && entry.index > options.start_index {
                         arena.rehome(&mut entry);
                     }
                     let index = entry.index;
@@ -387,17 +399,17 @@ fn append_entry(
         offset: decoded.offset,
     };
     let up = entry.index - out.start_index - 1;
-    if up > out.entries.len() as u64 {
+    if up > out.entry_count as u64 {
         let error = WalError::new(
             WalErrorKind::SliceOutOfRange {
-                expected_at_most: out.start_index.saturating_add(out.entries.len() as u64 + 1),
+                expected_at_most: out.start_index.saturating_add(out.entry_count as u64 + 1),
                 found: entry.index,
                 // A leader snapshot jumps the log *forward*: its index lies beyond every entry
                 // already held, and the next entry follows it directly.
                 bridged_by_snapshot: out.snapshots.last().is_some_and(|s| {
                     s.snapshot.index.checked_add(1) == Some(entry.index)
                         && s.snapshot.index
-                            > out.start_index.saturating_add(out.entries.len() as u64)
+                            > out.start_index.saturating_add(out.entry_count as u64)
                 }),
             },
             location(),
@@ -406,21 +418,29 @@ fn append_entry(
             // Keep reading: the entries after the gap are what a reader can still check.
             out.entries.clear();
             out.entry_positions.clear();
+            out.entry_count = 0;
             out.start_index = entry.index - 1;
-            out.entries.push(entry);
-            out.entry_positions.push(position);
+            hold(out, entry, position);
         }
         return Some(error);
     }
     let up = up as usize;
-    if up < out.entries.len() {
+    if up < out.entry_count {
         out.overwrites.push((entry.index, location()));
         out.entries.truncate(up);
         out.entry_positions.truncate(up);
+        out.entry_count = up;
     }
-    out.entries.push(entry);
-    out.entry_positions.push(position);
+    hold(out, entry, position);
     None
+}
+
+fn hold(out: &mut WalContents, entry: Entry, position: RecordPosition) {
+    out.entry_count += 1;
+    if out.kept_entries {
+        out.entries.push(entry);
+        out.entry_positions.push(position);
+    }
 }
 
 #[cfg(test)]

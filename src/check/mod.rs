@@ -368,8 +368,23 @@ pub fn verify_member(
     path: &std::path::Path,
     mode: crate::wal::DecoderMode,
 ) -> Result<MemberReport, String> {
+    verify_member_with(fs, path, mode, crate::member::read_member)
+}
+
+/// How a member is read for verification (`member::read_member`, or
+/// `replay::stream::read_for_streaming`, which may hold no entries).
+pub type MemberReader =
+    fn(&crate::member::MemberFiles<'_>, crate::wal::DecoderMode) -> crate::member::MemberRead;
+
+/// [`verify_member`] with the boot read done by `reader`.
+pub fn verify_member_with(
+    fs: &dyn crate::fsio::ReadOnlyFs,
+    path: &std::path::Path,
+    mode: crate::wal::DecoderMode,
+    reader: MemberReader,
+) -> Result<MemberReport, String> {
     let files = crate::member::MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
-    let read = crate::member::read_member(&files, mode);
+    let read = reader(&files, mode);
     let name = path.display().to_string();
     let check = check_member(&name, &files, &read);
     Ok(MemberReport {
@@ -387,9 +402,19 @@ pub fn verify_members(
     paths: &[std::path::PathBuf],
     mode: crate::wal::DecoderMode,
 ) -> Result<Vec<MemberReport>, String> {
+    verify_members_with(fs, paths, mode, crate::member::read_member)
+}
+
+/// [`verify_members`] with the boot reads done by `reader`.
+pub fn verify_members_with(
+    fs: &dyn crate::fsio::ReadOnlyFs,
+    paths: &[std::path::PathBuf],
+    mode: crate::wal::DecoderMode,
+    reader: MemberReader,
+) -> Result<Vec<MemberReport>, String> {
     let mut reports = paths
         .iter()
-        .map(|path| verify_member(fs, path, mode))
+        .map(|path| verify_member_with(fs, path, mode, reader))
         .collect::<Result<Vec<_>, String>>()?;
     if reports.len() > 1 {
         let ids: std::collections::BTreeSet<u64> = reports

@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 
 use super::junit::{invariant_cases, render, TestSuite};
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::check::{verify_members, Finding, MemberReport, Severity};
+use crate::check::{verify_members_with, Finding, MemberReport, Severity};
 use crate::fsio::ReadOnlyFs;
 use crate::member::MemberFiles;
-use crate::replay::member_state::{agreement, replay_member, MemberState};
+use crate::replay::member_state::{agreement, hash_at_member, replay_member, MemberState};
+use crate::replay::stream::read_for_streaming;
 use crate::wal::DecoderMode;
 
 pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: bool) -> i32 {
@@ -24,7 +25,8 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
     } else {
         DecoderMode::Strict
     };
-    let mut reports = match verify_members(fs, paths, mode) {
+    // A log read whole from the beginning is not held: its replay streams it (replay::stream).
+    let mut reports = match verify_members_with(fs, paths, mode, read_for_streaming) {
         Ok(reports) => reports,
         Err(e) => {
             eprintln!("raft-replay verify: {e}");
@@ -68,18 +70,29 @@ fn replay_all(fs: &dyn ReadOnlyFs, reports: &mut [MemberReport]) -> Vec<Option<M
         let state = files.map(|files| {
             let name = report.path.display().to_string();
             let mut findings = Vec::new();
-            let state = replay_member(&name, &files, &report.read, &mut findings);
+            let state = replay_member(&name, &files, &report.read, &report.scan.log, &mut findings);
             report.findings.extend(findings);
             state
         });
         states.push(state);
     }
-    let named: Vec<(String, &crate::member::MemberRead, &MemberState)> = reports
+    let named: Vec<(usize, String, &MemberState)> = reports
         .iter()
         .zip(&states)
-        .filter_map(|(r, s)| s.as_ref().map(|s| (r.path.display().to_string(), &r.read, s)))
+        .enumerate()
+        .filter_map(|(i, (r, s))| s.as_ref().map(|s| (i, r.path.display().to_string(), s)))
         .collect();
-    let agreement = if named.len() > 1 { agreement(&named) } else { Vec::new() };
+    let agreement = if named.len() > 1 {
+        let members: Vec<(String, &MemberState)> = named.iter().map(|(_, n, s)| (n.clone(), *s)).collect();
+        let hash_at = |i: usize, index: u64| {
+            let report = &reports[named[i].0];
+            let files = MemberFiles::open(fs, &report.path).ok()?;
+            hash_at_member(&named[i].1, &files, &report.read, &report.scan.log, index)
+        };
+        agreement(&members, &hash_at)
+    } else {
+        Vec::new()
+    };
     for finding in agreement {
         if let Some(report) = reports.iter_mut().find(|r| r.path.display().to_string() == finding.member) {
             report.findings.push(finding);
@@ -97,7 +110,7 @@ fn member_json(report: &MemberReport) -> Value {
         "node_id": scan.node_id.map(|id| format!("{id:016x}")),
         "cluster_id": scan.cluster_id.map(|id| format!("{id:016x}")),
         "read_from": { "index": report.read.start.index, "term": report.read.start.term, "reason": report.read.start.reason },
-        "entry_count": contents.entries.len(),
+        "entry_count": contents.entry_count,
         "first_index": contents.first_index(),
         "last_index": contents.last_index(),
         "hard_state": { "term": hs.term, "vote": hs.vote, "commit": hs.commit },
@@ -157,7 +170,7 @@ fn text(reports: &[MemberReport], states: &[Option<MemberState>]) -> String {
         text.push_str(&format!(
             "{}: {} entries ({range}), commit {}, {start}{}\n",
             report.path.display(),
-            c.entries.len(),
+            c.entry_count,
             c.hard_state.commit,
             scan.node_id
                 .map(|id| format!(", member id {id:x}"))

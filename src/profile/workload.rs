@@ -13,10 +13,10 @@ use super::clock::{Span, Stamp};
 use crate::check::{check_cluster, check_member, MemberScan};
 use crate::fsio::ReadOnlyFs;
 use crate::check::scan::ResolvedLog;
-use crate::member::{read_member, read_member_summary, MemberFiles, MemberRead};
+use crate::member::{read_member, MemberFiles, MemberRead};
 use crate::replay::kv::{node_id, replay_kv, restart_state, KvReplayError};
 use crate::replay::restart::restart_and_apply;
-use crate::replay::stream::{replay_kv_streaming, streamable};
+use crate::replay::stream::{read_for_streaming, replay_kv_streaming, streamable};
 use crate::wal::DecoderMode;
 
 /// Function names (as they appear in symbolised stacks) of the three measured steps.
@@ -164,15 +164,7 @@ fn phase_decode<'fs>(
     let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
     // A log read whole from the beginning without an error is streamed by the replay; any
     // other read keeps its entries (the replay needs them).
-    let summary = read_member_summary(&files, DecoderMode::Strict);
-    let whole = summary.start.index == 0
-        && summary.contents.errors.is_empty()
-        && summary.contents.segments == files.segments;
-    let read = if whole {
-        summary
-    } else {
-        read_member(&files, DecoderMode::Strict)
-    };
+    let read = read_for_streaming(&files, DecoderMode::Strict);
     Ok((files, read))
 }
 

@@ -6,11 +6,13 @@
 use serde::Serialize;
 
 use super::follower::reexecute;
-use super::kv::{node_id, replay_kv, restart_state};
+use super::kv::{node_id, replay_kv, restart_state, KvReplay, KvReplayError};
 use super::restart::restart_and_apply;
+use super::stream::{replay_kv_streaming, streamable};
+use crate::check::scan::ResolvedLog;
 use crate::check::state_hash::{self, StatePoint};
 use crate::check::Finding;
-use crate::member::{MemberFiles, MemberRead};
+use crate::member::{read_member, MemberFiles, MemberRead};
 use crate::wal::name::search_index;
 use crate::wal::DecoderMode;
 
@@ -30,8 +32,38 @@ pub struct MemberState {
     pub follower_batches: u64,
 }
 
-/// Replays one member that decoded cleanly. Findings go to `findings`.
-pub fn replay_member(member: &str, files: &MemberFiles<'_>, read: &MemberRead, findings: &mut Vec<Finding>) -> MemberState {
+/// [`replay_kv`] of `read`, streamed when it is a summary read (`replay::stream`; `log` is the
+/// member's scan's resolved log), else (or when the stream fails) over the held entries, read
+/// again when `read` holds none. Also returns the read the entries were held in, if one was made.
+fn replay_kv_any(
+    member: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+    log: &ResolvedLog,
+    through: Option<u64>,
+) -> (Result<KvReplay, KvReplayError>, Option<MemberRead>) {
+    if read.contents.kept_entries {
+        return (replay_kv(member, read, through, &mut |_| {}), None);
+    }
+    if streamable(files, read, log) {
+        if let Ok(Ok(kv)) = replay_kv_streaming(member, files, read, log, through, &mut |_| {}) {
+            return (Ok(kv), None);
+        }
+    }
+    // A summary read is only made in strict mode (`read_for_streaming`).
+    let full = read_member(files, DecoderMode::Strict);
+    (replay_kv(member, &full, through, &mut |_| {}), Some(full))
+}
+
+/// Replays one member that decoded cleanly. Findings go to `findings`. `log` is the member's
+/// scan's resolved log (what a summary read is streamed against).
+pub fn replay_member(
+    member: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+    log: &ResolvedLog,
+    findings: &mut Vec<Finding>,
+) -> MemberState {
     let mut state = MemberState::default();
     let conf = read.snapshot.as_ref().map(|s| s.snapshot.metadata.conf_state.clone()).unwrap_or_default();
     if let Some(from) = search_index(&files.segments, read.start.index) {
@@ -39,7 +71,8 @@ pub fn replay_member(member: &str, files: &MemberFiles<'_>, read: &MemberRead, f
         state.follower_batches = follower.batches;
         findings.extend(follower.findings);
     }
-    match replay_kv(member, read, None, &mut |_| {}) {
+    let (kv, full) = replay_kv_any(member, files, read, log, None);
+    match kv {
         Ok(kv) => {
             findings.extend(kv.raft.findings.iter().cloned());
             state.applied_index = kv.applied_index;
@@ -51,6 +84,7 @@ pub fn replay_member(member: &str, files: &MemberFiles<'_>, read: &MemberRead, f
         }
         Err(e) => {
             // Raft-level replay still runs; only the KV state needs the full history.
+            let read = full.as_ref().unwrap_or(read);
             let outcome = restart_and_apply(&restart_state(member, read), node_id(read), u64::MAX, &mut |_| {});
             findings.extend(outcome.findings);
             state.applied_index = outcome.applied_index;
@@ -66,24 +100,30 @@ pub fn hash_at(member: &str, read: &MemberRead, index: u64) -> Option<u32> {
     (kv.applied_index == index).then(|| kv.store.hash_kv(0).ok().map(|h| h.hash)).flatten()
 }
 
+/// [`hash_at`] of a read that may be a summary read (see [`replay_member`]).
+pub fn hash_at_member(member: &str, files: &MemberFiles<'_>, read: &MemberRead, log: &ResolvedLog, index: u64) -> Option<u32> {
+    let kv = replay_kv_any(member, files, read, log, Some(index)).0.ok()?;
+    (kv.applied_index == index).then(|| kv.store.hash_kv(0).ok().map(|h| h.hash)).flatten()
+}
+
 /// State-hash agreement across members: at each member's own applied index, and at the highest
 /// index every member with a KV state has applied (so members that stopped at different points
-/// are still compared).
-pub fn agreement(members: &[(String, &MemberRead, &MemberState)]) -> Vec<Finding> {
-    let with_kv: Vec<&(String, &MemberRead, &MemberState)> = members.iter().filter(|(_, _, s)| s.hashkv.is_some()).collect();
+/// are still compared). `hash_at(i, index)`: member `i`'s HashKV after applying through `index`.
+pub fn agreement(members: &[(String, &MemberState)], hash_at: &dyn Fn(usize, u64) -> Option<u32>) -> Vec<Finding> {
+    let with_kv: Vec<(usize, &(String, &MemberState))> = members.iter().enumerate().filter(|(_, (_, s))| s.hashkv.is_some()).collect();
     let mut points: Vec<StatePoint> = with_kv
         .iter()
-        .map(|(name, _, s)| StatePoint {
+        .map(|(_, (name, s))| StatePoint {
             member: name.clone(),
             applied_index: s.applied_index,
             hash: u64::from(s.hashkv.unwrap_or(0)),
             what: format!("HashKV at revision {}", s.revision.unwrap_or(0)),
         })
         .collect();
-    if let Some(common) = with_kv.iter().map(|(_, _, s)| s.applied_index).min() {
-        for (name, read, s) in &with_kv {
+    if let Some(common) = with_kv.iter().map(|(_, (_, s))| s.applied_index).min() {
+        for (i, (name, s)) in &with_kv {
             if s.applied_index > common {
-                if let Some(hash) = hash_at(name, read, common) {
+                if let Some(hash) = hash_at(*i, common) {
                     points.push(StatePoint {
                         member: name.clone(),
                         applied_index: common,

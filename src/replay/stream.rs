@@ -27,7 +27,8 @@ use super::kv::{replay_kv_from, KvReplay, KvReplayError};
 use super::restart::LogSource;
 use crate::check::scan::ResolvedLog;
 use crate::fsio::ReadOnlyFs;
-use crate::member::{MemberFiles, MemberRead};
+use crate::member::{read_member, read_member_summary, MemberFiles, MemberRead};
+use crate::wal::DecoderMode;
 use crate::proto::raftpb::Entry;
 use crate::proto::walpb::{Record, ENTRY_TYPE};
 use crate::wal::decoder::fast;
@@ -240,6 +241,22 @@ impl<'a> EntryStream<'a> {
             None => Entry::decode(data).map_err(|e| format!("entry at {offset}: {e}")),
         }
     }
+}
+
+/// etcd's boot read for a replay that may stream: a summary read (no entries held) when the
+/// log is read whole from the first segment without an error in strict mode, else the full
+/// read (gap fallback, damaged logs, forensic mode keep the materialised path).
+pub fn read_for_streaming(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
+    if mode == DecoderMode::Strict {
+        let summary = read_member_summary(files, mode);
+        if summary.start.index == 0
+            && summary.contents.errors.is_empty()
+            && summary.contents.segments == files.segments
+        {
+            return summary;
+        }
+    }
+    read_member(files, mode)
 }
 
 /// Whether `read` (a summary read) and the scan's `log` describe one log the stream can replay:

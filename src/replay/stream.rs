@@ -15,7 +15,8 @@
 //!
 //! Reading follows the decoder's rules: a frame is trusted only as far as the file system's
 //! length (a record longer than what remains of its segment, or ≥ etcd 3.4's 10 MiB limit, is an
-//! error, never an allocation); the reader is buffered (1 MB) and never seeks backwards.
+//! error, never an allocation); the segment is read 1 MB at a time, forward only, and records
+//! are slices of that chunk (no copy).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -44,17 +45,62 @@ pub struct StreamError {
     pub message: String,
 }
 
-/// Buffer of the segment reader.
-const READ_BUFFER_BYTES: usize = 1024 * 1024;
+/// Bytes read from a segment at a time (more when one frame is longer, never more than what
+/// remains of the file).
+const READ_CHUNK_BYTES: u64 = 1024 * 1024;
 
-/// The segment being read, forward only.
+/// The segment being read, forward only, a chunk at a time: records are slices of the chunk, so
+/// an entry handed out keeps at most its chunk alive.
 struct SegmentReader<'a> {
     segment: u32,
-    reader: std::io::BufReader<Box<dyn Read + 'a>>,
+    reader: Box<dyn Read + 'a>,
     /// The file system's length.
     len: u64,
-    /// Bytes consumed so far.
-    pos: u64,
+    /// The file offset of `chunk[0]`.
+    chunk_start: u64,
+    chunk: Bytes,
+}
+
+impl SegmentReader<'_> {
+    /// Bytes `[at, at + n)` of the segment; `at` never lies before the current chunk.
+    fn bytes(&mut self, at: u64, n: u64) -> Result<Bytes, String> {
+        let end = at
+            .checked_add(n)
+            .filter(|end| *end <= self.len)
+            .ok_or_else(|| format!("bytes {at}+{n} past the end of the segment ({})", self.len))?;
+        let chunk_end = self.chunk_start + self.chunk.len() as u64;
+        if at < self.chunk_start {
+            return Err(format!("byte {at} lies before byte {}", self.chunk_start));
+        }
+        if end > chunk_end {
+            // Keep what is still ahead, skip what lies between, read at least a chunk.
+            let mut next = Vec::with_capacity(
+                usize::try_from(n.max(READ_CHUNK_BYTES).min(self.len - at)).unwrap_or(0),
+            );
+            if at < chunk_end {
+                next.extend_from_slice(&self.chunk[(at - self.chunk_start) as usize..]);
+            } else {
+                let skip = at - chunk_end;
+                let skipped = std::io::copy(&mut (&mut self.reader).take(skip), &mut std::io::sink())
+                    .map_err(|e| format!("read error: {e}"))?;
+                if skipped != skip {
+                    return Err(format!("short read before byte {at}"));
+                }
+            }
+            let want = (next.capacity() - next.len()) as u64;
+            (&mut self.reader)
+                .take(want)
+                .read_to_end(&mut next)
+                .map_err(|e| format!("read error: {e}"))?;
+            self.chunk_start = at;
+            self.chunk = Bytes::from(next);
+            if self.chunk.len() < n as usize {
+                return Err(format!("short read at byte {at}"));
+            }
+        }
+        let from = (at - self.chunk_start) as usize;
+        Ok(self.chunk.slice(from..from + n as usize))
+    }
 }
 
 /// The entries of a resolved log, in index order, read from the WAL one at a time.
@@ -191,43 +237,24 @@ impl<'a> EntryStream<'a> {
                 .map_err(|e| format!("cannot read {}: {e}", name.file_name))?;
             self.current = Some(SegmentReader {
                 segment,
-                reader: std::io::BufReader::with_capacity(READ_BUFFER_BYTES, reader),
+                reader,
                 len,
-                pos: 0,
+                chunk_start: 0,
+                chunk: Bytes::new(),
             });
         }
         let cur = self.current.as_mut().expect("opened above");
-        if offset < cur.pos {
-            return Err(format!("frame at {offset} lies before byte {}", cur.pos));
-        }
-        if offset.saturating_add(FRAME_HEADER_BYTES) > cur.len {
-            return Err(format!("frame at {offset} past the end of the segment"));
-        }
-        let skip = offset - cur.pos;
-        let skipped = std::io::copy(&mut (&mut cur.reader).take(skip), &mut std::io::sink())
-            .map_err(|e| format!("read error: {e}"))?;
-        if skipped != skip {
-            return Err(format!("short read before byte {offset}"));
-        }
-        let mut word = [0u8; 8];
-        cur.reader
-            .read_exact(&mut word)
-            .map_err(|e| format!("length word at {offset}: {e}"))?;
-        let (record_len, pad_len) = decode_frame_size(u64::from_le_bytes(word));
+        let word = cur.bytes(offset, FRAME_HEADER_BYTES)?;
+        let word = u64::from_le_bytes(word[..].try_into().expect("8 bytes"));
+        let (record_len, pad_len) = decode_frame_size(word);
         if record_len >= MAX_RECORD_BYTES_34.saturating_sub(pad_len) {
             return Err(format!("a record of {record_len} bytes at {offset}"));
         }
-        let body_start = offset + FRAME_HEADER_BYTES;
-        if body_start.saturating_add(record_len + pad_len) > cur.len {
+        if offset.saturating_add(FRAME_HEADER_BYTES + record_len + pad_len) > cur.len {
             return Err(format!("a frame overrunning its segment at {offset}"));
         }
-        // Bounded above by the file system's length and the record limit, never by the word alone.
-        let mut body = vec![0u8; record_len as usize];
-        cur.reader
-            .read_exact(&mut body)
-            .map_err(|e| format!("record at {offset}: {e}"))?;
-        cur.pos = body_start + record_len;
-        let body = Bytes::from(body);
+        // Bounded by the record limit and the file system's length.
+        let body = cur.bytes(offset + FRAME_HEADER_BYTES, record_len)?;
         let record = match fast::record(&body, 0, body.len()) {
             Some(record) => record,
             None => Record::decode(body.clone()).map_err(|e| format!("record at {offset}: {e}"))?,

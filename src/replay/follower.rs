@@ -219,7 +219,17 @@ fn deliver(
         }
         let entries = ready.take_entries();
         if !entries.is_empty() {
-            node.mut_store().wl().append(&entries).map_err(|e| {
+            // Stored without their data: this node only compares indexes and terms and drops
+            // what it commits, and the data would keep the decoder's segment buffers alive.
+            let stored: Vec<eraftpb::Entry> = entries
+                .iter()
+                .map(|e| {
+                    let mut e = e.clone();
+                    e.data = Bytes::new();
+                    e
+                })
+                .collect();
+            node.mut_store().wl().append(&stored).map_err(|e| {
                 (
                     "replay.append_refused",
                     state_location.clone(),

@@ -216,6 +216,21 @@ impl ResolvedLog {
         self.entries.push(digest);
     }
 
+    /// A log of `digests` after `base_index` (for tests of its consumers).
+    #[cfg(test)]
+    pub(crate) fn from_digests(base_index: u64, base_term: u64, digests: &[EntryDigest]) -> Self {
+        let mut log = ResolvedLog {
+            base_index,
+            base_term: Some(base_term),
+            positioned: true,
+            ..Default::default()
+        };
+        for d in digests {
+            log.push(*d);
+        }
+        log
+    }
+
     /// Keeps the first `len` entries.
     fn truncate(&mut self, len: usize) {
         self.entries.truncate(len);

@@ -80,6 +80,23 @@ pub fn restart_and_apply_from(
     apply_through: u64,
     apply: &mut dyn FnMut(&Entry),
 ) -> RestartOutcome {
+    if let LogSource::Stream(stream) = &mut source {
+        if stream.log().base_index != state.snapshot_index {
+            stream.refuse(format!(
+                "the digests start after index {}, the restart at snapshot index {}",
+                stream.log().base_index,
+                state.snapshot_index
+            ));
+            return RestartOutcome {
+                applied_index: state.snapshot_index,
+                conf_state: state.conf_state.clone(),
+                conf_changes_applied: 0,
+                entries_applied: 0,
+                started: false,
+                findings: Vec::new(),
+            };
+        }
+    }
     let summary = match &source {
         LogSource::Held => LogSummary::of_entries(state.entries),
         LogSource::Stream(stream) => {

@@ -285,6 +285,57 @@ mod tests {
         );
     }
 
+    /// Over the scan's digests: the same answers as over the entries they digest.
+    #[test]
+    fn digests_answer_like_the_entries() {
+        use crate::check::scan::EntryDigest;
+        let log: Vec<Entry> = (11..=9000)
+            .map(|i| entry(i, 2 + i / 15, (i % 97 == 0) as i32))
+            .collect();
+        let digests: Vec<EntryDigest> = log
+            .iter()
+            .map(|e| EntryDigest {
+                term: e.term,
+                entry_type: e.r#type,
+                data_crc: 0,
+                segment: 0,
+                offset: e.index * 10,
+            })
+            .collect();
+        let resolved = ResolvedLog::from_digests(10, 2, &digests);
+        let mut hs = eraftpb::HardState::default();
+        hs.term = 700;
+        hs.commit = 8000;
+        let cs = eraftpb::ConfState::default();
+        let a = LogStorage::new(hs.clone(), cs.clone(), 10, 2, &log).unwrap();
+        let b = LogStorage::over_digests(hs, cs, 10, 2, &resolved).unwrap();
+        assert_eq!(a.first_index().unwrap(), b.first_index().unwrap());
+        assert_eq!(a.last_index().unwrap(), b.last_index().unwrap());
+        for idx in [0, 9, 10, 11, 12, 500, 8999, 9000, 9001] {
+            assert_eq!(format!("{:?}", a.term(idx)), format!("{:?}", b.term(idx)), "term({idx})");
+        }
+        for (lo, hi) in [(11, 9001), (13, 15), (5000, 9001), (11, 11), (10, 12)] {
+            assert_eq!(
+                format!("{:?}", a.entries(lo, hi, None, GetEntriesContext::empty(false))),
+                format!("{:?}", b.entries(lo, hi, None, GetEntriesContext::empty(false))),
+                "entries({lo}, {hi})"
+            );
+        }
+        let mut bad = digests.clone();
+        bad[40].entry_type = 9;
+        let resolved = ResolvedLog::from_digests(10, 2, &bad);
+        let err = LogStorage::over_digests(
+            eraftpb::HardState::default(),
+            eraftpb::ConfState::default(),
+            10,
+            2,
+            &resolved,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.0, 51);
+    }
+
     #[test]
     fn long_ranges_come_in_chunks_and_unknown_types_are_refused() {
         let log: Vec<Entry> = (1..=10_000).map(|i| entry(i, 1, 0)).collect();

@@ -177,6 +177,11 @@ impl<'a> EntryStream<'a> {
         Ok(())
     }
 
+    /// Marks the stream failed (the caller falls back to the held entries).
+    pub(crate) fn refuse(&mut self, message: String) {
+        let _ = self.fail::<()>(self.next, message);
+    }
+
     fn fail<T>(&mut self, index: u64, message: String) -> Result<T, StreamError> {
         let error = StreamError { index, message };
         self.failed = Some(error.clone());

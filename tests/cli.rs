@@ -225,7 +225,8 @@ fn a_member_etcd_cannot_read_never_passes() {
         let (code, stdout, stderr) = common::run_cli(&args);
         assert_eq!(code, 1, "{args:?}\n{stdout}\n{stderr}");
     }
-    let (code, stdout, _) = common::run_cli(&["crash", p.as_str(), "--classes", "a", "--format", "json"]);
+    let (code, stdout, _) =
+        common::run_cli(&["crash", p.as_str(), "--classes", "a", "--format", "json"]);
     assert_eq!(code, 1);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["refused_input_count"], 1, "{stdout}");

@@ -173,7 +173,12 @@ fn follower_reexecution_reproduces_every_persisted_batch_of_every_capture() {
 fn verify_reports_each_members_replayed_hashkv_and_they_agree() {
     for capture in common::captures() {
         let manifest = common::manifest(&capture);
-        let final_checkpoint = manifest["checkpoints"].as_array().unwrap().last().unwrap().clone();
+        let final_checkpoint = manifest["checkpoints"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
         let members = common::members(&capture);
         let mut args = vec!["verify".to_string(), "--format".into(), "json".into()];
         args.extend(members.iter().map(|m| m.display().to_string()));
@@ -184,20 +189,34 @@ fn verify_reports_each_members_replayed_hashkv_and_they_agree() {
         let mut checked = 0;
         for member in report["members"].as_array().unwrap() {
             let replay = &member["replay"];
-            let name = std::path::Path::new(member["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
-            let Some(expected) = final_checkpoint["members"].as_array().unwrap().iter().find(|m| m["name"] == name.as_str()) else {
+            let name = std::path::Path::new(member["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let Some(expected) = final_checkpoint["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == name.as_str())
+            else {
                 continue;
             };
             if replay["hashkv"].is_null() {
                 assert!(replay["kv_unavailable"].is_string(), "{name}: {replay}");
                 continue;
             }
-            if expected["raft_applied_index"] == replay["applied_index"] && !expected["hash"].is_null() {
+            if expected["raft_applied_index"] == replay["applied_index"]
+                && !expected["hash"].is_null()
+            {
                 assert_eq!(replay["hashkv"], expected["hash"], "{capture}/{name}");
                 assert_eq!(replay["revision"], expected["revision"], "{capture}/{name}");
                 checked += 1;
             }
         }
-        assert!(checked >= 2, "{capture}: compared {checked} members with etcd's final checkpoint");
+        assert!(
+            checked >= 2,
+            "{capture}: compared {checked} members with etcd's final checkpoint"
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use raft_replay::check::check_member;
 use raft_replay::crash::fixture::{bootstrap_entries, noop_entry, put_entry, SyntheticMember};
-use raft_replay::fsio::{MemFs, RealFs, ReadOnlyFs};
+use raft_replay::fsio::{MemFs, ReadOnlyFs, RealFs};
 use raft_replay::member::{read_member, read_member_summary, MemberFiles};
 use raft_replay::proto::raftpb::{Entry, HardState};
 use raft_replay::proto::walpb::WalSnapshot;
@@ -44,18 +44,32 @@ fn compare(fs: &dyn ReadOnlyFs, path: &Path, through: &[Option<u64>]) -> bool {
     let summary = read_member_summary(&files, DecoderMode::Strict);
     assert!(!summary.contents.kept_entries && summary.contents.entries.is_empty());
     // The summary read is the full read without the entries.
-    assert_eq!(summary.contents.entry_count, full.contents.entries.len(), "{name}");
+    assert_eq!(
+        summary.contents.entry_count,
+        full.contents.entries.len(),
+        "{name}"
+    );
     assert_eq!(summary.contents.first_index(), full.contents.first_index());
     assert_eq!(summary.contents.last_index(), full.contents.last_index());
     assert_eq!(summary.contents.hard_state, full.contents.hard_state);
     assert_eq!(
-        format!("{:?}{:?}{:?}", summary.contents.errors, summary.contents.warnings, summary.start),
-        format!("{:?}{:?}{:?}", full.contents.errors, full.contents.warnings, full.start)
+        format!(
+            "{:?}{:?}{:?}",
+            summary.contents.errors, summary.contents.warnings, summary.start
+        ),
+        format!(
+            "{:?}{:?}{:?}",
+            full.contents.errors, full.contents.warnings, full.start
+        )
     );
     // The checks see the same thing.
     let a = check_member(&name, &files, &full);
     let b = check_member(&name, &files, &summary);
-    assert_eq!(format!("{:?}", a.findings), format!("{:?}", b.findings), "{name}");
+    assert_eq!(
+        format!("{:?}", a.findings),
+        format!("{:?}", b.findings),
+        "{name}"
+    );
     assert_eq!(a.scan.log.digests(), b.scan.log.digests(), "{name}");
     if !streamable(&files, &summary, &b.scan.log) {
         return false;
@@ -69,7 +83,13 @@ fn compare(fs: &dyn ReadOnlyFs, path: &Path, through: &[Option<u64>]) -> bool {
     }
     // At most one decoded entry alive, however long the log.
     let mut stream = EntryStream::over_member(&files, &b.scan.log);
-    let replay = replay_kv_from(&name, &summary, LogSource::Stream(&mut stream), None, &mut |_| {});
+    let replay = replay_kv_from(
+        &name,
+        &summary,
+        LogSource::Stream(&mut stream),
+        None,
+        &mut |_| {},
+    );
     assert!(replay.is_ok() && stream.failed().is_none());
     assert!(stream.max_held <= 1, "{}", stream.max_held);
     true
@@ -83,7 +103,10 @@ fn streaming_replay_equals_materialised_on_the_corpus() {
             streamed += 1;
         }
     }
-    assert!(streamed >= 3, "only {streamed} corpus members were streamable");
+    assert!(
+        streamed >= 3,
+        "only {streamed} corpus members were streamable"
+    );
 }
 
 fn mem_member(member: &SyntheticMember) -> MemFs {
@@ -108,15 +131,20 @@ struct Save {
 }
 
 fn save() -> impl Strategy<Value = Save> {
-    (0usize..24, 0u64..5, any::<bool>(), 0u64..6, prop::bool::weighted(0.1)).prop_map(
-        |(count, rewind, term_bump, commit_step, snapshot)| Save {
+    (
+        0usize..24,
+        0u64..5,
+        any::<bool>(),
+        0u64..6,
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(count, rewind, term_bump, commit_step, snapshot)| Save {
             count,
             rewind,
             term_bump,
             commit_step,
             snapshot,
-        },
-    )
+        })
 }
 
 /// A member written by etcd's writer: bootstrap, then puts saved in batches that overwrite
@@ -125,7 +153,11 @@ fn written(saves: &[Save], segment_size: u64) -> MemFs {
     let mut member = SyntheticMember::new(1, 7, segment_size);
     let mut log: Vec<Entry> = bootstrap_entries(&[1]);
     let mut term = 1;
-    let mut state = HardState { term: 1, vote: 1, commit: 1 };
+    let mut state = HardState {
+        term: 1,
+        vote: 1,
+        commit: 1,
+    };
     member.save(state, &log);
     let mut n = 0u64;
     for s in saves {
@@ -140,7 +172,12 @@ fn written(saves: &[Save], segment_size: u64) -> MemFs {
                 if n % 5 == 0 {
                     noop_entry(term, first + i)
                 } else {
-                    put_entry(term, first + i, &format!("k{}", n % 7), format!("v{n}").as_bytes())
+                    put_entry(
+                        term,
+                        first + i,
+                        &format!("k{}", n % 7),
+                        format!("v{n}").as_bytes(),
+                    )
                 }
             })
             .collect();
@@ -192,11 +229,24 @@ proptest! {
 #[test]
 fn an_entry_differing_from_its_digest_is_an_error() {
     let saves: Vec<Save> = (0..60)
-        .map(|i| Save { count: 10, rewind: 0, term_bump: i == 3, commit_step: 10, snapshot: false })
+        .map(|i| Save {
+            count: 10,
+            rewind: 0,
+            term_bump: i == 3,
+            commit_step: 10,
+            snapshot: false,
+        })
         .collect();
     let fs = written(&saves, 4096);
     let other = written(
-        &saves.iter().cloned().map(|s| Save { term_bump: false, ..s }).collect::<Vec<_>>(),
+        &saves
+            .iter()
+            .cloned()
+            .map(|s| Save {
+                term_bump: false,
+                ..s
+            })
+            .collect::<Vec<_>>(),
         4096,
     );
     let files = MemberFiles::open(&fs, Path::new("/m")).unwrap();
@@ -207,7 +257,8 @@ fn an_entry_differing_from_its_digest_is_an_error() {
     // Same shape (same count, same frames), different terms: the stream must notice.
     assert!(streamable(&files, &summary, &other_scan.log));
     {
-        let result = replay_kv_streaming("m", &files, &summary, &other_scan.log, None, &mut |_| {}).unwrap();
+        let result =
+            replay_kv_streaming("m", &files, &summary, &other_scan.log, None, &mut |_| {}).unwrap();
         let error = result.err().expect("a stream error");
         assert!(error.message.contains("differs"), "{error}");
     }
@@ -220,7 +271,12 @@ fn an_entry_differing_from_its_digest_is_an_error() {
         }
     }
     assert!(files.segments.len() > 2);
-    let mut stream = EntryStream::new(&missing, files.paths.wal_dir.clone(), &files.segments, &scan.log);
+    let mut stream = EntryStream::new(
+        &missing,
+        files.paths.wal_dir.clone(),
+        &files.segments,
+        &scan.log,
+    );
     let error = stream.verify_rest().err().expect("a stream error");
     assert!(error.message.contains("cannot read"), "{error}");
 }

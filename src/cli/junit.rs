@@ -25,7 +25,10 @@ pub fn invariant_of(kind: &str) -> &'static str {
 /// failed by the failure-severity findings of that invariant: a green case is an invariant that
 /// was checked and held, so CI dashboards show what passed, not only what failed.
 pub fn invariant_cases(class_name: &str, findings: &[crate::check::Finding]) -> Vec<TestCase> {
-    let mut names: Vec<&str> = crate::check::INVARIANTS.iter().map(|inv| inv.name).collect();
+    let mut names: Vec<&str> = crate::check::INVARIANTS
+        .iter()
+        .map(|inv| inv.name)
+        .collect();
     if findings.iter().any(|f| invariant_of(f.kind) == "other") {
         names.push("other");
     }

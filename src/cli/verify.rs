@@ -47,7 +47,10 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
                     member["replay"] = serde_json::to_value(state).unwrap_or(Value::Null);
                 }
             }
-            format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default())
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            )
         }
         Format::Junit => junit(&reports),
     };
@@ -65,8 +68,13 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
 fn replay_all(fs: &dyn ReadOnlyFs, reports: &mut [MemberReport]) -> Vec<Option<MemberState>> {
     let mut states = Vec::with_capacity(reports.len());
     for report in reports.iter_mut() {
-        let clean = report.read.contents.errors.is_empty() && !report.findings.iter().any(|f| f.severity.is_failure());
-        let files = if clean { MemberFiles::open(fs, &report.path).ok() } else { None };
+        let clean = report.read.contents.errors.is_empty()
+            && !report.findings.iter().any(|f| f.severity.is_failure());
+        let files = if clean {
+            MemberFiles::open(fs, &report.path).ok()
+        } else {
+            None
+        };
         let state = files.map(|files| {
             let name = report.path.display().to_string();
             let mut findings = Vec::new();
@@ -83,7 +91,8 @@ fn replay_all(fs: &dyn ReadOnlyFs, reports: &mut [MemberReport]) -> Vec<Option<M
         .filter_map(|(i, (r, s))| s.as_ref().map(|s| (i, r.path.display().to_string(), s)))
         .collect();
     let agreement = if named.len() > 1 {
-        let members: Vec<(String, &MemberState)> = named.iter().map(|(_, n, s)| (n.clone(), *s)).collect();
+        let members: Vec<(String, &MemberState)> =
+            named.iter().map(|(_, n, s)| (n.clone(), *s)).collect();
         let hash_at = |i: usize, index: u64| {
             let report = &reports[named[i].0];
             let files = MemberFiles::open(fs, &report.path).ok()?;
@@ -94,7 +103,10 @@ fn replay_all(fs: &dyn ReadOnlyFs, reports: &mut [MemberReport]) -> Vec<Option<M
         Vec::new()
     };
     for finding in agreement {
-        if let Some(report) = reports.iter_mut().find(|r| r.path.display().to_string() == finding.member) {
+        if let Some(report) = reports
+            .iter_mut()
+            .find(|r| r.path.display().to_string() == finding.member)
+        {
             report.findings.push(finding);
         }
     }
@@ -177,13 +189,18 @@ fn text(reports: &[MemberReport], states: &[Option<MemberState>]) -> String {
                 .unwrap_or_default(),
         ));
         match state {
-            Some(MemberState { hashkv: Some(hash), revision, applied_index, .. }) => text.push_str(&format!(
+            Some(MemberState {
+                hashkv: Some(hash),
+                revision,
+                applied_index,
+                ..
+            }) => text.push_str(&format!(
                 "  replayed through {applied_index}: revision {}, hashkv {hash}\n",
                 revision.unwrap_or(0)
             )),
-            Some(MemberState { applied_index, .. }) => {
-                text.push_str(&format!("  replayed through {applied_index} (raft only: the WAL starts after a snapshot)\n"))
-            }
+            Some(MemberState { applied_index, .. }) => text.push_str(&format!(
+                "  replayed through {applied_index} (raft only: the WAL starts after a snapshot)\n"
+            )),
             None => {}
         }
     }

@@ -291,7 +291,11 @@ pub fn text(
         if verdict.failed() { "FAILED" } else { "OK" },
         verdict.violations,
         verdict.undetected,
-        if strict { " (--strict: undetected losses fail)" } else { "" }
+        if strict {
+            " (--strict: undetected losses fail)"
+        } else {
+            ""
+        }
     ));
     out
 }

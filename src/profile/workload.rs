@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use super::clock::{Span, Stamp};
+use crate::check::scan::ResolvedLog;
 use crate::check::{check_cluster, check_member, MemberScan};
 use crate::fsio::ReadOnlyFs;
-use crate::check::scan::ResolvedLog;
 use crate::member::{read_member, MemberFiles, MemberRead};
 use crate::replay::kv::{node_id, replay_kv, restart_state, KvReplayError};
 use crate::replay::restart::restart_and_apply;

@@ -217,9 +217,14 @@ mod tests {
                         })
                         .collect();
                     let kept = changes.iter().filter(|c| c.r#type != 2).count();
-                    let cc = raftpb::ConfChangeV2 { transition, changes, context: None };
+                    let cc = raftpb::ConfChangeV2 {
+                        transition,
+                        changes,
+                        context: None,
+                    };
                     let out = conf_change_v2(&cc).unwrap();
-                    let case = format!("transition {transition}, {n} change(s), update mask {mask:b}");
+                    let case =
+                        format!("transition {transition}, {n} change(s), update mask {mask:b}");
                     match (etcd_decision(transition, n), out) {
                         (None, None) => assert_eq!(kept, 0, "{case}"),
                         (None, Some(out)) => {

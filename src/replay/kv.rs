@@ -70,7 +70,10 @@ pub fn replay_kv(
     through: Option<u64>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<KvReplay, KvReplayError> {
-    debug_assert!(read.contents.kept_entries, "a summary read holds no entries");
+    debug_assert!(
+        read.contents.kept_entries,
+        "a summary read holds no entries"
+    );
     replay_kv_from(member, read, LogSource::Held, through, progress)
 }
 

@@ -65,9 +65,19 @@ pub fn replay_member(
     findings: &mut Vec<Finding>,
 ) -> MemberState {
     let mut state = MemberState::default();
-    let conf = read.snapshot.as_ref().map(|s| s.snapshot.metadata.conf_state.clone()).unwrap_or_default();
+    let conf = read
+        .snapshot
+        .as_ref()
+        .map(|s| s.snapshot.metadata.conf_state.clone())
+        .unwrap_or_default();
     if let Some(from) = search_index(&files.segments, read.start.index) {
-        let follower = reexecute(member, files.decoder(from, DecoderMode::Strict), read.start.index, read.start.term, &conf);
+        let follower = reexecute(
+            member,
+            files.decoder(from, DecoderMode::Strict),
+            read.start.index,
+            read.start.term,
+            &conf,
+        );
         state.follower_batches = follower.batches;
         findings.extend(follower.findings);
     }
@@ -85,7 +95,12 @@ pub fn replay_member(
         Err(e) => {
             // Raft-level replay still runs; only the KV state needs the full history.
             let read = full.as_ref().unwrap_or(read);
-            let outcome = restart_and_apply(&restart_state(member, read), node_id(read), u64::MAX, &mut |_| {});
+            let outcome = restart_and_apply(
+                &restart_state(member, read),
+                node_id(read),
+                u64::MAX,
+                &mut |_| {},
+            );
             findings.extend(outcome.findings);
             state.applied_index = outcome.applied_index;
             state.kv_unavailable = Some(e.to_string());
@@ -97,20 +112,39 @@ pub fn replay_member(
 /// HashKV of `read` after applying through `index` (None when the KV state is unavailable).
 pub fn hash_at(member: &str, read: &MemberRead, index: u64) -> Option<u32> {
     let kv = replay_kv(member, read, Some(index), &mut |_| {}).ok()?;
-    (kv.applied_index == index).then(|| kv.store.hash_kv(0).ok().map(|h| h.hash)).flatten()
+    (kv.applied_index == index)
+        .then(|| kv.store.hash_kv(0).ok().map(|h| h.hash))
+        .flatten()
 }
 
 /// [`hash_at`] of a read that may be a summary read (see [`replay_member`]).
-pub fn hash_at_member(member: &str, files: &MemberFiles<'_>, read: &MemberRead, log: &ResolvedLog, index: u64) -> Option<u32> {
-    let kv = replay_kv_any(member, files, read, log, Some(index)).0.ok()?;
-    (kv.applied_index == index).then(|| kv.store.hash_kv(0).ok().map(|h| h.hash)).flatten()
+pub fn hash_at_member(
+    member: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+    log: &ResolvedLog,
+    index: u64,
+) -> Option<u32> {
+    let kv = replay_kv_any(member, files, read, log, Some(index))
+        .0
+        .ok()?;
+    (kv.applied_index == index)
+        .then(|| kv.store.hash_kv(0).ok().map(|h| h.hash))
+        .flatten()
 }
 
 /// State-hash agreement across members: at each member's own applied index, and at the highest
 /// index every member with a KV state has applied (so members that stopped at different points
 /// are still compared). `hash_at(i, index)`: member `i`'s HashKV after applying through `index`.
-pub fn agreement(members: &[(String, &MemberState)], hash_at: &dyn Fn(usize, u64) -> Option<u32>) -> Vec<Finding> {
-    let with_kv: Vec<(usize, &(String, &MemberState))> = members.iter().enumerate().filter(|(_, (_, s))| s.hashkv.is_some()).collect();
+pub fn agreement(
+    members: &[(String, &MemberState)],
+    hash_at: &dyn Fn(usize, u64) -> Option<u32>,
+) -> Vec<Finding> {
+    let with_kv: Vec<(usize, &(String, &MemberState))> = members
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, s))| s.hashkv.is_some())
+        .collect();
     let mut points: Vec<StatePoint> = with_kv
         .iter()
         .map(|(_, (name, s))| StatePoint {

@@ -74,7 +74,9 @@ pub fn preflight(state: &RestartState<'_>) -> Vec<Finding> {
 /// [`preflight`] with the log given by its summary (`state.entries` is not looked at).
 pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let (last_index, last_term) = log.last.unwrap_or((state.snapshot_index, state.snapshot_term));
+    let (last_index, last_term) = log
+        .last
+        .unwrap_or((state.snapshot_index, state.snapshot_term));
     if let Some(first) = log.first_index {
         if first != state.snapshot_index + 1 {
             findings.push(finding(

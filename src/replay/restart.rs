@@ -103,7 +103,10 @@ pub fn restart_and_apply_from(
             let log = stream.log();
             LogSummary {
                 first_index: (!log.is_empty()).then(|| log.first_index()),
-                last: log.last_term().filter(|_| !log.is_empty()).map(|t| (log.last_index(), t)),
+                last: log
+                    .last_term()
+                    .filter(|_| !log.is_empty())
+                    .map(|t| (log.last_index(), t)),
                 breaks: Vec::new(),
             }
         }

@@ -78,7 +78,10 @@ impl<'a> LogStorage<'a> {
         snapshot_term: u64,
         log: &'a ResolvedLog,
     ) -> Result<LogStorage<'a>, UnknownType> {
-        assert_eq!(log.base_index, snapshot_index, "the log starts after the snapshot");
+        assert_eq!(
+            log.base_index, snapshot_index,
+            "the log starts after the snapshot"
+        );
         for (index, entry_type) in log.type_changes() {
             translate::entry_type(entry_type).map_err(|err| (index, err))?;
         }
@@ -312,12 +315,22 @@ mod tests {
         assert_eq!(a.first_index().unwrap(), b.first_index().unwrap());
         assert_eq!(a.last_index().unwrap(), b.last_index().unwrap());
         for idx in [0, 9, 10, 11, 12, 500, 8999, 9000, 9001] {
-            assert_eq!(format!("{:?}", a.term(idx)), format!("{:?}", b.term(idx)), "term({idx})");
+            assert_eq!(
+                format!("{:?}", a.term(idx)),
+                format!("{:?}", b.term(idx)),
+                "term({idx})"
+            );
         }
         for (lo, hi) in [(11, 9001), (13, 15), (5000, 9001), (11, 11), (10, 12)] {
             assert_eq!(
-                format!("{:?}", a.entries(lo, hi, None, GetEntriesContext::empty(false))),
-                format!("{:?}", b.entries(lo, hi, None, GetEntriesContext::empty(false))),
+                format!(
+                    "{:?}",
+                    a.entries(lo, hi, None, GetEntriesContext::empty(false))
+                ),
+                format!(
+                    "{:?}",
+                    b.entries(lo, hi, None, GetEntriesContext::empty(false))
+                ),
                 "entries({lo}, {hi})"
             );
         }

@@ -29,12 +29,12 @@ use super::restart::LogSource;
 use crate::check::scan::ResolvedLog;
 use crate::fsio::ReadOnlyFs;
 use crate::member::{read_member, read_member_summary, MemberFiles, MemberRead};
-use crate::wal::DecoderMode;
 use crate::proto::raftpb::Entry;
 use crate::proto::walpb::{Record, ENTRY_TYPE};
 use crate::wal::decoder::fast;
 use crate::wal::frame::{decode_frame_size, FRAME_HEADER_BYTES};
 use crate::wal::name::SegmentName;
+use crate::wal::DecoderMode;
 use crate::wal::MAX_RECORD_BYTES_34;
 
 /// Why the stream could not hand out an entry (the caller falls back to the materialised read).
@@ -81,8 +81,9 @@ impl SegmentReader<'_> {
                 next.extend_from_slice(&self.chunk[(at - self.chunk_start) as usize..]);
             } else {
                 let skip = at - chunk_end;
-                let skipped = std::io::copy(&mut (&mut self.reader).take(skip), &mut std::io::sink())
-                    .map_err(|e| format!("read error: {e}"))?;
+                let skipped =
+                    std::io::copy(&mut (&mut self.reader).take(skip), &mut std::io::sink())
+                        .map_err(|e| format!("read error: {e}"))?;
                 if skipped != skip {
                     return Err(format!("short read before byte {at}"));
                 }
@@ -229,7 +230,10 @@ impl<'a> EntryStream<'a> {
         let same = self.current.as_ref().map(|c| c.segment);
         if same != Some(segment) {
             if same.is_some_and(|s| s > segment) {
-                return Err(format!("segment {segment} after segment {}", same.unwrap_or(0)));
+                return Err(format!(
+                    "segment {segment} after segment {}",
+                    same.unwrap_or(0)
+                ));
             }
             let name = self
                 .segments
@@ -318,7 +322,13 @@ pub fn replay_kv_streaming(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Result<KvReplay, StreamError>, KvReplayError> {
     let mut stream = EntryStream::over_member(files, log);
-    let replay = replay_kv_from(member, read, LogSource::Stream(&mut stream), through, progress)?;
+    let replay = replay_kv_from(
+        member,
+        read,
+        LogSource::Stream(&mut stream),
+        through,
+        progress,
+    )?;
     let _ = stream.verify_rest();
     Ok(match stream.failed() {
         Some(e) => Err(e.clone()),

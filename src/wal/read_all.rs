@@ -408,8 +408,7 @@ fn append_entry(
                 // already held, and the next entry follows it directly.
                 bridged_by_snapshot: out.snapshots.last().is_some_and(|s| {
                     s.snapshot.index.checked_add(1) == Some(entry.index)
-                        && s.snapshot.index
-                            > out.start_index.saturating_add(out.entry_count as u64)
+                        && s.snapshot.index > out.start_index.saturating_add(out.entry_count as u64)
                 }),
             },
             location(),

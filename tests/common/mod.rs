@@ -39,12 +39,22 @@ pub fn unpacked(capture: &str) -> &'static Path {
     std::fs::create_dir_all(&root).expect("target tmp dir");
     // Keyed by the archive's size and mtime, so a regenerated corpus is unpacked afresh.
     let meta = std::fs::metadata(&archive).unwrap_or_else(|e| panic!("{}: {e}", archive.display()));
-    let stamp = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let dir = root.join(format!("{capture}-{}-{stamp}", meta.len()));
     if !dir.is_dir() {
-        let partial = tempfile::Builder::new().prefix(&format!(".{capture}-")).tempdir_in(&root).expect("tempdir");
+        let partial = tempfile::Builder::new()
+            .prefix(&format!(".{capture}-"))
+            .tempdir_in(&root)
+            .expect("tempdir");
         let file = std::fs::File::open(&archive).unwrap();
-        tar::Archive::new(flate2::read::GzDecoder::new(file)).unpack(partial.path()).expect("unpack corpus");
+        tar::Archive::new(flate2::read::GzDecoder::new(file))
+            .unpack(partial.path())
+            .expect("unpack corpus");
         let partial = partial.keep();
         if std::fs::rename(&partial, &dir).is_err() {
             // Another test binary got there first.

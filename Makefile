@@ -38,6 +38,7 @@ run: $(RELEASE_BIN) unpack-corpus
 	done; exit $$status
 
 test: deps
+	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt not installed: formatting not checked"; fi
 	$(MAKE) etcd-ref
 	RAFT_REPLAY_ETCD_REF=target/etcd-ref/etcd-ref cargo test
 

@@ -124,33 +124,7 @@ pub enum Command {
         jobs: Option<usize>,
     },
     /// Profile decode + replay + checks into flame graphs.
-    Profile {
-        #[arg(required_unless_present = "synthetic")]
-        paths: Vec<PathBuf>,
-        /// Output directory (flamegraph.svg, profile.pb, stacks.folded, phases.txt); never
-        /// inside a PATH.
-        #[arg(long)]
-        out: PathBuf,
-        /// Run the workload exactly N times while sampling.
-        #[arg(long, conflicts_with = "seconds")]
-        repeat: Option<u32>,
-        /// Repeat the workload until S CPU-seconds were sampled.
-        #[arg(long)]
-        seconds: Option<f64>,
-        /// Sampling rate in Hz (ITIMER_PROF is capped by the kernel tick, ~250 Hz).
-        #[arg(long, default_value_t = 99)]
-        frequency: i32,
-        /// Without --repeat/--seconds: repeat until about this many samples.
-        #[arg(long, default_value_t = 2000)]
-        min_samples: u64,
-        /// Allocation profile instead of CPU (needs a build with the `alloc-profile` feature).
-        #[arg(long)]
-        alloc: bool,
-        /// Also profile a synthetic member of N small puts (written with the WAL writer into a
-        /// temporary directory, removed afterwards).
-        #[arg(long, value_name = "N")]
-        synthetic: Option<u64>,
-    },
+    Profile(profile::Args),
     /// Gate a cluster upgrade: can etcd TARGET start from this data, do the invariants hold, do
     /// the members' HashKV agree, and what changed since a baseline.
     Gate {
@@ -241,28 +215,7 @@ pub fn run(cli: Cli) -> i32 {
             out,
             jobs,
         } => sim::run(cases, seed, inject.as_deref(), out.as_deref(), jobs),
-        Command::Profile {
-            paths,
-            out,
-            repeat,
-            seconds,
-            frequency,
-            min_samples,
-            alloc,
-            synthetic,
-        } => profile::run(
-            &fs,
-            profile::Args {
-                paths,
-                out,
-                repeat,
-                seconds,
-                frequency,
-                min_samples,
-                alloc,
-                synthetic,
-            },
-        ),
+        Command::Profile(args) => profile::run(&fs, args),
         Command::Gate {
             paths,
             target,

@@ -9,15 +9,32 @@ use super::EXIT_CANNOT_RUN;
 use crate::fsio::ReadOnlyFs;
 use crate::profile::ProfileOptions;
 
+#[derive(clap::Args, Debug)]
 pub struct Args {
+    #[arg(required_unless_present = "synthetic")]
     pub paths: Vec<PathBuf>,
+    /// Output directory (flamegraph.svg, profile.pb, stacks.folded, phases.txt); never
+    /// inside a PATH.
+    #[arg(long)]
     pub out: PathBuf,
+    /// Run the workload exactly N times while sampling.
+    #[arg(long, conflicts_with = "seconds")]
     pub repeat: Option<u32>,
+    /// Repeat the workload until S CPU-seconds were sampled.
+    #[arg(long)]
     pub seconds: Option<f64>,
+    /// Sampling rate in Hz (ITIMER_PROF is capped by the kernel tick, ~250 Hz).
+    #[arg(long, default_value_t = 99)]
     pub frequency: i32,
+    /// Without --repeat/--seconds: repeat until about this many samples.
+    #[arg(long, default_value_t = 2000)]
     pub min_samples: u64,
+    /// Allocation profile instead of CPU (needs a build with the `alloc-profile` feature).
+    #[arg(long)]
     pub alloc: bool,
-    /// Add a synthetic member of this many puts (in a temporary directory).
+    /// Also profile a synthetic member of N small puts (written with the WAL writer into a
+    /// temporary directory, removed afterwards).
+    #[arg(long, value_name = "N")]
     pub synthetic: Option<u64>,
 }
 

@@ -46,6 +46,15 @@ pub fn hard_state(hs: &raftpb::HardState) -> eraftpb::HardState {
     out
 }
 
+/// raft-rs's HardState as etcd persists it (the inverse of [`hard_state`]).
+pub fn hard_state_from_raft(hs: &eraftpb::HardState) -> raftpb::HardState {
+    raftpb::HardState {
+        term: hs.term,
+        vote: hs.vote,
+        commit: hs.commit,
+    }
+}
+
 pub fn conf_state(cs: &raftpb::ConfState) -> eraftpb::ConfState {
     let mut out = eraftpb::ConfState::default();
     out.voters = cs.voters.clone();

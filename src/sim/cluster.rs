@@ -868,15 +868,7 @@ impl Sim {
             if raw.has_ready() {
                 let mut rd = raw.ready();
                 let early = rd.take_messages();
-                let entries: Vec<Entry> = rd.entries().iter().map(to_etcd).collect();
-                let hs = rd
-                    .hs()
-                    .map(|hs| HardState {
-                        term: hs.term,
-                        vote: hs.vote,
-                        commit: hs.commit,
-                    })
-                    .unwrap_or_default();
+                let (hs, entries) = to_save(&rd);
                 let bytes = node.disk.save_interrupted(&hs, &entries);
                 in_flight = format!(
                     ", torn during the save of {} entries ({bytes} bytes)",
@@ -1063,15 +1055,7 @@ fn handle_ready(
     }
     let committed = rd.take_committed_entries();
     // Persist: WAL first, then raft's storage (etcd: wal.Save, then raftStorage.Append).
-    let entries: Vec<Entry> = rd.entries().iter().map(to_etcd).collect();
-    let hs = rd
-        .hs()
-        .map(|hs| HardState {
-            term: hs.term,
-            vote: hs.vote,
-            commit: hs.commit,
-        })
-        .unwrap_or_default();
+    let (hs, entries) = to_save(&rd);
     let stored_last = raw.store().last_index().unwrap_or(0);
     persist(raw, disk, &hs, &entries, stored_last, inject);
     {
@@ -1406,6 +1390,16 @@ fn apply_v2(
             format!("n{id}: entry {}: {err}", e.index),
         )),
     }
+}
+
+/// What etcd's `WAL.Save` gets from a Ready: the HardState (empty when unchanged) and the
+/// entries in etcd's numbering.
+fn to_save(rd: &raft::Ready) -> (HardState, Vec<Entry>) {
+    let hs = rd
+        .hs()
+        .map(translate::hard_state_from_raft)
+        .unwrap_or_default();
+    (hs, rd.entries().iter().map(to_etcd).collect())
 }
 
 /// Message types worth naming in a script.

@@ -24,10 +24,10 @@ pub struct Args {
     #[arg(long)]
     pub seconds: Option<f64>,
     /// Sampling rate in Hz (ITIMER_PROF is capped by the kernel tick, ~250 Hz).
-    #[arg(long, default_value_t = 99)]
+    #[arg(long, default_value_t = crate::profile::DEFAULT_HZ)]
     pub frequency: i32,
     /// Without --repeat/--seconds: repeat until about this many samples.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = crate::profile::DEFAULT_MIN_SAMPLES)]
     pub min_samples: u64,
     /// Allocation profile instead of CPU (needs a build with the `alloc-profile` feature).
     #[arg(long)]

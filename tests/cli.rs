@@ -232,3 +232,39 @@ fn a_member_etcd_cannot_read_never_passes() {
     assert_eq!(report["refused_input_count"], 1, "{stdout}");
     assert_eq!(report["verdict"], "findings");
 }
+
+/// The scan's digests spill to a temporary file past a bound (`check::digest_items`); forcing
+/// that on every member — and making the temporary directory unusable, so it falls back to
+/// memory — changes no verdict and no byte of output.
+#[test]
+fn spilled_digests_change_no_output() {
+    const HOT: &str = "RAFT_REPLAY_DIGEST_HOT_ENTRIES";
+    for capture in common::captures() {
+        let members: Vec<String> = common::members(&capture)
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect();
+        for extra in [&["--format", "json"][..], &["--forensic"][..], &[][..]] {
+            let mut args = vec!["verify"];
+            args.extend(members.iter().map(String::as_str));
+            args.extend(extra);
+            let plain = common::run_cli_env(&args, &[(HOT, "100000000")]);
+            let spilled = common::run_cli_env(&args, &[(HOT, "16")]);
+            let no_tmp = common::run_cli_env(
+                &args,
+                &[(HOT, "16"), ("TMPDIR", "/nonexistent/raft-replay-test")],
+            );
+            assert!(plain.0 == 0 || plain.0 == 1, "{args:?}: {}", plain.2);
+            assert_eq!(spilled.0, plain.0, "{args:?}: {}", spilled.2);
+            assert_eq!(
+                spilled.1, plain.1,
+                "{capture} {extra:?}: output differs when spilled"
+            );
+            assert_eq!(no_tmp.0, plain.0, "{args:?}: {}", no_tmp.2);
+            assert_eq!(
+                no_tmp.1, plain.1,
+                "{capture} {extra:?}: output differs without a tmpdir"
+            );
+        }
+    }
+}

@@ -35,6 +35,7 @@
 //! Cost: `benches/checks.rs`.
 
 pub mod decode;
+pub mod digest_items;
 
 pub mod applied;
 pub mod cluster;
@@ -437,5 +438,18 @@ pub fn verify_members_with(
     for report in &mut reports {
         sort(&mut report.findings);
     }
+    spill_failure(&reports)?;
     Ok(reports)
+}
+
+/// Err when a member's spilled digests could not be read back (`scan::ResolvedLog`): the
+/// checks ran on an incomplete log, so there is no verdict (the CLI exits 2).
+pub fn spill_failure(reports: &[MemberReport]) -> Result<(), String> {
+    match reports
+        .iter()
+        .find_map(|r| r.scan.log.spill_error().map(|e| (r, e)))
+    {
+        Some((report, error)) => Err(format!("{}: {error}", report.path.display())),
+        None => Ok(()),
+    }
 }

@@ -17,6 +17,7 @@ use prost::Message;
 
 use super::conf_model::{ConfOutcome, ConfTimeline, Config, Membership};
 use super::conf_pending::ConfPending;
+use super::digest_items::DigestItems;
 use super::records::{RecordWalk, SegmentBytes};
 use super::vote::VoteRecord;
 use super::{
@@ -53,7 +54,7 @@ impl EntryDigest {
 }
 
 /// The log as resolved so far: entries `base_index + 1 ..= last_index()`.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct ResolvedLog {
     pub base_index: u64,
     /// The term at `base_index`: the snapshot's, 0 at the very beginning, unknown when the
@@ -69,10 +70,11 @@ pub struct ResolvedLog {
 /// from its run's base offset; per run of entries sharing term, type and segment (a run also
 /// ends where an offset would not fit 32 bits) the rest. Runs are few (a new term, a conf
 /// change, a segment cut), so a digest costs 8 bytes instead of 32.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct DigestLog {
-    /// Per entry: (data CRC, offset - its run's `base_offset`).
-    items: Vec<(u32, u32)>,
+    /// Per entry: (data CRC, offset - its run's `base_offset`); the older ones spill to a
+    /// temporary file past a bound ([`DigestItems`]).
+    items: DigestItems,
     /// Runs in order of `first_position`; the first starts at position 0.
     runs: Vec<DigestRun>,
 }
@@ -129,7 +131,7 @@ impl DigestLog {
     }
 
     fn get(&self, position: usize) -> Option<EntryDigest> {
-        let (data_crc, delta) = *self.items.get(position)?;
+        let (data_crc, delta) = self.items.get(position)?;
         let run_index = self
             .runs
             .partition_point(|r| r.first_position <= position)
@@ -186,6 +188,12 @@ impl ResolvedLog {
         self.base_index.saturating_add(1)
     }
 
+    /// Why the digests spilled to a temporary file could not be read back, if that happened
+    /// (the reads then answered "no entry"): a result computed over this log cannot be trusted.
+    pub fn spill_error(&self) -> Option<String> {
+        self.entries.items.spill_error()
+    }
+
     /// Number of entries held.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -201,7 +209,7 @@ impl ResolvedLog {
         self.entries
             .runs
             .iter()
-            .filter(|r| r.first_position < self.entries.items.len())
+            .filter(|r| r.first_position < self.entries.len())
             .map(|r| (self.base_index + 1 + r.first_position as u64, r.entry_type))
     }
 
@@ -283,7 +291,7 @@ struct ConfEntry {
 }
 
 /// Everything one member's scan found, for the cross-member checks and the report.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct MemberScan {
     pub member: String,
     pub node_id: Option<u64>,
@@ -608,7 +616,8 @@ impl Scanner<'_> {
                 ConfEntry {
                     entry_type: entry.r#type,
                     term,
-                    data: entry.data.clone().unwrap_or_default(),
+                    // A copy: a slice would keep the walk's whole read buffer alive.
+                    data: Bytes::copy_from_slice(entry.data_bytes()),
                     segment,
                     offset,
                 },

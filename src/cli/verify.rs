@@ -34,6 +34,10 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
         }
     };
     let states = replay_all(fs, &mut reports);
+    if let Err(e) = crate::check::spill_failure(&reports) {
+        eprintln!("raft-replay verify: {e}");
+        return EXIT_CANNOT_RUN;
+    }
     let failed = reports
         .iter()
         .flat_map(|r| &r.findings)

@@ -171,8 +171,14 @@ pub fn bin() -> PathBuf {
 
 /// Runs the CLI, returning (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    run_cli_env(args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = std::process::Command::new(bin())
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run raft-replay");
     (

@@ -39,6 +39,9 @@ pub fn hot_limit() -> usize {
     })
 }
 
+/// A block read back from the file: its number and items.
+type CachedBlock = (usize, Vec<(u32, u32)>);
+
 /// `(data CRC, offset delta)` items in order, the oldest spilled to a file past `hot_limit`.
 #[derive(Debug)]
 pub struct DigestItems {
@@ -53,7 +56,7 @@ pub struct DigestItems {
     block_items: usize,
     hot_limit: usize,
     /// The last block read back from the file.
-    cache: RefCell<Option<(usize, Vec<(u32, u32)>)>>,
+    cache: RefCell<Option<CachedBlock>>,
     spill_error: RefCell<Option<String>>,
 }
 

@@ -21,6 +21,15 @@ use crate::proto::walpb::{WalSnapshot, ENTRY_TYPE, SNAPSHOT_TYPE, STATE_TYPE};
 use crate::wal::decoder::{DecodeEnd, Decoder};
 use crate::wal::Location;
 
+/// The node's storage is compacted up to its applied commit once this many applied entries
+/// pile up below it (a drain moves only the uncommitted tail, so amortised O(1) per entry).
+///
+/// Compaction is invisible to the re-execution: raft-rs answers an append whose previous index
+/// lies below its commit from the commit alone (`handle_append_entries` replies with the
+/// commit and persists nothing), and every later append starts at or above the commit, whose
+/// entry compaction keeps.
+pub const COMPACT_LAG: u64 = 4096;
+
 /// A leader id no etcd member has (etcd ids are random non-zero u64; this one is reserved here).
 const SYNTHETIC_LEADER: u64 = u64::MAX;
 
@@ -28,6 +37,9 @@ const SYNTHETIC_LEADER: u64 = u64::MAX;
 pub struct FollowerOutcome {
     pub batches: u64,
     pub entries_persisted: u64,
+    /// The most entries the node's storage held at once (bounded by the uncommitted tail plus
+    /// [`COMPACT_LAG`], however long the log).
+    pub peak_stored_entries: u64,
     pub findings: Vec<Finding>,
 }
 
@@ -122,7 +134,10 @@ pub fn reexecute(
                 outcome.batches += 1;
                 let step = run_guarded(|| deliver(&mut node, &entries, &state, location.clone()));
                 match step {
-                    Ok(Ok(persisted)) => outcome.entries_persisted += persisted,
+                    Ok(Ok(persisted)) => {
+                        outcome.entries_persisted += persisted;
+                        compact_applied(&mut node, &mut outcome);
+                    }
                     Ok(Err(f)) => {
                         outcome
                             .findings
@@ -147,6 +162,25 @@ pub fn reexecute(
         }
     }
     outcome
+}
+
+/// Drops stored entries below the applied commit once [`COMPACT_LAG`] of them pile up.
+fn compact_applied(node: &mut RawNode<MemStorage>, outcome: &mut FollowerOutcome) {
+    let stored = |node: &RawNode<MemStorage>| {
+        let store = node.store();
+        match (store.first_index(), store.last_index()) {
+            (Ok(first), Ok(last)) => (first, (last + 1).saturating_sub(first)),
+            _ => (0, 0),
+        }
+    };
+    let (first, count) = stored(node);
+    outcome.peak_stored_entries = outcome.peak_stored_entries.max(count);
+    let log = &node.raft.raft_log;
+    let upto = log.applied.min(log.committed).min(log.persisted);
+    if upto >= first.saturating_add(COMPACT_LAG) {
+        // Keeps `upto` itself: the next append's previous entry may be the commit.
+        let _ = node.mut_store().wl().compact(upto);
+    }
 }
 
 type Mismatch = (&'static str, Location, String);
@@ -402,5 +436,54 @@ mod tests {
             outcome.findings[0].message
         );
         assert_eq!(outcome.findings[0].location.raft_index, Some(4));
+    }
+
+    /// A log long enough to be compacted many times: the storage stays bounded, and a rewrite
+    /// of a committed entry far below the tail (long compacted away) is still the same finding,
+    /// while an uncommitted overwrite still re-executes.
+    #[test]
+    fn compaction_bounds_the_storage_and_changes_no_finding() {
+        let total = 10 * COMPACT_LAG;
+        let write = |rewrite_committed: bool| {
+            let mut w = WalWriter::create(b"m");
+            let mut index = 0;
+            while index < total {
+                let batch: Vec<Entry> = (index + 1..=index + 8).map(|i| entry(1, i)).collect();
+                index += 8;
+                // The commit trails the tail by one batch: the tail is never compacted.
+                let state = HardState {
+                    term: 1,
+                    vote: 1,
+                    commit: index - 8,
+                };
+                w.save(&state, &batch);
+            }
+            let state = HardState {
+                term: 2,
+                vote: 2,
+                commit: index - 8,
+            };
+            if rewrite_committed {
+                w.save(&state, &[entry(2, 100)]);
+            } else {
+                w.save(&state, &[entry(2, index - 3)]);
+            }
+            w
+        };
+        let clean = reexecute("m", decoder_of(&write(false)), 0, 0, &ConfState::default());
+        assert!(clean.findings.is_empty(), "{:?}", clean.findings);
+        assert_eq!(clean.entries_persisted, total + 1);
+        assert!(
+            clean.peak_stored_entries <= COMPACT_LAG + 16,
+            "stored {} entries at once",
+            clean.peak_stored_entries
+        );
+        let rewritten = reexecute("m", decoder_of(&write(true)), 0, 0, &ConfState::default());
+        assert_eq!(rewritten.findings.len(), 1, "{:?}", rewritten.findings);
+        assert_eq!(rewritten.findings[0].kind, "replay.persist_mismatch");
+        assert!(rewritten.findings[0]
+            .message
+            .contains("committed entry was rewritten"));
+        assert_eq!(rewritten.findings[0].location.raft_index, Some(100));
     }
 }

@@ -608,7 +608,8 @@ impl Scanner<'_> {
                 ConfEntry {
                     entry_type: entry.r#type,
                     term,
-                    data: entry.data.clone().unwrap_or_default(),
+                    // Copied: a slice would keep the walk's whole read window alive.
+                    data: Bytes::copy_from_slice(entry.data_bytes()),
                     segment,
                     offset,
                 },

@@ -368,3 +368,160 @@ fn file_walk_reads_only_the_written_part_of_the_last_segment() {
         }
     }
 }
+
+/// A WAL of segments several times the walk's 1 MB read: two cut segments of small entries and
+/// a preallocated last one ending with a frame longer than a read. (That frame is encoded here:
+/// `WalWriter` models etcd's page writer, whose flush bookkeeping wants writes under 128 KB.)
+fn large_wal() -> (Vec<SegmentName>, Vec<Bytes>) {
+    const SEGMENT: u64 = 6_000_000;
+    let mut writer = WalWriter::create_with_segment_size(b"meta", SEGMENT);
+    let mut i = 0u64;
+    while writer.segments().len() < 3 || writer.segments()[2].bytes.len() < 2_000_000 {
+        i += 1;
+        let entry = Entry {
+            r#type: 0,
+            term: 1,
+            index: i,
+            data: Some(Bytes::from(vec![
+                (i % 251) as u8;
+                8_000 + (i as usize * 13) % 500
+            ])),
+        };
+        let state = HardState {
+            term: 1,
+            vote: 1,
+            commit: i - 1,
+        };
+        writer.save(&state, &[entry]);
+    }
+    let big = Entry {
+        r#type: 0,
+        term: 1,
+        index: i + 1,
+        data: Some(Bytes::from(vec![0x5a; 2_500_000])),
+    };
+    let mut crc = writer.running_crc();
+    let frame = raft_replay::wal::writer::encode_record(
+        &mut crc,
+        raft_replay::proto::walpb::ENTRY_TYPE,
+        Some(&prost::Message::encode_to_vec(&big)),
+    );
+    let mut files = writer.files(false);
+    assert_eq!(files.len(), 3);
+    let mut last = files[2].1.to_vec();
+    last.extend_from_slice(&frame);
+    last.resize(SEGMENT as usize, 0);
+    files[2].1 = Bytes::from(last);
+    (
+        files
+            .iter()
+            .map(|(n, _)| parse_wal_name(n).unwrap())
+            .collect(),
+        files.into_iter().map(|(_, b)| b).collect(),
+    )
+}
+
+/// The file walk holds a window of about one read plus the frame being framed, not a whole
+/// segment: on cut segments and on the (preallocated) last one, with the same records as the
+/// walk over whole segments in memory.
+#[test]
+fn file_walk_buffers_a_window_not_a_segment() {
+    let (names, bytes) = large_wal();
+    let mut fs = raft_replay::fsio::MemFs::default();
+    for (name, b) in names.iter().zip(&bytes) {
+        fs.insert(
+            std::path::Path::new("/wal").join(&name.file_name),
+            b.clone(),
+        );
+    }
+    // All segments (two cut, then the last), and the last one alone.
+    for from in [0, names.len() - 1] {
+        let (names, bytes) = (&names[from..], &bytes[from..]);
+        let in_memory = walk(names, bytes);
+        assert_eq!(in_memory, reference(names, bytes));
+        let mut file_walk = RecordWalk::new(
+            names.to_vec(),
+            SegmentBytes::Files {
+                fs: &fs,
+                wal_dir: "/wal".into(),
+            },
+        );
+        let from_files: Vec<RawRecord> = file_walk.by_ref().collect();
+        assert_eq!(from_files, in_memory, "from segment {from}");
+        assert_eq!(file_walk.stopped, None);
+        let largest_frame = in_memory
+            .iter()
+            .map(|r| 8 + r.data.len() as u64 + 64)
+            .max()
+            .unwrap();
+        assert!(largest_frame > 2_000_000);
+        let held = file_walk.max_buffered_bytes();
+        assert!(
+            held <= 1024 * 1024 + largest_frame,
+            "from segment {from}: held {held} bytes, segments of {:?}",
+            bytes.iter().map(|b| b.len()).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// `MemFs` whose lengths overstate the files by `extra` bytes: files that shrank after `len`.
+struct ShrunkFs {
+    inner: raft_replay::fsio::MemFs,
+    extra: u64,
+}
+
+impl raft_replay::fsio::ReadOnlyFs for ShrunkFs {
+    fn list_dir(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(dir)
+    }
+    fn read(&self, path: &std::path::Path) -> std::io::Result<Bytes> {
+        self.inner.read(path)
+    }
+    fn is_dir(&self, path: &std::path::Path) -> bool {
+        self.inner.is_dir(path)
+    }
+    fn len(&self, path: &std::path::Path) -> std::io::Result<u64> {
+        Ok(self.inner.len(path)? + self.extra)
+    }
+    fn open_read(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<(Box<dyn std::io::Read + '_>, u64)> {
+        let (reader, len) = self.inner.open_read(path)?;
+        Ok((reader, len + self.extra))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Over damaged multi-MB segments, and files shorter than the file system says, the file
+    /// walk's windows yield what the walk over whole segments yields, with the same stop.
+    #[test]
+    fn file_walk_windows_match_whole_segments_on_damaged_wals(
+        damages in prop::collection::vec(damage(), 0..3),
+        extra in prop_oneof![Just(0u64), 1u64..9, 1u64..3_000_000],
+    ) {
+        static LARGE: std::sync::OnceLock<(Vec<SegmentName>, Vec<Bytes>)> =
+            std::sync::OnceLock::new();
+        let (names, bytes) = LARGE.get_or_init(large_wal);
+        let mut segments: Vec<Vec<u8>> = bytes.iter().map(|b| b.to_vec()).collect();
+        for d in damages {
+            apply(&mut segments, d);
+        }
+        let bytes: Vec<Bytes> = segments.into_iter().map(Bytes::from).collect();
+        let mut memory = RecordWalk::new(names.clone(), SegmentBytes::Memory(bytes.clone()));
+        let in_memory: Vec<RawRecord> = memory.by_ref().collect();
+        let mut fs = ShrunkFs { inner: raft_replay::fsio::MemFs::default(), extra };
+        for (name, b) in names.iter().zip(&bytes) {
+            fs.inner.insert(std::path::Path::new("/wal").join(&name.file_name), b.clone());
+        }
+        let mut files = RecordWalk::new(
+            names.clone(),
+            SegmentBytes::Files { fs: &fs, wal_dir: "/wal".into() },
+        );
+        let from_files: Vec<RawRecord> = files.by_ref().collect();
+        prop_assert_eq!(from_files, in_memory);
+        prop_assert_eq!(files.stopped, memory.stopped);
+    }
+}

@@ -1,9 +1,13 @@
-//! The record walk behind the invariant scan: records framed in place in the segment's buffer,
-//! no copies. A cut segment is read whole in one exact read; the last one (preallocated to
-//! 64 MB by etcd, mostly zeros) is read on demand, 1 MB first and doubling, so the walk stops
+//! The record walk behind the invariant scan: records framed in place in a window of the
+//! segment, no copies. Every segment read from files (cut or last — the last is preallocated to
+//! 64 MB by etcd, mostly zeros) is read forward in chunks of at least 1 MB, and the window keeps
+//! only the bytes from the current frame's start on: when a frame needs bytes beyond it, the
+//! unconsumed tail is copied into a new window followed by the next chunk. Memory stays at about
+//! a chunk plus the largest frame (< 10 MiB) whatever the segment size, and the walk stops
 //! reading near the end of the written data. No buffer is ever sized by a length word: only by
-//! the file system's length (see `benches/checks.rs` for why the walk is not the shared
-//! `wal::Decoder`).
+//! the file system's length, once the frame's length has been checked against it (see
+//! `benches/checks.rs` for why the walk is not the shared `wal::Decoder`). Records' `data` are
+//! slices of their window (a window lives as long as a record still holds one of its slices).
 //!
 //! It does not judge damage — the decode-level findings come from etcd's reader
 //! (`wal::decoder` + `wal::read_all`). It only has to stop where that reader stops, so that no
@@ -53,15 +57,24 @@ pub enum SegmentBytes<'a> {
     Memory(Vec<Bytes>),
 }
 
-/// The segment being walked: its bytes read so far, its length (from the file system, or the
-/// trusted end), and the reader the rest comes from (`None` once everything is in `buf`).
+/// The segment being walked: a window of its bytes starting at segment offset `start`, its
+/// length (from the file system, or the trusted end), and the reader the rest comes from (`None`
+/// once the window reaches the end).
 struct Loaded<'a> {
     buf: Bytes,
+    start: u64,
     len: u64,
     reader: Option<Box<dyn std::io::Read + 'a>>,
 }
 
-/// The first read of a segment; later reads double (amortised O(n) copying).
+impl Loaded<'_> {
+    /// The segment offset just past the window.
+    fn end(&self) -> u64 {
+        self.start + self.buf.len() as u64
+    }
+}
+
+/// The least read from a segment file at a time (fewer, larger reads; bounds the window).
 const FIRST_READ_BYTES: u64 = 1024 * 1024;
 
 pub struct RecordWalk<'a> {
@@ -79,6 +92,8 @@ pub struct RecordWalk<'a> {
     /// Frames of entries the trusted read decoded, in file order (borrowed from that read).
     known: Option<&'a EntryPositions>,
     next_known: usize,
+    /// The largest window held so far, in bytes.
+    max_buffered: u64,
 }
 
 impl<'a> RecordWalk<'a> {
@@ -95,6 +110,7 @@ impl<'a> RecordWalk<'a> {
             trusted_end: None,
             known: None,
             next_known: 0,
+            max_buffered: 0,
         }
     }
 
@@ -120,6 +136,12 @@ impl<'a> RecordWalk<'a> {
 
     pub fn segment_names(&self) -> &[SegmentName] {
         &self.names
+    }
+
+    /// The largest window of segment bytes the walk has held at once (a whole segment for
+    /// [`SegmentBytes::Memory`], which is in memory already).
+    pub fn max_buffered_bytes(&self) -> u64 {
+        self.max_buffered
     }
 
     fn stop(&mut self, why: String) -> Option<RawRecord> {
@@ -148,6 +170,7 @@ impl<'a> RecordWalk<'a> {
                     .map_err(|e| format!("cannot read segment: {e}"))?;
                 Loaded {
                     buf: Bytes::new(),
+                    start: 0,
                     len: limit.map_or(file_len, |end| end.min(file_len)),
                     reader: Some(reader),
                 }
@@ -161,26 +184,26 @@ impl<'a> RecordWalk<'a> {
                 Loaded {
                     len: bytes.len() as u64,
                     buf: bytes,
+                    start: 0,
                     reader: None,
                 }
             }
         };
+        self.max_buffered = self.max_buffered.max(loaded.buf.len() as u64);
         self.buf = Some(loaded);
         self.offset = 0;
-        if !self.is_last() {
-            // A cut segment is truncated to its data: read it whole, in one exact read.
-            self.ensure_upto(u64::MAX)?;
-        }
         Ok(true)
     }
 
-    /// Reads the current segment up to at least `end` bytes (or its end); the buffer grows by
-    /// doubling and is never sized by anything but the file system's length.
+    /// Makes the window reach segment offset `end` (or the segment's end). A new window holds
+    /// the old one's bytes from the current frame (`self.offset`) on, then a read of at least
+    /// [`FIRST_READ_BYTES`]; it is never sized by anything but the file system's length.
     fn ensure_upto(&mut self, end: u64) -> Result<(), String> {
         use std::io::Read;
+        let keep_from = self.offset as u64;
         let loaded = self.buf.as_mut().expect("a segment is loaded");
         let end = end.min(loaded.len);
-        let have = loaded.buf.len() as u64;
+        let have = loaded.end();
         if have >= end {
             return Ok(());
         }
@@ -188,21 +211,25 @@ impl<'a> RecordWalk<'a> {
             loaded.len = have;
             return Ok(());
         };
-        let target = end.max(have * 2).max(FIRST_READ_BYTES).min(loaded.len);
-        let mut grown = Vec::with_capacity(usize::try_from(target).unwrap_or(0));
-        grown.extend_from_slice(&loaded.buf);
+        let read = (end - have).max(FIRST_READ_BYTES).min(loaded.len - have);
+        let tail = loaded.buf.slice((keep_from - loaded.start) as usize..);
+        let mut grown = Vec::with_capacity(usize::try_from(tail.len() as u64 + read).unwrap_or(0));
+        grown.extend_from_slice(&tail);
         reader
-            .take(target - have)
+            .take(read)
             .read_to_end(&mut grown)
             .map_err(|e| format!("cannot read segment: {e}"))?;
-        if (grown.len() as u64) < target {
+        let new_end = keep_from + grown.len() as u64;
+        if new_end < have + read {
             // The file is shorter than the file system said (changed under us): it ends here.
-            loaded.len = grown.len() as u64;
+            loaded.len = new_end;
         }
-        if grown.len() as u64 >= loaded.len {
+        if new_end >= loaded.len {
             loaded.reader = None;
         }
         loaded.buf = Bytes::from(grown);
+        loaded.start = keep_from;
+        self.max_buffered = self.max_buffered.max(loaded.buf.len() as u64);
         Ok(())
     }
 
@@ -248,8 +275,9 @@ impl Iterator for RecordWalk<'_> {
                 return self.stop("a partial length word".into());
             }
             let word = {
-                let buf = &self.buf.as_ref().expect("loaded above").buf;
-                u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
+                let loaded = self.buf.as_ref().expect("loaded above");
+                let i = at - loaded.start as usize;
+                u64::from_le_bytes(loaded.buf[i..i + 8].try_into().expect("8 bytes"))
             };
             if word == 0 {
                 self.next_segment();
@@ -266,11 +294,12 @@ impl Iterator for RecordWalk<'_> {
             if let Err(why) = self.ensure_upto((at + 8 + body_len) as u64) {
                 return self.stop(why);
             }
-            let buf = self.buf.as_ref().expect("loaded above").buf.clone();
-            if buf.len() < at + 8 + body_len {
+            let loaded = self.buf.as_ref().expect("loaded above");
+            if loaded.end() < (at + 8 + body_len) as u64 {
                 // The file ended early (it changed under us).
                 return self.stop("a frame overrunning its segment".into());
             }
+            let (buf, i) = (loaded.buf.clone(), at - loaded.start as usize);
             let position = RecordPosition {
                 segment_index: self.segment as u32,
                 offset: at as u64,
@@ -289,9 +318,9 @@ impl Iterator for RecordWalk<'_> {
                 });
             }
             // etcd's layout takes the fast path (prost's answer, held equal by its proptests).
-            let record = crate::wal::decoder::fast::record(&buf, at + 8, record_len as usize)
+            let record = crate::wal::decoder::fast::record(&buf, i + 8, record_len as usize)
                 .map(Ok)
-                .unwrap_or_else(|| Record::decode(buf.slice(at + 8..at + 8 + record_len as usize)));
+                .unwrap_or_else(|| Record::decode(buf.slice(i + 8..i + 8 + record_len as usize)));
             let Ok(record) = record else {
                 return self.stop("a record that does not decode".into());
             };

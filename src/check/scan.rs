@@ -616,7 +616,7 @@ impl Scanner<'_> {
                 ConfEntry {
                     entry_type: entry.r#type,
                     term,
-                    // A copy: a slice would keep the walk's whole read buffer alive.
+                    // Copied: a slice would keep the walk's whole read window alive.
                     data: Bytes::copy_from_slice(entry.data_bytes()),
                     segment,
                     offset,

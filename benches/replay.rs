@@ -67,6 +67,11 @@ fn child_overhead(dir: &Path, pairs: usize) {
     use raft_replay::profile::sampler::Sampler;
     use raft_replay::profile::DEFAULT_HZ;
     let paths = vec![dir.to_path_buf()];
+    // BENCH_HZ: another rate than the default, to tell per-sample cost from fixed cost.
+    let hz = std::env::var("BENCH_HZ")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_HZ);
     run_once(&RealFs, &paths).expect("warm-up");
     let (mut bare, mut profiled) = (Vec::new(), Vec::new());
     let mut samples = 0;
@@ -75,7 +80,7 @@ fn child_overhead(dir: &Path, pairs: usize) {
         // Alternate which goes first, so drift affects both sides alike.
         let with_profiler = (i % 2 == 0) == (i / 2 % 2 == 0);
         if with_profiler {
-            let sampler = Sampler::start(DEFAULT_HZ).expect("profiler");
+            let sampler = Sampler::start(hz).expect("profiler");
             let start = Stamp::now();
             run_once(&RealFs, &paths).expect("workload");
             profiled.push(start.elapsed().cpu.as_secs_f64());

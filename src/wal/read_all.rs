@@ -282,7 +282,9 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
                     location(&decoder),
                 )),
                 _ => {
-                    out.metadata = Some(data.clone());
+                    // A copy: a slice would pin the first segment's whole buffer (64 MB) for as
+                    // long as the read's result lives.
+                    out.metadata = Some(Bytes::copy_from_slice(data));
                     None
                 }
             },

@@ -10,8 +10,8 @@
 //! jobs, and wall time then measures the neighbours. Wall time is printed beside it.
 //!
 //! `make bench` runs this (and the decode-vs-etcd ratio). Knobs: `BENCH_SIZES=1000000,10000000`,
-//! `BENCH_RUNS=5` (runs at the smallest size; larger sizes run fewer), `BENCH_PAIRS=6` (bare /
-//! profiled pairs for the overhead), `BENCH_DIR` (where the synthetic logs go; default: a
+//! `BENCH_RUNS=5` (runs at the smallest size; larger sizes run fewer), `BENCH_PAIRS=10` (bare /
+//! profiled pairs for the overhead), `BENCH_HZ` (their sampling rate), `BENCH_DIR` (where the synthetic logs go; default: a
 //! tempdir).
 
 use std::path::{Path, PathBuf};
@@ -212,7 +212,7 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let runs: usize = env_or("BENCH_RUNS", 5);
-    let pairs: usize = env_or("BENCH_PAIRS", 6);
+    let pairs: usize = env_or("BENCH_PAIRS", 10);
     let tempdir;
     let root = match std::env::var("BENCH_DIR") {
         Ok(dir) => PathBuf::from(dir),
@@ -293,14 +293,22 @@ fn main() {
                     .map(|a| a.iter().filter_map(Value::as_f64).collect())
                     .unwrap_or_default()
             };
-            let (bare, profiled) = (median(values("bare_s")), median(values("profiled_s")));
+            let (bare_runs, profiled_runs) = (values("bare_s"), values("profiled_s"));
+            let (bare, profiled) = (median(bare_runs.clone()), median(profiled_runs.clone()));
+            // Each pair ran back to back: the median of the pair ratios resists drift in load.
+            let pair_ratios: Vec<f64> = bare_runs
+                .iter()
+                .zip(&profiled_runs)
+                .map(|(b, p)| p / b - 1.0)
+                .collect();
             if bare.is_finite() && profiled.is_finite() {
                 println!(
-                    "profiler overhead at {} Hz: bare {:.3} CPU-s, profiled {:.3} CPU-s (medians of {pairs} interleaved pairs): {:+.1}% ({} samples, {:.0} Hz achieved)",
+                    "profiler overhead at {} Hz: bare {:.3} CPU-s, profiled {:.3} CPU-s (medians of {pairs} interleaved pairs): {:+.1}%; median of pair ratios {:+.1}% ({} samples, {:.0} Hz achieved)",
                     raft_replay::profile::DEFAULT_HZ,
                     bare,
                     profiled,
                     (profiled / bare - 1.0) * 100.0,
+                    median(pair_ratios) * 100.0,
                     report["samples"],
                     median(values("achieved_hz")),
                 );

@@ -325,17 +325,19 @@ impl WalWriter {
         tail.os_len += self.page.buffered;
         self.page.page_offset = (self.page.page_offset + self.page.buffered) % PAGE_BYTES;
         self.page.buffered = 0;
-        debug_assert_eq!(
-            tail.os_len,
-            tail.bytes.len() as u64,
-            "flush hands every written byte to the OS"
-        );
     }
 
     fn sync(&mut self, reason: SyncReason) {
         self.flush();
         let segment_index = self.segments.len() - 1;
         let tail = &mut self.segments[segment_index];
+        // Not in `flush`: a write crossing the watermark flushes with the rest of its bytes
+        // still to come (they go out as direct pages or into the emptied buffer).
+        debug_assert_eq!(
+            tail.os_len,
+            tail.bytes.len() as u64,
+            "a sync hands every written byte to the OS"
+        );
         tail.synced_len = tail.os_len;
         self.sync_points.push(SyncPoint {
             segment_index,
@@ -471,6 +473,57 @@ mod tests {
                 SyncReason::SaveSnapshot
             ]
         );
+    }
+
+    /// Writes crossing PageWriter's 128 KiB watermark — one entry larger than it, and a batch
+    /// of page-sized entries — flush mid-write; every byte still reaches the OS by the sync
+    /// and the log reads back.
+    #[test]
+    fn writes_past_the_watermark_flush_and_read_back() {
+        let mut writer = WalWriter::create(b"m");
+        let big = Entry {
+            r#type: 0,
+            term: 1,
+            index: 1,
+            data: Some(Bytes::from(vec![0xab; 300 * 1024 + 17])),
+        };
+        let state = |commit| HardState {
+            term: 1,
+            vote: 1,
+            commit,
+        };
+        assert!(writer.save(&state(0), &[big]).synced);
+        let batch: Vec<Entry> = (2..=60)
+            .map(|index| Entry {
+                r#type: 0,
+                term: 1,
+                index,
+                data: Some(Bytes::from(vec![index as u8; 4000])),
+            })
+            .collect();
+        assert!(writer.save(&state(1), &batch).synced);
+        let tail = writer.tail();
+        assert_eq!(tail.os_len, tail.bytes.len() as u64);
+        assert_eq!(tail.synced_len, tail.bytes.len() as u64);
+        let segments = writer
+            .files(false)
+            .into_iter()
+            .map(|(name, bytes)| crate::wal::decoder::Segment {
+                name: crate::wal::name::parse_wal_name(&name).unwrap(),
+                bytes,
+            })
+            .collect();
+        let contents = crate::wal::read_all::read_all(
+            crate::wal::decoder::Decoder::from_segments(
+                segments,
+                crate::wal::decoder::DecoderMode::Strict,
+            ),
+            Default::default(),
+        );
+        assert!(contents.errors.is_empty(), "{:?}", contents.errors);
+        assert_eq!(contents.entries.len(), 60);
+        assert_eq!(contents.entries[0].data_bytes().len(), 300 * 1024 + 17);
+        assert_eq!(contents.hard_state, state(1));
     }
 
     #[test]

@@ -8,9 +8,12 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{out, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
+use crate::check::scan::scan_member_after;
 use crate::fsio::ReadOnlyFs;
-use crate::member::{read_member, MemberFiles};
+use crate::member::MemberFiles;
 use crate::replay::kv::replay_kv;
+use crate::replay::member_state::replay_kv_any;
+use crate::replay::stream::read_for_streaming;
 use crate::wal::DecoderMode;
 
 /// A progress bar on stderr for long replays; hidden when stderr is not a terminal.
@@ -36,7 +39,9 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
             return EXIT_CANNOT_RUN;
         }
     };
-    let read = read_member(&files, DecoderMode::Strict);
+    // A log read whole from the first segment is not held: it is streamed against the
+    // invariant scan's digests (`replay::stream`), so memory does not grow with the log.
+    let read = read_for_streaming(&files, DecoderMode::Strict);
     if !read.contents.errors.is_empty() {
         for error in &read.contents.errors {
             eprintln!("error: {error}");
@@ -59,11 +64,18 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
     }
     let bar = progress_bar(index.unwrap_or(read.contents.hard_state.commit));
     let member = path.display().to_string();
-    let replay = match replay_kv(&member, &read, index, &mut |i| {
+    let mut progress = |i: u64| {
         if i % 4096 == 0 {
             bar.set_position(i);
         }
-    }) {
+    };
+    let replayed = if read.contents.kept_entries {
+        replay_kv(&member, &read, index, &mut progress)
+    } else {
+        let scan = scan_member_after(&member, &files, Some(&read));
+        replay_kv_any(&member, &files, &read, &scan.log, index, &mut progress).0
+    };
+    let replay = match replayed {
         Ok(replay) => replay,
         Err(e) => {
             bar.finish_and_clear();

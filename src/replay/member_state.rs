@@ -35,24 +35,26 @@ pub struct MemberState {
 /// [`replay_kv`] of `read`, streamed when it is a summary read (`replay::stream`; `log` is the
 /// member's scan's resolved log), else (or when the stream fails) over the held entries, read
 /// again when `read` holds none. Also returns the read the entries were held in, if one was made.
-fn replay_kv_any(
+/// `progress` gets each applied index (from the start again after a fallback).
+pub fn replay_kv_any(
     member: &str,
     files: &MemberFiles<'_>,
     read: &MemberRead,
     log: &ResolvedLog,
     through: Option<u64>,
+    progress: &mut dyn FnMut(u64),
 ) -> (Result<KvReplay, KvReplayError>, Option<MemberRead>) {
     if read.contents.kept_entries {
-        return (replay_kv(member, read, through, &mut |_| {}), None);
+        return (replay_kv(member, read, through, progress), None);
     }
     if streamable(files, read, log) {
-        if let Ok(Ok(kv)) = replay_kv_streaming(member, files, read, log, through, &mut |_| {}) {
+        if let Ok(Ok(kv)) = replay_kv_streaming(member, files, read, log, through, progress) {
             return (Ok(kv), None);
         }
     }
     // A summary read is only made in strict mode (`read_for_streaming`).
     let full = read_member(files, DecoderMode::Strict);
-    (replay_kv(member, &full, through, &mut |_| {}), Some(full))
+    (replay_kv(member, &full, through, progress), Some(full))
 }
 
 /// Replays one member that decoded cleanly. Findings go to `findings`. `log` is the member's
@@ -81,7 +83,7 @@ pub fn replay_member(
         state.follower_batches = follower.batches;
         findings.extend(follower.findings);
     }
-    let (kv, full) = replay_kv_any(member, files, read, log, None);
+    let (kv, full) = replay_kv_any(member, files, read, log, None, &mut |_| {});
     match kv {
         Ok(kv) => {
             findings.extend(kv.raft.findings.iter().cloned());
@@ -125,7 +127,7 @@ pub fn hash_at_member(
     log: &ResolvedLog,
     index: u64,
 ) -> Option<u32> {
-    let kv = replay_kv_any(member, files, read, log, Some(index))
+    let kv = replay_kv_any(member, files, read, log, Some(index), &mut |_| {})
         .0
         .ok()?;
     (kv.applied_index == index)

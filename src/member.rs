@@ -130,7 +130,11 @@ impl<'fs> MemberFiles<'fs> {
             self.segments[from..].to_vec(),
             move |name: &SegmentName| {
                 let (reader, len) = fs.open_read(&wal_dir.join(&name.file_name))?;
-                Ok(SegmentSource { reader, len })
+                Ok(SegmentSource {
+                    reader,
+                    len,
+                    whole: None,
+                })
             },
             mode,
         )

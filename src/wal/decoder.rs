@@ -1,8 +1,20 @@
 //! The record decoder: etcd's `decoder.decodeRecord`, over one logical stream of segments.
 //!
-//! Segments are loaded one at a time (through a loader, so memory follows one segment, not the
-//! whole WAL) and records are sliced out of the loaded buffer without copying. No allocation is
-//! ever sized by a length word: a frame longer than what remains in the file is a short read.
+//! Segments are opened one at a time through a loader. A file-backed segment (cut, or the last
+//! one, preallocated to 64 MB by etcd) is read forward through a window, as the checks' record
+//! walk does (`check::records`): the window starts at the current frame, and when more bytes are
+//! needed the unconsumed tail is copied into a new window followed by a read of at least 1 MB,
+//! never past the file system's length. Memory is about 1 MB plus the longest frame (< 10 MiB)
+//! whatever the segment size ([`Decoder::max_buffered_bytes`]); a segment already in memory
+//! ([`Decoder::from_segments`]) is one window. Records are sliced out of their window without
+//! copying. Paths that look beyond the current frame read forward too: forensic
+//! resynchronisation scans with the window at the candidate frame, and the bytes after a zero
+//! length word in a non-last segment are scanned for the first non-zero one. Nothing reads
+//! backwards. A file shorter than the file system said ends where the reads find its end; the
+//! results are those of a read of the whole segment (a frame overrunning the segment reads the
+//! rest of it, < 10 MiB, to name the real remaining length; a skipped-bytes length counted to
+//! the segment's end is fixed when the segment is left). No allocation is ever sized by a length
+//! word before the size checks: a frame longer than what remains in the file is a short read.
 
 use std::io;
 
@@ -58,36 +70,61 @@ pub enum DecodeEnd {
     Fatal(WalError),
 }
 
-/// An opened segment: its reader and its size from the file system (never from its content).
+/// An opened segment: its reader and its size from the file system (never from its content),
+/// or a segment already in memory (decoded in place, as one window).
 pub struct SegmentSource<'a> {
     pub reader: Box<dyn io::Read + 'a>,
     pub len: u64,
+    /// The whole segment, when it is in memory already (`reader` and `len` are then unused).
+    pub whole: Option<Bytes>,
 }
 
 impl<'a> SegmentSource<'a> {
     pub fn from_bytes(bytes: Bytes) -> SegmentSource<'a> {
-        let len = bytes.len() as u64;
         SegmentSource {
-            reader: Box::new(io::Cursor::new(bytes)),
-            len,
+            reader: Box::new(io::empty()),
+            len: bytes.len() as u64,
+            whole: Some(bytes),
         }
     }
 }
 
-/// The segment being decoded. Its bytes are read on demand, so decoding stops reading at the
-/// end of the written data instead of reading a preallocated 64 MB tail of zeros.
+/// The segment being decoded: a window of its bytes starting at segment offset `start`, its
+/// length (from the file system, lowered if the file turns out shorter) and the reader the rest
+/// comes from (`None` once the window reaches the end). Bytes are read forward on demand, so
+/// decoding stops reading at the end of the written data instead of reading a preallocated 64 MB
+/// tail of zeros, and the window keeps only what is still needed.
 struct Current<'a> {
     index: usize,
     buf: Bytes,
+    start: u64,
     len: u64,
-    reader: Box<dyn io::Read + 'a>,
+    reader: Option<Box<dyn io::Read + 'a>>,
+    /// Skipped-bytes damage counted to the segment's end: (index in `damage`, first non-zero
+    /// offset). Its length is fixed when the segment is left, once the real end is known.
+    pending_tails: Vec<(usize, u64)>,
+    /// Read from a file through the window (not a segment held whole in memory).
+    windowed: bool,
 }
 
-fn source_len_hint(current: &Option<Current<'_>>) -> u64 {
-    current.as_ref().map(|c| c.len).unwrap_or(0)
+impl Current<'_> {
+    /// The segment offset just past the window.
+    fn end(&self) -> u64 {
+        self.start + self.buf.len() as u64
+    }
+
+    /// The 8 bytes at segment offset `at` (inside the window).
+    fn word_at(&self, at: u64) -> u64 {
+        let i = (at - self.start) as usize;
+        u64::from_le_bytes(
+            self.buf[i..i + 8]
+                .try_into()
+                .expect("8 bytes in the window"),
+        )
+    }
 }
 
-/// The first read of a segment; later reads double (amortised O(n) copying).
+/// The least read from a segment at a time (fewer, larger reads; bounds the window).
 const FIRST_READ_BYTES: u64 = 1024 * 1024;
 
 type Loader<'a> = Box<dyn FnMut(&SegmentName) -> io::Result<SegmentSource<'a>> + 'a>;
@@ -108,6 +145,8 @@ pub struct Decoder<'a> {
     /// After a forensic resync the chain value before the next record is unknown: trust its CRC.
     trust_next_crc: bool,
     end: Option<DecodeEnd>,
+    /// The largest window held so far, in bytes.
+    max_buffered: u64,
 }
 
 impl<'a> Decoder<'a> {
@@ -128,6 +167,7 @@ impl<'a> Decoder<'a> {
             damage: Vec::new(),
             trust_next_crc: false,
             end: None,
+            max_buffered: 0,
         }
     }
 
@@ -169,6 +209,18 @@ impl<'a> Decoder<'a> {
         self.offset
     }
 
+    /// The largest window of segment bytes held at once so far (a whole segment for one that
+    /// was in memory already).
+    pub fn max_buffered_bytes(&self) -> u64 {
+        self.max_buffered
+    }
+
+    /// Whether the segment being read (that of the record just returned) is read from a file
+    /// through a window, rather than held whole in memory: a record's data then pins its window.
+    pub fn reads_windows(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.windowed)
+    }
+
     pub fn current_segment_index(&self) -> Option<usize> {
         self.current.as_ref().map(|c| c.index)
     }
@@ -208,7 +260,7 @@ impl<'a> Decoder<'a> {
         }
         let index = self.next_segment;
         self.next_segment += 1;
-        // Drop the previous buffer before loading the next: one segment in memory at a time.
+        // Drop the previous window before opening the next segment.
         self.current = None;
         let source = (self.loader)(&self.names[index]).map_err(|e| {
             DecodeEnd::Fatal(WalError::new(
@@ -221,63 +273,125 @@ impl<'a> Decoder<'a> {
                 },
             ))
         })?;
-        self.current = Some(Current {
-            index,
-            buf: Bytes::new(),
-            len: source.len,
-            reader: source.reader,
-        });
+        let current = match source.whole {
+            Some(bytes) => Current {
+                index,
+                len: bytes.len() as u64,
+                buf: bytes,
+                start: 0,
+                reader: None,
+                pending_tails: Vec::new(),
+                windowed: false,
+            },
+            None => Current {
+                index,
+                buf: Bytes::new(),
+                start: 0,
+                len: source.len,
+                reader: Some(source.reader),
+                pending_tails: Vec::new(),
+                windowed: true,
+            },
+        };
+        self.max_buffered = self.max_buffered.max(current.buf.len() as u64);
+        self.current = Some(current);
         self.offset = 0;
-        if !self.is_last_segment(index) {
-            // A cut segment is truncated to its data: read it whole, in one exact read.
-            self.ensure_upto(source_len_hint(&self.current))?;
-        }
         Ok(true)
     }
 
-    /// The current segment's bytes, read up to at least `end` (or the end of the file).
-    fn bytes_upto(&mut self, end: u64) -> Result<Bytes, DecodeEnd> {
-        self.ensure_upto(end)?;
-        Ok(self.current_buf().clone())
+    fn current(&self) -> &Current<'a> {
+        self.current.as_ref().expect("a segment is loaded")
     }
 
-    /// The current segment's bytes read so far (borrowed: no reference-count traffic).
-    fn current_buf(&self) -> &Bytes {
-        &self.current.as_ref().expect("a segment is loaded").buf
-    }
-
-    /// Reads the current segment up to at least `end` (or the end of the file).
-    fn ensure_upto(&mut self, end: u64) -> Result<(), DecodeEnd> {
+    /// Makes the window reach segment offset `end` (or the segment's end). A new window holds
+    /// the old one's bytes from `keep_from` on, then a read of at least [`FIRST_READ_BYTES`]; its
+    /// size never exceeds what the file system says remains, and `end` is only ever a frame
+    /// end that passed the size checks.
+    fn ensure_upto(&mut self, keep_from: u64, end: u64) -> Result<(), DecodeEnd> {
+        use std::io::Read;
         let current = self.current.as_mut().expect("a segment is loaded");
         let end = end.min(current.len);
-        let have = current.buf.len() as u64;
-        if have < end {
-            use std::io::Read;
-            let target = end.max(have * 2).max(FIRST_READ_BYTES).min(current.len);
-            let mut grown = Vec::with_capacity(target as usize);
-            grown.extend_from_slice(&current.buf);
-            let read = (&mut current.reader)
-                .take(target - have)
-                .read_to_end(&mut grown);
-            if let Err(e) = read {
-                let location = Location {
-                    segment: Some(self.names[current.index].file_name.clone()),
-                    ..Default::default()
-                };
-                return Err(DecodeEnd::Fatal(WalError::new(
-                    WalErrorKind::Io {
-                        message: e.to_string(),
-                    },
-                    location,
-                )));
-            }
-            if (grown.len() as u64) < target {
-                // The file is shorter than the file system said (changed under us): its end is here.
-                current.len = grown.len() as u64;
-            }
-            current.buf = Bytes::from(grown);
+        let have = current.end();
+        if have >= end {
+            return Ok(());
         }
+        let Some(reader) = current.reader.as_mut() else {
+            current.len = have;
+            return Ok(());
+        };
+        let keep_from = keep_from.clamp(current.start, have);
+        let read = (end - have).max(FIRST_READ_BYTES).min(current.len - have);
+        let tail = &current.buf[(keep_from - current.start) as usize..];
+        let mut grown = Vec::with_capacity(usize::try_from(tail.len() as u64 + read).unwrap_or(0));
+        grown.extend_from_slice(tail);
+        if let Err(e) = reader.take(read).read_to_end(&mut grown) {
+            let location = Location {
+                segment: Some(self.names[current.index].file_name.clone()),
+                ..Default::default()
+            };
+            return Err(DecodeEnd::Fatal(WalError::new(
+                WalErrorKind::Io {
+                    message: e.to_string(),
+                },
+                location,
+            )));
+        }
+        let new_end = keep_from + grown.len() as u64;
+        if new_end < have + read {
+            // The file is shorter than the file system said (changed under us): its end is here.
+            current.len = new_end;
+        }
+        if new_end >= current.len {
+            current.reader = None;
+        }
+        current.buf = Bytes::from(grown);
+        current.start = keep_from;
+        self.max_buffered = self.max_buffered.max(current.buf.len() as u64);
         Ok(())
+    }
+
+    /// Leaves the current segment. Skipped-bytes damage counted to its end gets its length
+    /// first: the rest of the segment is read (keeping nothing) to learn where the end really is.
+    fn finish_segment(&mut self) -> Result<(), DecodeEnd> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| !c.pending_tails.is_empty())
+        {
+            loop {
+                let (end, len) = (self.current().end(), self.current().len);
+                if end >= len {
+                    break;
+                }
+                self.ensure_upto(end, end + FIRST_READ_BYTES)?;
+            }
+            let current = self.current.as_mut().expect("checked above");
+            for (i, first_nonzero) in std::mem::take(&mut current.pending_tails) {
+                if let WalErrorKind::SkippedBytes { length } = &mut self.damage[i].kind {
+                    *length = current.len - first_nonzero;
+                }
+            }
+        }
+        self.current = None;
+        Ok(())
+    }
+
+    /// The first non-zero byte at or after `from` in the current segment, reading forward. The
+    /// window keeps from the 8-aligned scan position on (for a resync from there).
+    fn first_nonzero(&mut self, from: u64) -> Result<Option<u64>, DecodeEnd> {
+        let mut pos = from;
+        loop {
+            self.ensure_upto(pos & !7, pos + 1)?;
+            let current = self.current();
+            if current.end() <= pos {
+                return Ok(None);
+            }
+            let window = &current.buf[(pos - current.start) as usize..];
+            if let Some(i) = window.iter().position(|b| *b != 0) {
+                return Ok(Some(pos + i as u64));
+            }
+            pos = current.end();
+        }
     }
 
     fn decode(&mut self) -> Result<DecodedRecord, DecodeEnd> {
@@ -286,14 +400,14 @@ impl<'a> Decoder<'a> {
                 return Err(DecodeEnd::Eof);
             }
             let offset = self.offset;
-            self.ensure_upto(offset + FRAME_HEADER_BYTES)?;
+            self.ensure_upto(offset, offset + FRAME_HEADER_BYTES)?;
             let (segment_index, segment_len) = {
-                let current = self.current.as_ref().expect("segment loaded above");
+                let current = self.current();
                 (current.index, current.len)
             };
             let remaining = segment_len.saturating_sub(offset);
             if remaining == 0 {
-                self.current = None;
+                self.finish_segment()?;
                 continue;
             }
             if remaining < FRAME_HEADER_BYTES {
@@ -308,46 +422,37 @@ impl<'a> Decoder<'a> {
                     in_last_segment: self.is_last_segment(segment_index),
                 });
             }
-            let at = offset as usize;
-            let length_word = u64::from_le_bytes(
-                self.current_buf()[at..at + 8]
-                    .try_into()
-                    .expect("8 bytes checked"),
-            );
+            let length_word = self.current().word_at(offset);
             let forensic = self.mode == DecoderMode::Forensic;
-            // The rare paths below need the buffer alongside `&mut self`: they take a handle.
-            let mut buf = Bytes::new();
             if length_word == 0 {
                 // End of written data in this segment (preallocated zeros): etcd moves on. The
                 // rest of a non-last segment is read only to name skipped data.
-                buf = if !self.is_last_segment(segment_index) {
-                    self.bytes_upto(segment_len)?
-                } else {
-                    self.current_buf().clone()
-                };
-                self.note_skipped_tail(segment_index, &buf, offset);
-                if self.mode == DecoderMode::Forensic && !self.is_last_segment(segment_index) {
-                    if let Some(resume) = self.resync(&buf, offset + FRAME_HEADER_BYTES) {
-                        self.offset = resume;
-                        continue;
+                if !self.is_last_segment(segment_index) {
+                    if let Some(first_nonzero) = self.first_nonzero(offset)? {
+                        self.note_skipped_tail(segment_index, offset, first_nonzero);
+                        if forensic {
+                            // The words before the one holding the first non-zero byte are zero.
+                            let from = (offset + FRAME_HEADER_BYTES)
+                                .div_ceil(8)
+                                .max(first_nonzero / 8)
+                                * 8;
+                            if let Some(resume) = self.resync(from)? {
+                                self.offset = resume;
+                                continue;
+                            }
+                        }
                     }
                 }
-                self.current = None;
+                self.finish_segment()?;
                 continue;
             }
             let (record_len, pad_len) = decode_frame_size(length_word);
-            if forensic {
-                buf = self.bytes_upto(segment_len)?;
-            }
             if record_len >= MAX_RECORD_BYTES_34.saturating_sub(pad_len) {
-                if !forensic {
-                    buf = self.current_buf().clone();
-                }
                 let error = WalError::new(
                     WalErrorKind::RecordTooLarge { record_len },
                     self.location(segment_index, offset, None),
                 );
-                if self.forensic_skip(error, segment_index, &buf, offset) {
+                if self.forensic_skip(error, segment_index, offset)? {
                     continue;
                 }
                 return Err(DecodeEnd::Fatal(
@@ -355,6 +460,10 @@ impl<'a> Decoder<'a> {
                 ));
             }
             let frame_len = FRAME_HEADER_BYTES + record_len + pad_len;
+            // The frame (< 10 MiB), or the rest of the segment when the frame overruns it: then
+            // the segment's real length is known for the report, as with the whole segment.
+            self.ensure_upto(offset, offset + frame_len)?;
+            let remaining = self.current().len.saturating_sub(offset);
             if frame_len > remaining {
                 let error = WalError::new(
                     WalErrorKind::UnexpectedEof {
@@ -365,12 +474,7 @@ impl<'a> Decoder<'a> {
                     self.location(segment_index, offset, None),
                 );
                 let in_last_segment = self.is_last_segment(segment_index);
-                if !forensic {
-                    buf = self.current_buf().clone();
-                }
-                if !in_last_segment
-                    && self.forensic_skip(error.clone(), segment_index, &buf, offset)
-                {
+                if !in_last_segment && self.forensic_skip(error.clone(), segment_index, offset)? {
                     continue;
                 }
                 return Err(DecodeEnd::UnexpectedEof {
@@ -378,8 +482,8 @@ impl<'a> Decoder<'a> {
                     in_last_segment,
                 });
             }
-            self.ensure_upto(offset + frame_len)?;
-            if (self.current_buf().len() as u64) < offset + frame_len {
+            if self.current().end() < offset + frame_len {
+                // Not reached: `ensure_upto` lowers the length when the file ends early.
                 let error = WalError::new(
                     WalErrorKind::UnexpectedEof {
                         reason: "the segment ended while being read".into(),
@@ -391,21 +495,19 @@ impl<'a> Decoder<'a> {
                     in_last_segment: self.is_last_segment(segment_index),
                 });
             }
+            let buf = self.current().buf.clone();
+            let at = (offset - self.current().start) as usize;
             let body_start = at + FRAME_HEADER_BYTES as usize;
             let body_range = body_start..body_start + (record_len + pad_len) as usize;
-            let decoded = match fast::record(self.current_buf(), body_start, record_len as usize) {
+            let decoded = match fast::record(&buf, body_start, record_len as usize) {
                 Some(record) => Ok(record),
-                None => Record::decode(
-                    self.current_buf()
-                        .slice(body_start..body_start + record_len as usize),
-                ),
+                None => Record::decode(buf.slice(body_start..body_start + record_len as usize)),
             };
             let record = match decoded {
                 Ok(record) => record,
                 Err(e) => {
-                    let buf = self.current_buf().clone();
-                    let body = buf.slice(body_range.clone());
-                    let torn = self.is_torn(segment_index, offset, &body);
+                    let body = &buf[body_range.clone()];
+                    let torn = self.is_torn(segment_index, offset, body);
                     let truncated = e.to_string().contains("buffer underflow");
                     let kind = if torn || truncated {
                         WalErrorKind::UnexpectedEof {
@@ -424,7 +526,7 @@ impl<'a> Decoder<'a> {
                     if torn || truncated {
                         let in_last_segment = self.is_last_segment(segment_index);
                         if !in_last_segment
-                            && self.forensic_skip(error.clone(), segment_index, &buf, offset)
+                            && self.forensic_skip(error.clone(), segment_index, offset)?
                         {
                             continue;
                         }
@@ -433,7 +535,7 @@ impl<'a> Decoder<'a> {
                             in_last_segment,
                         });
                     }
-                    if self.forensic_skip(error, segment_index, &buf, offset) {
+                    if self.forensic_skip(error, segment_index, offset)? {
                         continue;
                     }
                     return Err(DecodeEnd::Fatal(
@@ -449,8 +551,7 @@ impl<'a> Decoder<'a> {
                 self.crc = crc32c::crc32c_append(self.crc, record.data.as_deref().unwrap_or(&[]));
                 if record.crc != self.crc {
                     let raft_index = damaged_entry_index(&record, self.last_entry_index);
-                    let body = self.current_buf().slice(body_range.clone());
-                    if self.is_torn(segment_index, offset, &body) {
+                    if self.is_torn(segment_index, offset, &buf[body_range.clone()]) {
                         let error = WalError::new(
                             WalErrorKind::UnexpectedEof {
                                 reason: "record has an all-zero sector (torn write)".into(),
@@ -509,22 +610,21 @@ impl<'a> Decoder<'a> {
         false
     }
 
-    /// A zero length word ends a segment. In a non-last segment, non-zero bytes after it mean
-    /// records were skipped (a zeroed sector, not a preallocated tail): worth naming.
-    fn note_skipped_tail(&mut self, segment_index: usize, buf: &Bytes, offset: u64) {
-        if self.is_last_segment(segment_index) {
-            return;
-        }
-        let rest = &buf[offset as usize..];
-        if let Some(first_nonzero) = rest.iter().position(|b| *b != 0) {
-            let error = WalError::new(
-                WalErrorKind::SkippedBytes {
-                    length: (rest.len() - first_nonzero) as u64,
-                },
-                self.location(segment_index, offset, None),
-            );
-            self.damage.push(error);
-        }
+    /// A zero length word at `offset` ends a segment. In a non-last segment, non-zero bytes
+    /// after it (the first at `first_nonzero`) mean records were skipped (a zeroed sector, not a
+    /// preallocated tail): worth naming, with the length up to the segment's end (fixed when the
+    /// segment is left, should the file turn out shorter than the file system said).
+    fn note_skipped_tail(&mut self, segment_index: usize, offset: u64, first_nonzero: u64) {
+        let current = self.current.as_mut().expect("a segment is loaded");
+        let length = current.len - first_nonzero;
+        current
+            .pending_tails
+            .push((self.damage.len(), first_nonzero));
+        let error = WalError::new(
+            WalErrorKind::SkippedBytes { length },
+            self.location(segment_index, offset, None),
+        );
+        self.damage.push(error);
     }
 
     /// Forensic mode: record the damage and look for the next plausible frame in this segment
@@ -533,14 +633,13 @@ impl<'a> Decoder<'a> {
         &mut self,
         error: WalError,
         segment_index: usize,
-        buf: &Bytes,
         offset: u64,
-    ) -> bool {
+    ) -> Result<bool, DecodeEnd> {
         self.damage.push(error);
         if self.mode == DecoderMode::Strict {
-            return false;
+            return Ok(false);
         }
-        match self.resync(buf, offset + FRAME_HEADER_BYTES) {
+        match self.resync(offset + FRAME_HEADER_BYTES)? {
             Some(resume) => {
                 let skipped = resume - offset;
                 let location = self.location(segment_index, offset, None);
@@ -550,38 +649,45 @@ impl<'a> Decoder<'a> {
                 ));
                 self.offset = resume;
             }
-            None => self.current = None,
+            None => self.finish_segment()?,
         }
-        true
+        Ok(true)
     }
 
-    /// The first 8-aligned offset ≥ `from` where a frame decodes into a plausible record. The
-    /// chain is re-seeded from it, since the CRC of the skipped records is unknowable.
-    fn resync(&mut self, buf: &Bytes, from: u64) -> Option<u64> {
+    /// The first 8-aligned offset ≥ `from` where a frame decodes into a plausible record,
+    /// reading the segment forward (the window keeps from the candidate on). The chain is
+    /// re-seeded from it, since the CRC of the skipped records is unknowable.
+    fn resync(&mut self, from: u64) -> Result<Option<u64>, DecodeEnd> {
         let mut candidate = from.div_ceil(8) * 8;
-        while candidate + FRAME_HEADER_BYTES <= buf.len() as u64 {
-            let at = candidate as usize;
-            let length_word = u64::from_le_bytes(buf[at..at + 8].try_into().ok()?);
+        loop {
+            self.ensure_upto(candidate, candidate + FRAME_HEADER_BYTES)?;
+            if candidate + FRAME_HEADER_BYTES > self.current().end() {
+                return Ok(None);
+            }
+            let length_word = self.current().word_at(candidate);
             let (record_len, pad_len) = decode_frame_size(length_word);
-            let fits = length_word != 0
-                && record_len < MAX_RECORD_BYTES_34
-                && candidate + FRAME_HEADER_BYTES + record_len + pad_len <= buf.len() as u64;
-            if fits {
-                let body = &buf[at + 8..at + 8 + record_len as usize];
-                if let Ok(record) = Record::decode(body) {
-                    if plausible(&record) {
-                        // The chain value before this record is unknown. A crc record re-seeds
-                        // by itself (and a zero running CRC skips the chain check, as in etcd);
-                        // any other record's stored CRC is trusted.
-                        self.crc = 0;
-                        self.trust_next_crc = record.r#type != CRC_TYPE;
-                        return Some(candidate);
+            if length_word != 0 && record_len < MAX_RECORD_BYTES_34 {
+                let frame_end = candidate + FRAME_HEADER_BYTES + record_len + pad_len;
+                if frame_end <= self.current().len {
+                    self.ensure_upto(candidate, frame_end)?;
+                }
+                let current = self.current();
+                if frame_end <= current.end() {
+                    let at = (candidate - current.start) as usize + FRAME_HEADER_BYTES as usize;
+                    if let Ok(record) = Record::decode(&current.buf[at..at + record_len as usize]) {
+                        if plausible(&record) {
+                            // The chain value before this record is unknown. A crc record
+                            // re-seeds by itself (and a zero running CRC skips the chain check,
+                            // as in etcd); any other record's stored CRC is trusted.
+                            self.crc = 0;
+                            self.trust_next_crc = record.r#type != CRC_TYPE;
+                            return Ok(Some(candidate));
+                        }
                     }
                 }
             }
             candidate += 8;
         }
-        None
     }
 }
 

@@ -121,8 +121,10 @@ impl EntryPositions {
 }
 
 /// Where entry data is kept: small entries' data is copied into shared 1 MB chunks, so the held
-/// entries do not keep whole segment buffers (frames, headers, HardState records) alive; large
-/// entries keep their slice of the segment (copying them would save little).
+/// entries do not keep whole segment buffers (frames, headers, HardState records) alive. Large
+/// entries keep their slice of a segment already in memory (copying them would save little),
+/// but get their own copy when read from a file through the decoder's window: a slice would pin
+/// the window (its other bytes, and frames copied into the next window too).
 struct EntryDataArena {
     chunk: bytes::BytesMut,
 }
@@ -138,10 +140,14 @@ impl EntryDataArena {
         }
     }
 
-    fn rehome(&mut self, entry: &mut Entry) {
+    fn rehome(&mut self, entry: &mut Entry, windowed: bool) {
         let Some(data) = entry.data.as_mut() else {
             return;
         };
+        if data.len() >= Self::COPY_LIMIT_BYTES && windowed {
+            *data = Bytes::copy_from_slice(data);
+            return;
+        }
         if data.is_empty() || data.len() >= Self::COPY_LIMIT_BYTES {
             return;
         }
@@ -258,7 +264,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
                 Ok(mut entry) => {
                     decoder.last_entry_index = entry.index;
                     if options.keep_entries && entry.index > options.start_index {
-                        arena.rehome(&mut entry);
+                        arena.rehome(&mut entry, decoder.reads_windows());
                     }
                     let index = entry.index;
                     let location = || Location {
@@ -514,17 +520,22 @@ mod tests {
         };
         let mut none = Entry::default();
         let (small_before, large_before) = (small.clone(), large.clone());
-        arena.rehome(&mut small);
-        arena.rehome(&mut large);
-        arena.rehome(&mut none);
+        let mut large_windowed = large.clone();
+        arena.rehome(&mut small, false);
+        arena.rehome(&mut large, false);
+        arena.rehome(&mut large_windowed, true);
+        arena.rehome(&mut none, false);
         assert_eq!(small, small_before);
         assert_eq!(large, large_before);
+        assert_eq!(large_windowed, large_before);
         assert_eq!(none, Entry::default());
         let inside = |b: &Bytes| {
             let range = segment.as_ptr() as usize..segment.as_ptr() as usize + segment.len();
             range.contains(&(b.as_ptr() as usize))
         };
         assert!(!inside(small.data.as_ref().unwrap()));
+        // A large entry keeps its slice of a segment in memory, not of a file window.
         assert!(inside(large.data.as_ref().unwrap()));
+        assert!(!inside(large_windowed.data.as_ref().unwrap()));
     }
 }

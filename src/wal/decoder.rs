@@ -127,6 +127,9 @@ impl Current<'_> {
 /// The least read from a segment at a time (fewer, larger reads; bounds the window).
 const FIRST_READ_BYTES: u64 = 1024 * 1024;
 
+/// Spans at least this long are read exactly (see `ensure_upto`).
+const LARGE_SPAN_BYTES: u64 = FIRST_READ_BYTES / 2;
+
 type Loader<'a> = Box<dyn FnMut(&SegmentName) -> io::Result<SegmentSource<'a>> + 'a>;
 
 pub struct Decoder<'a> {
@@ -215,10 +218,13 @@ impl<'a> Decoder<'a> {
         self.max_buffered
     }
 
-    /// Whether the segment being read (that of the record just returned) is read from a file
-    /// through a window, rather than held whole in memory: a record's data then pins its window.
-    pub fn reads_windows(&self) -> bool {
-        self.current.as_ref().is_some_and(|c| c.windowed)
+    /// The length of the file window the last record was sliced from (None: the segment was
+    /// given whole, in memory).
+    pub fn window_len(&self) -> Option<usize> {
+        self.current
+            .as_ref()
+            .filter(|c| c.windowed)
+            .map(|c| c.buf.len())
     }
 
     pub fn current_segment_index(&self) -> Option<usize> {
@@ -320,7 +326,14 @@ impl<'a> Decoder<'a> {
             return Ok(());
         };
         let keep_from = keep_from.clamp(current.start, have);
-        let read = (end - have).max(FIRST_READ_BYTES).min(current.len - have);
+        // A long span (a large frame) is read exactly, so its window is that frame alone: a
+        // large entry held as a slice then pins only its own bytes.
+        let read = if end - keep_from >= LARGE_SPAN_BYTES {
+            end - have
+        } else {
+            (end - have).max(FIRST_READ_BYTES)
+        }
+        .min(current.len - have);
         let tail = &current.buf[(keep_from - current.start) as usize..];
         let mut grown = Vec::with_capacity(usize::try_from(tail.len() as u64 + read).unwrap_or(0));
         grown.extend_from_slice(tail);

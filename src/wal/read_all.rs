@@ -122,9 +122,10 @@ impl EntryPositions {
 
 /// Where entry data is kept: small entries' data is copied into shared 1 MB chunks, so the held
 /// entries do not keep whole segment buffers (frames, headers, HardState records) alive. Large
-/// entries keep their slice of a segment already in memory (copying them would save little),
-/// but get their own copy when read from a file through the decoder's window: a slice would pin
-/// the window (its other bytes, and frames copied into the next window too).
+/// entries keep their slice of a segment already in memory (copying them would save little).
+/// Read from a file through the decoder's window, a large entry keeps its slice when it is most
+/// of that window (the decoder reads a large frame into a window of its own), and gets its own
+/// copy otherwise: a slice would pin the window's other bytes.
 struct EntryDataArena {
     chunk: bytes::BytesMut,
 }
@@ -140,12 +141,15 @@ impl EntryDataArena {
         }
     }
 
-    fn rehome(&mut self, entry: &mut Entry, windowed: bool) {
+    /// `window_len`: the decoder's file window the entry was sliced from (None: in memory).
+    fn rehome(&mut self, entry: &mut Entry, window_len: Option<usize>) {
         let Some(data) = entry.data.as_mut() else {
             return;
         };
-        if data.len() >= Self::COPY_LIMIT_BYTES && windowed {
-            *data = Bytes::copy_from_slice(data);
+        if data.len() >= Self::COPY_LIMIT_BYTES {
+            if window_len.is_some_and(|window| data.len() * 2 < window) {
+                *data = Bytes::copy_from_slice(data);
+            }
             return;
         }
         if data.is_empty() || data.len() >= Self::COPY_LIMIT_BYTES {
@@ -264,7 +268,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
                 Ok(mut entry) => {
                     decoder.last_entry_index = entry.index;
                     if options.keep_entries && entry.index > options.start_index {
-                        arena.rehome(&mut entry, decoder.reads_windows());
+                        arena.rehome(&mut entry, decoder.window_len());
                     }
                     let index = entry.index;
                     let location = || Location {
@@ -521,10 +525,12 @@ mod tests {
         let mut none = Entry::default();
         let (small_before, large_before) = (small.clone(), large.clone());
         let mut large_windowed = large.clone();
-        arena.rehome(&mut small, false);
-        arena.rehome(&mut large, false);
-        arena.rehome(&mut large_windowed, true);
-        arena.rehome(&mut none, false);
+        let mut large_own_window = large.clone();
+        arena.rehome(&mut small, None);
+        arena.rehome(&mut large, None);
+        arena.rehome(&mut large_windowed, Some(segment.len()));
+        arena.rehome(&mut large_own_window, Some(EntryDataArena::COPY_LIMIT_BYTES + 40));
+        arena.rehome(&mut none, None);
         assert_eq!(small, small_before);
         assert_eq!(large, large_before);
         assert_eq!(large_windowed, large_before);
@@ -534,8 +540,10 @@ mod tests {
             range.contains(&(b.as_ptr() as usize))
         };
         assert!(!inside(small.data.as_ref().unwrap()));
-        // A large entry keeps its slice of a segment in memory, not of a file window.
+        // A large entry keeps its slice of a segment in memory, and of a file window that is
+        // mostly itself; not of a window mostly holding other bytes.
         assert!(inside(large.data.as_ref().unwrap()));
         assert!(!inside(large_windowed.data.as_ref().unwrap()));
+        assert!(inside(large_own_window.data.as_ref().unwrap()));
     }
 }

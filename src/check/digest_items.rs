@@ -124,17 +124,22 @@ impl DigestItems {
                 }
             }
         }
-        let mut bytes = Vec::with_capacity(count * ITEM_BYTES);
-        for (crc, delta) in &self.hot[..count] {
-            bytes.extend_from_slice(&crc.to_le_bytes());
-            bytes.extend_from_slice(&delta.to_le_bytes());
-        }
-        let at = (self.cold_len * ITEM_BYTES) as u64;
+        // One block at a time: a buffer for all of them would be a transient as large as the
+        // memory the spill saves.
         let file = self.file.as_ref().expect("created above");
-        if file.write_all_at(&bytes, at).is_err() {
-            // A full or failing temp directory: keep everything in memory instead.
-            self.spill_disabled = true;
-            return;
+        let mut bytes = Vec::with_capacity(self.block_items * ITEM_BYTES);
+        for (block, items) in self.hot[..count].chunks(self.block_items).enumerate() {
+            bytes.clear();
+            for (crc, delta) in items {
+                bytes.extend_from_slice(&crc.to_le_bytes());
+                bytes.extend_from_slice(&delta.to_le_bytes());
+            }
+            let at = ((self.cold_len + block * self.block_items) * ITEM_BYTES) as u64;
+            if file.write_all_at(&bytes, at).is_err() {
+                // A full or failing temp directory: keep everything in memory instead.
+                self.spill_disabled = true;
+                return;
+            }
         }
         self.cold_len += count;
         self.hot.drain(..count);

@@ -529,7 +529,10 @@ mod tests {
         arena.rehome(&mut small, None);
         arena.rehome(&mut large, None);
         arena.rehome(&mut large_windowed, Some(segment.len()));
-        arena.rehome(&mut large_own_window, Some(EntryDataArena::COPY_LIMIT_BYTES + 40));
+        arena.rehome(
+            &mut large_own_window,
+            Some(EntryDataArena::COPY_LIMIT_BYTES + 40),
+        );
         arena.rehome(&mut none, None);
         assert_eq!(small, small_before);
         assert_eq!(large, large_before);

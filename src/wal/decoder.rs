@@ -7,7 +7,8 @@
 //! never past the file system's length. Memory is about 1 MB plus the longest frame (< 10 MiB)
 //! whatever the segment size ([`Decoder::max_buffered_bytes`]); a segment already in memory
 //! ([`Decoder::from_segments`]) is one window. Records are sliced out of their window without
-//! copying. Paths that look beyond the current frame read forward too: forensic
+//! copying; a frame of at least 512 KiB is read into a window of its own, so that a large entry
+//! kept as a slice pins only its own bytes. Paths that look beyond the current frame read forward too: forensic
 //! resynchronisation scans with the window at the candidate frame, and the bytes after a zero
 //! length word in a non-last segment are scanned for the first non-zero one. Nothing reads
 //! backwards. A file shorter than the file system said ends where the reads find its end; the

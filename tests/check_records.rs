@@ -369,64 +369,12 @@ fn file_walk_reads_only_the_written_part_of_the_last_segment() {
     }
 }
 
-/// A WAL of segments several times the walk's 1 MB read: two cut segments of small entries and
-/// a preallocated last one ending with a frame longer than a read. (That frame is encoded here:
-/// `WalWriter` models etcd's page writer, whose flush bookkeeping wants writes under 128 KB.)
-fn large_wal() -> (Vec<SegmentName>, Vec<Bytes>) {
-    const SEGMENT: u64 = 6_000_000;
-    let mut writer = WalWriter::create_with_segment_size(b"meta", SEGMENT);
-    let mut i = 0u64;
-    while writer.segments().len() < 3 || writer.segments()[2].bytes.len() < 2_000_000 {
-        i += 1;
-        let entry = Entry {
-            r#type: 0,
-            term: 1,
-            index: i,
-            data: Some(Bytes::from(vec![
-                (i % 251) as u8;
-                8_000 + (i as usize * 13) % 500
-            ])),
-        };
-        let state = HardState {
-            term: 1,
-            vote: 1,
-            commit: i - 1,
-        };
-        writer.save(&state, &[entry]);
-    }
-    let big = Entry {
-        r#type: 0,
-        term: 1,
-        index: i + 1,
-        data: Some(Bytes::from(vec![0x5a; 2_500_000])),
-    };
-    let mut crc = writer.running_crc();
-    let frame = raft_replay::wal::writer::encode_record(
-        &mut crc,
-        raft_replay::proto::walpb::ENTRY_TYPE,
-        Some(&prost::Message::encode_to_vec(&big)),
-    );
-    let mut files = writer.files(false);
-    assert_eq!(files.len(), 3);
-    let mut last = files[2].1.to_vec();
-    last.extend_from_slice(&frame);
-    last.resize(SEGMENT as usize, 0);
-    files[2].1 = Bytes::from(last);
-    (
-        files
-            .iter()
-            .map(|(n, _)| parse_wal_name(n).unwrap())
-            .collect(),
-        files.into_iter().map(|(_, b)| b).collect(),
-    )
-}
-
 /// The file walk holds a window of about one read plus the frame being framed, not a whole
 /// segment: on cut segments and on the (preallocated) last one, with the same records as the
 /// walk over whole segments in memory.
 #[test]
 fn file_walk_buffers_a_window_not_a_segment() {
-    let (names, bytes) = large_wal();
+    let (names, bytes) = common::large_wal();
     let mut fs = raft_replay::fsio::MemFs::default();
     for (name, b) in names.iter().zip(&bytes) {
         fs.insert(
@@ -504,7 +452,7 @@ proptest! {
     ) {
         static LARGE: std::sync::OnceLock<(Vec<SegmentName>, Vec<Bytes>)> =
             std::sync::OnceLock::new();
-        let (names, bytes) = LARGE.get_or_init(large_wal);
+        let (names, bytes) = LARGE.get_or_init(common::large_wal);
         let mut segments: Vec<Vec<u8>> = bytes.iter().map(|b| b.to_vec()).collect();
         for d in damages {
             apply(&mut segments, d);

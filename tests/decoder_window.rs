@@ -3,67 +3,18 @@
 //! memory — records, ends, forensic damage and resynchronisation, `last_offset` — on damaged
 //! multi-MB WALs, and on files shorter than the file system says.
 
+mod common;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use raft_replay::fsio::{MemFs, ReadOnlyFs};
-use raft_replay::proto::raftpb::{Entry, HardState};
 use raft_replay::wal::decoder::{
     DecodeEnd, DecodedRecord, Decoder, DecoderMode, Segment, SegmentSource,
 };
 use raft_replay::wal::error::WalError;
-use raft_replay::wal::name::{parse_wal_name, SegmentName};
-use raft_replay::wal::writer::WalWriter;
+use raft_replay::wal::name::SegmentName;
 
-const SEGMENT: u64 = 6_000_000;
-
-/// Three segments of 6 MB (two cut, the last preallocated), the last with a 2.5 MB entry.
-fn large_wal() -> (Vec<SegmentName>, Vec<Bytes>) {
-    let mut writer = WalWriter::create_with_segment_size(b"meta", SEGMENT);
-    let mut i = 0u64;
-    while writer.segments().len() < 3 || writer.segments()[2].bytes.len() < 2_000_000 {
-        i += 1;
-        let entry = Entry {
-            r#type: 0,
-            term: 1,
-            index: i,
-            data: Some(Bytes::from(vec![
-                (i % 251) as u8;
-                8_000 + (i as usize * 13) % 500
-            ])),
-        };
-        let state = HardState {
-            term: 1,
-            vote: 1,
-            commit: i - 1,
-        };
-        writer.save(&state, &[entry]);
-    }
-    let big = Entry {
-        r#type: 0,
-        term: 1,
-        index: i + 1,
-        data: Some(Bytes::from(vec![0x5a; 2_500_000])),
-    };
-    let mut crc = writer.running_crc();
-    let frame = raft_replay::wal::writer::encode_record(
-        &mut crc,
-        raft_replay::proto::walpb::ENTRY_TYPE,
-        Some(&prost::Message::encode_to_vec(&big)),
-    );
-    let mut files = writer.files(false);
-    assert_eq!(files.len(), 3);
-    let mut last = files[2].1.to_vec();
-    last.extend_from_slice(&frame);
-    last.resize(SEGMENT as usize, 0);
-    files[2].1 = Bytes::from(last);
-    (
-        files
-            .iter()
-            .map(|(n, _)| parse_wal_name(n).unwrap())
-            .collect(),
-        files.into_iter().map(|(_, b)| b).collect(),
-    )
-}
+use common::LARGE_SEGMENT as SEGMENT;
 
 /// Everything a read observes.
 #[derive(Debug, PartialEq)]
@@ -147,7 +98,7 @@ fn mem_fs(names: &[SegmentName], bytes: &[Bytes]) -> MemFs {
 /// segments and on the preallocated last one, in both modes, with the in-memory result.
 #[test]
 fn decoder_buffers_a_window_not_a_segment() {
-    let (names, bytes) = large_wal();
+    let (names, bytes) = common::large_wal();
     let fs = mem_fs(&names, &bytes);
     for from in [0, names.len() - 1] {
         let (names, bytes) = (&names[from..], &bytes[from..]);
@@ -320,7 +271,7 @@ proptest! {
         static LARGE: std::sync::OnceLock<(Vec<SegmentName>, Vec<Bytes>, Vec<(usize, u64)>)> =
             std::sync::OnceLock::new();
         let (names, bytes, frames) = LARGE.get_or_init(|| {
-            let (names, bytes) = large_wal();
+            let (names, bytes) = common::large_wal();
             let frames = in_memory(&names, &bytes, DecoderMode::Strict)
                 .0
                 .records

@@ -187,3 +187,61 @@ pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String)
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Segment size of [`large_wal`].
+pub const LARGE_SEGMENT: u64 = 6_000_000;
+
+/// A WAL of segments several times the 1 MB reads of the decoder and the checks' walk: two cut
+/// 6 MB segments of small entries and a preallocated last one ending with a 2.5 MB entry (a
+/// frame longer than a read), as (names, bytes).
+pub fn large_wal() -> (Vec<raft_replay::wal::name::SegmentName>, Vec<bytes::Bytes>) {
+    use bytes::Bytes;
+    use raft_replay::proto::raftpb::{Entry, HardState};
+    use raft_replay::wal::name::parse_wal_name;
+    use raft_replay::wal::writer::WalWriter;
+    let mut writer = WalWriter::create_with_segment_size(b"meta", LARGE_SEGMENT);
+    let mut i = 0u64;
+    while writer.segments().len() < 3 || writer.segments()[2].bytes.len() < 2_000_000 {
+        i += 1;
+        let entry = Entry {
+            r#type: 0,
+            term: 1,
+            index: i,
+            data: Some(Bytes::from(vec![
+                (i % 251) as u8;
+                8_000 + (i as usize * 13) % 500
+            ])),
+        };
+        let state = HardState {
+            term: 1,
+            vote: 1,
+            commit: i - 1,
+        };
+        writer.save(&state, &[entry]);
+    }
+    let big = Entry {
+        r#type: 0,
+        term: 1,
+        index: i + 1,
+        data: Some(Bytes::from(vec![0x5a; 2_500_000])),
+    };
+    let mut crc = writer.running_crc();
+    let frame = raft_replay::wal::writer::encode_record(
+        &mut crc,
+        raft_replay::proto::walpb::ENTRY_TYPE,
+        Some(&prost::Message::encode_to_vec(&big)),
+    );
+    let mut files = writer.files(false);
+    assert_eq!(files.len(), 3);
+    let mut last = files[2].1.to_vec();
+    last.extend_from_slice(&frame);
+    last.resize(LARGE_SEGMENT as usize, 0);
+    files[2].1 = Bytes::from(last);
+    (
+        files
+            .iter()
+            .map(|(n, _)| parse_wal_name(n).unwrap())
+            .collect(),
+        files.into_iter().map(|(_, b)| b).collect(),
+    )
+}

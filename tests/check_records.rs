@@ -412,34 +412,6 @@ fn file_walk_buffers_a_window_not_a_segment() {
     }
 }
 
-/// `MemFs` whose lengths overstate the files by `extra` bytes: files that shrank after `len`.
-struct ShrunkFs {
-    inner: raft_replay::fsio::MemFs,
-    extra: u64,
-}
-
-impl raft_replay::fsio::ReadOnlyFs for ShrunkFs {
-    fn list_dir(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(dir)
-    }
-    fn read(&self, path: &std::path::Path) -> std::io::Result<Bytes> {
-        self.inner.read(path)
-    }
-    fn is_dir(&self, path: &std::path::Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn len(&self, path: &std::path::Path) -> std::io::Result<u64> {
-        Ok(self.inner.len(path)? + self.extra)
-    }
-    fn open_read(
-        &self,
-        path: &std::path::Path,
-    ) -> std::io::Result<(Box<dyn std::io::Read + '_>, u64)> {
-        let (reader, len) = self.inner.open_read(path)?;
-        Ok((reader, len + self.extra))
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -460,7 +432,7 @@ proptest! {
         let bytes: Vec<Bytes> = segments.into_iter().map(Bytes::from).collect();
         let mut memory = RecordWalk::new(names.clone(), SegmentBytes::Memory(bytes.clone()));
         let in_memory: Vec<RawRecord> = memory.by_ref().collect();
-        let mut fs = ShrunkFs { inner: raft_replay::fsio::MemFs::default(), extra };
+        let mut fs = common::ShrunkFs { inner: raft_replay::fsio::MemFs::default(), extra };
         for (name, b) in names.iter().zip(&bytes) {
             fs.inner.insert(std::path::Path::new("/wal").join(&name.file_name), b.clone());
         }

@@ -119,34 +119,6 @@ fn decoder_buffers_a_window_not_a_segment() {
     }
 }
 
-/// `MemFs` whose lengths overstate the files by `extra` bytes: files that shrank after `len`.
-struct ShrunkFs {
-    inner: MemFs,
-    extra: u64,
-}
-
-impl ReadOnlyFs for ShrunkFs {
-    fn list_dir(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(dir)
-    }
-    fn read(&self, path: &std::path::Path) -> std::io::Result<Bytes> {
-        self.inner.read(path)
-    }
-    fn is_dir(&self, path: &std::path::Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn len(&self, path: &std::path::Path) -> std::io::Result<u64> {
-        Ok(self.inner.len(path)? + self.extra)
-    }
-    fn open_read(
-        &self,
-        path: &std::path::Path,
-    ) -> std::io::Result<(Box<dyn std::io::Read + '_>, u64)> {
-        let (reader, len) = self.inner.open_read(path)?;
-        Ok((reader, len + self.extra))
-    }
-}
-
 #[derive(Clone, Debug)]
 enum Damage {
     Flip {
@@ -285,7 +257,7 @@ proptest! {
             apply(&mut segments, frames, d);
         }
         let bytes: Vec<Bytes> = segments.into_iter().map(Bytes::from).collect();
-        let fs = ShrunkFs { inner: mem_fs(names, &bytes), extra };
+        let fs = common::ShrunkFs { inner: mem_fs(names, &bytes), extra };
         for mode in [DecoderMode::Strict, DecoderMode::Forensic] {
             let (expected, _) = in_memory(names, &bytes, mode);
             let (outcome, held) = from_files(&fs, names, mode);

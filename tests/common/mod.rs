@@ -245,3 +245,28 @@ pub fn large_wal() -> (Vec<raft_replay::wal::name::SegmentName>, Vec<bytes::Byte
         files.into_iter().map(|(_, b)| b).collect(),
     )
 }
+
+/// `MemFs` whose lengths overstate the files by `extra` bytes: files that shrank after `len`.
+pub struct ShrunkFs {
+    pub inner: raft_replay::fsio::MemFs,
+    pub extra: u64,
+}
+
+impl raft_replay::fsio::ReadOnlyFs for ShrunkFs {
+    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(dir)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<bytes::Bytes> {
+        self.inner.read(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
+    fn len(&self, path: &Path) -> std::io::Result<u64> {
+        Ok(self.inner.len(path)? + self.extra)
+    }
+    fn open_read(&self, path: &Path) -> std::io::Result<(Box<dyn std::io::Read + '_>, u64)> {
+        let (reader, len) = self.inner.open_read(path)?;
+        Ok((reader, len + self.extra))
+    }
+}

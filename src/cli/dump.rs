@@ -11,6 +11,8 @@ use crate::member::{read_member, MemberFiles, MemberRead};
 use crate::proto::etcdserverpb::Metadata;
 use crate::proto::payload::{decode_payload, payload_json, payload_text, Payload};
 use crate::proto::raftpb::Entry;
+use crate::replay::stream::read_for_streaming;
+use crate::wal::read_all::WalContents;
 use crate::wal::DecoderMode;
 
 pub fn run(fs: &dyn ReadOnlyFs, path: &Path, format: Format, summary: bool, forensic: bool) -> i32 {
@@ -26,7 +28,13 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, format: Format, summary: bool, fore
     } else {
         DecoderMode::Strict
     };
-    let read = read_member(&files, mode);
+    // A summary needs no entries: a log read whole from its first segment is read without
+    // keeping them (memory does not grow with the log).
+    let read = if summary {
+        read_for_streaming(&files, mode)
+    } else {
+        read_member(&files, mode)
+    };
     if read.start.reason == "gap_fallback" {
         eprintln!(
             "note: the WAL has a gap left by a leader snapshot; reading from snapshot index {} term {}{}, as etcd does",
@@ -160,15 +168,21 @@ fn dump_text(read: &MemberRead) -> bool {
     out(&text)
 }
 
-/// Counts by entry type (no payload decoding needed).
-fn type_counts(entries: &[Entry]) -> serde_json::Map<String, Value> {
-    let mut counts = serde_json::Map::new();
-    for entry in entries {
-        let name = entry.type_name();
-        let count = counts.get(&name).and_then(Value::as_u64).unwrap_or(0);
-        counts.insert(name, json!(count + 1));
-    }
-    counts
+/// Counts by entry type, named as `Entry::type_name` names them (from the read's type runs:
+/// a summary read holds no entries).
+fn type_counts(contents: &WalContents) -> serde_json::Map<String, Value> {
+    contents
+        .entry_type_counts()
+        .into_iter()
+        .map(|(entry_type, count)| {
+            let name = Entry {
+                r#type: entry_type,
+                ..Default::default()
+            }
+            .type_name();
+            (name, json!(count))
+        })
+        .collect()
 }
 
 pub fn summary_json(files: &MemberFiles<'_>, read: &MemberRead) -> Value {
@@ -191,8 +205,8 @@ pub fn summary_json(files: &MemberFiles<'_>, read: &MemberRead) -> Value {
         "ignored_files": files.ignored_files,
         "metadata": metadata,
         "record_count": contents.record_count,
-        "entry_count": contents.entries.len(),
-        "entry_types": type_counts(&contents.entries),
+        "entry_count": contents.entry_count,
+        "entry_types": type_counts(contents),
         "first_index": contents.first_index(),
         "last_index": contents.last_index(),
         "hard_state": { "term": hs.term, "vote": hs.vote, "commit": hs.commit },

@@ -192,6 +192,9 @@ pub struct WalContents {
     pub record_count: u64,
     /// Entry records that replaced an earlier entry at the same or a higher index.
     pub overwrites: Vec<(u64, Location)>,
+    /// `(position, entry type)` where each run of one entry type starts among the held
+    /// entries: the log's types without keeping the entries (a summary read counts them).
+    pub entry_type_runs: Vec<(usize, i32)>,
     /// Problems that make etcd refuse this WAL (in forensic mode: every one found).
     pub errors: Vec<WalError>,
     /// Problems etcd handles by itself (a torn tail it repairs), and notes.
@@ -202,6 +205,21 @@ pub struct WalContents {
 
 impl WalContents {
     /// Entries are contiguous from `start_index + 1`.
+    /// How many held entries there are of each entry type (from the runs: no entry needed).
+    pub fn entry_type_counts(&self) -> std::collections::BTreeMap<i32, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        let ends = self
+            .entry_type_runs
+            .iter()
+            .skip(1)
+            .map(|(p, _)| *p)
+            .chain(std::iter::once(self.entry_count));
+        for ((start, entry_type), end) in self.entry_type_runs.iter().zip(ends) {
+            *counts.entry(*entry_type).or_default() += end - start;
+        }
+        counts
+    }
+
     pub fn first_index(&self) -> Option<u64> {
         (self.entry_count > 0).then(|| self.start_index + 1)
     }
@@ -241,6 +259,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
         start_found: false,
         record_count: 0,
         overwrites: Vec::new(),
+        entry_type_runs: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         last_good_offset: 0,
@@ -429,6 +448,7 @@ fn append_entry(
             // Keep reading: the entries after the gap are what a reader can still check.
             out.entries.clear();
             out.entry_positions.clear();
+            out.entry_type_runs.clear();
             out.entry_count = 0;
             out.start_index = entry.index - 1;
             hold(out, entry, position);
@@ -440,6 +460,8 @@ fn append_entry(
         out.overwrites.push((entry.index, location()));
         out.entries.truncate(up);
         out.entry_positions.truncate(up);
+        let keep_runs = out.entry_type_runs.partition_point(|(p, _)| *p < up);
+        out.entry_type_runs.truncate(keep_runs);
         out.entry_count = up;
     }
     hold(out, entry, position);
@@ -447,6 +469,9 @@ fn append_entry(
 }
 
 fn hold(out: &mut WalContents, entry: Entry, position: RecordPosition) {
+    if out.entry_type_runs.last().map(|(_, t)| *t) != Some(entry.r#type) {
+        out.entry_type_runs.push((out.entry_count, entry.r#type));
+    }
     out.entry_count += 1;
     if out.kept_entries {
         out.entries.push(entry);
@@ -548,5 +573,60 @@ mod tests {
         assert!(inside(large.data.as_ref().unwrap()));
         assert!(!inside(large_windowed.data.as_ref().unwrap()));
         assert!(inside(large_own_window.data.as_ref().unwrap()));
+    }
+
+    proptest! {
+        /// The type runs count what the held entries hold, through overwrites, with or without
+        /// keeping the entries.
+        #[test]
+        fn type_runs_count_the_held_entries(
+            saves in prop::collection::vec(
+                (1u64..4, prop::collection::vec(0i32..3, 1..6)),
+                1..30,
+            ),
+        ) {
+            use crate::wal::decoder::Segment;
+            use crate::wal::name::parse_wal_name;
+            let mut writer = crate::wal::writer::WalWriter::create_with_segment_size(b"m", 4096);
+            let mut last = 0u64;
+            let mut term = 1;
+            for (back, types) in saves {
+                // Start at or below the end: every save after the first may overwrite.
+                let first = last.saturating_sub(back - 1) + 1;
+                term += 1;
+                let entries: Vec<Entry> = types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| Entry {
+                        r#type: *t,
+                        term,
+                        index: first + i as u64,
+                        data: None,
+                    })
+                    .collect();
+                last = first + types.len() as u64 - 1;
+                writer.save(&HardState { term, vote: 1, commit: 0 }, &entries);
+            }
+            let read = |keep_entries| {
+                let segments = writer
+                    .files(false)
+                    .into_iter()
+                    .map(|(name, bytes)| Segment { name: parse_wal_name(&name).unwrap(), bytes })
+                    .collect();
+                read_all(
+                    Decoder::from_segments(segments, DecoderMode::Strict),
+                    ReadAllOptions { keep_entries, ..Default::default() },
+                )
+            };
+            let full = read(true);
+            let summary = read(false);
+            prop_assert!(full.errors.is_empty(), "{:?}", full.errors);
+            let mut expected = std::collections::BTreeMap::new();
+            for entry in &full.entries {
+                *expected.entry(entry.r#type).or_insert(0usize) += 1;
+            }
+            prop_assert_eq!(full.entry_type_counts(), expected.clone());
+            prop_assert_eq!(summary.entry_type_counts(), expected);
+        }
     }
 }

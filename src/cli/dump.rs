@@ -6,12 +6,13 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
+use crate::check::scan::scan_member_after;
 use crate::fsio::ReadOnlyFs;
 use crate::member::{read_member, MemberFiles, MemberRead};
 use crate::proto::etcdserverpb::Metadata;
 use crate::proto::payload::{decode_payload, payload_json, payload_text, Payload};
 use crate::proto::raftpb::Entry;
-use crate::replay::stream::read_for_streaming;
+use crate::replay::stream::{read_for_streaming, streamable, EntryStream, StreamError};
 use crate::wal::read_all::WalContents;
 use crate::wal::DecoderMode;
 
@@ -28,13 +29,9 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, format: Format, summary: bool, fore
     } else {
         DecoderMode::Strict
     };
-    // A summary needs no entries: a log read whole from its first segment is read without
-    // keeping them (memory does not grow with the log).
-    let read = if summary {
-        read_for_streaming(&files, mode)
-    } else {
-        read_member(&files, mode)
-    };
+    // A log read whole from its first segment is read without keeping its entries: a summary
+    // needs none, and a dump streams them (memory does not grow with the log).
+    let read = read_for_streaming(&files, mode);
     if read.start.reason == "gap_fallback" {
         eprintln!(
             "note: the WAL has a gap left by a leader snapshot; reading from snapshot index {} term {}{}, as etcd does",
@@ -50,10 +47,34 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, format: Format, summary: bool, fore
         eprintln!("error: {error}");
     }
     let written = match (summary, format) {
-        (true, Format::Json) => out(&format!("{}\n", summary_json(&files, &read))),
-        (true, _) => out(&summary_text(&files, &read)),
-        (false, Format::Json) => dump_json(&read.contents.entries),
-        (false, _) => dump_text(&read),
+        (true, Format::Json) => Ok(out(&format!("{}\n", summary_json(&files, &read)))),
+        (true, _) => Ok(out(&summary_text(&files, &read))),
+        (false, _) => {
+            let (scan, full);
+            let (shown, mut entries) = if read.contents.kept_entries {
+                (&read, Entries::Held(read.contents.entries.iter()))
+            } else {
+                scan = scan_member_after(&path.display().to_string(), &files, Some(&read));
+                if streamable(&files, &read, &scan.log) {
+                    let stream = EntryStream::over_member(&files, &scan.log);
+                    (&read, Entries::Stream(stream))
+                } else {
+                    full = read_member(&files, mode);
+                    (&full, Entries::Held(full.contents.entries.iter()))
+                }
+            };
+            match format {
+                Format::Json => dump_json(&mut entries),
+                _ => dump_text(shown, &mut entries),
+            }
+        }
+    };
+    let written = match written {
+        Ok(written) => written,
+        Err(e) => {
+            eprintln!("raft-replay dump: the WAL changed while it was read ({e}); run it again");
+            return EXIT_CANNOT_RUN;
+        }
     };
     if !written {
         return EXIT_OK;
@@ -78,19 +99,37 @@ pub fn entry_json(entry: &Entry) -> Value {
     })
 }
 
-fn dump_json(entries: &[Entry]) -> bool {
+/// The entries a dump prints, in index order: held by the read, or streamed from the WAL and
+/// checked against the invariant scan's digests (`replay::stream`).
+enum Entries<'a> {
+    Held(std::slice::Iter<'a, Entry>),
+    Stream(EntryStream<'a>),
+}
+
+impl Entries<'_> {
+    /// Err: a streamed entry differs from what the scan read moments ago (the files changed).
+    fn next(&mut self) -> Result<Option<Entry>, StreamError> {
+        match self {
+            Entries::Held(entries) => Ok(entries.next().cloned()),
+            Entries::Stream(stream) => stream.next_entry(),
+        }
+    }
+}
+
+/// Ok(false): stdout was closed.
+fn dump_json(entries: &mut Entries<'_>) -> Result<bool, StreamError> {
     let mut buf = String::with_capacity(64 * 1024);
-    for entry in entries {
-        buf.push_str(&entry_json(entry).to_string());
+    while let Some(entry) = entries.next()? {
+        buf.push_str(&entry_json(&entry).to_string());
         buf.push('\n');
         if buf.len() > 60 * 1024 {
             if !out(&buf) {
-                return false;
+                return Ok(false);
             }
             buf.clear();
         }
     }
-    out(&buf)
+    Ok(out(&buf))
 }
 
 fn metadata_of(read: &MemberRead) -> Option<Metadata> {
@@ -100,7 +139,8 @@ fn metadata_of(read: &MemberRead) -> Option<Metadata> {
         .and_then(|m| Metadata::decode(m.clone()).ok())
 }
 
-fn dump_text(read: &MemberRead) -> bool {
+/// Ok(false): stdout was closed.
+fn dump_text(read: &MemberRead, entries: &mut Entries<'_>) -> Result<bool, StreamError> {
     let mut text = String::new();
     match &read.snapshot {
         Some(snap) => {
@@ -136,17 +176,17 @@ fn dump_text(read: &MemberRead) -> bool {
         "WAL metadata:\nnodeID={node:x} clusterID={cluster:x} term={} commitIndex={} vote={:x}\n",
         hs.term, hs.commit, hs.vote
     ));
-    text.push_str(&format!("WAL entries: {}\n", read.contents.entries.len()));
+    text.push_str(&format!("WAL entries: {}\n", read.contents.entry_count));
     if let Some(last) = read.contents.last_index() {
         text.push_str(&format!("lastIndex={last}\n"));
     }
     text.push_str(&format!("{:>4}\t{:>10}\ttype\tdata\n", "term", "index"));
     if !out(&text) {
-        return false;
+        return Ok(false);
     }
     text.clear();
-    for entry in &read.contents.entries {
-        let payload = decode_payload(entry);
+    while let Some(entry) = entries.next()? {
+        let payload = decode_payload(&entry);
         let kind = match payload {
             Payload::ConfChange { .. } | Payload::ConfChangeV2(_) => "conf",
             _ => "norm",
@@ -159,13 +199,13 @@ fn dump_text(read: &MemberRead) -> bool {
         ));
         if text.len() > 60 * 1024 {
             if !out(&text) {
-                return false;
+                return Ok(false);
             }
             text.clear();
         }
     }
-    text.push_str(&format!("\nEntry count: {}\n", read.contents.entries.len()));
-    out(&text)
+    text.push_str(&format!("\nEntry count: {}\n", read.contents.entry_count));
+    Ok(out(&text))
 }
 
 /// Counts by entry type, named as `Entry::type_name` names them (from the read's type runs:

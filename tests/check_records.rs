@@ -174,23 +174,12 @@ fn damage() -> impl Strategy<Value = Damage> {
 fn apply(segments: &mut [Vec<u8>], d: Damage) {
     let n = segments.len();
     match d {
-        Damage::Flip { segment, at, bit } => {
-            let s = &mut segments[segment % n];
-            if !s.is_empty() {
-                let i = at % s.len();
-                s[i] ^= 1 << bit;
-            }
-        }
+        Damage::Flip { segment, at, bit } => common::flip_bit(&mut segments[segment % n], at, bit),
         Damage::ZeroSector { segment, sector } => {
-            let s = &mut segments[segment % n];
-            let from = (sector * 512).min(s.len());
-            let to = (from + 512).min(s.len());
-            s[from..to].fill(0);
+            common::zero_sector_from(&mut segments[segment % n], sector.saturating_mul(512))
         }
         Damage::Truncate { segment, keep } => {
-            let s = &mut segments[segment % n];
-            let keep = keep % (s.len() + 1);
-            s.truncate(keep);
+            common::truncate_wrapping(&mut segments[segment % n], keep)
         }
         Damage::Garbage { segment, at, byte } => {
             let s = &mut segments[segment % n];

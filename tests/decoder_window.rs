@@ -181,18 +181,11 @@ fn damage() -> impl Strategy<Value = Damage> {
 fn apply(segments: &mut [Vec<u8>], frames: &[(usize, u64)], d: Damage) {
     let n = segments.len();
     match d {
-        Damage::Flip { segment, at, bit } => {
-            let s = &mut segments[segment % n];
-            if !s.is_empty() {
-                let i = at % s.len();
-                s[i] ^= 1 << bit;
-            }
-        }
+        Damage::Flip { segment, at, bit } => common::flip_bit(&mut segments[segment % n], at, bit),
         Damage::ZeroSector { segment, at } => {
             let s = &mut segments[segment % n];
-            let from = ((at % (s.len() + 1)) / 512 * 512).min(s.len());
-            let to = (from + 512).min(s.len());
-            s[from..to].fill(0);
+            let from = (at % (s.len() + 1)) / 512 * 512;
+            common::zero_sector_from(s, from)
         }
         Damage::ZeroFrame { frame, len } => {
             let (segment, offset) = frames[frame % frames.len()];
@@ -202,9 +195,7 @@ fn apply(segments: &mut [Vec<u8>], frames: &[(usize, u64)], d: Damage) {
             s[from..to].fill(0);
         }
         Damage::Truncate { segment, keep } => {
-            let s = &mut segments[segment % n];
-            let keep = keep % (s.len() + 1);
-            s.truncate(keep);
+            common::truncate_wrapping(&mut segments[segment % n], keep)
         }
         Damage::Garbage {
             segment,

@@ -270,3 +270,24 @@ impl raft_replay::fsio::ReadOnlyFs for ShrunkFs {
         Ok((reader, len + self.extra))
     }
 }
+
+/// Damage for the window tests; positions wrap around the segment's length.
+pub fn flip_bit(s: &mut [u8], at: usize, bit: u8) {
+    if !s.is_empty() {
+        let i = at % s.len();
+        s[i] ^= 1 << bit;
+    }
+}
+
+/// Zeroes the 512 bytes from `from` (clipped to the segment).
+pub fn zero_sector_from(s: &mut [u8], from: usize) {
+    let from = from.min(s.len());
+    let to = (from + 512).min(s.len());
+    s[from..to].fill(0);
+}
+
+/// Keeps the first `keep` bytes (wrapping around the length + 1).
+pub fn truncate_wrapping(s: &mut Vec<u8>, keep: usize) {
+    let keep = keep % (s.len() + 1);
+    s.truncate(keep);
+}

@@ -10,19 +10,12 @@ use proptest::prelude::*;
 use raft_replay::check::records::{RawRecord, RecordWalk, SegmentBytes};
 use raft_replay::proto::raftpb::{Entry, HardState};
 use raft_replay::proto::walpb::{WalSnapshot, CRC_TYPE, SNAPSHOT_TYPE};
-use raft_replay::wal::decoder::{Decoder, DecoderMode, Segment};
+use raft_replay::wal::decoder::{Decoder, DecoderMode};
 use raft_replay::wal::name::{parse_wal_name, SegmentName};
 use raft_replay::wal::writer::WalWriter;
 
 fn reference(names: &[SegmentName], bytes: &[Bytes]) -> Vec<RawRecord> {
-    let segments = names
-        .iter()
-        .zip(bytes)
-        .map(|(name, bytes)| Segment {
-            name: name.clone(),
-            bytes: bytes.clone(),
-        })
-        .collect();
+    let segments = common::memory_segments(names, bytes);
     let mut decoder = Decoder::from_segments(segments, DecoderMode::Strict);
     let mut out = Vec::new();
     while let Ok(d) = decoder.next_record() {

@@ -8,9 +8,7 @@ mod common;
 use bytes::Bytes;
 use proptest::prelude::*;
 use raft_replay::fsio::{MemFs, ReadOnlyFs};
-use raft_replay::wal::decoder::{
-    DecodeEnd, DecodedRecord, Decoder, DecoderMode, Segment, SegmentSource,
-};
+use raft_replay::wal::decoder::{DecodeEnd, DecodedRecord, Decoder, DecoderMode, SegmentSource};
 use raft_replay::wal::error::WalError;
 use raft_replay::wal::name::SegmentName;
 
@@ -56,14 +54,7 @@ fn run(mut decoder: Decoder<'_>) -> (Outcome, u64) {
 }
 
 fn in_memory(names: &[SegmentName], bytes: &[Bytes], mode: DecoderMode) -> (Outcome, u64) {
-    let segments = names
-        .iter()
-        .zip(bytes)
-        .map(|(name, bytes)| Segment {
-            name: name.clone(),
-            bytes: bytes.clone(),
-        })
-        .collect();
+    let segments = common::memory_segments(names, bytes);
     run(Decoder::from_segments(segments, mode))
 }
 

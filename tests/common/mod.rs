@@ -291,3 +291,18 @@ pub fn truncate_wrapping(s: &mut Vec<u8>, keep: usize) {
     let keep = keep % (s.len() + 1);
     s.truncate(keep);
 }
+
+/// `names` and `bytes` paired as in-memory segments for `Decoder::from_segments`.
+pub fn memory_segments(
+    names: &[raft_replay::wal::name::SegmentName],
+    bytes: &[bytes::Bytes],
+) -> Vec<raft_replay::wal::decoder::Segment> {
+    names
+        .iter()
+        .zip(bytes)
+        .map(|(name, bytes)| raft_replay::wal::decoder::Segment {
+            name: name.clone(),
+            bytes: bytes.clone(),
+        })
+        .collect()
+}

@@ -438,18 +438,18 @@ pub fn verify_members_with(
     for report in &mut reports {
         sort(&mut report.findings);
     }
-    spill_failure(&reports)?;
+    spill_failure(reports.iter().map(|r| &r.scan))?;
     Ok(reports)
 }
 
 /// Err when a member's spilled digests could not be read back (`scan::ResolvedLog`): the
 /// checks ran on an incomplete log, so there is no verdict (the CLI exits 2).
-pub fn spill_failure(reports: &[MemberReport]) -> Result<(), String> {
-    match reports
-        .iter()
-        .find_map(|r| r.scan.log.spill_error().map(|e| (r, e)))
+pub fn spill_failure<'a>(scans: impl IntoIterator<Item = &'a MemberScan>) -> Result<(), String> {
+    match scans
+        .into_iter()
+        .find_map(|scan| scan.log.spill_error().map(|e| (scan, e)))
     {
-        Some((report, error)) => Err(format!("{}: {error}", report.path.display())),
+        Some((scan, error)) => Err(format!("{}: {error}", scan.member)),
         None => Ok(()),
     }
 }

@@ -34,7 +34,7 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
         }
     };
     let states = replay_all(fs, &mut reports);
-    if let Err(e) = crate::check::spill_failure(&reports) {
+    if let Err(e) = crate::check::spill_failure(reports.iter().map(|r| &r.scan)) {
         eprintln!("raft-replay verify: {e}");
         return EXIT_CANNOT_RUN;
     }

@@ -8,10 +8,10 @@
 //! whatever the segment size ([`Decoder::max_buffered_bytes`]); a segment already in memory
 //! ([`Decoder::from_segments`]) is one window. Records are sliced out of their window without
 //! copying; a frame of at least 512 KiB is read into a window of its own, so that a large entry
-//! kept as a slice pins only its own bytes. Paths that look beyond the current frame read forward too: forensic
-//! resynchronisation scans with the window at the candidate frame, and the bytes after a zero
-//! length word in a non-last segment are scanned for the first non-zero one. Nothing reads
-//! backwards. A file shorter than the file system said ends where the reads find its end; the
+//! kept as a slice pins only its own bytes. Paths that look beyond the current frame read
+//! forward too: forensic resynchronisation scans with the window at the candidate frame, and
+//! the bytes after a zero length word in a non-last segment are scanned for the first non-zero
+//! one. Nothing reads backwards. A file shorter than the file system said ends where the reads find its end; the
 //! results are those of a read of the whole segment (a frame overrunning the segment reads the
 //! rest of it, < 10 MiB, to name the real remaining length; a skipped-bytes length counted to
 //! the segment's end is fixed when the segment is left). No allocation is ever sized by a length

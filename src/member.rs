@@ -185,9 +185,10 @@ impl<'fs> MemberFiles<'fs> {
                     Some(from) => {
                         let (at, before, after) =
                             first_seq_gap(&self.segments[from..]).expect("invalid seq has a gap");
+                        let segment = &self.segments[from + at];
                         format!(
-                            "segment sequence jumps from {before} to {after} at {}",
-                            self.segments[from + at].file_name
+                            "segment sequence jumps from {before} to {after} at {} (raft index {})",
+                            segment.file_name, segment.raft_index
                         )
                     }
                 };
@@ -201,23 +202,21 @@ impl<'fs> MemberFiles<'fs> {
             }
         };
         let mut contents = read_all(self.decoder(from, mode), options);
-        // etcd's isValidSeq lets a gap right after sequence 0 through (the CRC chain catches it
-        // later); name the gap itself too.
-        if let Some((at, before, after)) = first_seq_gap(&self.segments[from..]) {
-            let segment = self.segments[from + at].file_name.clone();
-            contents.errors.insert(
-                0,
-                WalError::new(
-                    WalErrorKind::FileNotFound {
-                        reason: format!("segment sequence jumps from {before} to {after}"),
-                    },
-                    Location {
-                        segment: Some(segment),
-                        offset: Some(0),
-                        raft_index: None,
-                    },
-                ),
-            );
+        // etcd's isValidSeq lets a gap right after sequence 0 through: etcd reads on (a lost
+        // segment's entries then break the CRC chain or the index order, which read_all reports).
+        if let Some((at, _, after)) = first_seq_gap(&self.segments[from..]) {
+            let segment = &self.segments[from + at];
+            contents.accepted_by_etcd.push(WalError::new(
+                WalErrorKind::SequenceGapAfterZero {
+                    after,
+                    first_index: segment.raft_index,
+                },
+                Location {
+                    segment: Some(segment.file_name.clone()),
+                    offset: Some(0),
+                    raft_index: Some(segment.raft_index),
+                },
+            ));
         }
         contents
     }

@@ -269,12 +269,33 @@ fn segment_sequence_gap_is_reported() {
     let b1 = member("cluster-b", "b1");
     let copy = common::copy_member(&b1);
     let segments = common::segments(copy.path());
-    let renamed = segments[1].with_file_name("0000000000000002-0000000000000071.wal");
-    std::fs::rename(&segments[1], &renamed).unwrap();
+    // Sequence 1 renamed to 2: etcd 3.4's isValidSeq treats a last sequence of 0 as unset, so
+    // etcd reads every entry and boots (tests/diff_etcd.rs holds etcd to that).
+    let name = segments[1].file_name().unwrap().to_str().unwrap().to_string();
+    let (seq, index_hex) = name.trim_end_matches(".wal").split_once('-').unwrap();
+    assert_eq!(seq, "0000000000000001");
+    let first_index = u64::from_str_radix(index_hex, 16).unwrap();
+    let renamed_name = format!("0000000000000002-{index_hex}.wal");
+    std::fs::rename(&segments[1], segments[1].with_file_name(&renamed_name)).unwrap();
     let (code, report) = verify_json(&[copy.path()]);
-    assert_eq!(code, 1);
-    let f = finding_of(&findings(&report), "wal.segment_sequence").clone();
-    assert_eq!(f["segment"], "0000000000000002-0000000000000071.wal");
+    assert_eq!(code, 1, "a lost or renamed segment is still a failure: {report:#}");
+    let all = findings(&report);
+    let f = finding_of(&all, "wal.segment_sequence").clone();
+    assert_eq!(f["segment"], renamed_name.as_str());
+    assert_eq!(f["raft_index"], first_index, "{f:#}");
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains(&format!("raft index {first_index}")), "{message}");
+    assert!(message.contains("etcd reads every segment and boots"), "{message}");
+    assert!(!message.contains("file not found"), "{message}");
+    // The only finding: every entry was read, as etcd reads them.
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let (_, summary) = verify_json(&[b1.as_path()]);
+    for field in ["last_index", "entry_count"] {
+        assert_eq!(
+            report["members"][0][field], summary["members"][0][field],
+            "{report:#}"
+        );
+    }
 }
 
 #[test]

@@ -41,7 +41,9 @@ fn wal_finding(member: &str, error: &WalError, severity: Severity) -> Finding {
             "wal.skipped_bytes",
             "etcd decoder: zero length word ends a segment",
         ),
-        WalErrorKind::FileNotFound { .. } | WalErrorKind::NoWalFiles => (
+        WalErrorKind::FileNotFound { .. }
+        | WalErrorKind::NoWalFiles
+        | WalErrorKind::SequenceGapAfterZero { .. } => (
             "wal.segment_sequence",
             "etcd wal.selectWALFiles / isValidSeq",
         ),
@@ -64,6 +66,9 @@ pub fn decode_findings(member: &str, read: &MemberRead) -> Vec<Finding> {
     let mut findings = Vec::new();
     for error in &read.contents.errors {
         findings.push(wal_finding(member, error, Severity::Corruption));
+    }
+    for accepted in &read.contents.accepted_by_etcd {
+        findings.push(wal_finding(member, accepted, Severity::Corruption));
     }
     for warning in &read.contents.warnings {
         // Reading from the beginning of a WAL whose first segment was purged finds no {0,0}

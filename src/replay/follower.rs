@@ -17,7 +17,7 @@ use super::{discard_logger, replay_config, run_guarded};
 use crate::check::{Finding, Severity};
 use crate::proto::raftpb::{ConfState, Entry, HardState};
 use crate::proto::translate;
-use crate::proto::walpb::{WalSnapshot, ENTRY_TYPE, SNAPSHOT_TYPE, STATE_TYPE};
+use crate::proto::walpb::{ENTRY_TYPE, STATE_TYPE};
 use crate::wal::decoder::{DecodeEnd, Decoder};
 use crate::wal::Location;
 
@@ -92,8 +92,11 @@ pub fn reexecute(
     };
     let mut batch: Vec<(Entry, Location)> = Vec::new();
     let mut last_state = HardState::default();
-    // Records before the start snapshot's own record describe state the snapshot replaced.
-    let mut started = start_index == 0;
+    // The start snapshot's own record is not a boundary: etcd's raft loop saves entries above a
+    // snapshot index before the apply loop writes that snapshot's record, and `ReadAll` keeps
+    // every entry above the start index wherever it stands in the segment. Only what the
+    // snapshot covers (entries at or below its index, commit-only saves at or below it) is
+    // skipped.
     loop {
         let decoded = match decoder.next_record() {
             Ok(decoded) => decoded,
@@ -102,15 +105,6 @@ pub fn reexecute(
         let location = decoder.location(decoded.segment_index, decoded.offset, None);
         let data = decoded.record.data.clone().unwrap_or_else(Bytes::new);
         match decoded.record.r#type {
-            SNAPSHOT_TYPE if !started => {
-                if WalSnapshot::decode(data)
-                    .is_ok_and(|s| s.index == start_index && s.term == start_term)
-                {
-                    started = true;
-                    batch.clear();
-                }
-            }
-            _ if !started => {}
             ENTRY_TYPE => {
                 if let Ok(entry) = Entry::decode(data) {
                     decoder.last_entry_index = entry.index;
@@ -129,6 +123,9 @@ pub fn reexecute(
                 };
                 if batch.is_empty() && state == last_state {
                     continue; // the header of a new segment, or a re-save after restart
+                }
+                if batch.is_empty() && start_index > 0 && state.commit <= start_index {
+                    continue; // a commit the start snapshot already covers
                 }
                 let entries = std::mem::take(&mut batch);
                 outcome.batches += 1;
@@ -326,6 +323,7 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::walpb::WalSnapshot;
     use crate::wal::decoder::{DecoderMode, Segment};
     use crate::wal::name::parse_wal_name;
     use crate::wal::writer::WalWriter;
@@ -436,6 +434,36 @@ mod tests {
             outcome.findings[0].message
         );
         assert_eq!(outcome.findings[0].location.raft_index, Some(4));
+    }
+
+    /// etcd's real record order around a local snapshot: the raft loop saves entries 11 and 12
+    /// before the apply loop writes the record of the snapshot at 10. Re-executed from that
+    /// snapshot (a member read from it), every batch follows, as etcd's `ReadAll` agrees.
+    #[test]
+    fn entries_saved_before_their_snapshot_record_reexecute() {
+        let hard = |commit| HardState {
+            term: 1,
+            vote: 1,
+            commit,
+        };
+        let mut w = WalWriter::create(b"m");
+        w.save(&hard(10), &(1..=10).map(|i| entry(1, i)).collect::<Vec<_>>());
+        w.save(&hard(11), &[entry(1, 11)]);
+        w.save(&hard(11), &[entry(1, 12)]);
+        w.save_snapshot(&WalSnapshot {
+            index: 10,
+            term: 1,
+            conf_state: None,
+        });
+        w.save(&hard(12), &[]);
+        w.save(&hard(13), &[entry(1, 13)]);
+        let outcome = reexecute("m", decoder_of(&w), 10, 1, &ConfState::default());
+        assert!(outcome.findings.is_empty(), "{:?}", outcome.findings);
+        assert_eq!(outcome.entries_persisted, 3);
+        // The same log re-executed from its beginning persists every entry.
+        let whole = reexecute("m", decoder_of(&w), 0, 0, &ConfState::default());
+        assert!(whole.findings.is_empty(), "{:?}", whole.findings);
+        assert_eq!(whole.entries_persisted, 13);
     }
 
     /// A log long enough to be compacted many times: the storage stays bounded, and a rewrite

@@ -41,6 +41,13 @@ pub enum WalErrorKind {
     FileNotFound {
         reason: String,
     },
+    /// Segment sequence numbers jump right after sequence 0: a segment was lost or renamed,
+    /// but etcd's `isValidSeq` treats a last sequence of 0 as unset and reads on.
+    /// `first_index` is the raft index the segment after the gap starts at (its name's).
+    SequenceGapAfterZero {
+        after: u64,
+        first_index: u64,
+    },
     /// A record's CRC does not match the running CRC (`walpb: crc mismatch`).
     RecordCrcMismatch {
         stored: u32,
@@ -126,6 +133,9 @@ impl WalError {
     pub fn etcd_error(&self) -> &'static str {
         match self.kind {
             WalErrorKind::NoWalFiles | WalErrorKind::FileNotFound { .. } => "wal: file not found",
+            WalErrorKind::SequenceGapAfterZero { .. } => {
+                "none: isValidSeq treats sequence 0 as unset, so etcd reads every segment and boots"
+            }
             WalErrorKind::RecordCrcMismatch { .. } => "walpb: crc mismatch",
             WalErrorKind::ChainCrcMismatch { .. } => "wal: crc mismatch",
             WalErrorKind::Proto { .. } => "proto: …",
@@ -148,6 +158,10 @@ impl fmt::Display for WalErrorKind {
         match self {
             WalErrorKind::NoWalFiles => write!(f, "no .wal files found"),
             WalErrorKind::FileNotFound { reason } => write!(f, "cannot select WAL segments: {reason}"),
+            WalErrorKind::SequenceGapAfterZero { after, first_index } => write!(
+                f,
+                "segment sequence jumps from 0 to {after} (a segment was lost or renamed); the segment after the gap starts at raft index {first_index}"
+            ),
             WalErrorKind::RecordCrcMismatch { stored, computed } => {
                 write!(f, "record CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
             }

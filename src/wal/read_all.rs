@@ -199,6 +199,8 @@ pub struct WalContents {
     pub errors: Vec<WalError>,
     /// Problems etcd handles by itself (a torn tail it repairs), and notes.
     pub warnings: Vec<WalError>,
+    /// Damage etcd's reader lets through (it reads on and boots): still lost or renamed files.
+    pub accepted_by_etcd: Vec<WalError>,
     /// Where the last good record ends in the last segment read (Repair truncates here).
     pub last_good_offset: u64,
 }
@@ -262,6 +264,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
         entry_type_runs: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
+        accepted_by_etcd: Vec::new(),
         last_good_offset: 0,
     };
     let mut arena = EntryDataArena::new();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/capture/capture.sh — capture real etcd 3.4 data dirs for the raft-replay corpus.
 #
-# Usage:  tools/capture/capture.sh [all|a|b]        (default: all; `make corpus` runs `all`)
+# Usage:  tools/capture/capture.sh [all|a|b|c]      (default: all; `make corpus` runs `all`)
 #
 # Environment (all optional):
 #   OUT_DIR      where corpus/<capture>/ is written        (default: <repo>/corpus)
@@ -22,6 +22,13 @@
 #              ~70 puts of 1 MiB (single repeated byte, compresses ~1000:1) so every member
 #              cuts a 64,000,000-byte WAL segment; kill -9 + restart b3 in the middle; prefix
 #              delete + compaction.
+#   cluster-c: 3-member cluster c1..c3 (--snapshot-count 100); >5000 bulk puts so the leader's
+#              raft log is compacted; learner c4 catches up from a leader snapshot (asserted as
+#              for m5), then, still a learner, applies enough further writes (bulk puts, txns,
+#              deletes, a leased key) to take >= 2 local snapshots; asserted: at least one of
+#              its local WAL snapshot records at S comes after an entry record with index > S
+#              (etcd's raft loop persists entries before the apply loop writes the snapshot
+#              record); lease revoke; compaction; promote c4; final writes.
 #   At quiescent checkpoints the script records, per live member, `endpoint status`,
 #   `endpoint hashkv` (rev 0) and `member list` as printed by etcdctl -w json.
 #   All members are finally stopped with SIGTERM, data dirs are tarred (data.tar.gz) and
@@ -655,9 +662,119 @@ capture_b() {
     finish_capture
 }
 
+# ============================================================================== capture C
+# c4's WAL shape: snapshot{0,0}, leader snapshot record at S0, entries S0+1..., then local
+# snapshot records S1 < S2 ..., at least one written after entries with index > Si.
+c4_shape() { # c4_shape DATADIR -> exit 0 iff that shape is reached (description on stderr)
+    python3 "$HELPER" walsummary "$1" >"$CAP/tmp.c4.json" 2>/dev/null || return 1
+    python3 - "$CAP/tmp.c4.json" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+recs = [x for x in s["snapshot_records"] if x["index"] > 1]
+if not recs or s["first_entry_index"] != recs[0]["index"] + 1:
+    sys.exit("c4: no leader snapshot shape (records %s, first entry %s)" % ([x["index"] for x in recs], s["first_entry_index"]))
+local = recs[1:]
+late = [x for x in local if x["preceding_higher_entries"] > 0]
+print("c4: leader snapshot record %d, first entry %d, local snapshot records %s; entry records above each record preceding it: %s" % (
+    recs[0]["index"], s["first_entry_index"], [x["index"] for x in local],
+    ", ".join("%d:%d" % (x["index"], x["preceding_higher_entries"]) for x in recs)), file=sys.stderr)
+sys.exit(0 if len(local) >= 2 and late and not s["index_gaps"] else 1)
+EOF
+}
+
+capture_c() {
+    begin_capture cluster-c raft-replay-cluster-c 100 \
+        "3 members c1-c3 (--snapshot-count 100); a few puts/txns/deletes; >5000 bulk puts via gRPC gateway so the leader's raft log is compacted; compaction; learner c4 catches up from a leader snapshot; while c4 is still a learner, more bulk puts plus txns, deletes and a leased key until c4 has taken >= 2 local snapshots, at least one of whose WAL snapshot records (index S) comes after entry records with index > S; lease revoke; second compaction; promote c4; final writes; clean SIGTERM stop"
+    local i
+    define_member c1 25791 25891 "original voter" "member from bootstrap (WAL starts at index 1 with the bootstrap ConfChanges); many local snapshots"
+    define_member c2 25792 25892 "original voter" "member from bootstrap; same WAL shape as c1"
+    define_member c3 25793 25893 "original voter" "member from bootstrap; same WAL shape as c1"
+    define_member c4 25794 25894 "learner from leader snapshot, then local snapshots -> voter" "added after >5000+snapshot-count entries; caught up from a leader snapshot (WAL: snapshot{0,0}, snapshot record S0, entries from S0+1; asserted), then took >= 2 local snapshots while still a learner; at least one local WAL snapshot record at S comes after entry records with index > S, because etcd's raft loop persists entries before the apply loop writes the snapshot record (asserted; see wal_summary.snapshot_records[].preceding_higher_entries); promoted at the end"
+    local IC="c1=$(peer_url c1),c2=$(peer_url c2),c3=$(peer_url c3)"
+
+    # -- bootstrap + small workload ----------------------------------------------------------
+    start_member c1 new "$IC"; start_member c2 new "$IC"; start_member c3 new "$IC"
+    wait_all_up c1 c2 c3
+    for i in $(seq 1 10); do kv put "c/$i" "v$i"; done
+    printf 'value("c/1") = "v1"\n\nput c/txn success\ndel c/2\n\nput c/txn failure\n\n' | kv_txn
+    kv del --prefix c/1                    # c/1, c/10
+    checkpoint bootstrap
+
+    # -- bulk: push the raft log far enough that the leader compacts its in-memory log ---------
+    # (etcd 3.4 keeps SnapshotCatchUpEntries=5000 entries behind each snapshot)
+    local ap need R
+    ap=$(applied_of c1); need=$(( 5000 + 2 * SNAPCOUNT + 100 - ap ))
+    if [ "$need" -gt 0 ]; then bulk_puts "$need" bulk/ 500; fi
+    event "bulk puts: $need (applied index was $ap)"
+    R=$(current_rev)
+    kv compaction --physical $((R - 200))
+    event "compaction --physical $((R - 200)) (current revision $R)"
+    sleep 2
+
+    # -- learner c4 catches up from a leader snapshot ------------------------------------------
+    add_learner c4
+    wait_caught_up c4 180
+    sleep 1
+    checkpoint c4-learner-caught-up
+    python3 "$HELPER" walsummary "$CAP/data/c4" >"$CAP/tmp.c4.json"
+    python3 - "$CAP/tmp.c4.json" <<'EOF' || die "c4 does not show the leader-snapshot shape"
+import json, sys
+s = json.load(open(sys.argv[1]))
+snaps = [x["index"] for x in s["snapshot_records"] if x["index"] > 0]
+assert snaps, "no non-zero snapshot record in c4's WAL"
+assert s["first_entry_index"] is not None and s["first_entry_index"] > 1, s["first_entry_index"]
+assert s["first_entry_index"] == snaps[0] + 1, (s["first_entry_index"], snaps)
+print("c4: WAL snapshot record at index %d, first entry %d" % (snaps[0], s["first_entry_index"]), file=sys.stderr)
+EOF
+    event "verified: c4 WAL starts with a leader snapshot (first entry index > 1)"
+
+    # -- c4 (still a learner) takes local snapshots ---------------------------------------------
+    # Each round: concurrent bulk puts (entries reach c4 in batches, ahead of the commit index
+    # it knows) plus a few etcdctl writes; stop once c4's WAL shows the wanted shape. Reading
+    # the live WAL is only a progress probe; the shape is asserted again after the stop.
+    local L1 round
+    L1=$(ctl --endpoints="$(urls c1)" lease grant 3600 | awk '{print $2}')
+    event "lease grant L1=$L1 (ttl 3600)"
+    kv put lease/1 x --lease="$L1"; kv put lease/2 y --lease="$L1"
+    for round in 1 2 3 4 5 6; do
+        if [ "$round" = 1 ]; then bulk_puts $(( 2 * SNAPCOUNT + 60 )) more/ 200; else bulk_puts $(( SNAPCOUNT + 20 )) more/ 200; fi
+        printf 'version("lease/1") = "%s"\n\nput lease/1 round-%s --lease=%s\nput c/round %s\n\nput c/round-failed %s\n\n' \
+            "$round" "$round" "$L1" "$round" "$round" | kv_txn
+        kv del "more/$(printf '%05d' "$round")"
+        kv del --prefix "more/0010$round"
+        event "c4 local-snapshot round $round"
+        wait_caught_up c4 120
+        sleep 1
+        if c4_shape "$CAP/data/c4"; then break; fi
+        [ "$round" -lt 6 ] || die "c4 did not take >= 2 local snapshots with a snapshot record after higher entries"
+    done
+    event "verified (live WAL): c4 took >= 2 local snapshots; a local snapshot record follows entries with a higher index"
+    kv lease revoke "$L1"
+    event "lease revoke L1=$L1 (deletes lease/1, lease/2)"
+    R=$(current_rev)
+    kv compaction --physical $((R - 50))
+    event "compaction --physical $((R - 50)) (current revision $R)"
+    sleep 2
+    checkpoint c4-local-snapshots
+
+    # -- promote c4, final writes ----------------------------------------------------------------
+    promote c4
+    wait_caught_up c4
+    for i in $(seq 1 20); do kv put "final/$i" "$i"; done
+    printf 'value("final/1") = "1"\n\nput final/txn yes\ndel final/2\n\nput final/txn no\n\n' | kv_txn
+    event "final writes after promoting c4"
+    checkpoint final
+
+    # stop (in finish_capture's order), then assert the shape on the WAL c4 left behind
+    while ((${#LIVE[@]})); do stop_member "${LIVE[-1]}"; done
+    c4_shape "$CAP/data/c4" || die "c4's final WAL does not have the wanted shape"
+    event "verified (after stop): c4 WAL = leader snapshot record + >= 2 local snapshot records, one after entries with a higher index"
+    finish_capture
+}
+
 # ============================================================================== main
 main() {
-    case "$WHAT" in all|a|b) ;; *) echo "usage: $0 [all|a|b]" >&2; exit 2;; esac
+    case "$WHAT" in all|a|b|c) ;; *) echo "usage: $0 [all|a|b|c]" >&2; exit 2;; esac
     exec </dev/null      # etcdctl put/txn read stdin when no value is given; never block on a tty
     ensure_deps
     WORK="${WORK_DIR:-$(mktemp -d /tmp/raft-replay-capture.XXXXXX)}"
@@ -673,9 +790,10 @@ main() {
     WATCHDOG_PID=$!
     log "etcd $ETCD_VERSION; work dir $WORK; logs in $LOGDIR; output $OUT_DIR"
     case "$WHAT" in
-        all) capture_a; capture_b;;
+        all) capture_a; capture_b; capture_c;;
         a) capture_a;;
         b) capture_b;;
+        c) capture_c;;
     esac
     FAILED=0
     log "done in $(( $(date +%s) - T0 ))s"

@@ -7,7 +7,9 @@ Subcommands (all read etcdctl `-w json` output or etcd data dirs):
   add-id FILE                  -> hex ID of the member in `member add -w json` output
   initial-cluster ML NAME PEER -> --initial-cluster value from a member list plus the new member
   cp-check DIR                 -> exit 0 iff the checkpoint in DIR is quiescent (see below)
-  walsummary DATADIR           -> JSON summary of DATADIR/member/{wal,snap}
+  walsummary DATADIR           -> JSON summary of DATADIR/member/{wal,snap}; each WAL snapshot
+                                  record lists preceding_higher_entries (entry records with a
+                                  higher index that come before it in the file)
   manifest CAPDIR OUTDIR       -> writes OUTDIR/manifest.json and OUTDIR/README.md
 
 The WAL reader here is deliberately tiny (framing + a few protobuf fields, no CRC check).
@@ -204,6 +206,7 @@ def walsummary(datadir):
     snaps = []
     conf_changes = []
     last_hs = None
+    seen = []  # index of every entry record so far, in file order (all segments)
     for name in sorted(os.listdir(waldir)):
         p = os.path.join(waldir, name)
         finfo = {"name": name, "size": os.path.getsize(p), "mode": "%o" % (os.stat(p).st_mode & 0o777)}
@@ -226,6 +229,7 @@ def walsummary(datadir):
                         idx = v
                     elif fn == 4:
                         data = v
+                seen.append(idx)
                 if ffirst is None:
                     ffirst = idx
                 flast = idx
@@ -263,6 +267,10 @@ def walsummary(datadir):
                         s["index"] = v
                     elif fn == 2:
                         s["term"] = v
+                # etcd's raft loop persists entries before its apply loop writes the snapshot
+                # record, so a record at S can follow entries with index > S.
+                s["preceding_higher_entries"] = sum(1 for i in seen if i > s["index"])
+                s["max_preceding_entry_index"] = max(seen) if seen else None
                 snaps.append(s)
         finfo["record_counts"] = counts
         finfo["first_entry_index"] = ffirst
@@ -281,6 +289,7 @@ def walsummary(datadir):
         "index_gaps": gaps,
         "entries_rewritten": rewrites,
         "snapshot_records": snaps,
+        "snapshot_records_after_higher_entries": sum(1 for x in snaps if x["preceding_higher_entries"]),
         "last_hardstate": last_hs,
         "conf_changes": conf_changes,
     }
@@ -420,6 +429,10 @@ def write_readme(outdir, info, members, checkpoints):
         ws = m["wal_summary"]
         if ws["index_gaps"]:
             L.append("  * WAL index gaps (last index before, first index after): %s" % ws["index_gaps"])
+        if ws.get("snapshot_records_after_higher_entries"):
+            L.append("  * %d WAL snapshot record(s) come after entry records with a higher index (etcd saves entries before the apply loop" % ws["snapshot_records_after_higher_entries"])
+            L.append("    writes the snapshot record); per record, `index: entries above it that precede it (highest entry index before it)`: %s" % ", ".join(
+                "%d: %d (%s)" % (x["index"], x["preceding_higher_entries"], "-" if x["max_preceding_entry_index"] is None else x["max_preceding_entry_index"]) for x in ws["snapshot_records"]))
     L.append("\n## Checkpoints\n")
     L.append("| # | label | applied index | revision | compact rev | hash | members |")
     L.append("|---|---|---|---|---|---|---|")

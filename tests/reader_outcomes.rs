@@ -271,21 +271,35 @@ fn segment_sequence_gap_is_reported() {
     let segments = common::segments(copy.path());
     // Sequence 1 renamed to 2: etcd 3.4's isValidSeq treats a last sequence of 0 as unset, so
     // etcd reads every entry and boots (tests/diff_etcd.rs holds etcd to that).
-    let name = segments[1].file_name().unwrap().to_str().unwrap().to_string();
+    let name = segments[1]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let (seq, index_hex) = name.trim_end_matches(".wal").split_once('-').unwrap();
     assert_eq!(seq, "0000000000000001");
     let first_index = u64::from_str_radix(index_hex, 16).unwrap();
     let renamed_name = format!("0000000000000002-{index_hex}.wal");
     std::fs::rename(&segments[1], segments[1].with_file_name(&renamed_name)).unwrap();
     let (code, report) = verify_json(&[copy.path()]);
-    assert_eq!(code, 1, "a lost or renamed segment is still a failure: {report:#}");
+    assert_eq!(
+        code, 1,
+        "a lost or renamed segment is still a failure: {report:#}"
+    );
     let all = findings(&report);
     let f = finding_of(&all, "wal.segment_sequence").clone();
     assert_eq!(f["segment"], renamed_name.as_str());
     assert_eq!(f["raft_index"], first_index, "{f:#}");
     let message = f["message"].as_str().unwrap();
-    assert!(message.contains(&format!("raft index {first_index}")), "{message}");
-    assert!(message.contains("etcd reads every segment and boots"), "{message}");
+    assert!(
+        message.contains(&format!("raft index {first_index}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("etcd reads every segment and boots"),
+        "{message}"
+    );
     assert!(!message.contains("file not found"), "{message}");
     // The only finding: every entry was read, as etcd reads them.
     assert_eq!(all.len(), 1, "{all:#?}");
@@ -466,4 +480,41 @@ fn forensic_mode_lists_every_bad_record() {
             .count(),
         1
     );
+}
+
+/// etcd's raft loop saves entries above a snapshot index before the apply loop writes that
+/// snapshot's record. cluster-c's c4 joined through a leader snapshot (its WAL cannot be read
+/// from the start) and then took local snapshots of its own: it is read from the newest one,
+/// whose record follows higher entries, and must re-execute and verify clean, as etcd boots it.
+#[test]
+fn a_member_read_from_a_snapshot_whose_record_follows_higher_entries_verifies_clean() {
+    let manifest = common::manifest("cluster-c");
+    let c4 = manifest["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "c4")
+        .expect("c4 in the manifest");
+    let (code, report) = verify_json(&[member("cluster-c", "c4").as_path()]);
+    assert_eq!(code, 0, "{report:#}");
+    let m = &report["members"][0];
+    assert!(findings(&report).is_empty(), "{report:#}");
+    let start = m["read_from"]["index"].as_u64().unwrap();
+    assert!(start > 0, "c4 is read from a snapshot: {m:#}");
+    let record = c4["wal_summary"]["snapshot_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["index"] == start)
+        .unwrap_or_else(|| panic!("no WAL snapshot record at {start}"));
+    assert!(
+        record["preceding_higher_entries"].as_u64().unwrap() > 0,
+        "the capture no longer has the shape: {record:#}"
+    );
+    // Every batch after the snapshot was re-executed, up to the last entry.
+    assert!(
+        m["replay"]["follower_batches"].as_u64().unwrap() > 0,
+        "{m:#}"
+    );
+    assert_eq!(m["replay"]["applied_index"], m["last_index"], "{m:#}");
 }

@@ -447,7 +447,10 @@ mod tests {
             commit,
         };
         let mut w = WalWriter::create(b"m");
-        w.save(&hard(10), &(1..=10).map(|i| entry(1, i)).collect::<Vec<_>>());
+        w.save(
+            &hard(10),
+            &(1..=10).map(|i| entry(1, i)).collect::<Vec<_>>(),
+        );
         w.save(&hard(11), &[entry(1, 11)]);
         w.save(&hard(11), &[entry(1, 12)]);
         w.save_snapshot(&WalSnapshot {

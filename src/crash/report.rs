@@ -297,6 +297,17 @@ pub fn text(
             ""
         }
     ));
+    // Undetected loss is etcd's behaviour, not a fault of the data: it does not fail the run
+    // without --strict, so the summary itself points at one to look at.
+    let first_undetected = members.iter().find_map(|m| {
+        m.results
+            .iter()
+            .find(|r| r.outcome == Outcome::UndetectedLoss)
+            .map(|r| reproduce(&m.history.input, r))
+    });
+    if let Some(command) = first_undetected {
+        out.push_str(&format!("  first undetected loss: {command}\n"));
+    }
     out
 }
 

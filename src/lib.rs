@@ -16,4 +16,5 @@ pub mod proto;
 pub mod replay;
 pub mod sim;
 pub mod snap;
+pub mod verify;
 pub mod wal;

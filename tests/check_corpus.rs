@@ -79,9 +79,9 @@ fn re_encoding_a_capture_unchanged_is_still_clean() {
 #[test]
 fn the_configuration_is_known_on_every_member_including_the_snapshot_learner() {
     let (fs, paths) = capture_fs("cluster-a", &[]);
-    let reports =
-        raft_replay::check::verify_members(&fs, &paths, raft_replay::wal::DecoderMode::Strict)
-            .unwrap();
+    let reports = raft_replay::verify::verify_cluster(&fs, &paths, &Default::default())
+        .unwrap()
+        .members;
     let manifest = common::manifest("cluster-a");
     let last = manifest["checkpoints"].as_array().unwrap().last().unwrap();
     let mut expected: Vec<u64> = last["members"]

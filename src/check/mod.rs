@@ -3,7 +3,8 @@
 //!
 //! Per member, [`scan`] walks the WAL's records once (every segment, in order, over the
 //! zero-copy [`records`] walk) and hands each event to the invariant files; across members,
-//! [`cluster`] compares what the scans found. [`verify_members`] is the whole of `verify`.
+//! [`cluster`] compares what the scans found. The whole of `verify` — these checks, the replay and
+//! the HashKV agreement — is [`crate::verify`].
 //!
 //! | invariant (JUnit case) | kinds | proven by (tests/) |
 //! |---|---|---|
@@ -352,104 +353,4 @@ pub fn check_member(
 /// The cross-member checks over members of one cluster.
 pub fn check_cluster(scans: &[&MemberScan]) -> Vec<Finding> {
     cluster::check_cluster(scans)
-}
-
-/// One member's verification: how it was read, what the scan kept, and its findings (including
-/// cross-member findings attributed to it).
-pub struct MemberReport {
-    pub path: std::path::PathBuf,
-    pub read: crate::member::MemberRead,
-    pub scan: MemberScan,
-    pub findings: Vec<Finding>,
-}
-
-/// Reads and checks one member (no cross-member checks). Err: the input cannot be read at all.
-pub fn verify_member(
-    fs: &dyn crate::fsio::ReadOnlyFs,
-    path: &std::path::Path,
-    mode: crate::wal::DecoderMode,
-) -> Result<MemberReport, String> {
-    verify_member_with(fs, path, mode, crate::member::read_member)
-}
-
-/// How a member is read for verification (`member::read_member`, or
-/// `replay::stream::read_for_streaming`, which may hold no entries).
-pub type MemberReader =
-    fn(&crate::member::MemberFiles<'_>, crate::wal::DecoderMode) -> crate::member::MemberRead;
-
-/// [`verify_member`] with the boot read done by `reader`.
-pub fn verify_member_with(
-    fs: &dyn crate::fsio::ReadOnlyFs,
-    path: &std::path::Path,
-    mode: crate::wal::DecoderMode,
-    reader: MemberReader,
-) -> Result<MemberReport, String> {
-    let files = crate::member::MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
-    let read = reader(&files, mode);
-    let name = path.display().to_string();
-    let check = check_member(&name, &files, &read);
-    Ok(MemberReport {
-        path: path.to_path_buf(),
-        read,
-        scan: check.scan,
-        findings: check.findings,
-    })
-}
-
-/// Every member, then the cross-member checks, each finding filed under its member and sorted
-/// most severe first.
-pub fn verify_members(
-    fs: &dyn crate::fsio::ReadOnlyFs,
-    paths: &[std::path::PathBuf],
-    mode: crate::wal::DecoderMode,
-) -> Result<Vec<MemberReport>, String> {
-    verify_members_with(fs, paths, mode, crate::member::read_member)
-}
-
-/// [`verify_members`] with the boot reads done by `reader`.
-pub fn verify_members_with(
-    fs: &dyn crate::fsio::ReadOnlyFs,
-    paths: &[std::path::PathBuf],
-    mode: crate::wal::DecoderMode,
-    reader: MemberReader,
-) -> Result<Vec<MemberReport>, String> {
-    let mut reports = paths
-        .iter()
-        .map(|path| verify_member_with(fs, path, mode, reader))
-        .collect::<Result<Vec<_>, String>>()?;
-    if reports.len() > 1 {
-        let ids: std::collections::BTreeSet<u64> = reports
-            .iter()
-            .flat_map(|r| vote::known_ids(&r.scan))
-            .collect();
-        for report in &mut reports {
-            report.findings.retain(|f| f.kind != vote::NOT_MEMBER);
-            let findings = vote::not_member_among(&report.scan, &ids);
-            report.findings.extend(findings);
-        }
-    }
-    let scans: Vec<&MemberScan> = reports.iter().map(|r| &r.scan).collect();
-    let cross = check_cluster(&scans);
-    for finding in cross {
-        if let Some(report) = reports.iter_mut().find(|r| r.scan.member == finding.member) {
-            report.findings.push(finding);
-        }
-    }
-    for report in &mut reports {
-        sort(&mut report.findings);
-    }
-    spill_failure(reports.iter().map(|r| &r.scan))?;
-    Ok(reports)
-}
-
-/// Err when a member's spilled digests could not be read back (`scan::ResolvedLog`): the
-/// checks ran on an incomplete log, so there is no verdict (the CLI exits 2).
-pub fn spill_failure<'a>(scans: impl IntoIterator<Item = &'a MemberScan>) -> Result<(), String> {
-    match scans
-        .into_iter()
-        .find_map(|scan| scan.log.spill_error().map(|e| (scan, e)))
-    {
-        Some((scan, error)) => Err(format!("{}: {error}", scan.member)),
-        None => Ok(()),
-    }
 }

@@ -64,7 +64,7 @@ pub fn run(fs: &dyn ReadOnlyFs, args: GateArgs<'_>) -> i32 {
         was.as_ref().map(|(f, b)| (f.clone(), b)),
     ) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     if let Some(file) = args.write_baseline {
         if let Err(e) = std::fs::write(file, baseline::render(&report.lock)) {

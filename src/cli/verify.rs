@@ -12,109 +12,43 @@ use serde_json::{json, Value};
 
 use super::junit::{invariant_cases, render, TestSuite};
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::check::{verify_members_with, Finding, MemberReport, Severity};
+use crate::check::{Finding, Severity};
 use crate::fsio::ReadOnlyFs;
-use crate::member::MemberFiles;
-use crate::replay::member_state::{agreement, hash_at_member, replay_member, MemberState};
-use crate::replay::stream::read_for_streaming;
+use crate::replay::member_state::MemberState;
+use crate::verify::{verify_cluster, EntryReading, MemberReport, VerifyOptions};
 use crate::wal::DecoderMode;
 
 pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: bool) -> i32 {
-    let mode = if forensic {
-        DecoderMode::Forensic
-    } else {
-        DecoderMode::Strict
+    let options = VerifyOptions {
+        mode: if forensic {
+            DecoderMode::Forensic
+        } else {
+            DecoderMode::Strict
+        },
+        entries: EntryReading::Stream,
     };
-    // A log read whole from the beginning is not held: its replay streams it (replay::stream).
-    let mut reports = match verify_members_with(fs, paths, mode, read_for_streaming) {
-        Ok(reports) => reports,
+    let report = match verify_cluster(fs, paths, &options) {
+        Ok(report) => report,
         Err(e) => {
             eprintln!("raft-replay verify: {e}");
             return EXIT_CANNOT_RUN;
         }
     };
-    let states = replay_all(fs, &mut reports);
-    if let Err(e) = crate::check::spill_failure(reports.iter().map(|r| &r.scan)) {
-        eprintln!("raft-replay verify: {e}");
-        return EXIT_CANNOT_RUN;
-    }
-    let failed = reports
-        .iter()
-        .flat_map(|r| &r.findings)
-        .any(|f| f.severity.is_failure());
+    let reports = &report.members;
     let rendered = match format {
-        Format::Text => text(&reports, &states),
-        Format::Json => {
-            let mut report = json_report(&reports);
-            if let Some(members) = report["members"].as_array_mut() {
-                for (member, state) in members.iter_mut().zip(&states) {
-                    member["replay"] = serde_json::to_value(state).unwrap_or(Value::Null);
-                }
-            }
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(&report).unwrap_or_default()
-            )
-        }
-        Format::Junit => junit(&reports),
+        Format::Text => text(reports),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json_report(reports)).unwrap_or_default()
+        ),
+        Format::Junit => junit(reports),
     };
     out(&rendered);
-    if failed {
-        EXIT_FINDINGS
-    } else {
+    if report.holds() {
         EXIT_OK
-    }
-}
-
-/// The replay of every member that decoded cleanly (raft-rs restart + apply, follower
-/// re-execution, KV replay and HashKV), and state-hash agreement across members. Findings are
-/// added to the reports; the returned states line up with `reports`.
-fn replay_all(fs: &dyn ReadOnlyFs, reports: &mut [MemberReport]) -> Vec<Option<MemberState>> {
-    let mut states = Vec::with_capacity(reports.len());
-    for report in reports.iter_mut() {
-        let clean = report.read.contents.errors.is_empty()
-            && !report.findings.iter().any(|f| f.severity.is_failure());
-        let files = if clean {
-            MemberFiles::open(fs, &report.path).ok()
-        } else {
-            None
-        };
-        let state = files.map(|files| {
-            let name = report.path.display().to_string();
-            let mut findings = Vec::new();
-            let state = replay_member(&name, &files, &report.read, &report.scan.log, &mut findings);
-            report.findings.extend(findings);
-            state
-        });
-        states.push(state);
-    }
-    let named: Vec<(usize, String, &MemberState)> = reports
-        .iter()
-        .zip(&states)
-        .enumerate()
-        .filter_map(|(i, (r, s))| s.as_ref().map(|s| (i, r.path.display().to_string(), s)))
-        .collect();
-    let agreement = if named.len() > 1 {
-        let members: Vec<(String, &MemberState)> =
-            named.iter().map(|(_, n, s)| (n.clone(), *s)).collect();
-        let hash_at = |i: usize, index: u64| {
-            let report = &reports[named[i].0];
-            let files = MemberFiles::open(fs, &report.path).ok()?;
-            hash_at_member(&named[i].1, &files, &report.read, &report.scan.log, index)
-        };
-        agreement(&members, &hash_at)
     } else {
-        Vec::new()
-    };
-    for finding in agreement {
-        if let Some(report) = reports
-            .iter_mut()
-            .find(|r| r.path.display().to_string() == finding.member)
-        {
-            report.findings.push(finding);
-        }
+        EXIT_FINDINGS
     }
-    states
 }
 
 fn member_json(report: &MemberReport) -> Value {
@@ -139,6 +73,7 @@ fn member_json(report: &MemberReport) -> Value {
             "stopped": scan.stopped,
         },
         "findings": report.findings,
+        "replay": report.replay,
     })
 }
 
@@ -166,9 +101,10 @@ fn severity_title(severity: Severity) -> &'static str {
     }
 }
 
-fn text(reports: &[MemberReport], states: &[Option<MemberState>]) -> String {
+fn text(reports: &[MemberReport]) -> String {
     let mut text = String::new();
-    for (report, state) in reports.iter().zip(states) {
+    for report in reports {
+        let state = &report.replay;
         let c = &report.read.contents;
         let scan = &report.scan;
         let range = match (c.first_index(), c.last_index()) {

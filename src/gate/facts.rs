@@ -12,7 +12,7 @@ use crate::member::MemberRead;
 use crate::proto::etcdserverpb::Request;
 use crate::proto::payload::{decode_payload, Payload};
 use crate::proto::raftpb::{Entry, HardState};
-use crate::replay::kv::{node_id, replay_kv};
+use crate::replay::kv::node_id;
 
 /// The `.snap` etcd boots from (the newest one matching a valid WAL snapshot record).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -271,25 +271,4 @@ fn apply_panic(entry: &Entry, payload: &Payload) -> Option<String> {
         )),
         _ => None,
     }
-}
-
-/// Replays the member into the MVCC model (through `through`, default everything committed).
-/// Err: why it cannot be replayed (a WAL that starts after a snapshot needs the backend db).
-pub fn replay_state(
-    facts: &MemberFacts,
-    through: Option<u64>,
-) -> Result<(KvState, Vec<Finding>, Vec<u64>), String> {
-    let replay =
-        replay_kv(&facts.label, &facts.read, through, &mut |_| {}).map_err(|e| e.to_string())?;
-    let hash = replay.store.hash_kv(0).map_err(|e| e.to_string())?;
-    Ok((
-        KvState {
-            applied_index: replay.applied_index,
-            hash: hash.hash,
-            revision: hash.revision,
-            compact_revision: hash.compact_revision,
-        },
-        replay.raft.findings,
-        replay.panicking_entries,
-    ))
 }

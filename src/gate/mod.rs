@@ -6,9 +6,8 @@
 //! (conf-change kinds, learners), [`facts`] (one pass over a member), [`rules`] (the upgrade
 //! rules), [`baseline`] (the lock file and its diff), [`report`] (text, JSON, JUnit).
 //!
-//! The invariant part is `verify`'s: [`crate::check::check_member`] per member, then
-//! [`crate::check::check_cluster`], plus the KV replay's HashKV compared across members
-//! ([`crate::check::state_hash`]).
+//! The invariant part is `verify`'s own pipeline ([`crate::verify::verify_named`]): every
+//! finding, replay and HashKV agreement `verify` reports, the gate reports too.
 
 pub mod baseline;
 pub mod facts;
@@ -22,14 +21,15 @@ pub mod version;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::check::state_hash::{self, StatePoint};
-use crate::check::{check_cluster, check_member, sort, Finding, MemberScan};
+use crate::check::state_hash::StatePoint;
+use crate::check::{sort, Finding};
 use crate::fsio::ReadOnlyFs;
-use crate::member::{read_member, MemberFiles};
+use crate::replay::member_state::MemberState;
+use crate::verify::{verify_named, EntryReading, MemberReport, VerifyError, VerifyOptions};
 use crate::wal::DecoderMode;
 
 use baseline::{Baseline, Change};
-use facts::{gather, replay_state, MemberFacts};
+use facts::{gather, KvState, MemberFacts};
 use rules::{evaluate, Options, RuleResult, Status};
 use version::Version;
 
@@ -93,95 +93,50 @@ pub fn labels(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-/// Runs every part of the gate. Err: an input cannot be read at all (exit 2).
+/// Runs every part of the gate: the invariants, the replay and the HashKV agreement are the
+/// one verify pipeline's ([`crate::verify`]), so the gate cannot pass data `verify` fails; the
+/// upgrade rules and the baseline are added on top. Err: no verdict (exit 2).
 pub fn run_gate(
     fs: &dyn ReadOnlyFs,
     paths: &[PathBuf],
     target: Version,
     options: Options,
     baseline: Option<(String, &Baseline)>,
-) -> Result<GateReport, String> {
-    // Read, check and scan each member as `verify` does.
-    let mut members: Vec<MemberFacts> = Vec::new();
-    let mut scans: Vec<MemberScan> = Vec::new();
-    let mut reads = Vec::new();
-    for (path, label) in paths.iter().zip(labels(paths)) {
-        let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
-        let read = read_member(&files, DecoderMode::Strict);
-        let check = check_member(&label, &files, &read);
-        scans.push(check.scan);
-        reads.push((label, path.clone(), read, check.findings));
-    }
-    let cross = {
-        let refs: Vec<&MemberScan> = scans.iter().collect();
-        check_cluster(&refs)
+) -> Result<GateReport, VerifyError> {
+    let named: Vec<(String, PathBuf)> = labels(paths).into_iter().zip(paths.to_vec()).collect();
+    let verify_options = VerifyOptions {
+        mode: DecoderMode::Strict,
+        entries: EntryReading::Hold,
     };
-    // A member whose spilled digests could not be read back was compared on a partial log.
-    crate::check::spill_failure(&scans)?;
-    for ((label, path, read, mut findings), scan) in reads.into_iter().zip(scans) {
-        findings.extend(cross.iter().filter(|f| f.member == label).cloned());
-        members.push(gather(label, path, read, scan, findings));
-    }
-
-    // KV replay: HashKV per member, then agreement at a common applied index.
-    for m in &mut members {
-        match replay_state(m, None) {
-            Ok((kv, raft_findings, panicking)) => {
-                m.kv = Ok(kv);
-                m.findings.extend(raft_findings);
-                let boot = m.boot_snapshot.as_ref().map_or(0, |s| s.index);
-                for index in panicking.into_iter().filter(|i| *i > boot) {
-                    if !m.apply_panics.iter().any(|(i, _)| *i == index) {
-                        m.apply_panics.push((
-                            index,
-                            "etcd's applier panics on this request (MVCC model of etcd 3.4)".into(),
-                        ));
-                    }
-                }
-            }
-            Err(e) => m.kv = Err(e),
-        }
-    }
-    let mut state_points = Vec::new();
-    let point = |label: &str, kv: &facts::KvState| StatePoint {
-        member: label.to_string(),
-        applied_index: kv.applied_index,
-        hash: u64::from(kv.hash),
-        what: format!(
-            "HashKV {:#010x} (revision {}, compact revision {})",
-            kv.hash, kv.revision, kv.compact_revision
-        ),
-    };
-    for m in &members {
-        if let Ok(kv) = &m.kv {
-            state_points.push(point(&m.label, kv));
-        }
-    }
-    let replayed: Vec<u64> = members
-        .iter()
-        .filter_map(|m| m.kv.as_ref().ok().map(|k| k.applied_index))
-        .collect();
-    let common_index = (replayed.len() >= 2)
-        .then(|| replayed.iter().copied().min())
-        .flatten();
-    if let Some(common) = common_index {
-        for m in &members {
-            if m.kv.as_ref().is_ok_and(|k| k.applied_index > common) {
-                if let Ok((kv, _, _)) = replay_state(m, Some(common)) {
-                    state_points.push(point(&m.label, &kv));
-                }
+    let verified = verify_named(fs, &named, &verify_options)?;
+    let mut members: Vec<MemberFacts> = Vec::with_capacity(verified.members.len());
+    for report in verified.members {
+        let MemberReport {
+            name,
+            path,
+            read,
+            scan,
+            findings,
+            replay,
+        } = report;
+        let mut facts = gather(name, path, read, scan, findings);
+        facts.kv = kv_state(replay.as_ref());
+        let boot = facts.boot_snapshot.as_ref().map_or(0, |s| s.index);
+        let panicking = replay.iter().flat_map(|r| &r.panicking_entries);
+        for &index in panicking.filter(|i| **i > boot) {
+            if !facts.apply_panics.iter().any(|(i, _)| *i == index) {
+                facts.apply_panics.push((
+                    index,
+                    "etcd's applier panics on this request (MVCC model of etcd 3.4)".into(),
+                ));
             }
         }
+        facts.apply_panics.sort();
+        sort(&mut facts.findings);
+        members.push(facts);
     }
-    for finding in state_hash::check(&state_points) {
-        if let Some(m) = members.iter_mut().find(|m| m.label == finding.member) {
-            m.findings.push(finding);
-        }
-    }
-    for m in &mut members {
-        m.apply_panics.sort();
-        sort(&mut m.findings);
-    }
+    let state_points = verified.state_points;
+    let common_index = verified.common_index;
 
     let rules = members
         .iter()
@@ -198,4 +153,23 @@ pub fn run_gate(
         lock,
         baseline,
     })
+}
+
+/// The KV state the replay reached, or why there is none.
+fn kv_state(replay: Option<&MemberState>) -> Result<KvState, String> {
+    let Some(state) = replay else {
+        return Err("not replayed: its files have failures (see the invariants)".into());
+    };
+    if let Some(why) = &state.kv_unavailable {
+        return Err(why.clone());
+    }
+    match (state.hashkv, state.revision, state.compact_revision) {
+        (Some(hash), Some(revision), Some(compact_revision)) => Ok(KvState {
+            applied_index: state.applied_index,
+            hash,
+            revision,
+            compact_revision,
+        }),
+        _ => Err("HashKV could not be computed from the replayed store".into()),
+    }
 }

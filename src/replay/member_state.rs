@@ -30,6 +30,9 @@ pub struct MemberState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv: Option<u32>,
     pub follower_batches: u64,
+    /// Entries whose request etcd's applier panics on (raft indexes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub panicking_entries: Vec<u64>,
 }
 
 /// [`replay_kv`] of `read`, streamed when it is a summary read (`replay::stream`; `log` is the
@@ -88,6 +91,7 @@ pub fn replay_member(
         Ok(kv) => {
             findings.extend(kv.raft.findings.iter().cloned());
             state.applied_index = kv.applied_index;
+            state.panicking_entries = kv.panicking_entries.clone();
             if let Ok(h) = kv.store.hash_kv(0) {
                 state.revision = Some(h.revision);
                 state.compact_revision = Some(h.compact_revision);
@@ -119,20 +123,55 @@ pub fn hash_at(member: &str, read: &MemberRead, index: u64) -> Option<u32> {
         .flatten()
 }
 
-/// [`hash_at`] of a read that may be a summary read (see [`replay_member`]).
+/// etcd's HashKV of a member after applying through an index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashAt {
+    pub hash: u32,
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+impl HashAt {
+    /// What a [`StatePoint`] of this hash says it is.
+    pub fn describe(&self) -> String {
+        format!(
+            "HashKV {:#010x} (revision {}, compact revision {})",
+            self.hash, self.revision, self.compact_revision
+        )
+    }
+}
+
+/// [`hash_at`] of a read that may be a summary read (see [`replay_member`]), with the revision
+/// and compact revision.
 pub fn hash_at_member(
     member: &str,
     files: &MemberFiles<'_>,
     read: &MemberRead,
     log: &ResolvedLog,
     index: u64,
-) -> Option<u32> {
+) -> Option<HashAt> {
     let kv = replay_kv_any(member, files, read, log, Some(index), &mut |_| {})
         .0
         .ok()?;
-    (kv.applied_index == index)
-        .then(|| kv.store.hash_kv(0).ok().map(|h| h.hash))
-        .flatten()
+    if kv.applied_index != index {
+        return None;
+    }
+    let h = kv.store.hash_kv(0).ok()?;
+    Some(HashAt {
+        hash: h.hash,
+        revision: h.revision,
+        compact_revision: h.compact_revision,
+    })
+}
+
+/// What the HashKV agreement compared and found.
+#[derive(Clone, Debug, Default)]
+pub struct Agreement {
+    /// Each replayed member's HashKV at its own applied index, then at the common index.
+    pub points: Vec<StatePoint>,
+    /// The lowest applied index every member with a KV state reached (two or more of them).
+    pub common_index: Option<u64>,
+    pub findings: Vec<Finding>,
 }
 
 /// State-hash agreement across members: at each member's own applied index, and at the highest
@@ -140,8 +179,8 @@ pub fn hash_at_member(
 /// are still compared). `hash_at(i, index)`: member `i`'s HashKV after applying through `index`.
 pub fn agreement(
     members: &[(String, &MemberState)],
-    hash_at: &dyn Fn(usize, u64) -> Option<u32>,
-) -> Vec<Finding> {
+    hash_at: &dyn Fn(usize, u64) -> Option<HashAt>,
+) -> Agreement {
     let with_kv: Vec<(usize, &(String, &MemberState))> = members
         .iter()
         .enumerate()
@@ -149,26 +188,41 @@ pub fn agreement(
         .collect();
     let mut points: Vec<StatePoint> = with_kv
         .iter()
-        .map(|(_, (name, s))| StatePoint {
-            member: name.clone(),
-            applied_index: s.applied_index,
-            hash: u64::from(s.hashkv.unwrap_or(0)),
-            what: format!("HashKV at revision {}", s.revision.unwrap_or(0)),
+        .map(|(_, (name, s))| {
+            let own = HashAt {
+                hash: s.hashkv.unwrap_or(0),
+                revision: s.revision.unwrap_or(0),
+                compact_revision: s.compact_revision.unwrap_or(0),
+            };
+            StatePoint {
+                member: name.clone(),
+                applied_index: s.applied_index,
+                hash: u64::from(own.hash),
+                what: own.describe(),
+            }
         })
         .collect();
-    if let Some(common) = with_kv.iter().map(|(_, (_, s))| s.applied_index).min() {
+    let common_index = (with_kv.len() >= 2)
+        .then(|| with_kv.iter().map(|(_, (_, s))| s.applied_index).min())
+        .flatten();
+    if let Some(common) = common_index {
         for (i, (name, s)) in &with_kv {
             if s.applied_index > common {
-                if let Some(hash) = hash_at(*i, common) {
+                if let Some(at) = hash_at(*i, common) {
                     points.push(StatePoint {
                         member: name.clone(),
                         applied_index: common,
-                        hash: u64::from(hash),
-                        what: format!("HashKV after applying through {common}"),
+                        hash: u64::from(at.hash),
+                        what: at.describe(),
                     });
                 }
             }
         }
     }
-    state_hash::check(&points)
+    let findings = state_hash::check(&points);
+    Agreement {
+        points,
+        common_index,
+        findings,
+    }
 }

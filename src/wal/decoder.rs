@@ -29,9 +29,10 @@ use super::{MAX_RECORD_BYTES_34, MIN_SECTOR_SIZE};
 use crate::proto::raftpb::Entry;
 use crate::proto::walpb::{Record, CRC_TYPE, ENTRY_TYPE, METADATA_TYPE, SNAPSHOT_TYPE};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DecoderMode {
     /// Stop at the first bad record, as etcd does.
+    #[default]
     Strict,
     /// Continue past CRC errors and unreadable bytes, listing every bad record.
     Forensic,

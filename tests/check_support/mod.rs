@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use prost::Message;
-use raft_replay::check::verify_members;
 use raft_replay::check::Finding;
 use raft_replay::fsio::MemFs;
 use raft_replay::proto::etcdserverpb::Metadata;
@@ -364,9 +363,15 @@ pub fn verify(members: &[(&str, &Member)]) -> Vec<Finding> {
     verify_fs(&fs, &paths)
 }
 
+/// The whole of `verify` (the one pipeline: checks, replay, HashKV agreement) in memory.
 pub fn verify_fs(fs: &MemFs, paths: &[PathBuf]) -> Vec<Finding> {
-    let reports = verify_members(fs, paths, DecoderMode::Strict).expect("verify runs");
-    reports.into_iter().flat_map(|r| r.findings).collect()
+    let report =
+        raft_replay::verify::verify_cluster(fs, paths, &Default::default()).expect("verify runs");
+    report
+        .members
+        .into_iter()
+        .flat_map(|r| r.findings)
+        .collect()
 }
 
 pub fn failures(findings: &[Finding]) -> Vec<&Finding> {

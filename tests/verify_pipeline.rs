@@ -1,0 +1,114 @@
+//! One verify pipeline: `gate` reports exactly the invariant findings `verify` reports, so it
+//! cannot pass data `verify` fails, nor fail data `verify` passes.
+
+mod check_support;
+mod common;
+
+use std::path::PathBuf;
+
+use check_support::*;
+use raft_replay::check::Finding;
+use raft_replay::fsio::MemFs;
+use raft_replay::gate::run_gate;
+use raft_replay::gate::version::Version;
+
+/// (member label, kind) of every failing finding, sorted.
+fn failing(findings: impl Iterator<Item = Finding>) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = findings
+        .filter(|f| f.severity.is_failure())
+        .map(|f| {
+            (
+                f.member.rsplit('/').next().unwrap_or("").to_string(),
+                f.kind,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn verify_and_gate(
+    fs: &MemFs,
+    paths: &[PathBuf],
+) -> (
+    Vec<(String, &'static str)>,
+    Vec<(String, &'static str)>,
+    bool,
+) {
+    let verified = raft_replay::verify::verify_cluster(fs, paths, &Default::default()).unwrap();
+    let target = Version::parse("3.5").unwrap();
+    let gate = run_gate(fs, paths, target, Default::default(), None).unwrap();
+    let ours = failing(verified.members.into_iter().flat_map(|m| m.findings));
+    let gates = failing(gate.findings().cloned());
+    // The gate's own invariant verdict ("invariants (as `raft-replay verify`) … OK"); its
+    // upgrade rules come on top (the scripted logs hold no etcd requests: `apply.panics`).
+    (ours, gates, gate.failures() == 0)
+}
+
+/// Two members: m1 voted in term 3 for 5, a member m1's log adds at 61; m2 voted for 5 too but
+/// its log stops before 61. A vote for an id another member's log knows is a vote for a member:
+/// `verify` accepts it, and so must the gate (it used to report `raft.vote_not_member` on m2).
+#[test]
+fn a_vote_for_a_member_only_another_member_knows_passes_verify_and_gate() {
+    let mut a = scripted(1);
+    a.save(hs(2, 1, 60), &[conf_entry(61, 2, 0, 5)]);
+    a.save(hs(2, 1, 61), &[]);
+    a.save(hs(3, 5, 61), &[]);
+    let mut b = scripted(2);
+    b.save(hs(3, 5, 60), &[]);
+    let mut fs = MemFs::default();
+    let paths = vec![a.install(&mut fs, "m1"), b.install(&mut fs, "m2")];
+    // m2 alone cannot know 5: the reconciliation across members is what accepts the vote.
+    let alone = verify(&[("m2", &b)]);
+    assert_eq!(
+        failing_kinds(&alone),
+        vec!["raft.vote_not_member"],
+        "{}",
+        show(&alone)
+    );
+    let (verified, gated, passed) = verify_and_gate(&fs, &paths);
+    assert!(verified.is_empty(), "{verified:?}");
+    assert_eq!(gated, verified);
+    assert!(
+        passed,
+        "the gate's invariants fail where verify passes: {gated:?}"
+    );
+}
+
+/// A finding only the replay makes (the follower re-execution: etcd persisted committed entry
+/// 60 again, which Raft's follower never does) fails `verify`, and so must fail the gate (it
+/// used to print "invariants (as `raft-replay verify`) … OK" here).
+#[test]
+fn a_finding_only_the_replay_makes_fails_verify_and_gate() {
+    let mut a = scripted(1);
+    a.save(hs(2, 1, 60), &[entry(60, 2, b"put k60")]);
+    let mut fs = MemFs::default();
+    let paths = vec![a.install(&mut fs, "m1")];
+    // The invariant scan alone has nothing to say.
+    let files = raft_replay::member::MemberFiles::open(&fs, &paths[0]).unwrap();
+    let read = raft_replay::member::read_member(&files, Default::default());
+    let scan_only = raft_replay::check::check_member("m1", &files, &read).findings;
+    assert!(failures(&scan_only).is_empty(), "{}", show(&scan_only));
+    let (verified, gated, passed) = verify_and_gate(&fs, &paths);
+    assert_eq!(
+        verified,
+        vec![("m1".to_string(), "replay.persist_mismatch")]
+    );
+    assert_eq!(gated, verified);
+    assert!(!passed, "the gate's invariants pass where verify fails");
+}
+
+/// Every capture: the same failing findings (none) from both, member by member.
+#[test]
+fn gate_and_verify_agree_on_every_capture() {
+    for capture in common::captures() {
+        let mut fs = MemFs::default();
+        let paths: Vec<PathBuf> = corpus_members(&capture)
+            .iter()
+            .map(|dir| install_dir(&mut fs, dir, dir.file_name().unwrap().to_str().unwrap()))
+            .collect();
+        let (verified, gated, passed) = verify_and_gate(&fs, &paths);
+        assert_eq!(gated, verified, "{capture}");
+        assert_eq!(passed, verified.is_empty(), "{capture}");
+    }
+}

@@ -1,8 +1,8 @@
 //! The end of a run: heal, restart every node, let the cluster converge, then check everything.
 //!
 //! Checks, all of which must hold for the unmodified code under the fault atlas:
-//! * every invariant `verify` runs, per member and across members, on the simulated WAL files
-//!   (read through the same `member::read_member` + `check::check_member` + `check_cluster`);
+//! * everything `verify` establishes, per member and across members, on the simulated WAL files:
+//!   the one pipeline ([`crate::verify::verify_named`]: checks, replay, HashKV agreement);
 //! * what the run itself observed: no raft-rs panic, no refused boot, one leader per term,
 //!   no committed conf change refused, quiescence;
 //! * clients: no acknowledged request lost from the final committed log, and each key's
@@ -17,9 +17,10 @@ use bytes::Bytes;
 
 use super::cluster::Sim;
 use crate::check::conf_model::Config;
-use crate::check::{check_cluster, check_member, MemberScan};
+use crate::check::MemberScan;
 use crate::fsio::MemFs;
-use crate::member::{read_member, MemberFiles, MemberRead};
+use crate::member::{MemberFiles, MemberRead};
+use crate::verify::{verify_named, EntryReading, VerifyOptions};
 use crate::proto::translate;
 use crate::wal::DecoderMode;
 
@@ -204,35 +205,41 @@ impl Sim {
                 );
             }
         }
-        let mut reads: Vec<(u64, MemberRead)> = Vec::new();
-        let mut scans: Vec<MemberScan> = Vec::new();
+        let mut named: Vec<(u64, (String, PathBuf))> = Vec::new();
         for (id, _) in &files {
             let root = PathBuf::from(format!("/n{id}"));
             let member = format!("n{id}");
-            let opened = match MemberFiles::open(&fs, &root) {
-                Ok(f) => f,
-                Err(e) => {
-                    verdict
-                        .failures
-                        .push(format!("[sim.unreadable] {member}: {e}"));
-                    continue;
-                }
-            };
-            let read = read_member(&opened, DecoderMode::Strict);
-            let check = check_member(&member, &opened, &read);
-            for f in check.findings.iter().filter(|f| f.severity.is_failure()) {
-                verdict.failures.push(f.to_string());
+            match MemberFiles::open(&fs, &root) {
+                Ok(_) => named.push((*id, (member, root))),
+                Err(e) => verdict
+                    .failures
+                    .push(format!("[sim.unreadable] {member}: {e}")),
             }
-            scans.push(check.scan);
-            reads.push((*id, read));
         }
-        let scan_refs: Vec<&MemberScan> = scans.iter().collect();
-        for f in check_cluster(&scan_refs)
+        let options = VerifyOptions {
+            mode: DecoderMode::Strict,
+            entries: EntryReading::Hold,
+        };
+        let members: Vec<(String, PathBuf)> = named.iter().map(|(_, m)| m.clone()).collect();
+        let verified = match verify_named(&fs, &members, &options) {
+            Ok(verified) => verified.members,
+            Err(e) => {
+                verdict.failures.push(format!("[sim.unverifiable] {e}"));
+                Vec::new()
+            }
+        };
+        for f in verified
             .iter()
+            .flat_map(|r| &r.findings)
             .filter(|f| f.severity.is_failure())
         {
             verdict.failures.push(f.to_string());
         }
+        let (scans, reads): (Vec<MemberScan>, Vec<(u64, MemberRead)>) = verified
+            .into_iter()
+            .zip(&named)
+            .map(|(report, (id, _))| (report.scan, (*id, report.read)))
+            .unzip();
         // Clients: nothing acknowledged is lost; every key linearizable. Without a converged
         // leader, an acknowledged request counts as lost only if no node's log holds it.
         if verdict.leader.is_none() {

@@ -112,3 +112,30 @@ fn gate_and_verify_agree_on_every_capture() {
         assert_eq!(passed, verified.is_empty(), "{capture}");
     }
 }
+
+/// `crash` judges the input as captured through the same pipeline: a finding only the replay
+/// makes fails the run (exit 1) and is listed, before any simulated crash.
+#[test]
+fn crash_reports_the_pipelines_findings_on_the_input_as_captured() {
+    let mut a = scripted(1);
+    a.save(hs(2, 1, 60), &[entry(60, 2, b"put k60")]);
+    let dir = tempfile::tempdir().unwrap();
+    let member = dir.path().join("m1");
+    a.write_dir(&member);
+    let path = member.to_str().unwrap();
+    let (code, stdout, stderr) = common::run_cli(&["crash", path, "--classes", "a"]);
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("as captured (raft-replay verify): 1 failure(s)")
+            && stdout.contains("[replay.persist_mismatch]"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = common::run_cli(&["crash", path, "--classes", "a", "--format", "json"]);
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["as_captured_verify"]["failure_count"], 1);
+    assert_eq!(
+        report["as_captured_verify"]["findings"][0]["kind"],
+        "replay.persist_mismatch"
+    );
+}

@@ -1,15 +1,18 @@
 //! `raft-replay crash PATH...`: enumerate the on-disk states a crash or a storage fault could
 //! leave, recover each with etcd's semantics, restart raft-rs, replay, check, classify.
 //! Output: a fault-class × outcome table (text) or JSON (`crash_points` per class); every
-//! violation with the command that reproduces it. Exit: 0 no violation, 1 violations or an input etcd refuses
-//! to boot as captured (with `--strict`, undetected losses too), 2 cannot run.
+//! violation with the command that reproduces it. Exit: 0 no violation, 1 violations, an input
+//! etcd refuses to boot as captured, or an invariant `verify` finds broken in the input as
+//! captured (with `--strict`, undetected losses too), 2 cannot run.
 
 use std::path::PathBuf;
 
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
+use crate::check::Finding;
 use crate::crash::report::{json_report, text, Verdict};
 use crate::crash::{enumerate_cluster, enumerate_member, FaultClass, MemberRun, Options};
 use crate::fsio::ReadOnlyFs;
+use crate::verify::{verify_cluster, VerifyOptions};
 
 pub struct Args {
     pub classes: String,
@@ -61,6 +64,15 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, args: Args) -
         eprintln!("raft-replay crash: --format junit is not supported (text or json)");
         return EXIT_CANNOT_RUN;
     }
+    // The inputs as captured, through the one verify pipeline: the crash states are judged
+    // against data whose own invariants hold.
+    let captured: Vec<Finding> = match verify_cluster(fs, paths, &VerifyOptions::default()) {
+        Ok(report) => report.failures().cloned().collect(),
+        Err(e) => {
+            eprintln!("raft-replay crash: {e}");
+            return EXIT_CANNOT_RUN;
+        }
+    };
     let single;
     let cluster;
     let members: Vec<&MemberRun> = if paths.len() == 1 {
@@ -96,15 +108,16 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, args: Args) -
             serde_json::to_string_pretty(&json_report(
                 &members,
                 cluster.as_ref(),
+                &captured,
                 &opts,
                 args.strict
             ))
             .unwrap_or_default()
         ),
-        _ => text(&members, cluster.as_ref(), &opts, args.strict),
+        _ => text(&members, cluster.as_ref(), &captured, &opts, args.strict),
     };
     out(&rendered);
-    if Verdict::of(&members, cluster.as_ref(), args.strict).failed() {
+    if Verdict::of(&members, cluster.as_ref(), &captured, args.strict).failed() {
         EXIT_FINDINGS
     } else {
         EXIT_OK

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::cluster::ClusterRun;
 use super::member::{MemberRun, StateResult};
 use super::{FaultClass, Options, Outcome, ALL_CLASSES, ALL_OUTCOMES};
+use crate::check::Finding;
 
 /// Findings listed per member, class and outcome (beyond these, counted only).
 const LIST_PER_CLASS: usize = 5;
@@ -76,19 +77,27 @@ pub fn refused_input_count(members: &[&MemberRun]) -> usize {
         .count()
 }
 
-/// The overall verdict: violations, refused inputs, and (with `--strict`) undetected losses fail.
+/// The overall verdict: violations, refused inputs, invariant failures of the input as
+/// captured (the verify pipeline's), and (with `--strict`) undetected losses fail.
 pub struct Verdict {
     pub violations: usize,
     pub refused_inputs: usize,
+    pub captured_failures: usize,
     pub undetected: usize,
     pub strict: bool,
 }
 
 impl Verdict {
-    pub fn of(members: &[&MemberRun], cluster: Option<&ClusterRun>, strict: bool) -> Verdict {
+    pub fn of(
+        members: &[&MemberRun],
+        cluster: Option<&ClusterRun>,
+        captured: &[Finding],
+        strict: bool,
+    ) -> Verdict {
         Verdict {
             violations: violation_count(members, cluster),
             refused_inputs: refused_input_count(members),
+            captured_failures: captured.len(),
             undetected: members
                 .iter()
                 .map(|m| m.count(Outcome::UndetectedLoss))
@@ -98,7 +107,10 @@ impl Verdict {
     }
 
     pub fn failed(&self) -> bool {
-        self.violations > 0 || self.refused_inputs > 0 || (self.strict && self.undetected > 0)
+        self.violations > 0
+            || self.refused_inputs > 0
+            || self.captured_failures > 0
+            || (self.strict && self.undetected > 0)
     }
 }
 
@@ -185,9 +197,11 @@ fn member_header(m: &MemberRun) -> String {
     text
 }
 
+/// `captured`: the failing findings of the verify pipeline on the inputs as captured.
 pub fn text(
     members: &[&MemberRun],
     cluster: Option<&ClusterRun>,
+    captured: &[Finding],
     opts: &Options,
     strict: bool,
 ) -> String {
@@ -280,11 +294,26 @@ pub fn text(
             }
         }
     }
-    let verdict = Verdict::of(members, cluster, strict);
+    if captured.is_empty() {
+        out.push_str("\nas captured (raft-replay verify): every invariant holds\n");
+    } else {
+        out.push_str(&format!(
+            "\nas captured (raft-replay verify): {} failure(s)\n",
+            captured.len()
+        ));
+        for f in captured {
+            out.push_str(&format!("  {f}\n"));
+        }
+    }
+    let verdict = Verdict::of(members, cluster, captured, strict);
     let states: usize = members.iter().map(|m| m.results.len()).sum();
     let refused = match verdict.refused_inputs {
         0 => String::new(),
         n => format!(", {n} input(s) etcd refuses to boot as captured"),
+    };
+    let refused = match verdict.captured_failures {
+        0 => refused,
+        n => format!("{refused}, {n} invariant failure(s) as captured"),
     };
     out.push_str(&format!(
         "\n{}: {states} crash state(s), {} violation(s), {} undetected loss(es){refused}{}\n",
@@ -355,10 +384,11 @@ fn classes_json(t: &BTreeMap<(FaultClass, Outcome), usize>, opts: &Options) -> V
 pub fn json_report(
     members: &[&MemberRun],
     cluster: Option<&ClusterRun>,
+    captured: &[Finding],
     opts: &Options,
     strict: bool,
 ) -> Value {
-    let verdict = Verdict::of(members, cluster, strict);
+    let verdict = Verdict::of(members, cluster, captured, strict);
     let members_json: Vec<Value> = members
         .iter()
         .map(|m| {
@@ -412,6 +442,7 @@ pub fn json_report(
         },
         "violation_count": verdict.violations,
         "refused_input_count": verdict.refused_inputs,
+        "as_captured_verify": { "failure_count": verdict.captured_failures, "findings": captured },
         "undetected_loss_count": verdict.undetected,
         "strict": strict,
         "classes": classes_json(&tally(members), opts),

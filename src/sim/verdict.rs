@@ -20,8 +20,8 @@ use crate::check::conf_model::Config;
 use crate::check::MemberScan;
 use crate::fsio::MemFs;
 use crate::member::{MemberFiles, MemberRead};
-use crate::verify::{verify_named, EntryReading, VerifyOptions};
 use crate::proto::translate;
+use crate::verify::{verify_named, EntryReading, VerifyOptions};
 use crate::wal::DecoderMode;
 
 #[derive(Clone, Debug, Default)]

@@ -146,25 +146,84 @@ pub fn verify_named(
     members: &[(String, PathBuf)],
     options: &VerifyOptions,
 ) -> Result<ClusterReport, VerifyError> {
-    let mut files = Vec::with_capacity(members.len());
-    for (_, path) in members {
-        let opened = MemberFiles::open(fs, path).map_err(|source| VerifyError::Unreadable {
-            path: path.clone(),
-            source,
-        })?;
-        files.push(opened);
+    verify_observed(fs, members, options, &mut Unobserved)
+}
+
+/// A step of the pipeline, as [`StepObserver`]s see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    /// Open a member's files and read them as etcd boots.
+    Decode,
+    /// The decode-level findings, the invariant scan, the cross-member checks.
+    Checks,
+    /// The replay of a member, and the HashKV agreement's replays.
+    Replay,
+}
+
+/// Runs each step of the pipeline (the profiler times and names them). `work` must be called
+/// exactly once.
+pub trait StepObserver {
+    /// Runs `work`, which is one `step`.
+    fn step(&mut self, step: Step, work: &mut dyn FnMut());
+}
+
+struct Unobserved;
+
+impl StepObserver for Unobserved {
+    fn step(&mut self, _: Step, work: &mut dyn FnMut()) {
+        work()
     }
-    let mut reports: Vec<MemberReport> = members
-        .iter()
-        .zip(&files)
-        .map(|((name, path), files)| check_one(name, path, files, options))
-        .collect();
-    check_across(&mut reports);
+}
+
+/// Runs `work` as `step` through `observer`, returning its value.
+fn observe<T>(observer: &mut dyn StepObserver, step: Step, work: impl FnOnce() -> T) -> T {
+    let mut work = Some(work);
+    let mut value = None;
+    observer.step(step, &mut || {
+        if let Some(work) = work.take() {
+            value = Some(work());
+        }
+    });
+    match value {
+        Some(value) => value,
+        None => panic!("a StepObserver did not run the {step:?} step"),
+    }
+}
+
+/// [`verify_named`], each step run through `observer`.
+pub fn verify_observed(
+    fs: &dyn ReadOnlyFs,
+    members: &[(String, PathBuf)],
+    options: &VerifyOptions,
+    observer: &mut dyn StepObserver,
+) -> Result<ClusterReport, VerifyError> {
+    let mut files = Vec::with_capacity(members.len());
+    let mut reports = Vec::with_capacity(members.len());
+    for (name, path) in members {
+        let (opened, read) = observe(observer, Step::Decode, || {
+            let opened = MemberFiles::open(fs, path).map_err(|source| VerifyError::Unreadable {
+                path: path.clone(),
+                source,
+            })?;
+            let read = match options.entries {
+                EntryReading::Stream => read_for_streaming(&opened, options.mode),
+                EntryReading::Hold => read_member(&opened, options.mode),
+            };
+            Ok((opened, read))
+        })?;
+        let report = observe(observer, Step::Checks, || {
+            check_one(name, path, &opened, read)
+        });
+        files.push(opened);
+        reports.push(report);
+    }
+    observe(observer, Step::Checks, || check_across(&mut reports));
     digests_complete(&reports)?;
     for (report, files) in reports.iter_mut().zip(&files) {
-        report.replay = replay_clean(report, files);
+        report.replay = observe(observer, Step::Replay, || replay_clean(report, files));
     }
-    let (state_points, common_index) = agree(&mut reports, &files);
+    let (state_points, common_index) =
+        observe(observer, Step::Replay, || agree(&mut reports, &files));
     digests_complete(&reports)?;
     Ok(ClusterReport {
         members: reports,
@@ -173,17 +232,8 @@ pub fn verify_named(
     })
 }
 
-/// The boot read, the decode-level findings and the invariant scan of one member.
-fn check_one(
-    name: &str,
-    path: &Path,
-    files: &MemberFiles<'_>,
-    options: &VerifyOptions,
-) -> MemberReport {
-    let read = match options.entries {
-        EntryReading::Stream => read_for_streaming(files, options.mode),
-        EntryReading::Hold => read_member(files, options.mode),
-    };
+/// The decode-level findings and the invariant scan of one member read as etcd boots it.
+fn check_one(name: &str, path: &Path, files: &MemberFiles<'_>, read: MemberRead) -> MemberReport {
     let check = check::check_member(name, files, &read);
     MemberReport {
         name: name.to_string(),

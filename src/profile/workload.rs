@@ -1,23 +1,19 @@
-//! The profiled workload: what `verify` does for each member (etcd's boot read, the invariant
-//! checks) plus the raft-rs replay into the MVCC model, each step timed at its boundaries.
-//! A log read whole from the beginning is not held: the boot read only counts its entries and
-//! the replay streams them from the WAL (`replay::stream`), so memory does not grow with it
-//! beyond the scan's 8-byte digests.
+//! The profiled workload is `verify` itself: the one pipeline ([`crate::verify`]: etcd's boot
+//! read, the invariant checks, the raft-rs replay into the MVCC model with the follower
+//! re-execution, the HashKV agreement), each step timed at its boundaries. A log read whole
+//! from the beginning is not held: the boot read only counts its entries and the replay streams
+//! them from the WAL (`replay::stream`), so memory does not grow with it beyond the scan's
+//! 8-byte digests.
 //!
-//! The three steps are separate non-inlined functions so that every CPU sample's stack names the
-//! step it was taken in ([`PHASE_FRAMES`]); the profile's sub-phase split relies on it.
+//! Each step runs inside a separate non-inlined function so that every CPU sample's stack names
+//! the step it was taken in ([`PHASE_FRAMES`]); the profile's sub-phase split relies on it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::clock::{Span, Stamp};
-use crate::check::scan::ResolvedLog;
-use crate::check::{check_cluster, check_member, MemberScan};
 use crate::fsio::ReadOnlyFs;
-use crate::member::{read_member, MemberFiles, MemberRead};
-use crate::replay::kv::{node_id, replay_kv, restart_state, KvReplayError};
-use crate::replay::restart::restart_and_apply;
-use crate::replay::stream::{read_for_streaming, replay_kv_streaming, streamable};
-use crate::wal::DecoderMode;
+pub use crate::verify::Step;
+use crate::verify::{verify_observed, StepObserver, VerifyOptions};
 
 /// Function names (as they appear in symbolised stacks) of the three measured steps.
 pub const PHASE_FRAMES: [(&str, Step); 3] = [
@@ -25,19 +21,6 @@ pub const PHASE_FRAMES: [(&str, Step); 3] = [
     ("profile::workload::phase_replay", Step::Replay),
     ("profile::workload::phase_checks", Step::Checks),
 ];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Step {
-    /// Open the member dir and read it as etcd boots (read, CRC, protobuf decode, ReadAll),
-    /// without keeping the entries when the log can be streamed (`replay::stream`).
-    Decode,
-    /// raft-rs restart + apply, feeding committed entries to the MVCC model (streamed from the
-    /// WAL: the entries' second read is part of this step).
-    Replay,
-    /// Decode-level findings, the per-member invariant scan (its own pass over the WAL) and the
-    /// cross-member checks.
-    Checks,
-}
 
 /// How a member was replayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,8 +99,8 @@ impl WorkloadRun {
     }
 }
 
-struct Timed<T> {
-    value: T,
+/// What one step cost: its span and (allocations, bytes allocated).
+struct Timed {
     span: Span,
     allocs: (u64, u64),
 }
@@ -140,14 +123,13 @@ fn add_allocs(total: &mut (u64, u64), step: (u64, u64)) {
     total.1 += step.1;
 }
 
-fn timed<T>(f: impl FnOnce() -> T) -> Timed<T> {
+fn timed(f: impl FnOnce()) -> Timed {
     let allocs_before = alloc_counters();
     let start = Stamp::now();
-    let value = f();
+    f();
     let span = start.elapsed();
     let allocs_after = alloc_counters();
     Timed {
-        value,
         span,
         allocs: (
             allocs_after.0 - allocs_before.0,
@@ -156,122 +138,93 @@ fn timed<T>(f: impl FnOnce() -> T) -> Timed<T> {
     }
 }
 
-#[inline(never)]
-fn phase_decode<'fs>(
-    fs: &'fs dyn ReadOnlyFs,
-    path: &Path,
-) -> Result<(MemberFiles<'fs>, MemberRead), String> {
-    let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
-    // A log read whole from the beginning without an error is streamed by the replay; any
-    // other read keeps its entries (the replay needs them).
-    let read = read_for_streaming(&files, DecoderMode::Strict);
-    Ok((files, read))
+/// Times each step of the verify pipeline and runs it inside a named, non-inlined frame.
+#[derive(Default)]
+struct StepTimer {
+    spans: StepSpans,
 }
 
-/// Returns (kind, entries applied). The MVCC store is dropped inside the step: freeing the
-/// model is part of the replay's cost. A summary read is streamed over the scan's `log`; when
-/// it cannot be (or the stream fails), the member is read again with its entries.
-#[inline(never)]
-fn phase_replay(
-    name: &str,
-    files: &MemberFiles<'_>,
-    read: &MemberRead,
-    log: &ResolvedLog,
-) -> (ReplayKind, u64) {
-    if !read.contents.kept_entries {
-        if streamable(files, read, log) {
-            if let Ok(Ok(kv)) = replay_kv_streaming(name, files, read, log, None, &mut |_| {}) {
-                let applied = kv.raft.entries_applied + kv.applied_beyond_commit;
-                drop(std::hint::black_box(kv));
-                return (ReplayKind::Kv, applied);
-            }
-        }
-        let full = read_member(files, DecoderMode::Strict);
-        return phase_replay_held(name, &full);
-    }
-    phase_replay_held(name, read)
-}
-
-fn phase_replay_held(name: &str, read: &MemberRead) -> (ReplayKind, u64) {
-    match replay_kv(name, read, None, &mut |_| {}) {
-        Ok(kv) => {
-            let applied = kv.raft.entries_applied + kv.applied_beyond_commit;
-            drop(std::hint::black_box(kv));
-            (ReplayKind::Kv, applied)
-        }
-        Err(KvReplayError::NeedsHistory { .. }) => {
-            let state = restart_state(name, read);
-            let outcome = restart_and_apply(
-                &state,
-                node_id(read),
-                read.contents.hard_state.commit,
-                &mut |e| {
-                    std::hint::black_box(e);
-                },
-            );
-            (ReplayKind::RaftOnly, outcome.entries_applied)
-        }
-    }
-}
-
-#[inline(never)]
-fn phase_checks(
-    name: &str,
-    files: &MemberFiles<'_>,
-    read: &MemberRead,
-) -> (MemberScan, usize, usize) {
-    let check = check_member(name, files, read);
-    let failures = check
-        .findings
-        .iter()
-        .filter(|f| f.severity.is_failure())
-        .count();
-    (check.scan, check.findings.len(), failures)
-}
-
-#[inline(never)]
-fn phase_checks_cluster(scans: &[&MemberScan]) -> usize {
-    check_cluster(scans).len()
-}
-
-/// One pass over every member: decode, replay, checks, then the cross-member checks.
-pub fn run_once(fs: &dyn ReadOnlyFs, paths: &[PathBuf]) -> Result<WorkloadRun, String> {
-    let mut spans = StepSpans::default();
-    let mut members = Vec::with_capacity(paths.len());
-    let mut scans = Vec::with_capacity(paths.len());
-    for path in paths {
-        let name = path.display().to_string();
-        let decode = timed(|| phase_decode(fs, path));
-        spans.decode += decode.span;
-        add_allocs(&mut spans.decode_allocs, decode.allocs);
-        let (files, read) = decode.value?;
-        // The checks first: their scan's resolved log is what the replay streams against.
-        let checks = timed(|| phase_checks(&name, &files, &read));
-        spans.checks += checks.span;
-        add_allocs(&mut spans.checks_allocs, checks.allocs);
-        let (scan, findings, failures) = checks.value;
-        let replay = timed(|| phase_replay(&name, &files, &read, &scan.log));
-        spans.replay += replay.span;
-        add_allocs(&mut spans.replay_allocs, replay.allocs);
-        scans.push(scan);
-        members.push(MemberRun {
-            path: path.clone(),
-            entries: read.contents.entry_count as u64,
-            applied: replay.value.1,
-            replay: replay.value.0,
-            findings,
-            failures,
+impl StepObserver for StepTimer {
+    fn step(&mut self, step: Step, work: &mut dyn FnMut()) {
+        let run = timed(|| match step {
+            Step::Decode => phase_decode(work),
+            Step::Checks => phase_checks(work),
+            Step::Replay => phase_replay(work),
         });
+        let (span, allocs) = match step {
+            Step::Decode => (&mut self.spans.decode, &mut self.spans.decode_allocs),
+            Step::Checks => (&mut self.spans.checks, &mut self.spans.checks_allocs),
+            Step::Replay => (&mut self.spans.replay, &mut self.spans.replay_allocs),
+        };
+        *span += run.span;
+        add_allocs(allocs, run.allocs);
     }
-    let cluster = timed(|| {
-        let refs: Vec<&MemberScan> = scans.iter().collect();
-        phase_checks_cluster(&refs)
-    });
-    spans.checks += cluster.span;
-    add_allocs(&mut spans.checks_allocs, cluster.allocs);
+}
+
+#[inline(never)]
+fn phase_decode(work: &mut dyn FnMut()) {
+    // Distinct bodies: identical functions would be folded into one symbol.
+    std::hint::black_box(Step::Decode);
+    work()
+}
+
+#[inline(never)]
+fn phase_checks(work: &mut dyn FnMut()) {
+    // Distinct bodies: identical functions would be folded into one symbol.
+    std::hint::black_box(Step::Checks);
+    work()
+}
+
+#[inline(never)]
+fn phase_replay(work: &mut dyn FnMut()) {
+    // Distinct bodies: identical functions would be folded into one symbol.
+    std::hint::black_box(Step::Replay);
+    work()
+}
+
+/// One pass of the verify pipeline over every member ([`crate::verify::verify_observed`]: what
+/// `verify` does), each step timed.
+pub fn run_once(fs: &dyn ReadOnlyFs, paths: &[PathBuf]) -> Result<WorkloadRun, String> {
+    let named: Vec<(String, PathBuf)> = paths
+        .iter()
+        .map(|p| (p.display().to_string(), p.clone()))
+        .collect();
+    let mut timer = StepTimer::default();
+    let report = verify_observed(fs, &named, &VerifyOptions::default(), &mut timer)
+        .map_err(|e| e.to_string())?;
+    let members = report
+        .members
+        .iter()
+        .map(|m| {
+            let replay = match &m.replay {
+                Some(state) if state.kv_unavailable.is_none() => ReplayKind::Kv,
+                _ => ReplayKind::RaftOnly,
+            };
+            let applied = m
+                .replay
+                .as_ref()
+                .map_or(0, |s| s.applied_index.saturating_sub(m.read.start.index));
+            MemberRun {
+                path: m.path.clone(),
+                entries: m.read.contents.entry_count as u64,
+                applied,
+                replay,
+                findings: m.findings.len(),
+                failures: m
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity.is_failure())
+                    .count(),
+            }
+        })
+        .collect();
+    let cluster_findings = report
+        .findings()
+        .filter(|f| f.kind.starts_with("cluster."))
+        .count();
     Ok(WorkloadRun {
-        spans,
+        spans: timer.spans,
         members,
-        cluster_findings: cluster.value,
+        cluster_findings,
     })
 }

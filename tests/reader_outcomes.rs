@@ -5,79 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use raft_replay::proto::walpb::Record;
-use raft_replay::wal::frame::decode_frame_size;
-use raft_replay::wal::writer::encode_records;
-
-/// A record as found in a segment file.
-#[derive(Clone, Debug)]
-struct RawRecord {
-    offset: usize,
-    frame_len: usize,
-    record: Record,
-}
-
-/// Walks the frames of a segment up to the first zero length word.
-fn records_of(bytes: &[u8]) -> Vec<RawRecord> {
-    use prost::Message;
-    let mut out = Vec::new();
-    let mut offset = 0usize;
-    while offset + 8 <= bytes.len() {
-        let word = u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap());
-        if word == 0 {
-            break;
-        }
-        let (len, pad) = decode_frame_size(word);
-        let record = Record::decode(&bytes[offset + 8..offset + 8 + len as usize]).unwrap();
-        let frame_len = 8 + (len + pad) as usize;
-        out.push(RawRecord {
-            offset,
-            frame_len,
-            record,
-        });
-        offset += frame_len;
-    }
-    out
-}
-
-fn entry_index(record: &Record) -> Option<u64> {
-    use prost::Message;
-    (record.r#type == 2).then(|| {
-        raft_replay::proto::raftpb::Entry::decode(record.data.clone().unwrap())
-            .unwrap()
-            .index
-    })
-}
-
-fn member(capture: &str, name: &str) -> PathBuf {
-    common::members(capture)
-        .into_iter()
-        .find(|m| m.ends_with(name))
-        .unwrap_or_else(|| panic!("{capture}/{name}"))
-}
-
-/// A damaged copy: `damage` gets the bytes of segment `segment_pos` (0 = first, -1 = last).
-fn damaged(
-    member: &Path,
-    segment_pos: isize,
-    damage: impl FnOnce(&mut Vec<u8>),
-) -> (tempfile::TempDir, String) {
-    let copy = common::copy_member(member);
-    let segments = common::segments(copy.path());
-    let index = if segment_pos < 0 {
-        segments.len() as isize + segment_pos
-    } else {
-        segment_pos
-    } as usize;
-    let path = &segments[index];
-    let mut bytes = std::fs::read(path).unwrap();
-    damage(&mut bytes);
-    std::fs::write(path, &bytes).unwrap();
-    (
-        copy,
-        path.file_name().unwrap().to_string_lossy().into_owned(),
-    )
-}
+use common::damage::{self, member, records_of, RawRecord};
 
 fn verify_json(paths: &[&Path]) -> (i32, serde_json::Value) {
     let mut args = vec!["verify", "--format", "json"];
@@ -122,37 +50,22 @@ fn clean_captures_verify_with_exit_0_all_members_together() {
 
 #[test]
 fn flipped_bit_names_segment_offset_and_raft_index() {
-    let m1 = member("cluster-a", "m1");
-    let bytes = std::fs::read(&common::segments(&m1)[0]).unwrap();
-    let records = records_of(&bytes);
     // An entry record in the middle of the log, damaged inside its data.
-    let target = records
-        .iter()
-        .filter(|r| r.record.r#type == 2)
-        .nth(3000)
-        .unwrap()
-        .clone();
-    let index = entry_index(&target.record).unwrap();
-    let (copy, segment) = damaged(&m1, -1, |b| b[target.offset + target.frame_len - 9] ^= 0x04);
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::flipped_entry_bit();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1);
     let f = finding_of(&findings(&report), "wal.record_crc").clone();
     assert_eq!(f["severity"], "corruption");
-    assert_eq!(f["segment"], segment);
-    assert_eq!(f["offset"], target.offset as u64);
-    assert_eq!(f["raft_index"], index);
+    assert_eq!(f["segment"], d.file.as_deref().unwrap());
+    assert_eq!(f["offset"], d.offset.unwrap());
+    assert_eq!(f["raft_index"], d.raft_index.unwrap());
 }
 
 #[test]
 fn torn_last_record_is_a_warning_and_etcd_would_truncate() {
-    let m1 = member("cluster-a", "m1");
-    let bytes = std::fs::read(&common::segments(&m1)[0]).unwrap();
-    let records = records_of(&bytes);
-    let last = records.last().unwrap().clone();
-    let end = last.offset + last.frame_len;
     // The length word reached the disk, the body did not (zero from there to the end).
-    let (copy, segment) = damaged(&m1, -1, |b| b[last.offset + 8..end].fill(0));
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::torn_last_record();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 0, "{report:#}");
     let all = findings(&report);
     let torn = all
@@ -160,18 +73,15 @@ fn torn_last_record_is_a_warning_and_etcd_would_truncate() {
         .find(|f| f["kind"] == "wal.torn_tail")
         .unwrap_or_else(|| panic!("{all:#?}"));
     assert_eq!(torn["severity"], "warning");
-    assert_eq!(torn["segment"], segment);
-    assert!(torn["offset"].as_u64().unwrap() <= last.offset as u64);
+    assert_eq!(torn["segment"], d.file.as_deref().unwrap());
+    assert!(torn["offset"].as_u64().unwrap() <= d.offset.unwrap());
 }
 
 #[test]
 fn zeroed_sector_in_a_non_last_segment_is_corruption() {
-    let b1 = member("cluster-b", "b1");
-    let (copy, segment) = damaged(&b1, 0, |b| {
-        let at = b.len() / 2 / 512 * 512;
-        b[at..at + 512].fill(0);
-    });
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::zeroed_sector_in_non_last_segment();
+    let segment = d.file.as_deref().unwrap();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1, "{report:#}");
     let all = findings(&report);
     assert!(
@@ -185,70 +95,52 @@ fn zeroed_sector_in_a_non_last_segment_is_corruption() {
 fn zero_length_word_in_a_non_last_segment_names_the_skipped_bytes() {
     // A zero length word ends a segment for etcd: the rest of a middle segment is silently
     // skipped and only the next segment's crc record notices.
-    let b1 = member("cluster-b", "b1");
-    let bytes = std::fs::read(&common::segments(&b1)[0]).unwrap();
-    let records = records_of(&bytes);
-    let victim = records[records.len() / 2].clone();
-    let (copy, segment) = damaged(&b1, 0, |b| b[victim.offset..victim.offset + 8].fill(0));
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::zero_length_word_in_non_last_segment();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1);
     let all = findings(&report);
     let skipped = finding_of(&all, "wal.skipped_bytes");
-    assert_eq!(skipped["segment"], segment);
-    assert_eq!(skipped["offset"], victim.offset as u64);
+    assert_eq!(skipped["segment"], d.file.as_deref().unwrap());
+    assert_eq!(skipped["offset"], d.offset.unwrap());
     assert!(all.iter().any(|f| f["kind"] == "wal.crc_chain"), "{all:#?}");
 }
 
 #[test]
 fn bit_flip_in_a_non_last_segment_is_corruption_without_torn_excuse() {
-    let b1 = member("cluster-b", "b1");
-    let (copy, segment) = damaged(&b1, 0, |b| {
-        let at = b.len() / 3;
-        b[at] ^= 0x01;
-    });
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::bit_flip_in_non_last_segment();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1);
     let all = findings(&report);
     assert!(all.iter().all(|f| f["kind"] != "wal.torn_tail"));
-    assert!(all.iter().any(|f| f["segment"] == segment), "{all:#?}");
+    assert!(
+        all.iter()
+            .any(|f| f["segment"] == d.file.as_deref().unwrap()),
+        "{all:#?}"
+    );
 }
 
 #[test]
 fn truncated_middle_segment_is_corruption() {
-    let b1 = member("cluster-b", "b1");
-    let (copy, segment) = damaged(&b1, 0, |b| {
-        let keep = b.len() - 100;
-        b.truncate(keep);
-    });
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::truncated_middle_segment();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1);
     let f = finding_of(&findings(&report), "wal.unexpected_eof").clone();
-    assert_eq!(f["segment"], segment);
+    assert_eq!(f["segment"], d.file.as_deref().unwrap());
 }
 
 #[test]
 fn oversized_length_word_is_corruption() {
-    let m1 = member("cluster-a", "m1");
-    let bytes = std::fs::read(&common::segments(&m1)[0]).unwrap();
-    let last = records_of(&bytes).last().unwrap().clone();
-    let end = last.offset + last.frame_len;
-    let (copy, _) = damaged(&m1, -1, |b| {
-        b[end..end + 8].copy_from_slice(&(20u64 << 20).to_le_bytes())
-    });
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::oversized_length_word();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1);
     let f = finding_of(&findings(&report), "wal.record_too_large").clone();
-    assert_eq!(f["offset"], end as u64);
+    assert_eq!(f["offset"], d.offset.unwrap());
 }
 
 #[test]
 fn garbage_after_the_end_of_data_in_the_last_segment_is_ignored_like_etcd() {
-    let m1 = member("cluster-a", "m1");
-    let bytes = std::fs::read(&common::segments(&m1)[0]).unwrap();
-    let last = records_of(&bytes).last().unwrap().clone();
-    let end = last.offset + last.frame_len;
-    let (copy, _) = damaged(&m1, -1, |b| b[end + 8..end + 4096].fill(0xab));
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::garbage_after_end_of_data();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 0, "{report:#}");
 }
 
@@ -256,40 +148,28 @@ fn garbage_after_the_end_of_data_in_the_last_segment_is_ignored_like_etcd() {
 fn missing_first_segment_without_a_later_snapshot_record_cannot_boot() {
     // b1's snapshot records all sit in the first segment: without it etcd finds no snapshot to
     // start from and no segment starting at index 0 ("wal: file not found").
-    let b1 = member("cluster-b", "b1");
-    let copy = common::copy_member(&b1);
-    std::fs::remove_file(&common::segments(copy.path())[0]).unwrap();
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::missing_first_segment();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1, "{report:#}");
     finding_of(&findings(&report), "wal.segment_sequence");
 }
 
 #[test]
 fn segment_sequence_gap_is_reported() {
-    let b1 = member("cluster-b", "b1");
-    let copy = common::copy_member(&b1);
-    let segments = common::segments(copy.path());
     // Sequence 1 renamed to 2: etcd 3.4's isValidSeq treats a last sequence of 0 as unset, so
     // etcd reads every entry and boots (tests/diff_etcd.rs holds etcd to that).
-    let name = segments[1]
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    let (seq, index_hex) = name.trim_end_matches(".wal").split_once('-').unwrap();
-    assert_eq!(seq, "0000000000000001");
-    let first_index = u64::from_str_radix(index_hex, 16).unwrap();
-    let renamed_name = format!("0000000000000002-{index_hex}.wal");
-    std::fs::rename(&segments[1], segments[1].with_file_name(&renamed_name)).unwrap();
-    let (code, report) = verify_json(&[copy.path()]);
+    let b1 = member("cluster-b", "b1");
+    let d = damage::sequence_gap_after_zero();
+    let renamed_name = d.file.as_deref().unwrap();
+    let first_index = d.raft_index.unwrap();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(
         code, 1,
         "a lost or renamed segment is still a failure: {report:#}"
     );
     let all = findings(&report);
     let f = finding_of(&all, "wal.segment_sequence").clone();
-    assert_eq!(f["segment"], renamed_name.as_str());
+    assert_eq!(f["segment"], renamed_name);
     assert_eq!(f["raft_index"], first_index, "{f:#}");
     let message = f["message"].as_str().unwrap();
     assert!(
@@ -314,102 +194,66 @@ fn segment_sequence_gap_is_reported() {
 
 #[test]
 fn truncated_newest_snap_is_skipped_with_a_warning() {
-    let m5 = member("cluster-a", "m5");
-    let copy = common::copy_member(&m5);
-    let snap_dir = copy.path().join("member").join("snap");
-    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&snap_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
-        .collect();
-    snaps.sort();
-    let newest = snaps.last().unwrap().clone();
-    let len = std::fs::metadata(&newest).unwrap().len();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&newest)
-        .unwrap();
-    file.set_len(len / 2).unwrap();
-    let (_, report) = verify_json(&[copy.path()]);
+    let d = damage::truncated_newest_snap("cluster-a", "m5");
+    let (_, report) = verify_json(&[d.path()]);
     let f = finding_of(&findings(&report), "snap.unusable").clone();
     assert_eq!(f["severity"], "warning");
-    assert_eq!(
-        f["segment"],
-        newest.file_name().unwrap().to_string_lossy().as_ref()
+    assert_eq!(f["segment"], d.file.as_deref().unwrap());
+}
+
+#[test]
+fn sequence_gap_after_a_later_segment_cannot_boot() {
+    // Sequences 1 and 3: isValidSeq only lets a gap after sequence 0 through.
+    let d = damage::sequence_gap_elsewhere();
+    let (code, report) = verify_json(&[d.path()]);
+    assert_eq!(code, 1, "{report:#}");
+    let f = finding_of(&findings(&report), "wal.segment_sequence").clone();
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains("[etcd: wal: file not found]"), "{message}");
+    assert!(
+        message.contains(d.file.as_deref().unwrap()),
+        "names the segment after the gap: {message}"
     );
 }
 
-/// Re-encode the last segment from record `from` on, with `edit` applied, keeping a valid chain.
-fn reencoded(
-    member: &Path,
-    edit: impl FnOnce(&mut Vec<(i64, Option<Vec<u8>>)>, usize),
-) -> tempfile::TempDir {
-    let (copy, _) = damaged(member, -1, |b| {
-        let records = records_of(b);
-        let from = records.len() / 2;
-        // The chain value before record `from` is the stored CRC of the record before it.
-        let mut crc = records[from - 1].record.crc;
-        let mut list: Vec<(i64, Option<Vec<u8>>)> = records[from..]
-            .iter()
-            .map(|r| (r.record.r#type, r.record.data.as_ref().map(|d| d.to_vec())))
-            .collect();
-        edit(&mut list, from);
-        let encoded = encode_records(&mut crc, list.iter().map(|(t, d)| (*t, d.as_deref())));
-        let start = records[from].offset;
-        let old_end = records.last().map(|r| r.offset + r.frame_len).unwrap();
-        b[start..old_end.max(start + encoded.len())].fill(0);
-        b[start..start + encoded.len()].copy_from_slice(&encoded);
-    });
-    copy
+#[test]
+fn record_that_is_not_protobuf_is_corruption() {
+    let d = damage::record_not_protobuf();
+    let (code, report) = verify_json(&[d.path()]);
+    assert_eq!(code, 1);
+    let f = finding_of(&findings(&report), "wal.proto").clone();
+    assert_eq!(f["offset"], d.offset.unwrap());
 }
 
 #[test]
 fn unknown_record_type_is_corruption() {
-    let m1 = member("cluster-a", "m1");
-    let copy = reencoded(&m1, |list, _| list[2].0 = 9);
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::unknown_record_type();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1);
     finding_of(&findings(&report), "wal.unknown_record_type");
 }
 
 #[test]
 fn entry_payload_that_does_not_decode_is_corruption() {
-    let m1 = member("cluster-a", "m1");
-    let copy = reencoded(&m1, |list, _| {
-        let i = list.iter().position(|(t, _)| *t == 2).unwrap();
-        list[i].1 = Some(vec![0xff; 7]);
-    });
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::undecodable_entry_payload();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1);
     finding_of(&findings(&report), "wal.payload");
 }
 
 #[test]
 fn entry_gap_is_reported_at_the_index_after_the_gap() {
-    use prost::Message;
-    let m1 = member("cluster-a", "m1");
-    let mut removed_index = 0;
-    let copy = reencoded(&m1, |list, _| {
-        let i = list.iter().position(|(t, _)| *t == 2).unwrap();
-        removed_index = raft_replay::proto::raftpb::Entry::decode(&list[i].1.clone().unwrap()[..])
-            .unwrap()
-            .index;
-        list.remove(i);
-    });
-    let (code, report) = verify_json(&[copy.path()]);
-    assert_eq!(code, 1, "removed {removed_index}: {report:#}");
+    let d = damage::entry_index_gap();
+    let (code, report) = verify_json(&[d.path()]);
+    assert_eq!(code, 1, "{report:#}");
     let f = finding_of(&findings(&report), "wal.index_gap").clone();
-    assert_eq!(f["raft_index"], removed_index + 1);
+    assert_eq!(f["raft_index"], d.raft_index.unwrap());
 }
 
 #[test]
 fn metadata_conflict_is_corruption() {
-    let m1 = member("cluster-a", "m1");
-    let copy = reencoded(&m1, |list, _| {
-        list.insert(1, (1, Some(b"other metadata".to_vec())))
-    });
-    let (code, report) = verify_json(&[copy.path()]);
+    let d = damage::metadata_conflict();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 1);
     finding_of(&findings(&report), "wal.metadata_conflict");
 }
@@ -448,7 +292,7 @@ fn forensic_mode_lists_every_bad_record() {
         entries[2000].clone(),
         entries[4000].clone(),
     ];
-    let (copy, _) = damaged(&m1, -1, |b| {
+    let copy = damage::damaged(&m1, -1, |b| {
         for v in &victims {
             b[v.offset + v.frame_len - 9] ^= 0x20;
         }

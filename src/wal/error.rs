@@ -144,10 +144,14 @@ impl WalError {
             WalErrorKind::UnknownRecordType { .. } => "unexpected block type",
             WalErrorKind::MetadataConflict => "wal: conflicting metadata found",
             WalErrorKind::SnapshotMismatch { .. } => "wal: snapshot mismatch",
-            WalErrorKind::SnapshotNotFound { .. } => "wal: snapshot not found",
+            WalErrorKind::SnapshotNotFound { .. } => {
+                "none: in write mode ReadAll's ErrSnapshotNotFound is overwritten by newFileEncoder, so etcd boots"
+            }
             WalErrorKind::SliceOutOfRange { .. } => "wal: slice bounds out of range",
             WalErrorKind::PayloadDecode { .. } => "panic: unmarshal",
-            WalErrorKind::SkippedBytes { .. } => "(forensic resync)",
+            WalErrorKind::SkippedBytes { .. } => {
+                "none: etcd never reads these bytes (decodeRecord ends a segment at a zero length word)"
+            }
             WalErrorKind::Io { .. } => "io error",
         }
     }

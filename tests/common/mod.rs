@@ -2,6 +2,8 @@
 //! to damage, and a tree fingerprint to prove inputs are left untouched.
 #![allow(dead_code)]
 
+pub mod damage;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};

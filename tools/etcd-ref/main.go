@@ -6,6 +6,7 @@
 // Subcommands (see README.md for the JSON schemas):
 //
 //	etcd-ref readall <dir> [--start-index N [--start-term T]]
+//	etcd-ref boot <dir> [--start-index N [--start-term T]] [--in-place]
 //	etcd-ref bench <dir> [--iters N]
 //	etcd-ref write-sample <outdir> [--entries N] [--segment-size S] [--no-fsync]
 //
@@ -33,6 +34,7 @@ import (
 
 	"go.etcd.io/etcd/etcdserver/api/snap"
 	pb "go.etcd.io/etcd/etcdserver/etcdserverpb"
+	"go.etcd.io/etcd/pkg/pbutil"
 	"go.etcd.io/etcd/raft"
 	"go.etcd.io/etcd/raft/raftpb"
 	"go.etcd.io/etcd/version"
@@ -59,6 +61,7 @@ func die(format string, a ...interface{}) {
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   etcd-ref readall <dir> [--start-index N [--start-term T]]
+  etcd-ref boot <dir> [--start-index N [--start-term T]] [--in-place]
   etcd-ref bench <dir> [--iters N]
   etcd-ref write-sample <outdir> [--entries N] [--segment-size S] [--no-fsync] [--gap-at K]
   etcd-ref version
@@ -91,6 +94,8 @@ func main() {
 	switch os.Args[1] {
 	case "readall":
 		cmdReadAll(os.Args[2:])
+	case "boot":
+		cmdBoot(os.Args[2:])
 	case "bench":
 		cmdBench(os.Args[2:])
 	case "write-sample":
@@ -161,7 +166,10 @@ type readAllOutput struct {
 	ValidSnapshots    []jsonSnap        `json:"valid_snapshots"`
 	ValidSnapshotsErr *string           `json:"valid_snapshots_error"`
 	SkippedSnapFiles  []jsonSkippedSnap `json:"skipped_snap_files"`
-	EtcdVersion       string            `json:"etcd_version"`
+	// boot only: the io.ErrUnexpectedEOF that wal.Repair mended before the
+	// second ReadAll succeeded (etcdserver readWAL repairs once).
+	RepairedError *string `json:"repaired_error,omitempty"`
+	EtcdVersion   string  `json:"etcd_version"`
 }
 
 func strp(s string) *string { return &s }
@@ -266,6 +274,7 @@ type readResult struct {
 	validSnapsErr  error
 	validSnapsDone bool
 	skipped        []jsonSkippedSnap
+	repairedErr    error
 }
 
 // openAndReadAll runs wal.OpenForRead + ReadAll, turning a panic inside etcd
@@ -376,8 +385,11 @@ func cmdReadAll(args []string) {
 		explicit = &walpb.Snapshot{Index: idx, Term: *startTerm}
 	}
 
-	r := bootRead(walDir, snapDir, explicit)
+	writeReadAllOutput(bootRead(walDir, snapDir, explicit))
+}
 
+// writeReadAllOutput prints a read's result as the readall JSON document.
+func writeReadAllOutput(r *readResult) {
 	out := readAllOutput{
 		Start:            jsonSnap{r.start.Index, r.start.Term},
 		HardState:        jsonHardState{r.state.Term, r.state.Vote, r.state.Commit},
@@ -418,6 +430,9 @@ func cmdReadAll(args []string) {
 	if r.snapFile != "" {
 		out.SnapshotFile = strp(r.snapFile)
 	}
+	if r.repairedErr != nil {
+		out.RepairedError = strp(r.repairedErr.Error())
+	}
 	if r.validSnapsDone {
 		if r.validSnapsErr != nil {
 			out.ValidSnapshotsErr = strp(r.validSnapsErr.Error())
@@ -437,6 +452,217 @@ func cmdReadAll(args []string) {
 	if err := bw.Flush(); err != nil {
 		die("writing output: %v", err)
 	}
+}
+
+// ---------------------------------------------------------------------------
+// boot: etcd's own boot read, write mode, on a private copy
+// ---------------------------------------------------------------------------
+
+// copyTree copies the regular files and directories below src to dst.
+func copyTree(src, dst string) error {
+	return filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if info.IsDir() {
+			return os.MkdirAll(target, 0700)
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0600)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
+
+// openWriteAndReadAll is one turn of etcdserver/storage.go readWAL: wal.Open
+// (write mode: file locks, ReadAll must reach io.EOF, the tail is zeroed past
+// the last record) and ReadAll; the WAL is closed afterwards. A panic inside
+// etcd (pbutil.MustUnmarshal) becomes an error.
+func openWriteAndReadAll(walDir string, start walpb.Snapshot) (stage string, metadata []byte, st raftpb.HardState, ents []raftpb.Entry, err error) {
+	stage = "open"
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	w, err := wal.Open(lg, walDir, start)
+	if err != nil {
+		return stage, nil, st, nil, err
+	}
+	// etcd's --unsafe-no-fsync path: the copy is thrown away, fsync changes no outcome.
+	w.SetUnsafeNoFsync()
+	stage = "read_all"
+	metadata, st, ents, err = w.ReadAll()
+	w.Close()
+	return stage, metadata, st, ents, err
+}
+
+// etcdBoot is etcd 3.4.23's boot read (etcdserver/server.go NewServer for a
+// member with a WAL, restartNode, storage.go readWAL), on files it may modify:
+// wal.ValidSnapshotEntries, Snapshotter.LoadNewestAvailable (which renames an
+// unreadable .snap to .broken), then readWAL's loop: wal.Open + ReadAll; on
+// io.ErrUnexpectedEOF, wal.Repair (truncates the last segment at its last
+// good record, keeping a .broken copy) and one more wal.Open + ReadAll; any
+// other error, or a second one, is fatal. Finally the metadata goes through
+// pbutil.MustUnmarshal as readWAL does. With explicitStart != nil the snapshot
+// selection is skipped and the WAL is opened at that snapshot.
+func etcdBoot(walDir, snapDir string, explicitStart *walpb.Snapshot) *readResult {
+	r := &readResult{}
+	if explicitStart == nil {
+		r.validSnaps, r.validSnapsErr = validSnapshotEntries(walDir)
+		r.validSnapsDone = true
+		if r.validSnapsErr != nil {
+			r.err, r.errStage = r.validSnapsErr, "valid_snapshot_entries"
+			return r
+		}
+		before := snapFileNames(snapDir)
+		s, err := snap.New(lg, snapDir).LoadNewestAvailable(r.validSnaps)
+		// loadSnap renamed every unreadable candidate it tried to <name>.broken.
+		for _, n := range before {
+			if _, err := os.Stat(filepath.Join(snapDir, n+".broken")); err == nil {
+				e := "renamed to .broken"
+				if _, rerr := snap.Read(lg, filepath.Join(snapDir, n+".broken")); rerr != nil {
+					e = rerr.Error()
+				}
+				r.skipped = append(r.skipped, jsonSkippedSnap{Name: n, Error: e})
+			}
+		}
+		if err != nil && err != snap.ErrNoSnapshot {
+			r.err, r.errStage = err, "load_snapshot"
+			return r
+		}
+		if s != nil {
+			r.start = walpb.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term}
+			r.snapFile = loadedSnapName(snapDir, before, s)
+		}
+	} else {
+		r.start = *explicitStart
+	}
+
+	repaired := false
+	for {
+		r.errStage, r.metadata, r.state, r.ents, r.err = openWriteAndReadAll(walDir, r.start)
+		if r.err == nil {
+			break
+		}
+		// readWAL: "we can only repair ErrUnexpectedEOF and we never repair twice".
+		if repaired || r.err != io.ErrUnexpectedEOF {
+			return r
+		}
+		if !wal.Repair(lg, walDir) {
+			r.errStage = "repair"
+			return r
+		}
+		repaired = true
+		r.repairedErr = r.err
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				r.err, r.errStage = fmt.Errorf("panic: %v", p), "metadata"
+			}
+		}()
+		var md pb.Metadata
+		pbutil.MustUnmarshal(&md, r.metadata)
+	}()
+	if r.err == nil {
+		r.errStage = ""
+	}
+	return r
+}
+
+func snapFileNames(snapDir string) []string {
+	ents, _ := os.ReadDir(snapDir)
+	var out []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".snap") {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(out)))
+	return out
+}
+
+// loadedSnapName: the file LoadNewestAvailable returned s from, the first in
+// its order (reverse name order) that still exists and holds s's metadata.
+func loadedSnapName(snapDir string, names []string, s *raftpb.Snapshot) string {
+	for _, n := range names {
+		got, err := snap.Read(lg, filepath.Join(snapDir, n))
+		if err == nil && got.Metadata.Index == s.Metadata.Index && got.Metadata.Term == s.Metadata.Term {
+			return n
+		}
+	}
+	return ""
+}
+
+func cmdBoot(args []string) {
+	fs := flag.NewFlagSet("boot", flag.ContinueOnError)
+	startIndex := fs.String("start-index", "", "skip the snapshot selection and open the WAL at this index (e.g. 0)")
+	startTerm := fs.Uint64("start-term", 0, "term of the --start-index snapshot (default 0)")
+	inPlace := fs.Bool("in-place", false, "boot the given files themselves (etcd may truncate the last segment, zero its tail, rename .snap files); default: a private copy")
+	pos := parseArgs(fs, args)
+	if len(pos) != 1 {
+		usage()
+	}
+	dir := pos[0]
+	if !isDir(dir) {
+		die("not a directory: %s", dir)
+	}
+	walDir, snapDir := resolveDirs(dir)
+	if snapDir == "" {
+		snapDir = filepath.Join(filepath.Dir(filepath.Clean(walDir)), "snap")
+	}
+	if !*inPlace {
+		tmp, err := os.MkdirTemp("", "etcd-ref-boot-")
+		if err != nil {
+			die("temp dir: %v", err)
+		}
+		defer os.RemoveAll(tmp)
+		copyWal, copySnap := filepath.Join(tmp, "member", "wal"), filepath.Join(tmp, "member", "snap")
+		if err := copyTree(walDir, copyWal); err != nil {
+			os.RemoveAll(tmp)
+			die("copy %s: %v", walDir, err)
+		}
+		if isDir(snapDir) {
+			if err := copyTree(snapDir, copySnap); err != nil {
+				os.RemoveAll(tmp)
+				die("copy %s: %v", snapDir, err)
+			}
+		}
+		walDir, snapDir = copyWal, copySnap
+	}
+	// NewServer: fileutil.TouchDirAll(cfg.SnapDir()) before anything is read.
+	if err := os.MkdirAll(snapDir, 0700); err != nil {
+		die("snap dir: %v", err)
+	}
+
+	var explicit *walpb.Snapshot
+	if *startIndex != "" {
+		idx, err := strconv.ParseUint(*startIndex, 10, 64)
+		if err != nil {
+			die("bad --start-index %q: %v", *startIndex, err)
+		}
+		explicit = &walpb.Snapshot{Index: idx, Term: *startTerm}
+	}
+	writeReadAllOutput(etcdBoot(walDir, snapDir, explicit))
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@
 //! [`fsio::ReadOnlyFs`], which tests can fault.
 
 pub mod check;
-pub mod cli;
 pub mod crash;
 pub mod fsio;
 pub mod gate;

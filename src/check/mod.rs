@@ -51,6 +51,7 @@ pub mod contiguity;
 pub mod election_safety;
 pub mod hardstate_term;
 pub mod joint;
+pub mod junit;
 pub mod leader_append_only;
 pub mod log_matching;
 pub mod membership;

@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::check::Finding;
-use crate::crash::report::{json_report, text, Verdict};
-use crate::crash::{enumerate_cluster, enumerate_member, FaultClass, MemberRun, Options};
-use crate::fsio::ReadOnlyFs;
-use crate::verify::{verify_cluster, VerifyOptions};
+use raft_replay::check::Finding;
+use raft_replay::crash::report::{json_report, text, Verdict};
+use raft_replay::crash::{enumerate_cluster, enumerate_member, FaultClass, MemberRun, Options};
+use raft_replay::fsio::ReadOnlyFs;
+use raft_replay::verify::{verify_cluster, VerifyOptions};
 
 pub struct Args {
     pub classes: String,

@@ -6,15 +6,15 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::check::scan::scan_member_after;
-use crate::fsio::ReadOnlyFs;
-use crate::member::{read_member, MemberFiles, MemberRead};
-use crate::proto::etcdserverpb::Metadata;
-use crate::proto::payload::{decode_payload, payload_json, payload_text, Payload};
-use crate::proto::raftpb::Entry;
-use crate::replay::stream::{read_for_streaming, streamable, EntryStream, StreamError};
-use crate::wal::read_all::WalContents;
-use crate::wal::DecoderMode;
+use raft_replay::check::scan::scan_member_after;
+use raft_replay::fsio::ReadOnlyFs;
+use raft_replay::member::{read_member, MemberFiles, MemberRead};
+use raft_replay::proto::etcdserverpb::Metadata;
+use raft_replay::proto::payload::{decode_payload, payload_json, payload_text, Payload};
+use raft_replay::proto::raftpb::Entry;
+use raft_replay::replay::stream::{read_for_streaming, streamable, EntryStream, StreamError};
+use raft_replay::wal::read_all::WalContents;
+use raft_replay::wal::DecoderMode;
 
 pub fn run(fs: &dyn ReadOnlyFs, path: &Path, format: Format, summary: bool, forensic: bool) -> i32 {
     let files = match MemberFiles::open(fs, path) {

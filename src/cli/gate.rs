@@ -1,16 +1,16 @@
 //! `raft-replay gate PATH... --target VERSION [--baseline FILE] [--write-baseline FILE]
 //! [--junit FILE] [--format text|json|junit] [--max-learners N]`: the upgrade gate (see
-//! `crate::gate`). Exit: 0 the target can take the data, invariants hold, HashKV agrees and the
+//! `raft_replay::gate`). Exit: 0 the target can take the data, invariants hold, HashKV agrees and the
 //! baseline (if given) is unchanged; 1 a blocking upgrade rule, an invariant failure or a
 //! baseline change; 2 cannot run (bad target, unreadable input or baseline).
 
 use std::path::{Path, PathBuf};
 
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::fsio::ReadOnlyFs;
-use crate::gate::rules::Options;
-use crate::gate::version::{Version, NEWEST_KNOWN};
-use crate::gate::{baseline, report, run_gate};
+use raft_replay::fsio::ReadOnlyFs;
+use raft_replay::gate::rules::Options;
+use raft_replay::gate::version::{Version, NEWEST_KNOWN};
+use raft_replay::gate::{baseline, report, run_gate};
 
 pub struct GateArgs<'a> {
     pub paths: &'a [PathBuf],

@@ -8,13 +8,13 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{out, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::check::scan::scan_member_after;
-use crate::fsio::ReadOnlyFs;
-use crate::member::MemberFiles;
-use crate::replay::kv::replay_kv;
-use crate::replay::member_state::replay_kv_any;
-use crate::replay::stream::read_for_streaming;
-use crate::wal::DecoderMode;
+use raft_replay::check::scan::scan_member_after;
+use raft_replay::fsio::ReadOnlyFs;
+use raft_replay::member::MemberFiles;
+use raft_replay::replay::kv::replay_kv;
+use raft_replay::replay::member_state::replay_kv_any;
+use raft_replay::replay::stream::read_for_streaming;
+use raft_replay::wal::DecoderMode;
 
 /// A progress bar on stderr for long replays; hidden when stderr is not a terminal.
 pub fn progress_bar(total: u64) -> indicatif::ProgressBar {

@@ -5,7 +5,6 @@ mod crash;
 mod dump;
 mod gate;
 mod hashkv;
-pub mod junit;
 mod profile;
 mod sim;
 mod verify;
@@ -168,7 +167,7 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> i32 {
-    let fs = crate::fsio::RealFs;
+    let fs = raft_replay::fsio::RealFs;
     match cli.command {
         Command::Dump {
             path,

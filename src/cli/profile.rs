@@ -1,13 +1,13 @@
 //! `raft-replay profile PATH... --out DIR`: CPU-profile decode + replay + checks of the members
-//! (see [`crate::profile`]). Writes the flame graph, `profile.pb`, folded stacks and the phase
+//! (see [`raft_replay::profile`]). Writes the flame graph, `profile.pb`, folded stacks and the phase
 //! table into DIR only. Exit 0 when the profile was written (findings in the inputs do not
 //! matter here), 2 when it could not be.
 
 use std::path::PathBuf;
 
 use super::EXIT_CANNOT_RUN;
-use crate::fsio::ReadOnlyFs;
-use crate::profile::ProfileOptions;
+use raft_replay::fsio::ReadOnlyFs;
+use raft_replay::profile::ProfileOptions;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,10 +24,10 @@ pub struct Args {
     #[arg(long)]
     pub seconds: Option<f64>,
     /// Sampling rate in Hz (ITIMER_PROF is capped by the kernel tick, ~250 Hz).
-    #[arg(long, default_value_t = crate::profile::DEFAULT_HZ)]
+    #[arg(long, default_value_t = raft_replay::profile::DEFAULT_HZ)]
     pub frequency: i32,
     /// Without --repeat/--seconds: repeat until about this many samples.
-    #[arg(long, default_value_t = crate::profile::DEFAULT_MIN_SAMPLES)]
+    #[arg(long, default_value_t = raft_replay::profile::DEFAULT_MIN_SAMPLES)]
     pub min_samples: u64,
     /// Allocation profile instead of CPU (needs a build with the `alloc-profile` feature).
     #[arg(long)]
@@ -77,9 +77,9 @@ fn synthetic_member(puts: u64) -> std::io::Result<(tempfile::TempDir, PathBuf)> 
         .prefix("raft-replay-synthetic-")
         .tempdir()?;
     let path = dir.path().join("synthetic");
-    let log = crate::profile::synth::write_synthetic(
+    let log = raft_replay::profile::synth::write_synthetic(
         &path,
-        &crate::profile::synth::SynthSpec {
+        &raft_replay::profile::synth::SynthSpec {
             puts,
             ..Default::default()
         },
@@ -96,13 +96,14 @@ fn synthetic_member(puts: u64) -> std::io::Result<(tempfile::TempDir, PathBuf)> 
 
 #[cfg(feature = "profile")]
 fn cpu(fs: &dyn ReadOnlyFs, options: &ProfileOptions) -> i32 {
-    let summary = match crate::profile::profile(fs, options, &mut |m| eprintln!("profile: {m}")) {
-        Ok(summary) => summary,
-        Err(e) => {
-            eprintln!("raft-replay profile: {e}");
-            return EXIT_CANNOT_RUN;
-        }
-    };
+    let summary =
+        match raft_replay::profile::profile(fs, options, &mut |m| eprintln!("profile: {m}")) {
+            Ok(summary) => summary,
+            Err(e) => {
+                eprintln!("raft-replay profile: {e}");
+                return EXIT_CANNOT_RUN;
+            }
+        };
     let run = &summary.last_run;
     let total = summary.spans.total();
     let mut text = format!(
@@ -145,7 +146,7 @@ fn cpu(_fs: &dyn ReadOnlyFs, _options: &ProfileOptions) -> i32 {
 
 #[cfg(feature = "alloc-profile")]
 fn alloc(fs: &dyn ReadOnlyFs, options: &ProfileOptions) -> i32 {
-    match crate::profile::alloc::profile_allocations(fs, options) {
+    match raft_replay::profile::alloc::profile_allocations(fs, options) {
         Ok(text) => {
             super::out(&text);
             super::EXIT_OK

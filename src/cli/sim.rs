@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
-use crate::sim::gen::{run_cases, scenario_path, Summary};
-use crate::sim::Inject;
+use raft_replay::sim::gen::{run_cases, scenario_path, Summary};
+use raft_replay::sim::Inject;
 
 fn counts(map: &std::collections::BTreeMap<&'static str, u64>) -> String {
     if map.is_empty() {

@@ -7,8 +7,8 @@ use super::facts::MemberFacts;
 use super::rules::{Status, RULES};
 use super::v2::{fate, V2Fate};
 use super::GateReport;
+use crate::check::junit::{invariant_cases, render, TestCase, TestSuite};
 use crate::check::Finding;
-use crate::cli::junit::{invariant_cases, render, TestCase, TestSuite};
 
 /// `pass`, `blocked` (an upgrade rule), `findings` (invariants), `changed` (baseline), worst first.
 pub fn verdict(r: &GateReport) -> &'static str {

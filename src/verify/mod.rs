@@ -16,6 +16,8 @@
 //! back is [`VerifyError::DigestsLost`], an input that cannot be read at all is
 //! [`VerifyError::Unreadable`].
 
+mod render;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -1,19 +1,71 @@
-//! raft-replay: decode etcd's WAL and snapshot files, replay them through raft-rs and an
-//! etcd MVCC model, and check Raft's safety invariants.
+//! raft-replay: did Raft's safety hold? Decode etcd's WAL and snapshot files bit for bit, replay
+//! them through raft-rs and a model of etcd's MVCC store, and check Raft's invariants — for a
+//! member, or for every member of a cluster together.
 //!
-//! The core is pure (bytes in, findings out); file access lives at the edges behind
-//! [`fsio::ReadOnlyFs`], which tests can fault.
+//! # The front door
+//!
+//! [`verify_cluster`] is the whole of `raft-replay verify`: etcd's boot read of each member,
+//! every invariant per member and across members, the raft-rs replay (restart and apply, a
+//! follower re-execution of every persisted batch), the KV replay's HashKV and its agreement
+//! across members. `gate`, `sim`, `crash` and `profile` build on the same pipeline.
+//!
+//! ```no_run
+//! use std::path::PathBuf;
+//!
+//! let members: Vec<PathBuf> = ["m1", "m2", "m3"].iter().map(|m| PathBuf::from("backup").join(m)).collect();
+//! let report = raft_replay::verify_cluster(&raft_replay::RealFs, &members, &Default::default())?;
+//! report.assert_holds(); // panics with every failing finding
+//! for member in &report.members {
+//!     println!("{}: HashKV {:?}", member.name, member.replay.as_ref().and_then(|r| r.hashkv));
+//! }
+//! # Ok::<(), raft_replay::VerifyError>(())
+//! ```
+//!
+//! Input is only ever read, through [`ReadOnlyFs`] (no write operation exists); [`MemFs`] holds
+//! files in memory and can fault reads.
+//!
+//! # Internals
+//!
+//! The modules below are public for this crate's binary, tests and benchmarks, and are hidden
+//! from the documentation: they are not a stable API. The core is pure (bytes in, findings out);
+//! file access lives at the edges behind [`ReadOnlyFs`].
+#![deny(missing_docs)]
 
+#[doc(hidden)]
 pub mod check;
+#[doc(hidden)]
 pub mod crash;
+#[doc(hidden)]
 pub mod fsio;
+#[doc(hidden)]
 pub mod gate;
+#[doc(hidden)]
 pub mod member;
+#[doc(hidden)]
 pub mod mvcc;
+#[doc(hidden)]
 pub mod profile;
+#[doc(hidden)]
 pub mod proto;
+#[doc(hidden)]
 pub mod replay;
+#[doc(hidden)]
 pub mod sim;
+#[doc(hidden)]
 pub mod snap;
+#[doc(hidden)]
 pub mod verify;
+#[doc(hidden)]
 pub mod wal;
+
+pub use check::{Finding, Severity};
+pub use fsio::{MemFs, ReadOnlyFs, RealFs};
+pub use gate::version::Version;
+pub use gate::{run_gate, GateReport};
+pub use member::OpenError;
+pub use replay::member_state::MemberState;
+pub use verify::{
+    verify_cluster, verify_named, ClusterReport, EntryReading, MemberReport, VerifyError,
+    VerifyOptions,
+};
+pub use wal::{DecoderMode, Location};

@@ -222,13 +222,41 @@ impl<'fs> MemberFiles<'fs> {
     }
 }
 
+/// Why a read starts where it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// The first segment, index 0: the whole WAL.
+    Beginning,
+    /// The snapshot etcd boots from (its newest loadable `.snap` the WAL confirms).
+    Snapshot,
+    /// A snapshot past a gap a leader snapshot left: the WAL cannot be read from the start.
+    GapFallback,
+}
+
+impl ReadFrom {
+    /// The name in JSON and in `dump --summary`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadFrom::Beginning => "beginning",
+            ReadFrom::Snapshot => "snapshot",
+            ReadFrom::GapFallback => "gap_fallback",
+        }
+    }
+}
+
+impl std::fmt::Display for ReadFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How a read chose its start.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StartChoice {
     pub index: u64,
     pub term: u64,
-    /// `"beginning"`, `"snapshot"` (etcd's boot choice) or `"gap_fallback"`.
-    pub reason: &'static str,
+    pub reason: ReadFrom,
     pub snap_file: Option<String>,
 }
 
@@ -258,7 +286,7 @@ fn read_member_with(files: &MemberFiles<'_>, mode: DecoderMode, keep_entries: bo
     let mut start = StartChoice {
         index: 0,
         term: 0,
-        reason: "beginning",
+        reason: ReadFrom::Beginning,
         snap_file: None,
     };
     let mut contents = files.read_from_with(0, 0, mode, keep_entries);
@@ -329,7 +357,7 @@ fn read_member_with(files: &MemberFiles<'_>, mode: DecoderMode, keep_entries: bo
             start = StartChoice {
                 index,
                 term,
-                reason: "gap_fallback",
+                reason: ReadFrom::GapFallback,
                 snap_file,
             };
         }

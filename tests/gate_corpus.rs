@@ -1,7 +1,7 @@
 //! `cargo test` is the upgrade gate: `raft-replay gate` over every capture in `corpus/`, against
 //! the baselines checked in under `tests/baselines/`, with insta snapshots of the reports.
 //!
-//! Must show (issue 8): a 3.4 capture with `--target 3.5` → 0; `--target 3.6` → 1, naming the
+//! What it shows: a 3.4 capture with `--target 3.5` → 0; `--target 3.6` → 1, naming the
 //! v2 entries after each member's last snapshot (etcd 3.6 translates those the captures hold;
 //! the upgrade is refused because 3.4 → 3.6 skips a minor version); a changed baseline → 1 with a
 //! readable diff. Numbers come from the data (`dump`), never hard-coded.

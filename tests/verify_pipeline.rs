@@ -47,7 +47,7 @@ fn verify_and_gate(
 
 /// Two members: m1 voted in term 3 for 5, a member m1's log adds at 61; m2 voted for 5 too but
 /// its log stops before 61. A vote for an id another member's log knows is a vote for a member:
-/// `verify` accepts it, and so must the gate (it used to report `raft.vote_not_member` on m2).
+/// `verify` accepts it, and so must the gate (no `raft.vote_not_member` on m2).
 #[test]
 fn a_vote_for_a_member_only_another_member_knows_passes_verify_and_gate() {
     let mut a = scripted(1);
@@ -76,8 +76,8 @@ fn a_vote_for_a_member_only_another_member_knows_passes_verify_and_gate() {
 }
 
 /// A finding only the replay makes (the follower re-execution: etcd persisted committed entry
-/// 60 again, which Raft's follower never does) fails `verify`, and so must fail the gate (it
-/// used to print "invariants (as `raft-replay verify`) … OK" here).
+/// 60 again, which Raft's follower never does) fails `verify`, and so must fail the gate's
+/// invariants.
 #[test]
 fn a_finding_only_the_replay_makes_fails_verify_and_gate() {
     let mut a = scripted(1);

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
 use raft_replay::check::scan::scan_member_after;
 use raft_replay::fsio::ReadOnlyFs;
-use raft_replay::member::{read_member, MemberFiles, MemberRead};
+use raft_replay::member::{read_member, MemberFiles, MemberRead, ReadFrom};
 use raft_replay::proto::etcdserverpb::Metadata;
 use raft_replay::proto::payload::{decode_payload, payload_json, payload_text, Payload};
 use raft_replay::proto::raftpb::Entry;
@@ -32,7 +32,7 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, format: Format, summary: bool, fore
     // A log read whole from its first segment is read without keeping its entries: a summary
     // needs none, and a dump streams them (memory does not grow with the log).
     let read = read_for_streaming(&files, mode);
-    if read.start.reason == "gap_fallback" {
+    if read.start.reason == ReadFrom::GapFallback {
         eprintln!(
             "note: the WAL has a gap left by a leader snapshot; reading from snapshot index {} term {}{}, as etcd does",
             read.start.index,

@@ -4,7 +4,7 @@
 //! The WAL is append-only (etcd zeroes a torn tail before appending again), so the files as
 //! captured are the last of a sequence of states each a record prefix of the next: the state after
 //! `k` records were handed to the OS is `records[..k]`. Fsync points follow from the record stream
-//! by etcd's rules (etcd-wal-format.md §5): a Save's entries then its HardState, synced when
+//! by etcd's rules (`wal.Save`, `raft.MustSync`): a Save's entries then its HardState, synced when
 //! `MustSync` (entries, or a term or vote change; a commit-only HardState is not synced); a
 //! snapshot record always synced; a HardState saved with a leader snapshot synced by the server's
 //! explicit `Sync` (#10219); a cut syncs the old tail and the new segment's header.

@@ -33,7 +33,7 @@ use serde::Serialize;
 pub use cluster::{enumerate_cluster, ClusterRun};
 pub use member::{enumerate_member, MemberRun};
 
-/// The fault classes of issue 5. (a)–(e) are states a crash can leave under the usual model
+/// The fault classes. (a)–(e) are states a crash can leave under the usual model
 /// (fsynced data persists; sectors are written atomically); (f)–(i) are storage faults beyond it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum FaultClass {

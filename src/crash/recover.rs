@@ -12,7 +12,7 @@ use raft::storage::MemStorage;
 use raft::RawNode;
 
 use crate::fsio::{MemFs, ReadOnlyFs};
-use crate::member::{MemberFiles, MemberRead, OpenError, StartChoice};
+use crate::member::{MemberFiles, MemberRead, OpenError, ReadFrom, StartChoice};
 use crate::proto::raftpb::{ConfState, Entry, HardState};
 use crate::proto::translate;
 use crate::replay::{discard_logger, replay_config, run_guarded};
@@ -235,9 +235,9 @@ fn recover_fs(
             index: start_index,
             term: start_term,
             reason: if loaded.is_some() {
-                "snapshot"
+                ReadFrom::Snapshot
             } else {
-                "beginning"
+                ReadFrom::Beginning
             },
             snap_file: loaded.as_ref().map(|s| s.file_name.clone()),
         },
@@ -261,7 +261,7 @@ pub fn read_from_start(state: &DiskState) -> Option<MemberRead> {
         start: StartChoice {
             index: 0,
             term: 0,
-            reason: "beginning",
+            reason: ReadFrom::Beginning,
             snap_file: None,
         },
         valid_snapshots: None,

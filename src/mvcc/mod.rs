@@ -9,7 +9,7 @@
 //! write transaction that changes something takes the next main revision; its changes (puts,
 //! and one tombstone per deleted key) get sub revisions 0, 1, 2, … in execution order. Each
 //! change is an entry of the `key` bucket: `BE64(main) '_' BE64(sub)` (+ `'t'` for a
-//! tombstone) → marshaled `mvccpb.KeyValue`. Per key, a [`key_index`] keeps the generations of
+//! tombstone) → marshaled `mvccpb.KeyValue`. Per key, a `key_index` keeps the generations of
 //! revisions. Compaction drops history, HashKV hashes what is left. Requests that fail write
 //! nothing and take no revision.
 //!
@@ -31,7 +31,7 @@
 //! starts at a leader snapshot needs its `member/snap/db` (not modelled here) or another
 //! member's full WAL; `.snap` files hold only the v2 store.
 //!
-//! # etcd 3.5 differences (from the reference note; select with [`EtcdVersion`])
+//! # etcd 3.5 differences (select with [`EtcdVersion`])
 //!
 //! * Tombstone at the compaction revision kept (3.5.16+, also 3.4.34+) and skipped by HashKV;
 //!   `HashKV(rev == compact revision)` allowed (3.5.10+, also 3.4.27+).

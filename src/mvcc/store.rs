@@ -577,7 +577,7 @@ impl MvccStore {
     /// revision is skipped (those versions keep it in the bucket; older ones delete it).
     ///
     /// Not modelled: 3.5.5+ answers `revision == a recent compaction revision` from a cache
-    /// of hashes computed during compaction (see the reference note §4.4).
+    /// of hashes computed during compaction (etcd `kvstore.HashStorage`).
     pub fn hash_kv(&self, revision: i64) -> Result<HashKv, MvccError> {
         let compact_revision = self.compact_revision;
         let current_revision = self.current_revision;

@@ -1,4 +1,4 @@
-//! Tests of the MVCC model: the reference vectors (etcd-mvcc-apply.md §4.7, produced by etcd's
+//! Tests of the MVCC model: the reference vectors (produced by etcd's
 //! own mvcc package), apply-path semantics, and a property test against a naive oracle.
 
 use bytes::Bytes;

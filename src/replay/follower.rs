@@ -7,6 +7,7 @@
 //! the same protocol, so a difference means the WAL does not follow from Raft (§5.3, Fig. 2).
 //! Votes are not re-executed (elections leave no messages in the WAL).
 
+use super::kinds;
 use bytes::Bytes;
 use prost::Message as _;
 use raft::eraftpb::{self, MessageType};
@@ -145,7 +146,7 @@ pub fn reexecute(
                         let at = entries.first().map(|(_, l)| l.clone()).unwrap_or(location);
                         outcome.findings.push(finding(
                             member,
-                            "replay.raft_panic",
+                            kinds::FOLLOWER_PANIC,
                             at,
                             state.term,
                             format!("raft-rs panicked re-executing this batch: {panic}"),
@@ -200,7 +201,7 @@ fn deliver(
             .map(|(_, l)| l.clone())
             .unwrap_or(state_location);
         return Err((
-            "replay.append_rejected",
+            kinds::APPEND_REJECTED,
             at,
             format!("the batch starts at index {} but the log ends at {last_index}: entries are missing", prev_index + 1),
         ));
@@ -223,11 +224,11 @@ fn deliver(
     message.commit = state.commit;
     for (entry, location) in batch {
         let translated = translate::entry(entry)
-            .map_err(|e| ("replay.bad_entry", location.clone(), e.to_string()))?;
+            .map_err(|e| (kinds::BAD_ENTRY, location.clone(), e.to_string()))?;
         message.entries.push(translated);
     }
     node.step(message)
-        .map_err(|e| ("replay.step_refused", state_location.clone(), e.to_string()))?;
+        .map_err(|e| (kinds::STEP_REFUSED, state_location.clone(), e.to_string()))?;
     let mut persisted: Vec<eraftpb::Entry> = Vec::new();
     while node.has_ready() {
         let mut ready = node.ready();
@@ -242,7 +243,7 @@ fn deliver(
                     .map(|(_, l)| l.clone())
                     .unwrap_or(state_location.clone());
                 return Err((
-                    "replay.append_rejected",
+                    kinds::APPEND_REJECTED,
                     at,
                     format!("raft-rs rejects the batch: no entry at index {prev_index} with term {prev_term} to follow"),
                 ));
@@ -260,13 +261,10 @@ fn deliver(
                     e
                 })
                 .collect();
-            node.mut_store().wl().append(&stored).map_err(|e| {
-                (
-                    "replay.append_refused",
-                    state_location.clone(),
-                    e.to_string(),
-                )
-            })?;
+            node.mut_store()
+                .wl()
+                .append(&stored)
+                .map_err(|e| (kinds::APPEND_REFUSED, state_location.clone(), e.to_string()))?;
             persisted.extend(entries);
         }
         if let Some(hs) = ready.hs() {
@@ -294,7 +292,7 @@ fn deliver(
             String::new()
         };
         return Err((
-            "replay.persist_mismatch",
+            kinds::PERSIST_MISMATCH,
             at,
             format!("etcd persisted entries {expected:?}, raft-rs would persist {got:?}{why}"),
         ));
@@ -305,7 +303,7 @@ fn deliver(
     {
         // A commit-only save: raft-rs must land on the same commit.
         return Err((
-            "replay.commit_mismatch",
+            kinds::COMMIT_MISMATCH,
             Location {
                 raft_index: Some(state.commit),
                 ..state_location
@@ -395,7 +393,7 @@ mod tests {
         );
         let outcome = reexecute("m", decoder_of(&w), 0, 0, &ConfState::default());
         assert_eq!(outcome.findings.len(), 1, "{:?}", outcome.findings);
-        assert_eq!(outcome.findings[0].kind, "replay.persist_mismatch");
+        assert_eq!(outcome.findings[0].kind, kinds::PERSIST_MISMATCH);
         assert!(
             outcome.findings[0]
                 .message
@@ -429,7 +427,8 @@ mod tests {
         let outcome = reexecute("m", decoder_of(&w), 0, 0, &ConfState::default());
         assert_eq!(outcome.findings.len(), 1, "{:?}", outcome.findings);
         assert_eq!(
-            outcome.findings[0].kind, "replay.append_rejected",
+            outcome.findings[0].kind,
+            kinds::APPEND_REJECTED,
             "{}",
             outcome.findings[0].message
         );
@@ -511,7 +510,7 @@ mod tests {
         );
         let rewritten = reexecute("m", decoder_of(&write(true)), 0, 0, &ConfState::default());
         assert_eq!(rewritten.findings.len(), 1, "{:?}", rewritten.findings);
-        assert_eq!(rewritten.findings[0].kind, "replay.persist_mismatch");
+        assert_eq!(rewritten.findings[0].kind, kinds::PERSIST_MISMATCH);
         assert!(rewritten.findings[0]
             .message
             .contains("committed entry was rewritten"));

@@ -1,6 +1,7 @@
 //! Checks made before handing state to raft-rs, which would otherwise panic (`fatal!`) inside
 //! `RawNode::new`: "hs.commit {} is out of range [{}, {}]", "invalid restore", …
 
+use super::kinds;
 use crate::check::{Finding, Severity};
 use crate::proto::raftpb::{ConfState, Entry, HardState};
 use crate::wal::Location;
@@ -81,7 +82,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
         if first != state.snapshot_index + 1 {
             findings.push(finding(
                 state,
-                "raft.log_not_contiguous",
+                kinds::LOG_NOT_CONTIGUOUS,
                 first,
                 format!(
                     "first entry {} does not follow the snapshot index {}",
@@ -94,7 +95,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
     for &(before, after) in &log.breaks {
         findings.push(finding(
             state,
-            "raft.log_not_contiguous",
+            kinds::LOG_NOT_CONTIGUOUS,
             after,
             format!("entry {after} follows entry {before}"),
             "Raft §5.3 Log Matching; raft-rs MemStorage::append",
@@ -105,7 +106,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
         if first.index != state.snapshot_index + 1 {
             findings.push(finding(
                 state,
-                "raft.log_not_contiguous",
+                kinds::LOG_NOT_CONTIGUOUS,
                 first.index,
                 format!(
                     "first entry {} does not follow the snapshot index {}",
@@ -119,7 +120,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
         if pair[1].index != pair[0].index + 1 {
             findings.push(finding(
                 state,
-                "raft.log_not_contiguous",
+                kinds::LOG_NOT_CONTIGUOUS,
                 pair[1].index,
                 format!("entry {} follows entry {}", pair[1].index, pair[0].index),
                 "Raft §5.3 Log Matching; raft-rs MemStorage::append",
@@ -130,7 +131,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
         if hs.commit > last_index {
             findings.push(finding(
                 state,
-                "raft.commit_beyond_last",
+                crate::check::commit_boundary::BEYOND_LAST,
                 hs.commit,
                 format!(
                     "HardState commit {} is beyond the last index {last_index}: committed entries were lost (raft-rs: hs.commit out of range; etcd: tocommit out of range)",
@@ -142,7 +143,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
         if hs.commit < state.snapshot_index {
             findings.push(finding(
                 state,
-                "raft.commit_below_snapshot",
+                kinds::COMMIT_BELOW_SNAPSHOT,
                 hs.commit,
                 format!(
                     "HardState commit {} is below the snapshot index {}",
@@ -156,7 +157,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
             // first), and raft-rs starts from it: a warning, not a reason to refuse.
             findings.push(warning(finding(
                 state,
-                "raft.hardstate_term_behind_log",
+                crate::check::commit_boundary::TERM_BEHIND_LOG,
                 last_index,
                 format!(
                     "HardState term {} is below the last entry's term {last_term}",
@@ -171,7 +172,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
         if cs.learners.contains(id) {
             findings.push(finding(
                 state,
-                "raft.voter_and_learner",
+                crate::check::joint::VOTER_AND_LEARNER,
                 state.snapshot_index,
                 format!("member {id:x} is both a voter and a learner in the snapshot's ConfState"),
                 "raft-rs confchange::restore check_invariants",
@@ -181,7 +182,7 @@ pub fn preflight_log(state: &RestartState<'_>, log: &LogSummary) -> Vec<Finding>
     if cs.voters_outgoing.is_empty() && (!cs.learners_next.is_empty() || cs.auto_leave) {
         findings.push(finding(
             state,
-            "raft.invalid_conf_state",
+            crate::check::joint::INVALID_CONF_STATE,
             state.snapshot_index,
             "learners_next / auto_leave set outside a joint configuration".into(),
             "raft-rs confchange check_invariants",
@@ -229,7 +230,7 @@ mod tests {
         );
         let findings = preflight(&state);
         assert_eq!(findings.len(), 1);
-        assert_eq!(findings[0].kind, "raft.commit_beyond_last");
+        assert_eq!(findings[0].kind, crate::check::commit_boundary::BEYOND_LAST);
         assert_eq!(findings[0].location.raft_index, Some(9));
     }
 

@@ -3,6 +3,7 @@
 //! entry in order: conf changes through `apply_conf_change` (etcd numbering translated), all
 //! entries handed to the caller's state machine.
 
+use super::kinds;
 use prost::Message;
 use raft::eraftpb;
 use raft::{RawNode, Storage};
@@ -149,7 +150,7 @@ pub fn restart_and_apply_from(
         Err((index, e)) => {
             outcome.findings.push(violation(
                 state.member,
-                "raft.unknown_entry_type",
+                kinds::UNKNOWN_ENTRY_TYPE,
                 Some(index),
                 e.to_string(),
                 "etcd raftpb.EntryType",
@@ -192,7 +193,7 @@ pub fn restart_and_apply_from(
                 let Some(entry) = entry else {
                     local.findings.push(violation(
                         member,
-                        "raft.applied_unknown_entry",
+                        kinds::APPLIED_UNKNOWN_ENTRY,
                         Some(raft_entry.index),
                         "raft-rs applied an entry the log does not hold".into(),
                         "raft-rs RawNode committed_entries",
@@ -227,7 +228,7 @@ pub fn restart_and_apply_from(
         Ok(Err(error)) => {
             outcome.findings.push(violation(
                 member,
-                "raft.restart_refused",
+                kinds::RESTART_REFUSED,
                 None,
                 error,
                 "raft-rs RawNode::new",
@@ -237,7 +238,7 @@ pub fn restart_and_apply_from(
         Err(panic) => {
             outcome.findings.push(violation(
                 member,
-                "raft.panic",
+                kinds::PANIC,
                 None,
                 format!("raft-rs panicked: {panic}"),
                 "raft-rs fatal!/panic on invalid state",
@@ -284,7 +285,7 @@ fn apply_membership<S: Storage>(
         }
         Some(Err(error)) => outcome.findings.push(violation(
             member,
-            "raft.conf_change_rejected",
+            kinds::CONF_CHANGE_REJECTED,
             Some(entry.index),
             format!("raft-rs rejects the committed conf change: {error} (etcd panics applying it)"),
             "Raft §6 / raft-rs confchange::Changer",
@@ -400,7 +401,10 @@ mod tests {
         );
         let outcome = restart_and_apply(&state, 1, u64::MAX, &mut |_| {});
         assert!(!outcome.started);
-        assert_eq!(outcome.findings[0].kind, "raft.commit_beyond_last");
+        assert_eq!(
+            outcome.findings[0].kind,
+            crate::check::commit_boundary::BEYOND_LAST
+        );
         assert_eq!(outcome.findings[0].location.raft_index, Some(12));
     }
 
@@ -421,7 +425,7 @@ mod tests {
             outcome
                 .findings
                 .iter()
-                .any(|f| f.kind == "raft.conf_change_rejected" && f.location.raft_index == Some(2)),
+                .any(|f| f.kind == kinds::CONF_CHANGE_REJECTED && f.location.raft_index == Some(2)),
             "{:?}",
             outcome.findings
         );

@@ -12,7 +12,7 @@
 //! and terms and reports types), and the apply loop hands the caller the decoded entry itself.
 //!
 //! Semantics otherwise follow `MemStorage` after `apply_snapshot` (or `set_conf_state`) +
-//! `append` + `set_hardstate`, as `restart_and_apply` used to set it up: the same first/last
+//! `append` + `set_hardstate` (what a restart from a snapshot builds): the same first/last
 //! index, `term` errors (`Compacted` below the snapshot, `Unavailable` past the end) and the same
 //! panic for a range past the end.
 
@@ -228,7 +228,7 @@ mod tests {
         }
     }
 
-    /// The same answers as raft-rs's MemStorage set up as restart_and_apply used to.
+    /// The same answers as raft-rs's MemStorage set up from the same snapshot, entries and state.
     #[test]
     #[allow(clippy::field_reassign_with_default)] // rust-protobuf messages have private fields
     fn answers_like_mem_storage_after_snapshot_and_append() {

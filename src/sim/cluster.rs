@@ -3,7 +3,7 @@
 //! injected bugs. Everything is deterministic: no clock, no thread, no unseeded randomness
 //! (election timeouts are fixed per node: `min_election_tick = election_tick`, `max = +1`).
 //!
-//! Ready handling follows raft-rs 0.7's documented order (anchors §A.4): messages, committed
+//! Ready handling follows raft-rs 0.7's documented order: messages, committed
 //! entries (conf changes through `apply_conf_change` at apply time), entries + HardState through
 //! `WAL.Save` (fsync when `MustSync`), raft storage append, persisted messages, `advance`, then
 //! the light ready's commit index (a commit-only HardState, not fsynced, as etcd) and entries.

@@ -123,7 +123,7 @@ mod tests {
     use super::*;
     use crate::proto::raftpb::{ConfState, SnapshotMetadata};
 
-    /// etcd-wal-format.md §6.1's 34-byte example file, written by etcd 3.4.23.
+    /// A 34-byte `.snap` file written by etcd 3.4.23's `snap.Snapshotter.SaveSnap`.
     const REFERENCE_SNAP: &str =
         "08dcb5c6b901121a0a0b7b22526f6f74223a7b7d7d120b0a0508b4242800100318";
 

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::{ClusterReport, MemberReport};
 use crate::check::junit::{invariant_cases, render, TestSuite};
 use crate::check::{Finding, Severity};
+use crate::member::ReadFrom;
 use crate::replay::member_state::MemberState;
 
 impl std::fmt::Display for ClusterReport {
@@ -95,12 +96,12 @@ fn text(reports: &[MemberReport]) -> String {
             _ => "none".to_string(),
         };
         let start = match report.read.start.reason {
-            "beginning" => "read from the start of the WAL".to_string(),
-            "gap_fallback" => format!(
+            ReadFrom::Beginning => "read from the start of the WAL".to_string(),
+            ReadFrom::GapFallback => format!(
                 "read from the snapshot at index {} (a leader snapshot left a gap)",
                 report.read.start.index
             ),
-            other => format!("read from {other} {}", report.read.start.index),
+            ReadFrom::Snapshot => format!("read from snapshot {}", report.read.start.index),
         };
         text.push_str(&format!(
             "{}: {} entries ({range}), commit {}, {start}{}\n",

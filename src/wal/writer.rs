@@ -383,7 +383,7 @@ mod tests {
     use crate::proto::etcdserverpb::Metadata;
     use crate::proto::raftpb::ConfChange;
 
-    /// The reference WAL of etcd-wal-format.md §3.5 (written by etcd 3.4.23's own `wal`).
+    /// A WAL written by etcd 3.4.23's own `wal` package (`wal.Create`, `Save`, `SaveSnapshot`).
     #[test]
     fn reproduces_etcd_reference_bytes() {
         let metadata = Metadata {

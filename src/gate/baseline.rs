@@ -148,14 +148,27 @@ pub fn baseline(members: &[MemberFacts]) -> Baseline {
     }
 }
 
-pub fn parse(text: &str) -> Result<Baseline, String> {
-    let baseline: Baseline =
-        serde_json::from_str(text).map_err(|e| format!("not a gate baseline: {e}"))?;
+/// Why a baseline file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    /// Not JSON of a baseline's shape.
+    #[error("not a gate baseline: {0}")]
+    NotABaseline(#[from] serde_json::Error),
+    /// A baseline of another format version.
+    #[error("baseline format {found:?}, this build reads {FORMAT:?}")]
+    Format {
+        /// The file's `format`.
+        found: String,
+    },
+}
+
+/// Reads a lock file written by [`render`].
+pub fn parse(text: &str) -> Result<Baseline, BaselineError> {
+    let baseline: Baseline = serde_json::from_str(text)?;
     if baseline.format != FORMAT {
-        return Err(format!(
-            "baseline format {:?}, this build reads {FORMAT:?}",
-            baseline.format
-        ));
+        return Err(BaselineError::Format {
+            found: baseline.format,
+        });
     }
     Ok(baseline)
 }

@@ -38,6 +38,7 @@
 
 pub mod decode;
 pub mod digest_items;
+mod finding;
 
 pub mod applied;
 pub mod cluster;
@@ -64,86 +65,8 @@ pub mod state_hash;
 pub mod term_monotonic;
 pub mod vote;
 
-use serde::Serialize;
-
-use crate::wal::Location;
-
+pub use finding::{dedup, sort, Finding, Severity};
 pub use scan::{scan_member, MemberScan};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// A Raft safety property does not hold.
-    Violation,
-    /// The files are damaged: etcd would refuse them or silently read less.
-    Corruption,
-    /// Something etcd handles by itself (a torn tail it repairs) or worth a look.
-    Warning,
-}
-
-impl Severity {
-    pub fn is_failure(self) -> bool {
-        matches!(self, Severity::Violation | Severity::Corruption)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// A stable identifier, e.g. `wal.record_crc`.
-    pub kind: &'static str,
-    pub severity: Severity,
-    /// The member input path this finding is about.
-    pub member: String,
-    #[serde(flatten)]
-    pub location: Location,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub term: Option<u64>,
-    pub message: String,
-    /// The rule enforced: Raft paper section, TLA+ invariant, or the etcd code path.
-    pub reference: &'static str,
-}
-
-impl Finding {
-    /// A finding about one member.
-    pub fn new(
-        kind: &'static str,
-        severity: Severity,
-        member: &str,
-        location: Location,
-        term: Option<u64>,
-        message: String,
-        reference: &'static str,
-    ) -> Finding {
-        Finding {
-            kind,
-            severity,
-            member: member.to_string(),
-            location,
-            term,
-            message,
-            reference,
-        }
-    }
-}
-
-impl std::fmt::Display for Finding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let severity = match self.severity {
-            Severity::Violation => "VIOLATION",
-            Severity::Corruption => "CORRUPTION",
-            Severity::Warning => "warning",
-        };
-        write!(
-            f,
-            "{severity} [{}] {}: {}",
-            self.kind, self.member, self.message
-        )?;
-        if let Some(term) = self.term {
-            write!(f, " (term {term})")?;
-        }
-        write!(f, " at {} ({})", self.location, self.reference)
-    }
-}
 
 /// One invariant as `verify` reports it: a JUnit testcase per member × invariant, passing when
 /// none of its finding kinds failed for that member.
@@ -289,43 +212,6 @@ pub const INVARIANTS: &[Invariant] = &[
         kinds: &[state_hash::KIND],
     },
 ];
-
-/// Drops exact repeats (same kind, member and location): the invariant scan and ReadAll can both
-/// name one index gap.
-pub fn dedup(findings: &mut Vec<Finding>) {
-    let mut seen = std::collections::HashSet::new();
-    findings.retain(|f| {
-        seen.insert((
-            f.kind,
-            f.member.clone(),
-            f.location.segment.clone(),
-            f.location.offset,
-            f.location.raft_index,
-        ))
-    });
-}
-
-/// Most severe first, then by member, kind, and position.
-pub fn sort(findings: &mut [Finding]) {
-    findings.sort_by(|a, b| {
-        (
-            a.severity,
-            &a.member,
-            a.kind,
-            &a.location.segment,
-            a.location.offset,
-            a.location.raft_index,
-        )
-            .cmp(&(
-                b.severity,
-                &b.member,
-                b.kind,
-                &b.location.segment,
-                b.location.offset,
-                b.location.raft_index,
-            ))
-    });
-}
 
 /// The per-member result: what the scan kept (for the cross-member checks) and every finding
 /// about this member (decode-level and invariant findings, deduplicated).

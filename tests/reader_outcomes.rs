@@ -202,6 +202,85 @@ fn truncated_newest_snap_is_skipped_with_a_warning() {
 }
 
 #[test]
+fn garbage_after_a_zero_length_word_is_damage_etcd_reads_past() {
+    use raft_replay::wal::{DecoderMode, WalErrorKind};
+    // The records of the non-last segment are intact and the CRC chain holds: etcd's
+    // decodeRecord ends the segment at the zero word, never reads the bytes after it, and boots
+    // with every entry. Still a failure finding, but no refusal.
+    let d = damage::garbage_after_zero_word_in_non_last_segment();
+    let (code, report) = verify_json(&[d.path()]);
+    assert_eq!(code, 1, "{report:#}");
+    let all = findings(&report);
+    let skipped = finding_of(&all, "wal.skipped_bytes");
+    assert_eq!(skipped["severity"], "corruption");
+    assert_eq!(skipped["segment"], d.file.as_deref().unwrap());
+    assert_eq!(skipped["offset"], d.offset.unwrap());
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap()
+            .contains("[etcd: none: etcd never reads these bytes"),
+        "{skipped:#}"
+    );
+    let fs = raft_replay::fsio::RealFs;
+    let files = raft_replay::member::MemberFiles::open(&fs, d.path()).unwrap();
+    let read = raft_replay::member::read_member(&files, DecoderMode::Strict);
+    assert!(
+        read.contents.errors.is_empty(),
+        "{:?}",
+        read.contents.errors
+    );
+    assert!(
+        matches!(
+            read.contents.accepted_by_etcd[..],
+            [raft_replay::wal::WalError {
+                kind: WalErrorKind::SkippedBytes { .. },
+                ..
+            }]
+        ),
+        "{:?}",
+        read.contents.accepted_by_etcd
+    );
+    let (_, clean) = verify_json(&[member("cluster-b", "b1").as_path()]);
+    assert_eq!(
+        report["members"][0]["entry_count"], clean["members"][0]["entry_count"],
+        "{report:#}"
+    );
+    // Forensic mode reads into the bytes (a resync) and lists them with the other damage.
+    let forensic = raft_replay::member::read_member(&files, DecoderMode::Forensic);
+    assert!(
+        forensic
+            .contents
+            .errors
+            .iter()
+            .any(|e| matches!(e.kind, WalErrorKind::SkippedBytes { .. })),
+        "{:?}",
+        forensic.contents.errors
+    );
+}
+
+#[test]
+fn a_record_ending_inside_a_varint_is_a_torn_tail_etcd_repairs() {
+    // gogo's Unmarshal says io.ErrUnexpectedEOF for it: in the last segment wal.Repair
+    // truncates the segment there and etcd boots without the later records.
+    let d = damage::record_ending_inside_a_varint();
+    let (code, report) = verify_json(&[d.path()]);
+    let all = findings(&report);
+    assert!(all.iter().all(|f| f["kind"] != "wal.proto"), "{all:#?}");
+    let torn = finding_of(&all, "wal.torn_tail");
+    assert_eq!(torn["severity"], "warning");
+    assert_eq!(torn["offset"], d.offset.unwrap());
+    assert!(
+        torn["message"]
+            .as_str()
+            .unwrap()
+            .contains("[etcd: unexpected EOF]"),
+        "{torn:#}"
+    );
+    assert_eq!(code, 0, "{report:#}");
+}
+
+#[test]
 fn sequence_gap_after_a_later_segment_cannot_boot() {
     // Sequences 1 and 3: isValidSeq only lets a gap after sequence 0 through.
     let d = damage::sequence_gap_elsewhere();

@@ -268,9 +268,57 @@ pub struct MemberRead {
     pub skipped_snaps: Vec<SkippedSnap>,
 }
 
-/// Read from the beginning of the WAL; where a leader snapshot left a gap, from the snapshot etcd
-/// would boot from (the newest `.snap` matching a valid WAL snapshot record, else the newest
-/// valid WAL snapshot record).
+impl MemberRead {
+    /// The snapshot etcd's boot reads the WAL from: the `.snap` `LoadNewestAvailable` chose,
+    /// else `{0,0}`.
+    pub fn boot_start(&self) -> (u64, u64) {
+        self.snapshot
+            .as_ref()
+            .map(|s| (s.snapshot.metadata.index, s.snapshot.metadata.term))
+            .unwrap_or((0, 0))
+    }
+
+    /// Whether etcd's boot gets through the WAL: `ValidSnapshotEntries` succeeds, then ReadAll in
+    /// write mode from [`Self::boot_start`] reads on (a torn tail of the last segment after
+    /// `wal.Repair`; a missing start snapshot record is no error in write mode).
+    ///
+    /// This read answers when it is that ReadAll, or when it read every segment from the first
+    /// without an error: the records from the boot snapshot's segment on are a suffix of those,
+    /// so that read fails only on a snapshot record at the boot index with another term. Else
+    /// the boot's ReadAll is run (strict, without keeping entries).
+    pub fn etcd_boots(&self, files: &MemberFiles<'_>) -> bool {
+        if self.valid_snapshots.is_none() {
+            return false;
+        }
+        let (index, term) = self.boot_start();
+        let contents = &self.contents;
+        if contents.errors.is_empty() {
+            if (self.start.index, self.start.term) == (index, term) {
+                return true;
+            }
+            if self.start.index == 0
+                && contents.start_index == 0
+                && contents.segments == files.segments
+                && contents
+                    .snapshots
+                    .iter()
+                    .all(|r| r.snapshot.index != index || r.snapshot.term == term)
+            {
+                return true;
+            }
+        }
+        files
+            .read_from_with(index, term, DecoderMode::Strict, false)
+            .errors
+            .is_empty()
+    }
+}
+
+/// Read from the beginning of the WAL; where a leader snapshot left a gap (or the first segments
+/// were purged), from the snapshot etcd boots from: the newest `.snap` matching a valid WAL
+/// snapshot record. Without one etcd boots from `{0,0}` (`LoadNewestAvailable`:
+/// `ErrNoSnapshot`), whatever snapshot records the WAL holds, and its ReadAll stops where the read
+/// from the beginning stops: that read and its error stand.
 pub fn read_member(files: &MemberFiles<'_>, mode: DecoderMode) -> MemberRead {
     read_member_with(files, mode, true)
 }
@@ -337,28 +385,20 @@ fn read_member_with(files: &MemberFiles<'_>, mode: DecoderMode, keep_entries: bo
         .first()
         .is_some_and(|s| s.seq != 0 || s.raft_index != 0);
     if has_gap || (first_missing && !contents.start_found) {
-        let fallback = snapshot
-            .as_ref()
-            .map(|s| {
-                (
-                    s.snapshot.metadata.index,
-                    s.snapshot.metadata.term,
-                    Some(s.file_name.clone()),
-                )
-            })
-            .or_else(|| {
-                valid
-                    .as_ref()
-                    .and_then(|v| v.snapshots.last())
-                    .map(|s| (s.index, s.term, None))
-            });
+        let fallback = snapshot.as_ref().map(|s| {
+            (
+                s.snapshot.metadata.index,
+                s.snapshot.metadata.term,
+                s.file_name.clone(),
+            )
+        });
         if let Some((index, term, snap_file)) = fallback.filter(|(index, _, _)| *index > 0) {
             contents = files.read_from_with(index, term, mode, keep_entries);
             start = StartChoice {
                 index,
                 term,
                 reason: ReadFrom::GapFallback,
-                snap_file,
+                snap_file: Some(snap_file),
             };
         }
     }

@@ -194,11 +194,144 @@ fn segment_sequence_gap_is_reported() {
 
 #[test]
 fn truncated_newest_snap_is_skipped_with_a_warning() {
-    let d = damage::truncated_newest_snap("cluster-a", "m5");
-    let (_, report) = verify_json(&[d.path()]);
+    // An older .snap matches a valid WAL snapshot record: etcd boots from it.
+    let d = damage::truncated_newest_snap("cluster-a", "m1");
+    let (code, report) = verify_json(&[d.path()]);
+    assert_eq!(code, 0, "{report:#}");
     let f = finding_of(&findings(&report), "snap.unusable").clone();
     assert_eq!(f["severity"], "warning");
     assert_eq!(f["segment"], d.file.as_deref().unwrap());
+}
+
+#[test]
+fn the_only_snap_of_a_member_behind_a_leader_snapshot_truncated_cannot_boot() {
+    // m5 caught up from a leader snapshot: its WAL has a gap that only its .snap bridges. With
+    // no .snap to load, etcd reads from {0,0} (LoadNewestAvailable: ErrNoSnapshot), whatever
+    // snapshot records the WAL holds, and ReadAll stops at the gap.
+    let d = damage::truncated_newest_snap("cluster-a", "m5");
+    assert_eq!(damage::snap_files(d.path()).len(), 1);
+    let (code, report) = verify_json(&[d.path()]);
+    assert_eq!(code, 1, "{report:#}");
+    let all = findings(&report);
+    let gap = finding_of(&all, "wal.index_gap");
+    assert_eq!(gap["severity"], "corruption");
+    let message = gap["message"].as_str().unwrap();
+    assert!(
+        message.contains("[etcd: wal: slice bounds out of range]"),
+        "{message}"
+    );
+    assert_eq!(report["members"][0]["read_from"]["index"], 0, "{report:#}");
+    // etcd boots from no older snapshot: nothing says it does.
+    assert!(
+        all.iter()
+            .all(|f| f["kind"] != "snap.unusable" && f["kind"] != "snap.missing"),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn garbage_after_a_zero_length_word_is_damage_etcd_reads_past() {
+    use raft_replay::wal::{DecoderMode, WalErrorKind};
+    // The records of the non-last segment are intact and the CRC chain holds: etcd's
+    // decodeRecord ends the segment at the zero word, never reads the bytes after it, and boots
+    // with every entry. Still a failure finding, but no refusal.
+    let d = damage::garbage_after_zero_word_in_non_last_segment();
+    let (code, report) = verify_json(&[d.path()]);
+    assert_eq!(code, 1, "{report:#}");
+    let all = findings(&report);
+    let skipped = finding_of(&all, "wal.skipped_bytes");
+    assert_eq!(skipped["severity"], "corruption");
+    assert_eq!(skipped["segment"], d.file.as_deref().unwrap());
+    assert_eq!(skipped["offset"], d.offset.unwrap());
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap()
+            .contains("[etcd: none: etcd never reads these bytes"),
+        "{skipped:#}"
+    );
+    let fs = raft_replay::fsio::RealFs;
+    let files = raft_replay::member::MemberFiles::open(&fs, d.path()).unwrap();
+    let read = raft_replay::member::read_member(&files, DecoderMode::Strict);
+    assert!(
+        read.contents.errors.is_empty(),
+        "{:?}",
+        read.contents.errors
+    );
+    assert!(
+        matches!(
+            read.contents.accepted_by_etcd[..],
+            [raft_replay::wal::WalError {
+                kind: WalErrorKind::SkippedBytes { .. },
+                ..
+            }]
+        ),
+        "{:?}",
+        read.contents.accepted_by_etcd
+    );
+    assert!(read.etcd_boots(&files));
+    let (_, clean) = verify_json(&[member("cluster-b", "b1").as_path()]);
+    assert_eq!(
+        report["members"][0]["entry_count"], clean["members"][0]["entry_count"],
+        "{report:#}"
+    );
+    // Forensic mode reads into the bytes (a resync) and lists them with the other damage.
+    let forensic = raft_replay::member::read_member(&files, DecoderMode::Forensic);
+    assert!(
+        forensic
+            .contents
+            .errors
+            .iter()
+            .any(|e| matches!(e.kind, WalErrorKind::SkippedBytes { .. })),
+        "{:?}",
+        forensic.contents.errors
+    );
+}
+
+#[test]
+fn a_record_ending_inside_a_varint_is_a_torn_tail_etcd_repairs() {
+    // gogo's Unmarshal says io.ErrUnexpectedEOF for it: in the last segment wal.Repair
+    // truncates the segment there and etcd boots without the later records.
+    let d = damage::record_ending_inside_a_varint();
+    let (code, report) = verify_json(&[d.path()]);
+    let all = findings(&report);
+    assert!(all.iter().all(|f| f["kind"] != "wal.proto"), "{all:#?}");
+    let torn = finding_of(&all, "wal.torn_tail");
+    assert_eq!(torn["severity"], "warning");
+    assert_eq!(torn["offset"], d.offset.unwrap());
+    assert!(
+        torn["message"]
+            .as_str()
+            .unwrap()
+            .contains("[etcd: unexpected EOF]"),
+        "{torn:#}"
+    );
+    assert_eq!(code, 0, "{report:#}");
+}
+
+#[test]
+fn snap_file_claims_follow_etcds_boot() {
+    // ValidSnapshotEntries reads past an unknown record type (snapshot and state records only):
+    // the .snap files whose records follow it are not orphans, etcd boots from the newest. Its
+    // ReadAll then stops at the record: no claim that etcd boots from an older snapshot.
+    let d = damage::unknown_record_type();
+    let (code, report) = verify_json(&[d.path()]);
+    assert_eq!(code, 1);
+    let all = findings(&report);
+    let snap_claims: Vec<_> = all
+        .iter()
+        .filter(|f| f["kind"].as_str().unwrap().starts_with("snap."))
+        .collect();
+    assert!(snap_claims.is_empty(), "{snap_claims:#?}");
+    // A CRC mismatch: ValidSnapshotEntries fails and etcd never looks at a .snap file.
+    let d = damage::flipped_entry_bit();
+    let (_, report) = verify_json(&[d.path()]);
+    let all = findings(&report);
+    assert!(
+        all.iter()
+            .all(|f| f["kind"] != "snap.missing" && f["kind"] != "snap.unusable"),
+        "{all:#?}"
+    );
 }
 
 #[test]

@@ -61,8 +61,10 @@ fn wal_finding(member: &str, error: &WalError, severity: Severity) -> Finding {
     }
 }
 
-/// The findings of reading one member.
-pub fn decode_findings(member: &str, read: &MemberRead) -> Vec<Finding> {
+/// The findings of reading one member. `etcd_boots`: [`MemberRead::etcd_boots`]; a `.snap` etcd
+/// skips is "skipped, boots from an older snapshot" only then (when `ValidSnapshotEntries`
+/// fails, etcd never looks at a `.snap`; when its ReadAll fails, it boots from none).
+pub fn decode_findings(member: &str, read: &MemberRead, etcd_boots: bool) -> Vec<Finding> {
     let mut findings = Vec::new();
     for error in &read.contents.errors {
         findings.push(wal_finding(member, error, Severity::Corruption));
@@ -82,7 +84,7 @@ pub fn decode_findings(member: &str, read: &MemberRead) -> Vec<Finding> {
         }
         findings.push(wal_finding(member, warning, Severity::Warning));
     }
-    for skipped in &read.skipped_snaps {
+    for skipped in read.skipped_snaps.iter().filter(|_| etcd_boots) {
         findings.push(Finding {
             kind: "snap.unusable",
             severity: Severity::Warning,

@@ -227,16 +227,17 @@ pub fn check_member(
     files: &crate::member::MemberFiles<'_>,
     read: &crate::member::MemberRead,
 ) -> MemberCheck {
-    let mut findings = decode::decode_findings(member, read);
+    let etcd_boots = read.etcd_boots(files);
+    let mut findings = decode::decode_findings(member, read, etcd_boots);
     let mut scan = scan::scan_member_after(member, files, Some(read));
     findings.append(&mut scan.findings);
-    if files.paths.snap_dir.is_some() {
+    if let (Some(_), Some(valid)) = (&files.paths.snap_dir, &read.valid_snapshots) {
         let reported: Vec<String> = read
             .skipped_snaps
             .iter()
             .map(|s| s.file_name.clone())
             .collect();
-        findings.extend(snap_files::presence(&scan, &reported));
+        findings.extend(snap_files::presence(&scan, valid, etcd_boots, &reported));
     }
     dedup(&mut findings);
     MemberCheck { scan, findings }

@@ -10,6 +10,7 @@
 use super::conf_model::Config;
 use super::scan::{MemberScan, SnapshotKind};
 use super::{snapshot_records, Finding, Severity};
+use crate::wal::valid_snapshots::ValidSnapshots;
 use crate::wal::Location;
 
 pub const WAL_MISMATCH: &str = "snap.wal_mismatch";
@@ -93,18 +94,22 @@ pub fn check(scan: &MemberScan) -> Vec<Finding> {
 
 /// Orphaned `.snap` files (not already reported as unusable) and a missing `.snap` for the
 /// newest snapshot record etcd would boot from. Only meaningful when the member has a snap dir.
-pub fn presence(scan: &MemberScan, already_reported: &[String]) -> Vec<Finding> {
+///
+/// Judged by the snapshot records etcd's boot judges them by: `ValidSnapshotEntries` (`valid`),
+/// which reads every segment for snapshot and state records only, past entry payloads and
+/// record types ReadAll stops at. A missing `.snap` means etcd boots from an older snapshot only
+/// when its boot gets through the WAL (`etcd_boots`).
+pub fn presence(
+    scan: &MemberScan,
+    valid: &ValidSnapshots,
+    etcd_boots: bool,
+    already_reported: &[String],
+) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let covered_from = scan
-        .wal_snapshots
-        .first()
-        .map(|r| r.snapshot.index)
-        .unwrap_or(u64::MAX);
+    let records = || valid.snapshots.iter().chain(&valid.above_commit);
+    let covered_from = records().map(|r| r.index).min().unwrap_or(u64::MAX);
     for snap in &scan.snaps {
-        let has_record = scan
-            .wal_snapshots
-            .iter()
-            .any(|r| r.snapshot.index == snap.index && r.snapshot.term == snap.term);
+        let has_record = records().any(|r| r.index == snap.index && r.term == snap.term);
         if has_record || snap.index < covered_from || already_reported.contains(&snap.file_name) {
             continue;
         }
@@ -121,26 +126,33 @@ pub fn presence(scan: &MemberScan, already_reported: &[String]) -> Vec<Finding> 
             REFERENCE,
         ));
     }
-    let newest = scan
-        .wal_snapshots
+    // `valid.snapshots`: the records at or below the last HardState's commit, in file order.
+    let newest = valid
+        .snapshots
         .iter()
-        .filter(|r| r.kind != SnapshotKind::Initial && r.snapshot.index <= scan.commit)
-        .max_by_key(|r| r.snapshot.index);
-    if let Some(record) = newest {
-        let name = format!(
-            "{:016x}-{:016x}.snap",
-            record.snapshot.term, record.snapshot.index
-        );
+        .filter(|r| r.index > 0)
+        .max_by_key(|r| r.index);
+    if let Some(record) = newest.filter(|_| etcd_boots) {
+        let name = format!("{:016x}-{:016x}.snap", record.term, record.index);
         if !scan.snap_names.contains(&name) {
+            let location = scan
+                .wal_snapshots
+                .iter()
+                .find(|r| r.snapshot.index == record.index && r.snapshot.term == record.term)
+                .map(|r| r.location.clone())
+                .unwrap_or(Location {
+                    raft_index: Some(record.index),
+                    ..Default::default()
+                });
             findings.push(Finding::new(
                 MISSING,
                 Severity::Warning,
                 &scan.member,
-                record.location.clone(),
-                Some(record.snapshot.term),
+                location,
+                Some(record.term),
                 format!(
                     "the newest snapshot record (index {}, term {}) has no {name}: etcd boots from an older snapshot",
-                    record.snapshot.index, record.snapshot.term
+                    record.index, record.term
                 ),
                 REFERENCE,
             ));

@@ -10,7 +10,6 @@
 //! truncated entries above S (`inexact`; the caller re-reads those states for real).
 
 use crate::proto::raftpb::{ConfState, Entry, HardState};
-use crate::proto::walpb::WalSnapshot;
 use crate::wal::name::{is_valid_seq, search_index, SegmentName};
 
 use super::history::{History, RecKind};
@@ -29,7 +28,6 @@ pub struct Fold<'h> {
     pub overwrite_events: Vec<(usize, u64)>,
     hs: HardState,
     hs_record: Option<usize>,
-    snapshots: Vec<(usize, WalSnapshot)>,
     /// The first record ReadAll would refuse (unknown type, undecodable payload).
     bad_record: Option<usize>,
 }
@@ -91,7 +89,6 @@ impl<'h> Fold<'h> {
             overwrite_events: Vec::new(),
             hs: HardState::default(),
             hs_record: None,
-            snapshots: Vec::new(),
             bad_record: None,
         }
     }
@@ -137,11 +134,10 @@ impl<'h> Fold<'h> {
                 self.hs = *st;
                 self.hs_record = Some(k);
             }
-            RecKind::Snapshot(s) => self.snapshots.push((k, s.clone())),
             RecKind::Other(_) => {
                 self.bad_record.get_or_insert(k);
             }
-            RecKind::Metadata(_) | RecKind::Crc(_) => {}
+            RecKind::Snapshot(_) | RecKind::Metadata(_) | RecKind::Crc(_) => {}
         }
         self.k += 1;
     }
@@ -207,16 +203,9 @@ impl<'h> Fold<'h> {
             ));
             return out;
         }
-        let found = self.snapshots.iter().any(|(r, s)| {
-            *r >= first_read && s.index == out.start_index && s.term == out.start_term
-        });
-        if !found {
-            out.refused = Some(format!(
-                "wal: snapshot not found (index {} term {})",
-                out.start_index, out.start_term
-            ));
-            return out;
-        }
+        // Whether the start snapshot's record is among the records read does not matter: in
+        // write mode ReadAll's ErrSnapshotNotFound is overwritten (see `recover`). Every segment
+        // of a prefix state begins with a metadata record.
         if out.start_index < self.gap_floor {
             out.refused = Some(format!(
                 "wal: slice bounds out of range (reading from snapshot {} over a gap up to {})",

@@ -785,17 +785,12 @@ pub fn enumerate_member(
                 repaired,
             } => {
                 if *stop < first {
-                    (
-                        CutEval {
-                            refused: Some(
-                                "nothing of the first segment's header (crc, metadata, start snapshot record) is readable: etcd finds no metadata and no start snapshot (wal: snapshot not found)".into(),
-                            ),
-                            ..Default::default()
-                        },
-                        None,
-                        *altered,
-                        *repaired,
-                    )
+                    // Only part of the first segment's header (crc, metadata, snapshot{0,0}) is
+                    // left, below the prefix model's first state: boot those records for real.
+                    let (real, _) = recover(&DiskState::prefix(h, *stop));
+                    let mut budget = 2;
+                    let e = eval_real_recovery(h, &real, real.hard_state, &mut budget);
+                    (e, Some(*stop), *altered, *repaired)
                 } else {
                     (cut(*stop).clone(), Some(*stop), *altered, *repaired)
                 }

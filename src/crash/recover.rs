@@ -207,11 +207,16 @@ fn recover_fs(
             }
         }
     }
-    if !contents.start_found {
+    // A start snapshot without its WAL record is no refusal: in write mode ReadAll's
+    // ErrSnapshotNotFound is overwritten by newFileEncoder's result (WalErrorKind::
+    // SnapshotNotFound). readWAL then takes the member ID from the metadata; without a metadata
+    // record it is 0, and raft.RestartNode panics in newRaft's Config.validate.
+    if contents.metadata.is_none() {
         return (
-            refused(format!(
-                "wal: snapshot not found (index {start_index} term {start_term})"
-            )),
+            refused(
+                "the WAL read holds no metadata record: readWAL's member ID is 0 and raft.RestartNode panics (cannot use none as id)"
+                    .into(),
+            ),
             None,
         );
     }

@@ -62,7 +62,8 @@ pub struct DecodedRecord {
 pub enum DecodeEnd {
     /// Clean end of the last segment (EOF or a zero length word).
     Eof,
-    /// The data ends inside a frame, or a bad record looks torn (`io.ErrUnexpectedEOF`).
+    /// The data ends inside a frame, a record's protobuf ends short, or a bad record looks torn
+    /// (`io.ErrUnexpectedEOF`).
     /// `in_last_segment` tells whether etcd's Repair could fix it.
     UnexpectedEof {
         error: WalError,
@@ -523,7 +524,16 @@ impl<'a> Decoder<'a> {
                 Err(e) => {
                     let body = &buf[body_range.clone()];
                     let torn = self.is_torn(segment_index, offset, body);
-                    let truncated = e.to_string().contains("buffer underflow");
+                    // A message cut short: gogo's generated Unmarshal says io.ErrUnexpectedEOF,
+                    // prost "buffer underflow", or "invalid varint" when the bytes end inside a
+                    // varint (prost's word for an over-long varint too, which gogo calls an
+                    // integer overflow).
+                    let message = e.to_string();
+                    let truncated = message.contains("buffer underflow")
+                        || (message.contains("invalid varint")
+                            && ends_inside_a_varint(
+                                &buf[body_start..body_start + record_len as usize],
+                            ));
                     let kind = if torn || truncated {
                         WalErrorKind::UnexpectedEof {
                             reason: if torn {
@@ -704,6 +714,52 @@ impl<'a> Decoder<'a> {
             candidate += 8;
         }
     }
+}
+
+/// Whether protobuf `body` ends inside a varint (a tag, a varint value or a length), read field
+/// by field as gogo's generated `Unmarshal` reads it: `io.ErrUnexpectedEOF` ("if iNdEx >= l")
+/// before any varint reaches 64 bits of shift (`ErrIntOverflow`). Bytes of a length-delimited or
+/// fixed-size value are skipped; a length beyond the end is another error (a short read).
+fn ends_inside_a_varint(body: &[u8]) -> bool {
+    /// `Err(true)`: the bytes end inside the varint; `Err(false)`: it is over-long.
+    fn varint(body: &[u8], at: &mut usize) -> Result<u64, bool> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *body.get(*at).ok_or(true)?;
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(false)
+    }
+    let mut at = 0usize;
+    while at < body.len() {
+        let value_len = match varint(body, &mut at).map(|key| key & 7) {
+            Err(eof) => return eof,
+            Ok(0) => match varint(body, &mut at) {
+                Ok(_) => 0,
+                Err(eof) => return eof,
+            },
+            Ok(1) => 8,
+            Ok(2) => match varint(body, &mut at) {
+                Ok(len) => len,
+                Err(eof) => return eof,
+            },
+            Ok(3 | 4) => 0,
+            Ok(5) => 4,
+            Ok(_) => return false,
+        };
+        match usize::try_from(value_len)
+            .ok()
+            .and_then(|len| at.checked_add(len))
+        {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    false
 }
 
 fn plausible(record: &Record) -> bool {
@@ -905,6 +961,85 @@ pub mod fast {
                 let len = framed.len() - 3;
                 prop_assert_eq!(super::record(&Bytes::from(framed), 3, len), Some(record));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::name::parse_wal_name;
+
+    /// Segment `seq` holding one frame with `body`, padded to 8 bytes as etcd pads it.
+    fn segment(seq: u64, body: &[u8]) -> Segment {
+        let pad = (8 - body.len() % 8) % 8;
+        let mut word = body.len() as u64;
+        if pad > 0 {
+            word |= (1 << 63) | ((pad as u64) << 56);
+        }
+        let mut bytes = word.to_le_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        bytes.resize(bytes.len() + pad, 0);
+        Segment {
+            name: parse_wal_name(&format!("{seq:016x}-{seq:016x}.wal")).unwrap(),
+            bytes: Bytes::from(bytes),
+        }
+    }
+
+    fn end_of(segments: Vec<Segment>) -> DecodeEnd {
+        Decoder::from_segments(segments, DecoderMode::Strict)
+            .next_record()
+            .expect_err("the record does not decode")
+    }
+
+    /// gogo's `Unmarshal` returns io.ErrUnexpectedEOF for a message that ends inside a varint:
+    /// the torn-tail rules apply (wal.Repair mends it only in the last segment).
+    #[test]
+    fn a_record_ending_inside_a_varint_is_cut_short() {
+        let bodies: [&[u8]; 4] = [
+            &[0x08, 0x82],                   // the type's value
+            &[0x88],                         // a tag
+            &[0x08, 0x01, 0x10, 0xff, 0xff], // the crc's value
+            &[0x08, 0x01, 0x1a, 0x80],       // the data's length
+        ];
+        for body in bodies {
+            assert!(ends_inside_a_varint(body), "{body:02x?}");
+            match end_of(vec![segment(0, body)]) {
+                DecodeEnd::UnexpectedEof {
+                    error,
+                    in_last_segment: true,
+                } => assert!(
+                    matches!(error.kind, WalErrorKind::UnexpectedEof { .. }),
+                    "{error}"
+                ),
+                other => panic!("{body:02x?}: {other:?}"),
+            }
+            let not_last = vec![segment(0, body), segment(1, &[0x08, 0x04, 0x10, 0x00])];
+            assert!(
+                matches!(
+                    end_of(not_last),
+                    DecodeEnd::UnexpectedEof {
+                        in_last_segment: false,
+                        ..
+                    }
+                ),
+                "{body:02x?}"
+            );
+        }
+    }
+
+    /// An over-long varint is no short read: gogo says "proto: integer overflow".
+    #[test]
+    fn an_over_long_varint_is_a_protobuf_error() {
+        let mut body = vec![0x08];
+        body.extend([0xff; 10]);
+        body.push(0x01);
+        assert!(!ends_inside_a_varint(&body));
+        match end_of(vec![segment(0, &body)]) {
+            DecodeEnd::Fatal(error) => {
+                assert!(matches!(error.kind, WalErrorKind::Proto { .. }), "{error}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

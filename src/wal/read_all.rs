@@ -199,7 +199,8 @@ pub struct WalContents {
     pub errors: Vec<WalError>,
     /// Problems etcd handles by itself (a torn tail it repairs), and notes.
     pub warnings: Vec<WalError>,
-    /// Damage etcd's reader lets through (it reads on and boots): still lost or renamed files.
+    /// Damage etcd's reader lets through (it reads on and boots): a lost or renamed segment,
+    /// bytes after a zero length word it never reads. Still a failure finding, never a refusal.
     pub accepted_by_etcd: Vec<WalError>,
     /// Where the last good record ends in the last segment read (Repair truncates here).
     pub last_good_offset: u64,
@@ -386,8 +387,14 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
             out.errors.push(error);
         }
     }
-    // Damage the decoder noted but etcd tolerates silently (non-zero bytes after a zero length
-    // word in a non-last segment) is an error only when nothing else explains it.
+    // Non-zero bytes after a zero length word in a non-last segment: etcd's decodeRecord ends the
+    // segment at the zero word and never reads them, so in strict mode (etcd's read) they are
+    // damage etcd lets through, not a reason it refuses. Forensic mode reads into them (a resync)
+    // and lists them with every other bad record.
+    let (accepted, damage): (Vec<WalError>, Vec<WalError>) = damage
+        .into_iter()
+        .partition(|d| !forensic && matches!(d.kind, WalErrorKind::SkippedBytes { .. }));
+    out.accepted_by_etcd.extend(accepted);
     for item in damage.into_iter().rev() {
         if !out.errors.contains(&item) {
             out.errors.insert(0, item);

@@ -11,7 +11,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::scan::{EntryDigest, MemberScan};
+use super::member_scan::MemberScan;
+use super::resolved_log::EntryDigest;
 use super::{committed_prefix, election_safety, log_matching, membership, Finding, Severity};
 use crate::wal::Location;
 

@@ -6,7 +6,7 @@
 //! accepted. A commit beyond the log is the state that makes etcd panic with "tocommit(N) is out
 //! of range [lastIndex(M)]" and raft-rs with "hs.commit … out of range" on restart.
 
-use super::scan::ResolvedLog;
+use super::resolved_log::ResolvedLog;
 use super::{Finding, Severity};
 use crate::proto::raftpb::HardState;
 use crate::wal::Location;

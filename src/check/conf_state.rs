@@ -8,7 +8,7 @@
 //! whose ConfState seeded it.
 
 use super::conf_model::Config;
-use super::scan::{MemberScan, SnapshotKind};
+use super::member_scan::{MemberScan, SnapshotKind};
 use super::{Finding, Severity};
 use crate::wal::Location;
 

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::scan::MemberScan;
+use super::member_scan::MemberScan;
 use super::{Finding, Severity};
 
 pub const ENTRY_CONFLICT: &str = "cluster.entry_conflict";

@@ -9,7 +9,7 @@
 //! proposals into empty normal entries, so a correct log never contains one.
 
 use super::conf_model::ConfError;
-use super::scan::MemberScan;
+use super::member_scan::MemberScan;
 use super::{conf_state, Finding, Severity};
 use crate::wal::Location;
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::conf_model::Config;
-use super::scan::MemberScan;
+use super::member_scan::MemberScan;
 use super::{Finding, Severity};
 
 pub const KIND: &str = "cluster.membership";

@@ -39,6 +39,8 @@
 pub mod decode;
 pub mod digest_items;
 mod finding;
+pub mod member_scan;
+pub mod resolved_log;
 
 pub mod applied;
 pub mod cluster;
@@ -66,7 +68,8 @@ pub mod term_monotonic;
 pub mod vote;
 
 pub use finding::{dedup, sort, Finding, Severity};
-pub use scan::{scan_member, MemberScan};
+pub use member_scan::MemberScan;
+pub use scan::scan_member;
 
 /// One invariant as `verify` reports it: a JUnit testcase per member × invariant, passing when
 /// none of its finding kinds failed for that member.

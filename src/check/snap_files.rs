@@ -8,7 +8,7 @@
 //! snapshot file", `etcdserver/storage.go`), and matches them by (term, index) at boot.
 
 use super::conf_model::Config;
-use super::scan::{MemberScan, SnapshotKind};
+use super::member_scan::{MemberScan, SnapshotKind};
 use super::{snapshot_records, Finding, Severity};
 use crate::wal::valid_snapshots::ValidSnapshots;
 use crate::wal::Location;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use super::scan::MemberScan;
+use super::member_scan::MemberScan;
 use super::{Finding, Severity};
 use crate::proto::raftpb::HardState;
 use crate::wal::Location;
@@ -20,16 +20,6 @@ pub const REFERENCE_ONCE: &str =
     "Raft §5.2 / Fig. 2 (votedFor: at most one vote per term); TLA+ ElectionSafetyInv";
 pub const REFERENCE_MEMBER: &str =
     "Raft §6 (servers outside the configuration are not elected); raft-rs pre-flight vote ∈ ConfState";
-
-/// A distinct (term, vote) pair, where it was first persisted.
-#[derive(Clone, Debug)]
-pub struct VoteRecord {
-    pub term: u64,
-    pub vote: u64,
-    pub location: Location,
-    /// Whether the member's configuration was known when the vote was first persisted.
-    pub conf_known: bool,
-}
 
 pub fn changed(
     member: &str,

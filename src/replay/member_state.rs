@@ -9,7 +9,7 @@ use super::follower::reexecute;
 use super::kv::{node_id, replay_kv, restart_state, KvReplay, KvReplayError};
 use super::restart::restart_and_apply;
 use super::stream::{replay_kv_streaming, streamable};
-use crate::check::scan::ResolvedLog;
+use crate::check::resolved_log::ResolvedLog;
 use crate::check::state_hash::{self, StatePoint};
 use crate::check::Finding;
 use crate::member::{read_member, MemberFiles, MemberRead};

@@ -19,7 +19,7 @@
 use raft::eraftpb;
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
-use crate::check::scan::ResolvedLog;
+use crate::check::resolved_log::ResolvedLog;
 use crate::proto::raftpb::Entry;
 use crate::proto::translate;
 
@@ -291,7 +291,7 @@ mod tests {
     /// Over the scan's digests: the same answers as over the entries they digest.
     #[test]
     fn digests_answer_like_the_entries() {
-        use crate::check::scan::EntryDigest;
+        use crate::check::resolved_log::EntryDigest;
         let log: Vec<Entry> = (11..=9000)
             .map(|i| entry(i, 2 + i / 15, (i % 97 == 0) as i32))
             .collect();

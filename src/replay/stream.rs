@@ -26,7 +26,7 @@ use prost::Message;
 
 use super::kv::{replay_kv_from, KvReplay, KvReplayError};
 use super::restart::LogSource;
-use crate::check::scan::ResolvedLog;
+use crate::check::resolved_log::ResolvedLog;
 use crate::fsio::ReadOnlyFs;
 use crate::member::{read_member, read_member_summary, MemberFiles, MemberRead};
 use crate::proto::raftpb::Entry;

@@ -146,8 +146,13 @@ impl Restore {
         }
         self.summary.missing_leases = missing.into_iter().collect();
         let mut pending_compaction = None;
+        // restore: a scheduled revision <= compactMainRev is dropped (0 = none); then
+        // compactLockfree refuses one above currentRev (ErrFutureRev).
         let scheduled = scheduled.unwrap_or(0);
-        if scheduled > store.compact_revision && scheduled <= store.current_revision {
+        if scheduled != 0
+            && scheduled > store.compact_revision
+            && scheduled <= store.current_revision
+        {
             // compactLockfree: compactMainRev := rev, kvindex.Compact(rev), then the job
             // deletes the bucket entries <= rev not kept.
             store.compact_revision = scheduled;

@@ -13,12 +13,12 @@ help:
 	@echo "make run        verify the bundled corpus (main job)"
 	@echo "make test       cargo test + differential test vs etcd 3.4.23 (needs: make deps)"
 	@echo "make test-quick cargo test only"
-	@echo "make deps       apt-get install golang-go golang-etcd-server-dev"
+	@echo "make deps       apt-get install golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev"
 	@echo "make corpus     re-capture the corpus from a real etcd 3.4 (apt etcd-server etcd-client)"
 
 deps:
-	@if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/go.etcd.io/etcd/wal ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-etcd-server-dev; \
+	@if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/go.etcd.io/etcd/wal ] || [ ! -f /usr/share/gocode/src/go.etcd.io/bbolt/db.go ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev; \
 	fi
 
 $(RELEASE_BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
@@ -39,8 +39,8 @@ run: $(RELEASE_BIN) unpack-corpus
 
 test: deps
 	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt not installed: formatting not checked"; fi
-	$(MAKE) etcd-ref
-	RAFT_REPLAY_ETCD_REF=target/etcd-ref/etcd-ref cargo test
+	$(MAKE) etcd-ref bbolt-ref
+	RAFT_REPLAY_ETCD_REF=target/etcd-ref/etcd-ref RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) cargo test
 
 test-quick:
 	cargo test
@@ -62,6 +62,19 @@ $(ETCD_REF): tools/etcd-ref/main.go tools/etcd-ref/build.sh
 
 diff-etcd: $(ETCD_REF)
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo test --test diff_etcd -- --nocapture
+
+# --- bbolt reference program (tools/bbolt-ref: bbolt 1.3.6 + etcd 3.4.23 mvcc, Go) ---
+BBOLT_REF := target/bbolt-ref/bbolt-ref
+
+.PHONY: bbolt-ref diff-bbolt
+
+bbolt-ref: $(BBOLT_REF)
+
+$(BBOLT_REF): tools/bbolt-ref/main.go tools/bbolt-ref/build.sh
+	tools/bbolt-ref/build.sh
+
+diff-bbolt: $(BBOLT_REF)
+	RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) cargo test --test diff_bbolt -- --nocapture
 
 bench-vs-etcd: $(ETCD_REF)
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench decode_vs_etcd

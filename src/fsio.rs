@@ -18,6 +18,42 @@ pub trait ReadOnlyFs {
     fn len(&self, path: &Path) -> io::Result<u64>;
     /// A reader over a file, with the file's size, for reading only as much as needed.
     fn open_read(&self, path: &Path) -> io::Result<(Box<dyn io::Read + '_>, u64)>;
+    /// Exactly `len` bytes of a file from byte `offset` (a positioned read: no seek state, no
+    /// lock, the file is opened read-only). A range that does not lie wholly inside the file is
+    /// an `UnexpectedEof` error, never a short read; callers bounds-check against
+    /// [`ReadOnlyFs::len`] first so that the size of `len` is never taken from untrusted input.
+    ///
+    /// The default reads through [`ReadOnlyFs::open_read`], skipping to `offset`; both
+    /// implementations here override it with a direct positioned read.
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let (mut reader, file_len) = self.open_read(path)?;
+        if !range_inside(offset, len, file_len) {
+            return Err(range_error(path, offset, len, file_len));
+        }
+        io::copy(&mut (&mut reader).take(offset), &mut io::sink())?;
+        let mut buf = vec![0u8; len];
+        reader.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Whether `offset..offset + len` lies inside a file of `file_len` bytes (no overflow).
+fn range_inside(offset: u64, len: usize, file_len: u64) -> bool {
+    offset
+        .checked_add(len as u64)
+        .is_some_and(|end| end <= file_len)
+}
+
+/// The error of a range that does not lie inside a file of `file_len` bytes.
+fn range_error(path: &Path, offset: u64, len: usize, file_len: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!(
+            "{}: range {offset}+{len} is outside the file ({file_len} bytes)",
+            path.display()
+        ),
+    )
 }
 
 /// The real file system, opened read-only.
@@ -57,6 +93,20 @@ impl ReadOnlyFs for RealFs {
         let file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
         Ok((Box::new(file), len))
+    }
+
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(path)?;
+        let file_len = file.metadata()?.len();
+        if !range_inside(offset, len, file_len) {
+            return Err(range_error(path, offset, len, file_len));
+        }
+        // The buffer is allocated only after the range was checked against the real file size.
+        let mut buf = vec![0u8; len];
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(&mut buf)?;
+        Ok(buf)
     }
 }
 
@@ -119,6 +169,15 @@ impl ReadOnlyFs for MemFs {
         let bytes = self.read(path)?;
         let len = bytes.len() as u64;
         Ok((Box::new(io::Cursor::new(bytes)), len))
+    }
+
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let bytes = self.read(path)?;
+        let start = usize::try_from(offset).ok();
+        match start.and_then(|s| Some(s..s.checked_add(len)?)) {
+            Some(range) if range.end <= bytes.len() => Ok(bytes[range].to_vec()),
+            _ => Err(range_error(path, offset, len, bytes.len() as u64)),
+        }
     }
 
     fn len(&self, path: &Path) -> io::Result<u64> {

@@ -32,6 +32,8 @@
 #![deny(missing_docs)]
 
 #[doc(hidden)]
+pub mod backend;
+#[doc(hidden)]
 pub mod check;
 #[doc(hidden)]
 pub mod crash;

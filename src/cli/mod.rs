@@ -2,6 +2,7 @@
 //! JSON goes to stdout; progress and logs to stderr.
 
 mod crash;
+mod db;
 mod dump;
 mod gate;
 mod hashkv;
@@ -49,6 +50,20 @@ pub enum Command {
         /// Continue past CRC errors and unreadable records, listing every one.
         #[arg(long)]
         forensic: bool,
+    },
+    /// Read etcd's backend db (bbolt) read-only: metas, pages, schema, the KV model as etcd
+    /// restores it, HashKV and `snapshot status`; damage is reported, never a crash.
+    Db {
+        /// A data dir, its member/ dir, the db file, or an `etcdctl snapshot save` file.
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// The revision to hash at (default: the current revision).
+        #[arg(long)]
+        rev: Option<i64>,
+        /// The etcd release whose restore/HashKV rules to follow (default 3.4.23).
+        #[arg(long)]
+        etcd_version: Option<String>,
     },
     /// Check one or more members (of one cluster) and report findings.
     Verify {
@@ -180,6 +195,12 @@ pub fn run(cli: Cli) -> i32 {
             format,
             forensic,
         } => verify::run(&fs, &paths, format, forensic),
+        Command::Db {
+            path,
+            format,
+            rev,
+            etcd_version,
+        } => db::run(&fs, &path, format, rev, etcd_version.as_deref()),
         Command::Hashkv { path, index, rev } => hashkv::run(&fs, &path, index, rev),
         Command::Crash {
             paths,

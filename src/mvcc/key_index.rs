@@ -87,6 +87,16 @@ impl KeyIndex {
         g.version += 1;
     }
 
+    /// `keyIndex.restore`: a key first seen during a restore from the backend, at `modified`,
+    /// created at `created` and with `version` puts in its (possibly compacted) generation.
+    pub fn restore(&mut self, created: Revision, modified: Revision, version: i64) {
+        self.generations = vec![Generation {
+            version,
+            created,
+            revisions: vec![modified],
+        }];
+    }
+
     /// `keyIndex.tombstone`: false (etcd's `ErrRevisionNotFound`) if the key is not alive.
     pub fn tombstone(&mut self, revision: Revision) -> bool {
         if !self.is_alive() {

@@ -77,6 +77,11 @@ impl KeySpace {
         }
     }
 
+    /// Every key with its history, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut KeyIndex)> {
+        self.histories.iter_mut().map(|(k, ki)| (&**k, ki))
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &KeyIndex> {
         self.histories.values()
     }

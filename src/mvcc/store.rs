@@ -554,7 +554,7 @@ impl MvccStore {
     /// `treeIndex.Keep(revision)`, reduced to what the hash needs: whether the set is
     /// non-empty, and its members at or below the compact revision (revisions above it are
     /// hashed regardless).
-    fn keep_for_hash(&self, revision: i64) -> (bool, HashSet<Revision>) {
+    pub(crate) fn keep_for_hash(&self, revision: i64) -> (bool, HashSet<Revision>) {
         let mut any = false;
         let mut at_or_below_compaction = HashSet::new();
         for ki in self.index.values() {

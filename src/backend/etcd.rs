@@ -1,0 +1,415 @@
+//! etcd's bucket schema 3.4–3.6 read from a [`Db`], the KV model restored from the `key` bucket
+//! (`mvcc/kvstore.go: restore`), HashKV (`HashByRev`) and `snapshot status`
+//! (`clientv3/snapshot/v3_snapshot.go: Status`), all in two streaming passes.
+//!
+//! Pass 1 walks every bucket with reachability tracking: `snapshot status` (CRC-32C of every root
+//! bucket's name then each `k‖v`), bucket key counts, the schema's meta keys, members, leases,
+//! alarms, auth, and the key index restore. Pass 2 walks only the `key` bucket again and feeds
+//! HashKV, which needs the whole index first (its `Keep` set).
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use serde::Serialize;
+
+use super::error::DbError;
+use super::reader::{check_pages, Db, Item, Walker};
+use crate::mvcc::{EtcdVersion, HashKv, MvccError, Restore, RestoredStore, Revision};
+use crate::proto::etcdserverpb::KeyValue;
+
+/// `snapshot status` as `etcdutl snapshot status` prints it (3.4/3.5 semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotStatus {
+    /// CRC-32C over every root bucket's name and `k‖v` pairs.
+    pub hash: u32,
+    /// Main revision of the last `key`-bucket key (0 if none).
+    pub revision: i64,
+    /// Pairs in all root buckets (sub-bucket items count, with a nil value).
+    pub total_keys: u64,
+    /// `tx.Size()`: high-water mark × page size.
+    pub total_size: u64,
+}
+
+/// A `members` bucket record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemberRecord {
+    /// Member id (the key, lowercase hex).
+    pub id: String,
+    /// The stored JSON (`{"id":…,"peerURLs":[…],"name":…,"clientURLs":[…],"isLearner":…}`).
+    pub record: serde_json::Value,
+}
+
+/// A `lease` bucket record (`leasepb.Lease`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaseRecord {
+    /// Lease id.
+    pub id: i64,
+    /// Granted TTL.
+    pub ttl: i64,
+    /// Last checkpointed remaining TTL (0 if none).
+    pub remaining_ttl: i64,
+    /// Keys attached at restore.
+    pub keys: usize,
+}
+
+/// An `alarm` bucket record (the key is a marshaled `AlarmMember`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlarmRecord {
+    /// The member that raised it.
+    pub member_id: u64,
+    /// `NOSPACE`, `CORRUPT` or the raw number.
+    pub alarm: String,
+}
+
+/// The `auth`, `authUsers`, `authRoles` buckets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AuthRecord {
+    /// `authEnabled` (absent until first enabled or disabled).
+    pub enabled: Option<bool>,
+    /// `authRevision`.
+    pub revision: Option<u64>,
+    /// User names.
+    pub users: Vec<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+}
+
+/// A value in etcd's schema that does not decode (etcd would refuse it or panic on it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SchemaFinding {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key (text if printable, else hex).
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Everything read from etcd's schema in pass 1.
+#[derive(Debug, Default, Serialize)]
+pub struct EtcdSchema {
+    /// Root bucket name → number of keys (direct items).
+    pub buckets: BTreeMap<String, u64>,
+    /// `meta/consistent_index`.
+    pub consistent_index: Option<u64>,
+    /// `meta/term` (3.5+).
+    pub term: Option<u64>,
+    /// `meta/confState` (3.5+, JSON).
+    pub conf_state: Option<serde_json::Value>,
+    /// Main revision of `meta/scheduledCompactRev`.
+    pub scheduled_compact_rev: Option<i64>,
+    /// Main revision of `meta/finishedCompactRev`.
+    pub finished_compact_rev: Option<i64>,
+    /// `meta/storageVersion` (3.6+).
+    pub storage_version: Option<String>,
+    /// `cluster/clusterVersion`.
+    pub cluster_version: Option<String>,
+    /// `cluster/downgrade` (3.5+, JSON).
+    pub downgrade: Option<serde_json::Value>,
+    /// `members`.
+    pub members: Vec<MemberRecord>,
+    /// `members_removed` ids (hex).
+    pub removed_members: Vec<String>,
+    /// `lease`.
+    pub leases: Vec<LeaseRecord>,
+    /// `alarm`.
+    pub alarms: Vec<AlarmRecord>,
+    /// `auth*`.
+    pub auth: AuthRecord,
+    /// `snapshot status`.
+    pub snapshot_status: Option<SnapshotStatus>,
+    /// Values that do not decode.
+    pub findings: Vec<SchemaFinding>,
+}
+
+impl EtcdSchema {
+    /// Which etcd generation wrote the db (3.6 `schema.UnsafeDetectSchemaVersion`): `3.6` with
+    /// `storageVersion`, `3.5` with `confState` or a non-zero `term`, else `3.4`.
+    pub fn generation(&self) -> &'static str {
+        if self.storage_version.is_some() {
+            "3.6"
+        } else if self.conf_state.is_some() || self.term.unwrap_or(0) > 0 {
+            "3.5"
+        } else {
+            "3.4"
+        }
+    }
+}
+
+/// The outcome of reading a db's etcd state.
+#[derive(Debug)]
+pub struct EtcdRead {
+    /// The schema.
+    pub schema: EtcdSchema,
+    /// The restored KV model (index-only).
+    pub restored: RestoredStore,
+    /// Pages reached from the root, metas and freelist included.
+    pub reachable_pages: u64,
+    /// Free pages (freelist ids, or unreachable pages below the high-water mark).
+    pub free_pages: u64,
+    /// Page-level findings of `tx.Check`.
+    pub page_findings: Vec<DbError>,
+}
+
+/// Key bytes as text when printable ASCII, else hex.
+pub fn display_key(key: &[u8]) -> String {
+    if !key.is_empty() && key.iter().all(|b| (0x20..0x7f).contains(b)) {
+        String::from_utf8_lossy(key).into_owned()
+    } else {
+        format!("0x{}", hex::encode(key))
+    }
+}
+
+fn be64(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+/// Protobuf varint fields of a small message (`leasepb.Lease`, `AlarmMember`): field → value.
+/// `None` on anything but varints.
+fn varint_fields(mut data: &[u8]) -> Option<BTreeMap<u64, u64>> {
+    let mut out = BTreeMap::new();
+    while !data.is_empty() {
+        let tag = prost::encoding::decode_varint(&mut data).ok()?;
+        if tag & 7 != 0 {
+            return None;
+        }
+        let v = prost::encoding::decode_varint(&mut data).ok()?;
+        out.insert(tag >> 3, v);
+    }
+    Some(out)
+}
+
+/// Findings beyond this many per kind are counted, not listed.
+pub const FINDINGS_CAP: usize = 100;
+
+/// Reads the etcd state of `db`: pass 1 (schema, snapshot status, index restore, reachability).
+/// Damage that stops the walk is the `Err`.
+pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError> {
+    let mut schema = EtcdSchema::default();
+    let mut restore = Restore::new(version);
+    let mut crc = crc32c::crc32c(&[]);
+    let mut total_keys = 0u64;
+    let mut last_key_rev: Option<i64> = None;
+    let mut walker = Walker::new(db, true);
+    let root = db.root_bucket();
+    walker.for_each(&root, &mut |w, name, item| {
+        let Item::Bucket(bucket) = item else {
+            schema.findings.push(SchemaFinding {
+                bucket: String::new(),
+                key: display_key(name),
+                problem:
+                    "root item is not a bucket (snapshot status fails: cannot get hash of bucket)"
+                        .into(),
+            });
+            return Ok(());
+        };
+        let bname = String::from_utf8_lossy(name).into_owned();
+        crc = crc32c::crc32c_append(crc, name);
+        let mut count = 0u64;
+        w.for_each(&bucket, &mut |w, k, item| {
+            count += 1;
+            total_keys += 1;
+            crc = crc32c::crc32c_append(crc, k);
+            let v = match item {
+                Item::Bucket(sub) => {
+                    w.mark_all(&sub)?;
+                    return Ok(());
+                }
+                Item::Value(v) => v,
+            };
+            crc = crc32c::crc32c_append(crc, v);
+            decode_item(&bname, k, v, &mut schema, &mut restore, &mut last_key_rev);
+            Ok(())
+        })?;
+        schema.buckets.insert(bname, count);
+        Ok(())
+    })?;
+    schema.snapshot_status = Some(SnapshotStatus {
+        hash: crc,
+        revision: last_key_rev.unwrap_or(0),
+        total_keys,
+        total_size: db.size(),
+    });
+    let mut reached = walker
+        .reached
+        .take()
+        .unwrap_or_else(|| super::reader::PageSet::new(0));
+    let (reachable_pages, free_pages, page_findings) = check_pages(db, &mut reached, FINDINGS_CAP);
+    let leases: Vec<(i64, i64, i64)> = schema
+        .leases
+        .iter()
+        .map(|l| (l.id, l.ttl, l.remaining_ttl))
+        .collect();
+    for (id, ttl, remaining) in leases {
+        restore.lease(id, ttl, remaining);
+    }
+    let restored = restore.finish(schema.finished_compact_rev, schema.scheduled_compact_rev);
+    for lease in &mut schema.leases {
+        lease.keys = restored
+            .store
+            .leases()
+            .get(&lease.id)
+            .map_or(0, |l| l.keys.len());
+    }
+    Ok(EtcdRead {
+        schema,
+        restored,
+        reachable_pages,
+        free_pages,
+        page_findings,
+    })
+}
+
+fn decode_item(
+    bucket: &str,
+    k: &[u8],
+    v: &[u8],
+    schema: &mut EtcdSchema,
+    restore: &mut Restore,
+    last_key_rev: &mut Option<i64>,
+) {
+    let mut bad = |problem: String| {
+        if schema.findings.len() < FINDINGS_CAP {
+            schema.findings.push(SchemaFinding {
+                bucket: bucket.to_string(),
+                key: display_key(k),
+                problem,
+            });
+        }
+    };
+    // Compaction keys: a 17-byte revision key `BE64(rev) '_' BE64(0)`; etcd reads the main part.
+    let rev_main =
+        |v: &[u8]| -> Option<i64> { Revision::from_bucket_key(v).map(|(r, _)| r.main_revision) };
+    match (bucket, k) {
+        ("key", _) => {
+            let Some((revision, tombstone)) = Revision::from_bucket_key(k) else {
+                bad("key shorter than a revision (etcd's bytesToRev panics)".into());
+                return;
+            };
+            *last_key_rev = Some(revision.main_revision);
+            match KeyValue::decode(v) {
+                Ok(kv) => {
+                    restore.entry(
+                        revision,
+                        tombstone,
+                        &kv.key,
+                        kv.create_revision,
+                        kv.version,
+                        kv.lease,
+                    );
+                }
+                Err(e) => bad(format!("KeyValue does not unmarshal (etcd: fatal): {e}")),
+            }
+        }
+        ("meta", b"consistent_index") => match be64(v) {
+            Some(ci) => schema.consistent_index = Some(ci),
+            None => bad(format!("{} bytes, want 8", v.len())),
+        },
+        ("meta", b"term") => match be64(v) {
+            Some(t) => schema.term = Some(t),
+            None => bad(format!("{} bytes, want 8", v.len())),
+        },
+        ("meta", b"confState") => match serde_json::from_slice(v) {
+            Ok(j) => schema.conf_state = Some(j),
+            Err(e) => bad(format!("not JSON: {e}")),
+        },
+        ("meta", b"scheduledCompactRev") | ("meta", b"finishedCompactRev") => match rev_main(v) {
+            Some(main) if k == b"scheduledCompactRev" => schema.scheduled_compact_rev = Some(main),
+            Some(main) => schema.finished_compact_rev = Some(main),
+            None => bad(format!("{} bytes, want a 17-byte revision", v.len())),
+        },
+        ("meta", b"storageVersion") => {
+            schema.storage_version = Some(String::from_utf8_lossy(v).into_owned())
+        }
+        ("cluster", b"clusterVersion") => {
+            schema.cluster_version = Some(String::from_utf8_lossy(v).into_owned())
+        }
+        ("cluster", b"downgrade") => match serde_json::from_slice(v) {
+            Ok(j) => schema.downgrade = Some(j),
+            Err(e) => bad(format!("not JSON: {e}")),
+        },
+        ("members", _) => match serde_json::from_slice(v) {
+            Ok(record) => schema.members.push(MemberRecord {
+                id: String::from_utf8_lossy(k).into_owned(),
+                record,
+            }),
+            Err(e) => bad(format!("member record is not JSON: {e}")),
+        },
+        ("members_removed", _) => schema
+            .removed_members
+            .push(String::from_utf8_lossy(k).into_owned()),
+        ("lease", _) => {
+            let fields = varint_fields(v);
+            match (be64(k), fields) {
+                (Some(id), Some(f)) => schema.leases.push(LeaseRecord {
+                    id: id as i64,
+                    ttl: f.get(&2).copied().unwrap_or(0) as i64,
+                    remaining_ttl: f.get(&3).copied().unwrap_or(0) as i64,
+                    keys: 0,
+                }),
+                _ => bad("lease record does not decode".into()),
+            }
+        }
+        ("alarm", _) => match varint_fields(k) {
+            Some(f) => schema.alarms.push(AlarmRecord {
+                member_id: f.get(&1).copied().unwrap_or(0),
+                alarm: match f.get(&2).copied().unwrap_or(0) {
+                    0 => "NONE".into(),
+                    1 => "NOSPACE".into(),
+                    2 => "CORRUPT".into(),
+                    n => n.to_string(),
+                },
+            }),
+            None => bad("AlarmMember does not decode".into()),
+        },
+        ("auth", b"authEnabled") => match v {
+            [b] => schema.auth.enabled = Some(*b == 1),
+            _ => bad(format!("{} bytes, want 1", v.len())),
+        },
+        ("auth", b"authRevision") => match be64(v) {
+            Some(r) => schema.auth.revision = Some(r),
+            None => bad(format!("{} bytes, want 8", v.len())),
+        },
+        ("authUsers", _) => schema.auth.users.push(display_key(k)),
+        ("authRoles", _) => schema.auth.roles.push(display_key(k)),
+        _ => {}
+    }
+}
+
+/// Pass 2: etcd's `HashByRev(revision)` (0 = current) of the db's `key` bucket.
+pub fn hash_kv(
+    db: &Db<'_>,
+    restored: &RestoredStore,
+    revision: i64,
+) -> Result<Result<HashKv, MvccError>, DbError> {
+    let mut stream = match restored.hash_kv_stream(revision) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    for_each_in_bucket(db, b"key", &mut |k, v| stream.feed(k, v))?;
+    Ok(Ok(stream.finish()))
+}
+
+/// Calls `f` with every `k‖v` of root bucket `name` (plain values only), untracked.
+pub fn for_each_in_bucket(
+    db: &Db<'_>,
+    name: &[u8],
+    f: &mut dyn FnMut(&[u8], &[u8]),
+) -> Result<(), DbError> {
+    let mut walker = Walker::new(db, false);
+    let root = db.root_bucket();
+    walker.for_each(&root, &mut |w, bname, item| {
+        if bname != name {
+            return Ok(());
+        }
+        if let Item::Bucket(bucket) = item {
+            w.for_each(&bucket, &mut |_, k, item| {
+                if let Item::Value(v) = item {
+                    f(k, v);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })
+}

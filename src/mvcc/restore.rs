@@ -1,0 +1,306 @@
+//! Restoring the store from a backend's `key` bucket, as etcd does at boot (3.4.23
+//! `mvcc/kvstore.go: restore`, `restoreChunk`, `restoreIntoIndex`), and HashKV computed by
+//! streaming that bucket (`kvstore.go: HashByRev`) so that values are never held in memory.
+//!
+//! The restored store is *index-only*: generations, versions, the lessor and the revisions are
+//! exact, but the modelled key bucket is empty (the values stay in the db file). Its
+//! [`MvccStore::hash_kv`] therefore does not apply; use [`RestoredStore::hash_kv_stream`] and feed
+//! it the bucket again.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::lease::Lease;
+use super::revision::Revision;
+use super::store::{HashKv, MvccStore};
+use super::{EtcdVersion, MvccError};
+
+/// What a restore saw besides the state itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RestoreSummary {
+    /// Key-bucket entries fed to the index.
+    pub entries: u64,
+    /// Tombstones of keys never seen before (etcd 3.4.23 skips them; no hash effect).
+    pub orphan_tombstones: u64,
+    /// Entries below revision 1 (outside etcd's restore range `[1_0, MaxInt64_MaxInt64)`).
+    pub out_of_range: u64,
+    /// Leases keys are attached to that are not in the `lease` bucket (etcd only logs them).
+    pub missing_leases: Vec<i64>,
+    /// A compaction scheduled but not finished, resumed at restore (`compactLockfree`).
+    pub resumed_compaction: Option<i64>,
+}
+
+/// A restore in progress: feed leases and key-bucket entries in bucket order, then
+/// [`Restore::finish`].
+#[derive(Debug)]
+pub struct Restore {
+    store: MvccStore,
+    summary: RestoreSummary,
+    /// `currentRev` of `restoreIntoIndex`: the main revision of the last entry seen.
+    last_main: i64,
+}
+
+/// A store restored from a backend, with what is needed to hash the backend's bucket.
+#[derive(Debug)]
+pub struct RestoredStore {
+    /// The index-only store (see the module documentation).
+    pub store: MvccStore,
+    /// What the restore saw.
+    pub summary: RestoreSummary,
+    /// A resumed compaction's revision and the revisions its job keeps: the job deletes every
+    /// other bucket entry at or below it (`scheduleCompaction`), so hashing skips them.
+    pending_compaction: Option<(i64, HashSet<Revision>)>,
+}
+
+impl Restore {
+    /// An empty restore following `version`'s rules.
+    pub fn new(version: EtcdVersion) -> Self {
+        Restore {
+            store: MvccStore::with_version(version),
+            summary: RestoreSummary::default(),
+            last_main: 1,
+        }
+    }
+
+    /// A `lease` bucket record (`lessor.initAndRecover`; TTL kept as stored).
+    pub fn lease(&mut self, id: i64, ttl: i64, remaining_ttl: i64) {
+        self.store.lessor.leases.insert(
+            id,
+            Lease {
+                requested_ttl: ttl,
+                remaining_ttl,
+                ..Lease::default()
+            },
+        );
+    }
+
+    /// One `key`-bucket entry in bucket order: its revision key and the decoded `KeyValue`
+    /// fields the index needs. Returns false when etcd's restore skips the entry.
+    pub fn entry(
+        &mut self,
+        revision: Revision,
+        tombstone: bool,
+        key: &[u8],
+        create_revision: i64,
+        version: i64,
+        lease: i64,
+    ) -> bool {
+        if revision.main_revision < 1 {
+            self.summary.out_of_range += 1;
+            return false;
+        }
+        self.summary.entries += 1;
+        self.last_main = revision.main_revision;
+        match self.store.index.get_mut(key) {
+            Some(ki) => {
+                if tombstone {
+                    // ErrRevisionNotFound on a key already deleted is ignored.
+                    ki.tombstone(revision);
+                    ki.attached_lease = 0;
+                } else {
+                    ki.put(revision);
+                    ki.attached_lease = lease;
+                }
+                true
+            }
+            None if tombstone => {
+                self.summary.orphan_tombstones += 1;
+                false
+            }
+            None => {
+                if let Some((ki, _)) = self.store.index.get_or_insert(key) {
+                    ki.restore(Revision::new(create_revision, 0), revision, version);
+                    ki.attached_lease = lease;
+                }
+                true
+            }
+        }
+    }
+
+    /// Ends the restore with the `meta` bucket's `finishedCompactRev` / `scheduledCompactRev`
+    /// (main revisions, if present): current revision, compact revision, lease attachment,
+    /// and a resumed compaction.
+    pub fn finish(mut self, finished: Option<i64>, scheduled: Option<i64>) -> RestoredStore {
+        let store = &mut self.store;
+        if let Some(finished) = finished {
+            store.compact_revision = finished;
+        }
+        store.current_revision = self.last_main.max(store.compact_revision);
+        // keyToLease → lessor.Attach; a missing lease is only logged by etcd.
+        let mut missing = std::collections::BTreeSet::new();
+        for (key, ki) in store.index.iter_mut() {
+            let id = ki.attached_lease;
+            if id == 0 {
+                continue;
+            }
+            match store.lessor.leases.get_mut(&id) {
+                Some(lease) => {
+                    lease.keys.insert(key.into());
+                }
+                None => {
+                    missing.insert(id);
+                    ki.attached_lease = 0;
+                }
+            }
+        }
+        self.summary.missing_leases = missing.into_iter().collect();
+        let mut pending_compaction = None;
+        // restore: a scheduled revision <= compactMainRev is dropped (0 = none); then
+        // compactLockfree refuses one above currentRev (ErrFutureRev).
+        let scheduled = scheduled.unwrap_or(0);
+        if scheduled != 0
+            && scheduled > store.compact_revision
+            && scheduled <= store.current_revision
+        {
+            // compactLockfree: compactMainRev := rev, kvindex.Compact(rev), then the job
+            // deletes the bucket entries <= rev not kept.
+            store.compact_revision = scheduled;
+            let rules = store.rules;
+            let mut keep = HashSet::new();
+            store.index.retain(|ki| {
+                if let Some(kept) = ki.compact(scheduled, rules) {
+                    keep.insert(kept);
+                }
+                !ki.is_empty()
+            });
+            self.summary.resumed_compaction = Some(scheduled);
+            pending_compaction = Some((scheduled, keep));
+        }
+        RestoredStore {
+            store: self.store,
+            summary: self.summary,
+            pending_compaction,
+        }
+    }
+}
+
+impl RestoredStore {
+    /// Starts `HashByRev(revision)` (0 = current): feed every `key`-bucket entry in order to
+    /// the returned stream, then [`HashKvStream::finish`]. Errors as [`MvccStore::hash_kv`].
+    pub fn hash_kv_stream(&self, revision: i64) -> Result<HashKvStream, MvccError> {
+        let store = &self.store;
+        let compact_revision = store.compact_revision;
+        let current_revision = store.current_revision;
+        let compacted = if store.version.hash_allows_compact_revision() {
+            revision < compact_revision
+        } else {
+            revision <= compact_revision
+        };
+        if revision > 0 && compacted {
+            return Err(MvccError::Compacted { compact_revision });
+        }
+        if revision > 0 && revision > current_revision {
+            return Err(MvccError::FutureRevision { current_revision });
+        }
+        let hash_revision = if revision == 0 {
+            current_revision
+        } else {
+            revision
+        };
+        let (keep_any, keep) = store.keep_for_hash(hash_revision);
+        Ok(HashKvStream {
+            crc: crc32c::crc32c(b"key"),
+            keep_any,
+            keep,
+            compact_revision,
+            current_revision,
+            hash_revision,
+            skip_tombstone_at_compaction: store.rules.keep_tombstone_at_compaction,
+            pending_compaction: self.pending_compaction.clone(),
+        })
+    }
+}
+
+/// `HashByRev` over a streamed `key` bucket (see [`RestoredStore::hash_kv_stream`]).
+#[derive(Clone, Debug)]
+pub struct HashKvStream {
+    crc: u32,
+    keep_any: bool,
+    keep: HashSet<Revision>,
+    compact_revision: i64,
+    current_revision: i64,
+    hash_revision: i64,
+    skip_tombstone_at_compaction: bool,
+    pending_compaction: Option<(i64, HashSet<Revision>)>,
+}
+
+impl HashKvStream {
+    /// One bucket entry: `bucket_key ‖ value` is hashed if `HashByRev` selects it. Keys shorter
+    /// than a revision (etcd's `bytesToRev` would panic) are ignored; the caller reports them.
+    pub fn feed(&mut self, bucket_key: &[u8], value: &[u8]) {
+        let Some((revision, tombstone)) = Revision::from_bucket_key(bucket_key) else {
+            return;
+        };
+        let main = revision.main_revision;
+        if let Some((at, kept)) = &self.pending_compaction {
+            if main <= *at && !kept.contains(&revision) {
+                return; // deleted by the resumed compaction's job
+            }
+        }
+        if main > self.hash_revision {
+            return;
+        }
+        if main <= self.compact_revision && self.keep_any && !self.keep.contains(&revision) {
+            return;
+        }
+        if self.skip_tombstone_at_compaction && main == self.compact_revision && tombstone {
+            return;
+        }
+        self.crc = crc32c::crc32c_append(self.crc, bucket_key);
+        self.crc = crc32c::crc32c_append(self.crc, value);
+    }
+
+    /// The result.
+    pub fn finish(self) -> HashKv {
+        HashKv {
+            hash: self.crc,
+            revision: self.current_revision,
+            compact_revision: self.compact_revision,
+            hash_revision: self.hash_revision,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store built by puts, deletes and a compaction, restored from its own bucket, hashes
+    /// the same at every revision.
+    #[test]
+    fn restore_from_bucket_matches_the_live_store() {
+        let mut live = MvccStore::new();
+        live.lease_grant(7, 60).unwrap();
+        live.put(b"a", b"1", 0).unwrap();
+        live.put(b"b", b"2", 7).unwrap();
+        live.put(b"a", b"3", 0).unwrap();
+        live.delete_range(super::super::KeyRange::Single(b"b"));
+        live.put(b"c", b"4", 7).unwrap();
+        live.put(b"b", b"5", 0).unwrap();
+        live.compact(4).unwrap();
+        live.put(b"a", b"6", 0).unwrap();
+        let mut restore = Restore::new(EtcdVersion::V3_4_23);
+        restore.lease(7, 60, 0);
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = live
+            .bucket_entries()
+            .map(|(k, v)| (k, v.to_vec()))
+            .collect();
+        for (k, v) in &entries {
+            let (rev, tomb) = Revision::from_bucket_key(k).unwrap();
+            let kv = super::super::bucket::decode_key_value(v);
+            restore.entry(rev, tomb, kv.key, kv.create_revision, kv.version, kv.lease);
+        }
+        let restored = restore.finish(Some(4), Some(4));
+        assert_eq!(restored.store.current_revision(), live.current_revision());
+        assert_eq!(restored.store.compact_revision(), 4);
+        for rev in [0, 5, 6, 7] {
+            let mut stream = restored.hash_kv_stream(rev).unwrap();
+            for (k, v) in &entries {
+                stream.feed(k, v);
+            }
+            assert_eq!(stream.finish(), live.hash_kv(rev).unwrap(), "rev {rev}");
+        }
+        assert_eq!(restored.store.leases()[&7].keys.len(), 1);
+    }
+}

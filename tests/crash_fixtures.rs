@@ -13,7 +13,7 @@ use raft_replay::crash::fixture::{
     bootstrap_entries, noop_entry, put_entry, synthetic_member, write_disk, SyntheticMember,
 };
 use raft_replay::crash::{
-    enumerate_cluster, enumerate_member, FaultClass, Options, Outcome, ALL_CLASSES,
+    enumerate_cluster, enumerate_member, FaultClass, OnlyState, Options, Outcome, ALL_CLASSES,
 };
 use raft_replay::fsio::RealFs;
 use raft_replay::proto::raftpb::HardState;
@@ -352,7 +352,7 @@ fn a_healthy_member_through_every_class() {
             &RealFs,
             Path::new(&path),
             &Options {
-                only: Some(spec.clone()),
+                only: Some(OnlyState::parse(&spec, 1).unwrap()),
                 ..opts(&[r.class])
             },
         )

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
 use raft_replay::check::Finding;
 use raft_replay::crash::report::{json_report, text, Verdict};
-use raft_replay::crash::{enumerate_cluster, enumerate_member, FaultClass, MemberRun, Options};
+use raft_replay::crash::{
+    enumerate_cluster, enumerate_member, FaultClass, MemberRun, OnlyState, Options,
+};
 use raft_replay::fsio::ReadOnlyFs;
 use raft_replay::verify::{verify_cluster, VerifyOptions};
 
@@ -41,25 +43,30 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, args: Args) -
         }
     }
     classes.sort();
-    let mut opts = Options {
+    // `--only` is parsed once; its class is the only one run.
+    let only = match &args.only {
+        Some(text) => match OnlyState::parse(text, paths.len()) {
+            Ok(only) => Some(only),
+            Err(e) => {
+                eprintln!("raft-replay crash: --only {text}: {e}");
+                return EXIT_CANNOT_RUN;
+            }
+        },
+        None => None,
+    };
+    if let Some(OnlyState::Member(class, _)) = &only {
+        classes = vec![*class];
+    }
+    let opts = Options {
         classes,
         cross_checks: args.cross_checks,
         kv: args.kv,
         exhaustive: args.exhaustive,
         flip_unprotected: args.flip_unprotected,
         max_crashed: args.max_crashed,
-        only: args.only.clone(),
+        only,
         ..Options::default()
     };
-    if let Some(only) = &args.only {
-        // One state: its class only, no sampling.
-        let spec = only.rsplit('@').next().unwrap_or(only);
-        if paths.len() == 1 {
-            if let Some(c) = spec.chars().next().and_then(FaultClass::from_letter) {
-                opts.classes = vec![c];
-            }
-        }
-    }
     if format == Format::Junit {
         eprintln!("raft-replay crash: --format junit is not supported (text or json)");
         return EXIT_CANNOT_RUN;

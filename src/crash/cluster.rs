@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use crate::fsio::ReadOnlyFs;
 
 use super::member::{enumerate_member, MemberRun};
-use super::{FaultClass, Options, Outcome};
+use super::{FaultClass, OnlyState, Options, Outcome};
 
 #[derive(Clone, Debug)]
 pub struct ClusterFinding {
@@ -43,35 +43,25 @@ pub struct ClusterRun {
     pub notes: Vec<String>,
 }
 
-/// `--only` in cluster mode: `I@SPEC[,J@SPEC…]`.
-fn parse_only(text: &str) -> Option<Vec<(usize, String)>> {
-    text.split(',')
-        .map(|part| {
-            let (i, spec) = part.split_once('@')?;
-            Some((i.trim().parse().ok()?, spec.trim().to_string()))
-        })
-        .collect()
-}
-
 pub fn enumerate_cluster(
     fs: &dyn ReadOnlyFs,
     paths: &[PathBuf],
     opts: &Options,
 ) -> Result<ClusterRun, String> {
     let only = match &opts.only {
-        Some(text) => Some(
-            parse_only(text)
-                .ok_or_else(|| format!("--only {text}: expected MEMBER@SPEC[,MEMBER@SPEC…] in cluster mode (MEMBER counts PATHs from 0)"))?,
-        ),
+        Some(OnlyState::Cluster(states)) => Some(states.as_slice()),
+        Some(OnlyState::Member(..)) => {
+            return Err("a member state without MEMBER@ for several members".into())
+        }
         None => None,
     };
     let mut members = Vec::with_capacity(paths.len());
     for (i, path) in paths.iter().enumerate() {
         let member_opts = match &only {
             None => opts.clone(),
-            Some(list) => match list.iter().find(|(m, _)| *m == i) {
-                Some((_, spec)) => Options {
-                    only: Some(spec.clone()),
+            Some(list) => match list.iter().find(|(m, _, _)| *m == i) {
+                Some((_, class, spec)) => Options {
+                    only: Some(OnlyState::Member(*class, spec.clone())),
                     ..opts.clone()
                 },
                 None => Options {

@@ -21,7 +21,7 @@ use super::recover::{
     heartbeat_panic, raw_restart_panic, read_from_start, recover, DiskState, RealRecovery,
 };
 use super::states::{plan, Effect, Planned, Spec};
-use super::{FaultClass, Options, Outcome};
+use super::{FaultClass, OnlyState, Options, Outcome};
 
 /// etcd's recovery of the state holding the first `k` records, and what raft-rs made of it.
 #[derive(Clone, Debug, Default)]
@@ -414,8 +414,9 @@ pub fn enumerate_member(
         ));
     }
     let only = match &opts.only {
-        Some(text) => {
-            Some(Spec::parse(text).ok_or_else(|| format!("--only {text}: not a state spec"))?)
+        Some(OnlyState::Member(class, spec)) => Some((*class, spec.clone())),
+        Some(OnlyState::Cluster(_)) => {
+            return Err("a cluster state (MEMBER@SPEC) for a single member".into())
         }
         None => None,
     };

@@ -32,6 +32,7 @@ use serde::Serialize;
 
 pub use cluster::{enumerate_cluster, ClusterRun};
 pub use member::{enumerate_member, MemberRun};
+pub use states::Spec;
 
 /// The fault classes. (a)–(e) are states a crash can leave under the usual model
 /// (fsynced data persists; sectors are written atomically); (f)–(i) are storage faults beyond it.
@@ -202,8 +203,51 @@ pub struct Options {
     pub flip_unprotected: bool,
     /// Cluster mode: at most this many members crashed together (default f = ⌊(voters−1)/2⌋).
     pub max_crashed: Option<usize>,
-    /// Evaluate only this state (`SPEC` or `MEMBER@SPEC`), for reproducing a finding.
-    pub only: Option<String>,
+    /// Evaluate only this state, for reproducing a finding.
+    pub only: Option<OnlyState>,
+}
+
+/// One crash state evaluated alone (`--only`), parsed once from its printed form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnlyState {
+    /// A state of one member: `SPEC` (e.g. `f:0:3`).
+    Member(FaultClass, Spec),
+    /// Cluster mode: the state of each crashed member, by input position (`I@SPEC[,J@SPEC…]`).
+    Cluster(Vec<(usize, FaultClass, Spec)>),
+}
+
+/// Why an `--only` text is not a state.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OnlyError {
+    /// Not `CLASS:N[:N…]` as a reproducer prints it.
+    #[error("not a state spec")]
+    NotASpec,
+    /// Several members were given but the text does not say which member each state is of.
+    #[error("expected MEMBER@SPEC[,MEMBER@SPEC…] in cluster mode (MEMBER counts PATHs from 0)")]
+    NotAClusterSpec,
+}
+
+impl OnlyState {
+    /// Parses the text of a reproducer for `members` inputs (one: `SPEC`; more: `I@SPEC,…`).
+    pub fn parse(text: &str, members: usize) -> Result<OnlyState, OnlyError> {
+        if members <= 1 {
+            let (class, spec) = Spec::parse(text).ok_or(OnlyError::NotASpec)?;
+            return Ok(OnlyState::Member(class, spec));
+        }
+        let states = text
+            .split(',')
+            .map(|part| {
+                let (member, spec) = part.split_once('@').ok_or(OnlyError::NotAClusterSpec)?;
+                let member = member
+                    .trim()
+                    .parse()
+                    .map_err(|_| OnlyError::NotAClusterSpec)?;
+                let (class, spec) = Spec::parse(spec.trim()).ok_or(OnlyError::NotASpec)?;
+                Ok((member, class, spec))
+            })
+            .collect::<Result<Vec<_>, OnlyError>>()?;
+        Ok(OnlyState::Cluster(states))
+    }
 }
 
 impl Default for Options {

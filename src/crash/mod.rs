@@ -305,3 +305,32 @@ pub(crate) fn spread<T: Clone>(items: &[T], cap: usize) -> Vec<T> {
     }
     out
 }
+
+#[cfg(test)]
+mod only_tests {
+    use super::*;
+
+    #[test]
+    fn only_parses_what_a_reproducer_prints_and_names_what_is_wrong() {
+        let spec = Spec::Cut { k: 7 };
+        let text = spec.render(FaultClass::RecordBoundary);
+        assert_eq!(
+            OnlyState::parse(&text, 1),
+            Ok(OnlyState::Member(FaultClass::RecordBoundary, spec.clone()))
+        );
+        assert_eq!(
+            OnlyState::parse(&format!("0@{text},2@{text}"), 3),
+            Ok(OnlyState::Cluster(vec![
+                (0, FaultClass::RecordBoundary, spec.clone()),
+                (2, FaultClass::RecordBoundary, spec),
+            ]))
+        );
+        assert_eq!(OnlyState::parse("z:1", 1), Err(OnlyError::NotASpec));
+        assert_eq!(OnlyState::parse(&text, 2), Err(OnlyError::NotAClusterSpec));
+        assert_eq!(
+            OnlyState::parse("x@b:1", 2),
+            Err(OnlyError::NotAClusterSpec)
+        );
+        assert_eq!(OnlyState::parse("0@z:1", 2), Err(OnlyError::NotASpec));
+    }
+}

@@ -12,22 +12,25 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use prost::Message as _;
-use raft::eraftpb::{self, MessageType};
+use raft::eraftpb::{self};
 use raft::storage::MemStorage;
-use raft::{RawNode, StateRole, Storage};
+use raft::{RawNode, StateRole};
 
+pub use super::apply::validate;
 use super::disk::{recover, CrashMode, Disk};
-use super::entry::{request_id, to_etcd, to_raft};
+use super::entry::to_raft;
 use super::history::{ClientOp, History, OpKind, Outcome};
 use super::net::Network;
-use crate::check::conf_model::{ConfOutcome, Membership};
+use super::ready::{handle_ready, to_save};
+pub use super::render::message_type_name;
+use crate::check::conf_model::Membership;
 use crate::mvcc::MvccStore;
 use crate::proto::etcdserverpb::{
     compare, request_op, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
     InternalRaftRequest, LeaseGrantRequest, LeaseRevokeRequest, Metadata, PutRequest, RangeRequest,
     RequestHeader, RequestOp, TxnRequest,
 };
-use crate::proto::raftpb::{self, ConfChange, ConfChangeV2, Entry, HardState};
+use crate::proto::raftpb::{self, ConfChange, Entry, HardState};
 use crate::proto::translate;
 use crate::replay::discard_logger;
 
@@ -169,17 +172,17 @@ impl Node {
 
 /// What handling a Ready produced, applied to the cluster after the node is released.
 #[derive(Default)]
-struct Effects {
-    messages: Vec<eraftpb::Message>,
+pub(super) struct Effects {
+    pub(super) messages: Vec<eraftpb::Message>,
     /// (request, index, value read, transaction succeeded)
-    acks: Vec<(u64, u64, Option<u64>, bool)>,
-    leader_of_term: Option<u64>,
-    findings: Vec<SimFinding>,
-    transitions: Vec<(u64, &'static str)>,
+    pub(super) acks: Vec<(u64, u64, Option<u64>, bool)>,
+    pub(super) leader_of_term: Option<u64>,
+    pub(super) findings: Vec<SimFinding>,
+    pub(super) transitions: Vec<(u64, &'static str)>,
     /// The node applied a configuration without itself.
-    removed_self: bool,
+    pub(super) removed_self: bool,
     /// Ids a configuration applied here dropped.
-    removed_ids: Vec<u64>,
+    pub(super) removed_ids: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -246,7 +249,7 @@ pub struct ConfSpec {
     pub changes: Vec<(ChangeOp, u64)>,
 }
 
-fn finding(kind: &'static str, message: String) -> SimFinding {
+pub(super) fn finding(kind: &'static str, message: String) -> SimFinding {
     SimFinding { kind, message }
 }
 
@@ -262,7 +265,7 @@ pub fn member_context(id: u64, learner: bool, promote: bool) -> Vec<u8> {
     }
 }
 
-fn metadata(id: u64) -> Vec<u8> {
+pub(super) fn metadata(id: u64) -> Vec<u8> {
     Metadata {
         node_id: id,
         cluster_id: CLUSTER_ID,
@@ -270,7 +273,7 @@ fn metadata(id: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn value_of(bytes: &[u8]) -> Option<u64> {
+pub(super) fn value_of(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes)
         .ok()?
         .strip_prefix('v')?
@@ -915,510 +918,4 @@ impl Sim {
 
     // ----------------------------------------------------------------------------------
     // Reporting
-
-    pub fn node_line(&self, id: u64) -> String {
-        let node = &self.nodes[&id];
-        let Some(raw) = node.raft.as_ref() else {
-            return format!(
-                "n{id}: down{}",
-                if node.broken {
-                    " (cannot boot)"
-                } else if node.removed {
-                    " (removed)"
-                } else {
-                    ""
-                }
-            );
-        };
-        let r = &raw.raft;
-        let role = match r.state {
-            StateRole::Leader => "leader",
-            StateRole::Follower => "follower",
-            StateRole::Candidate => "candidate",
-            StateRole::PreCandidate => "precandidate",
-        };
-        let conf = crate::check::conf_model::Config::from_conf_state(
-            &translate::conf_state_from_raft(&r.prs().conf().to_conf_state()),
-        );
-        format!(
-            "n{id}: {role} term={} vote={} last={} commit={} applied={} {}",
-            r.term,
-            r.vote,
-            r.raft_log.last_index(),
-            r.raft_log.committed,
-            node.sm.applied,
-            conf
-        )
-    }
-
-    pub fn state_lines(&self) -> String {
-        self.nodes
-            .keys()
-            .map(|id| self.node_line(*id))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-/// etcd's and raft's rules, checked before proposing.
-pub fn validate(
-    current: &crate::check::conf_model::Config,
-    removed: &BTreeSet<u64>,
-    spec: &ConfSpec,
-) -> Result<(), String> {
-    use crate::check::conf_model::{Change, ChangeKind};
-    let changes: Vec<Change> = spec
-        .changes
-        .iter()
-        .map(|(op, id)| Change {
-            kind: match op {
-                ChangeOp::Voter => ChangeKind::AddNode,
-                ChangeOp::Learner => ChangeKind::AddLearner,
-                ChangeOp::Remove => ChangeKind::Remove,
-            },
-            node_id: *id,
-        })
-        .collect();
-    for (op, id) in &spec.changes {
-        if *op != ChangeOp::Remove && removed.contains(id) {
-            return Err(format!(
-                "{id} was removed; ids are never reused (etcd: ErrIDRemoved)"
-            ));
-        }
-    }
-    if spec.v1 {
-        if changes.len() != 1 {
-            return Err("a v1 change has exactly one change".into());
-        }
-        let (op, id) = spec.changes[0];
-        let member = current.ids().any(|m| m == id);
-        if removed.contains(&id) {
-            return Err(format!("{id} was removed (etcd: ErrIDRemoved)"));
-        }
-        match op {
-            ChangeOp::Voter if member && !current.learners.contains(&id) => {
-                return Err(format!("{id} is already a voter (etcd: ErrIDExists)"))
-            }
-            ChangeOp::Learner if member => {
-                return Err(format!("{id} is already a member (etcd: ErrIDExists)"))
-            }
-            ChangeOp::Remove if !member => {
-                return Err(format!("{id} is not a member (etcd: ErrIDNotFound)"))
-            }
-            _ => {}
-        }
-        return current
-            .simple(&changes)
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-    }
-    if changes.is_empty() {
-        // raft's proposal filter takes any empty ConfChangeV2 for a leave, but only an *Auto*
-        // one is applied as LeaveJoint: an empty Implicit/Explicit one is applied as EnterJoint
-        // and refused ("config is already joint") after it committed — etcd would panic.
-        if spec.transition != Transition::Auto {
-            return Err(
-                "an empty ConfChangeV2 leaves the joint config only with transition auto".into(),
-            );
-        }
-        return current.leave_joint().map(|_| ()).map_err(|e| e.to_string());
-    }
-    let joint = spec.transition != Transition::Auto || changes.len() > 1;
-    let result = if joint {
-        current.enter_joint(spec.transition != Transition::Explicit, &changes)
-    } else {
-        current.simple(&changes)
-    };
-    result.map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn handle_ready(
-    id: u64,
-    raw: &mut RawNode<MemStorage>,
-    disk: &mut Disk,
-    sm: &mut StateMachine,
-    inject: Option<Inject>,
-    effects: &mut Effects,
-) {
-    let mut rd = raw.ready();
-    if let Some(ss) = rd.ss() {
-        if ss.raft_state == StateRole::Leader {
-            effects.leader_of_term = Some(raw.raft.term);
-        }
-    }
-    effects.messages.extend(rd.take_messages());
-    if !rd.snapshot().is_empty() {
-        effects.findings.push(finding(
-            "sim.unexpected_snapshot",
-            format!("n{id} received a snapshot (the simulation never compacts)"),
-        ));
-    }
-    let committed = rd.take_committed_entries();
-    // Persist: WAL first, then raft's storage (etcd: wal.Save, then raftStorage.Append).
-    let (hs, entries) = to_save(&rd);
-    let stored_last = raw.store().last_index().unwrap_or(0);
-    persist(raw, disk, &hs, &entries, stored_last, inject);
-    {
-        let store = raw.mut_store();
-        let mut core = store.wl();
-        if !rd.entries().is_empty() {
-            core.append(rd.entries())
-                .expect("raft-rs hands out appendable entries");
-        }
-        if let Some(hs) = rd.hs() {
-            core.set_hardstate(hs.clone());
-        }
-    }
-    effects.messages.extend(rd.take_persisted_messages());
-    let mut light = raw.advance_append(rd);
-    if let Some(commit) = light.commit_index() {
-        let hs = raw.raft.hard_state();
-        let state = HardState {
-            term: hs.term,
-            vote: hs.vote,
-            commit,
-        };
-        persist(raw, disk, &state, &[], u64::MAX, inject);
-        raw.mut_store().wl().mut_hard_state().commit = commit;
-    }
-    effects.messages.extend(light.take_messages());
-    // Apply after persisting (etcd applies concurrently with the Save; both orders are legal).
-    // Applying first, as raft-rs's docs list it, makes a leader that applies its own removal
-    // panic in `on_persist_entries` (raft-rs 0.7 unwraps the leader's own progress) when the
-    // same Ready also carries new entries.
-    apply_entries(id, raw, sm, &committed, inject, effects);
-    let committed = light.take_committed_entries();
-    apply_entries(id, raw, sm, &committed, inject, effects);
-    if inject == Some(Inject::ApplyBeforeCommit) {
-        for e in &entries {
-            if e.r#type == 0 && e.index > sm.applied {
-                apply_kv(sm, e, effects);
-                sm.early.insert(e.index, e.term);
-            }
-        }
-    }
-    raw.advance_apply();
-}
-
-fn persist(
-    raw: &RawNode<MemStorage>,
-    disk: &mut Disk,
-    hs: &HardState,
-    entries: &[Entry],
-    stored_last: u64,
-    inject: Option<Inject>,
-) {
-    if hs.is_empty() && entries.is_empty() {
-        return;
-    }
-    match inject {
-        Some(Inject::AckBeforeFsync) => {
-            // The previous Ready's fsync completes now; this one's comes later.
-            disk.refresh();
-            disk.save(hs, entries, true);
-        }
-        Some(Inject::PersistHardStateBeforeEntries) => {
-            disk.refresh();
-            if entries.is_empty() {
-                disk.save(hs, entries, false);
-            } else {
-                if !hs.is_empty() {
-                    disk.save(hs, &[], false);
-                    disk.sync();
-                }
-                disk.save(&HardState::default(), entries, true);
-            }
-        }
-        Some(Inject::TruncateCommittedOnConflict)
-            if !entries.is_empty() && entries[0].index <= stored_last =>
-        {
-            // Truncate from the commit index: re-writing entry commit-1 drops every entry
-            // after it (ReadAll's overwrite rule), then the new entries follow a gap.
-            let commit = raw.raft.raft_log.committed;
-            if commit >= 2 && commit < entries[0].index {
-                let context = raft::GetEntriesContext::empty(false);
-                if let Ok(before) = raw.raft.raft_log.slice(commit - 1, commit, None, context) {
-                    let before: Vec<Entry> = before.iter().map(to_etcd).collect();
-                    disk.save(&HardState::default(), &before, false);
-                }
-            }
-            disk.save(hs, entries, false);
-        }
-        _ => {
-            disk.save(hs, entries, false);
-        }
-    }
-}
-
-fn apply_kv(sm: &mut StateMachine, e: &Entry, effects: &mut Effects) {
-    let waiting = request_id(e).filter(|r| sm.pending.contains(r));
-    let request = waiting.and_then(|_| InternalRaftRequest::decode(e.data.clone()?).ok());
-    // A transaction's compare, judged on the state it applies to (etcd answers the client
-    // with `succeeded`).
-    let succeeded = request
-        .as_ref()
-        .and_then(|r| r.txn.as_ref())
-        .and_then(|txn| txn.compare.first())
-        .map(|c| {
-            let current = sm.kv.get(&c.key).and_then(|(_, _, _, v, _)| value_of(&v));
-            let present = sm.kv.get(&c.key).is_some();
-            match &c.target_union {
-                Some(compare::TargetUnion::CreateRevision(0)) => !present,
-                Some(compare::TargetUnion::Value(v)) => present && current == value_of(v),
-                _ => false,
-            }
-        })
-        .unwrap_or(false);
-    sm.kv.apply_entry(e);
-    if let Some(request_id) = waiting {
-        sm.pending.remove(&request_id);
-        let read = request
-            .as_ref()
-            .and_then(|r| r.range.as_ref())
-            .and_then(|range| sm.kv.get(&range.key))
-            .and_then(|(_, _, _, value, _)| value_of(&value));
-        effects.acks.push((request_id, e.index, read, succeeded));
-    }
-}
-
-fn classify_v1(
-    cc: &ConfChange,
-    conf: &crate::check::conf_model::Config,
-    outcome: &ConfOutcome,
-) -> &'static str {
-    if matches!(outcome, ConfOutcome::RejectedByEtcd(_)) {
-        return "v1-rejected-by-etcd";
-    }
-    match cc.r#type {
-        0 if conf.learners.contains(&cc.node_id) => "v1-promote-learner",
-        0 => "v1-add-voter",
-        3 if conf.voters.contains(&cc.node_id) => "v1-demote-voter",
-        3 => "v1-add-learner",
-        1 => "v1-remove",
-        _ => "v1-update",
-    }
-}
-
-fn classify_v2(cc: &ConfChangeV2) -> &'static str {
-    if cc.changes.is_empty() {
-        if cc.context.as_deref() == Some(b"explicit-leave") {
-            "leave-joint-explicit"
-        } else {
-            "leave-joint-auto"
-        }
-    } else {
-        match cc.transition {
-            0 if cc.changes.len() == 1 => "v2-simple",
-            0 => "enter-joint-auto",
-            1 => "enter-joint-implicit",
-            _ => "enter-joint-explicit",
-        }
-    }
-}
-
-fn apply_entries(
-    id: u64,
-    raw: &mut RawNode<MemStorage>,
-    sm: &mut StateMachine,
-    committed: &[eraftpb::Entry],
-    inject: Option<Inject>,
-    effects: &mut Effects,
-) {
-    for raft_entry in committed {
-        let e = to_etcd(raft_entry);
-        match e.r#type {
-            1 => apply_v1(id, raw, sm, &e, effects),
-            2 => apply_v2(id, raw, sm, &e, inject, effects),
-            _ => {}
-        }
-        if sm.early.get(&e.index) == Some(&e.term) {
-            sm.early.remove(&e.index);
-        } else {
-            apply_kv(sm, &e, effects);
-        }
-        sm.applied = e.index;
-    }
-}
-
-/// raft-rs's `ConfChange::into_v2` (its `ConfChangeI` trait is not re-exported by `raft`).
-fn v1_as_v2(cc: &eraftpb::ConfChange) -> eraftpb::ConfChangeV2 {
-    let mut single = eraftpb::ConfChangeSingle::default();
-    single.set_change_type(cc.get_change_type());
-    single.node_id = cc.node_id;
-    let mut v2 = eraftpb::ConfChangeV2::default();
-    v2.changes.push(single);
-    v2.context = cc.context.clone();
-    v2
-}
-
-/// `apply_conf_change`, noting when the node was a member before and is not after.
-fn apply_tracking_self(
-    raw: &mut RawNode<MemStorage>,
-    cc: &eraftpb::ConfChangeV2,
-    id: u64,
-    effects: &mut Effects,
-) -> raft::Result<()> {
-    let old = raw.raft.prs().conf().to_conf_state();
-    let cs = raw.apply_conf_change(cc)?;
-    if in_conf_state(&old, id) && !in_conf_state(&cs, id) {
-        effects.removed_self = true;
-    }
-    for member in old
-        .voters
-        .iter()
-        .chain(&old.learners)
-        .chain(&old.voters_outgoing)
-        .chain(&old.learners_next)
-    {
-        if !in_conf_state(&cs, *member) {
-            effects.removed_ids.push(*member);
-        }
-    }
-    Ok(())
-}
-
-fn in_conf_state(cs: &eraftpb::ConfState, id: u64) -> bool {
-    cs.voters
-        .iter()
-        .chain(&cs.learners)
-        .chain(&cs.voters_outgoing)
-        .chain(&cs.learners_next)
-        .any(|m| *m == id)
-}
-
-fn live_config(raw: &RawNode<MemStorage>) -> crate::check::conf_model::Config {
-    crate::check::conf_model::Config::from_conf_state(&translate::conf_state_from_raft(
-        &raw.raft.prs().conf().to_conf_state(),
-    ))
-}
-
-fn apply_v1(
-    id: u64,
-    raw: &mut RawNode<MemStorage>,
-    sm: &mut StateMachine,
-    e: &Entry,
-    effects: &mut Effects,
-) {
-    let Ok(cc) = ConfChange::decode(e.data_bytes()) else {
-        effects.findings.push(finding(
-            "sim.conf_change_undecodable",
-            format!("n{id}: entry {} does not decode", e.index),
-        ));
-        return;
-    };
-    let before = live_config(raw);
-    let outcome = match sm.membership.apply_entry(1, e.data_bytes()) {
-        Ok(o) => o,
-        Err(err) => {
-            effects.findings.push(finding(
-                "sim.conf_change_refused",
-                format!("n{id}: committed conf change {} refused: {err}", e.index),
-            ));
-            return;
-        }
-    };
-    effects
-        .transitions
-        .push((e.index, classify_v1(&cc, &before, &outcome)));
-    // etcd applies a change its validation rejected with NodeID = 0: a no-op for raft.
-    let mut effective = cc.clone();
-    if matches!(outcome, ConfOutcome::RejectedByEtcd(_)) {
-        effective.node_id = 0;
-    }
-    match translate::conf_change(&effective) {
-        Ok(Some(raft_cc)) => match apply_tracking_self(raw, &v1_as_v2(&raft_cc), id, effects) {
-            Ok(()) => {}
-            Err(err) => effects.findings.push(finding(
-                "sim.conf_change_refused",
-                format!(
-                    "n{id}: raft-rs refused committed conf change {}: {err}",
-                    e.index
-                ),
-            )),
-        },
-        Ok(None) => {}
-        Err(err) => effects.findings.push(finding(
-            "sim.conf_change_refused",
-            format!("n{id}: entry {}: {err}", e.index),
-        )),
-    }
-}
-
-fn apply_v2(
-    id: u64,
-    raw: &mut RawNode<MemStorage>,
-    sm: &mut StateMachine,
-    e: &Entry,
-    inject: Option<Inject>,
-    effects: &mut Effects,
-) {
-    let Ok(cc) = ConfChangeV2::decode(e.data_bytes()) else {
-        effects.findings.push(finding(
-            "sim.conf_change_undecodable",
-            format!("n{id}: entry {} does not decode", e.index),
-        ));
-        return;
-    };
-    effects.transitions.push((e.index, classify_v2(&cc)));
-    for single in &cc.changes {
-        let kind = match single.r#type {
-            0 => "change-add-voter",
-            3 => "change-add-learner",
-            1 => "change-remove",
-            _ => "change-update",
-        };
-        effects.transitions.push((e.index, kind));
-    }
-    if cc.changes.is_empty() && inject == Some(Inject::SkipLeaveJoint) {
-        return;
-    }
-    let _ = sm.membership.apply_entry(2, e.data_bytes());
-    match translate::conf_change_v2(&cc) {
-        Ok(None) => {} // a simple change of one UpdateNode: attributes only.
-        Ok(Some(raft_cc)) => match apply_tracking_self(raw, &raft_cc, id, effects) {
-            Ok(()) => {}
-            Err(err) => effects.findings.push(finding(
-                "sim.conf_change_refused",
-                format!(
-                    "n{id}: raft-rs refused committed conf change {}: {err}",
-                    e.index
-                ),
-            )),
-        },
-        Err(err) => effects.findings.push(finding(
-            "sim.conf_change_refused",
-            format!("n{id}: entry {}: {err}", e.index),
-        )),
-    }
-}
-
-/// What etcd's `WAL.Save` gets from a Ready: the HardState (empty when unchanged) and the
-/// entries in etcd's numbering.
-fn to_save(rd: &raft::Ready) -> (HardState, Vec<Entry>) {
-    let hs = rd
-        .hs()
-        .map(translate::hard_state_from_raft)
-        .unwrap_or_default();
-    (hs, rd.entries().iter().map(to_etcd).collect())
-}
-
-/// Message types worth naming in a script.
-pub fn message_type_name(t: MessageType) -> &'static str {
-    match t {
-        MessageType::MsgAppend => "MsgApp",
-        MessageType::MsgAppendResponse => "MsgAppResp",
-        MessageType::MsgRequestVote => "MsgVote",
-        MessageType::MsgRequestVoteResponse => "MsgVoteResp",
-        MessageType::MsgRequestPreVote => "MsgPreVote",
-        MessageType::MsgRequestPreVoteResponse => "MsgPreVoteResp",
-        MessageType::MsgHeartbeat => "MsgHeartbeat",
-        MessageType::MsgHeartbeatResponse => "MsgHeartbeatResp",
-        MessageType::MsgPropose => "MsgProp",
-        MessageType::MsgSnapshot => "MsgSnap",
-        MessageType::MsgTimeoutNow => "MsgTimeoutNow",
-        MessageType::MsgTransferLeader => "MsgTransferLeader",
-        MessageType::MsgReadIndex => "MsgReadIndex",
-        MessageType::MsgReadIndexResp => "MsgReadIndexResp",
-        _ => "Msg",
-    }
 }

@@ -27,12 +27,15 @@
 //!   after lost unsynced data (a cluster can be left without a quorum that knows its commit);
 //!   such a run is reported as stuck, not failed.
 
+mod apply;
 pub mod cluster;
 pub mod disk;
 pub mod entry;
 pub mod gen;
 pub mod history;
 pub mod net;
+mod ready;
+mod render;
 pub mod script;
 pub mod verdict;
 

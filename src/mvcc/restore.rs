@@ -180,24 +180,8 @@ impl RestoredStore {
     /// the returned stream, then [`HashKvStream::finish`]. Errors as [`MvccStore::hash_kv`].
     pub fn hash_kv_stream(&self, revision: i64) -> Result<HashKvStream, MvccError> {
         let store = &self.store;
-        let compact_revision = store.compact_revision;
-        let current_revision = store.current_revision;
-        let compacted = if store.version.hash_allows_compact_revision() {
-            revision < compact_revision
-        } else {
-            revision <= compact_revision
-        };
-        if revision > 0 && compacted {
-            return Err(MvccError::Compacted { compact_revision });
-        }
-        if revision > 0 && revision > current_revision {
-            return Err(MvccError::FutureRevision { current_revision });
-        }
-        let hash_revision = if revision == 0 {
-            current_revision
-        } else {
-            revision
-        };
+        let hash_revision = store.hash_revision(revision)?;
+        let (compact_revision, current_revision) = (store.compact_revision, store.current_revision);
         let (keep_any, keep) = store.keep_for_hash(hash_revision);
         Ok(HashKvStream {
             crc: crc32c::crc32c(b"key"),

@@ -568,17 +568,10 @@ impl MvccStore {
         (any, at_or_below_compaction)
     }
 
-    /// etcd's `HashByRev(revision)` (`etcdctl endpoint hashkv --rev`), 0 = current revision.
-    ///
-    /// CRC-32C over `"key"` and then `bucket key ‖ marshaled KeyValue` of every bucket entry
-    /// with `main <= revision`, where entries `<= compact_revision` count only if they are in
-    /// `Keep(revision)` — unless that set is empty, in which case all of them count (etcd's
-    /// `len(keep) > 0` check). From 3.4.34 / 3.5.16 a tombstone exactly at the compact
-    /// revision is skipped (those versions keep it in the bucket; older ones delete it).
-    ///
-    /// Not modelled: 3.5.5+ answers `revision == a recent compaction revision` from a cache
-    /// of hashes computed during compaction (etcd `kvstore.HashStorage`).
-    pub fn hash_kv(&self, revision: i64) -> Result<HashKv, MvccError> {
+    /// The revision `HashByRev(revision)` hashes up to, or etcd's refusal: a compacted revision
+    /// (3.5.16+ / 3.4.34+ accept the compact revision itself) or a future one. etcd substitutes
+    /// only 0 (the current revision); a negative revision hashes nothing but the bucket name.
+    pub(crate) fn hash_revision(&self, revision: i64) -> Result<i64, MvccError> {
         let compact_revision = self.compact_revision;
         let current_revision = self.current_revision;
         let compacted = if self.version.hash_allows_compact_revision() {
@@ -592,12 +585,27 @@ impl MvccStore {
         if revision > 0 && revision > current_revision {
             return Err(MvccError::FutureRevision { current_revision });
         }
-        // etcd substitutes only 0; a negative revision hashes nothing but the bucket name.
-        let hash_revision = if revision == 0 {
+        Ok(if revision == 0 {
             current_revision
         } else {
             revision
-        };
+        })
+    }
+
+    /// etcd's `HashByRev(revision)` (`etcdctl endpoint hashkv --rev`), 0 = current revision.
+    ///
+    /// CRC-32C over `"key"` and then `bucket key ‖ marshaled KeyValue` of every bucket entry
+    /// with `main <= revision`, where entries `<= compact_revision` count only if they are in
+    /// `Keep(revision)` — unless that set is empty, in which case all of them count (etcd's
+    /// `len(keep) > 0` check). From 3.4.34 / 3.5.16 a tombstone exactly at the compact
+    /// revision is skipped (those versions keep it in the bucket; older ones delete it).
+    ///
+    /// Not modelled: 3.5.5+ answers `revision == a recent compaction revision` from a cache
+    /// of hashes computed during compaction (etcd `kvstore.HashStorage`).
+    pub fn hash_kv(&self, revision: i64) -> Result<HashKv, MvccError> {
+        let compact_revision = self.compact_revision;
+        let hash_revision = self.hash_revision(revision)?;
+        let current_revision = self.current_revision;
         let (keep_any, keep) = self.keep_for_hash(hash_revision);
         let skip_tombstone_at_compaction = self.rules.keep_tombstone_at_compaction;
         let mut crc = crc32c::crc32c(b"key");

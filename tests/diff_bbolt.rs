@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use raft_replay::backend::{BucketRef, Db, DbReport, Item, Walker};
@@ -20,24 +19,11 @@ use raft_replay::mvcc::EtcdVersion;
 use serde_json::{json, Value};
 
 fn bbolt_ref() -> Option<String> {
-    match std::env::var("RAFT_REPLAY_BBOLT_REF") {
-        Ok(path) if !path.is_empty() => {
-            let path = if Path::new(&path).is_absolute() {
-                path
-            } else {
-                common::repo_dir().join(path).display().to_string()
-            };
-            assert!(
-                Path::new(&path).is_file(),
-                "RAFT_REPLAY_BBOLT_REF={path} does not exist: run `make bbolt-ref`"
-            );
-            Some(path)
-        }
-        _ => {
-            eprintln!("diff_bbolt: RAFT_REPLAY_BBOLT_REF not set; run `make diff-bbolt` (needs Go, golang-etcd-server-dev, golang-github-coreos-bbolt-dev)");
-            None
-        }
-    }
+    common::reference_tool(
+        "RAFT_REPLAY_BBOLT_REF",
+        "bbolt-ref",
+        "`make diff-bbolt` (needs Go, golang-etcd-server-dev, golang-github-coreos-bbolt-dev)",
+    )
 }
 
 fn run(tool: &str, args: &[&str]) -> String {

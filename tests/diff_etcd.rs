@@ -22,24 +22,11 @@ use std::process::Command;
 use serde_json::Value;
 
 fn etcd_ref() -> Option<String> {
-    match std::env::var("RAFT_REPLAY_ETCD_REF") {
-        Ok(path) if !path.is_empty() => {
-            let path = if Path::new(&path).is_absolute() {
-                path
-            } else {
-                common::repo_dir().join(path).display().to_string()
-            };
-            assert!(
-                Path::new(&path).is_file(),
-                "RAFT_REPLAY_ETCD_REF={path} does not exist: run `make etcd-ref`"
-            );
-            Some(path)
-        }
-        _ => {
-            eprintln!("diff_etcd: RAFT_REPLAY_ETCD_REF not set; run `make diff-etcd` (needs Go and golang-etcd-server-dev)");
-            None
-        }
-    }
+    common::reference_tool(
+        "RAFT_REPLAY_ETCD_REF",
+        "etcd-ref",
+        "`make diff-etcd` (needs Go and golang-etcd-server-dev)",
+    )
 }
 
 fn etcd_readall(tool: &str, member: &Path, from_start: bool) -> Value {

@@ -308,3 +308,26 @@ pub fn memory_segments(
         })
         .collect()
 }
+
+/// The Go reference program named by the environment variable `var` (set by `make test`), or
+/// None with a note on stderr when it is unset: the differential tests then check nothing.
+pub fn reference_tool(var: &str, make_target: &str, how: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(path) if !path.is_empty() => {
+            let path = if Path::new(&path).is_absolute() {
+                path
+            } else {
+                repo_dir().join(path).display().to_string()
+            };
+            assert!(
+                Path::new(&path).is_file(),
+                "{var}={path} does not exist: run `make {make_target}`"
+            );
+            Some(path)
+        }
+        _ => {
+            eprintln!("{var} not set; run {how}");
+            None
+        }
+    }
+}

@@ -66,7 +66,7 @@ use crate::proto::raftpb::Entry;
 pub use apply::ApplierMode;
 pub use bucket::{encode_key_value, BucketEntry};
 pub use lease::{Lease, MAX_LEASE_TTL};
-pub use restore::{HashKvStream, Restore, RestoreSummary, RestoredStore};
+pub use restore::{BucketLoader, HashKvStream, Restore, RestoreSummary, RestoredStore};
 pub use revision::{Revision, REVISION_KEY_LEN, TOMBSTONE_KEY_LEN, TOMBSTONE_MARK};
 pub use store::{HashKv, KeyRange, MvccStore, StoreSummary, EMPTY_HASH};
 

@@ -11,7 +11,8 @@ use super::{out, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
 use raft_replay::check::scan::scan_member_after;
 use raft_replay::fsio::ReadOnlyFs;
 use raft_replay::member::MemberFiles;
-use raft_replay::replay::from_db::late_start_reason;
+use raft_replay::replay::from_db::{late_start_reason, DbStartError};
+use raft_replay::replay::kv::KvReplayError;
 use raft_replay::replay::member_state::{replay_kv_any, replay_kv_held};
 use raft_replay::replay::stream::read_for_streaming;
 use raft_replay::wal::DecoderMode;
@@ -82,7 +83,16 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
         Err(e) => {
             bar.finish_and_clear();
             eprintln!("raft-replay hashkv: {e}");
-            return EXIT_CANNOT_RUN;
+            // A db the log contradicts (ahead of it, older than the boot snapshot) or that
+            // cannot be read is a finding about the data; anything else means no state to hash.
+            return match e {
+                KvReplayError::FromDb(
+                    DbStartError::AheadOfLog { .. }
+                    | DbStartError::OlderThanSnapshot { .. }
+                    | DbStartError::Unreadable { .. },
+                ) => EXIT_FINDINGS,
+                _ => EXIT_CANNOT_RUN,
+            };
         }
     };
     bar.finish_and_clear();

@@ -1,7 +1,8 @@
 //! The replay half of `verify`: per member, restart raft-rs and apply (pre-flight findings, raft-rs
-//! panics, rejected conf changes), re-execute every persisted batch as a follower, and — when the
-//! WAL holds the history from index 1 — replay the KV model to get etcd's HashKV at the applied
-//! index. Members at a common applied index must then hold the same hash.
+//! panics, rejected conf changes), re-execute every persisted batch as a follower, replay the KV
+//! model to get etcd's HashKV at the applied index (from the backend db at its consistent index
+//! when the WAL starts later: [`super::from_db`]), and run the db ↔ log checks. Members at a
+//! common applied index must then hold the same hash.
 
 use serde::Serialize;
 

@@ -181,4 +181,12 @@ mod tests {
             f.message
         );
     }
+
+    #[test]
+    fn both_ways_compares_hash_revision_and_compact_revision() {
+        assert!(super::check_both_ways("m", 9, (1, 2, 3), (1, 2, 3)).is_none());
+        let f = super::check_both_ways("m", 9, (1, 2, 3), (1, 2, 4)).unwrap();
+        assert_eq!(f.kind, super::BOTH_WAYS);
+        assert_eq!(f.location.raft_index, Some(9));
+    }
 }

@@ -1,7 +1,8 @@
 //! The sharpest proof the replay is right: at every checkpoint the capture script recorded,
 //! `raft-replay hashkv --index <applied index>` equals what `etcdctl endpoint hashkv` reported,
-//! for every member whose WAL begins at raft index 1. Nothing here is hard-coded: the expected
-//! values come from each capture's manifest.
+//! for every member: from the WAL when it begins at raft index 1, else from the member's backend
+//! db at its consistent index (learners that joined through a leader snapshot). Nothing here is
+//! hard-coded: the expected values come from each capture's manifest.
 
 mod common;
 
@@ -30,9 +31,6 @@ fn hashkv_matches_etcd_at_every_checkpoint_of_every_capture() {
                 let index = member["raft_applied_index"].as_u64().unwrap().to_string();
                 let (code, stdout, stderr) =
                     common::run_cli(&["hashkv", path.to_str().unwrap(), "--index", &index]);
-                if code == 2 && stderr.contains("needs the log from raft index 1") {
-                    continue; // a WAL that starts after a leader snapshot: checked below
-                }
                 assert_eq!(
                     code, 0,
                     "{capture} {} {name}: {stderr}",
@@ -54,19 +52,44 @@ fn hashkv_matches_etcd_at_every_checkpoint_of_every_capture() {
 }
 
 #[test]
-fn a_wal_that_starts_after_a_snapshot_says_plainly_what_the_kv_replay_needs() {
-    // cluster-a m5 is a learner that caught up from a leader snapshot.
-    let m5 = common::members("cluster-a")
-        .into_iter()
-        .find(|m| m.ends_with("m5"))
-        .unwrap();
-    let (code, stdout, stderr) = common::run_cli(&["hashkv", m5.to_str().unwrap()]);
-    assert_eq!(code, 2);
-    assert!(stdout.is_empty());
-    assert!(
-        stderr.contains("needs the log from raft index 1") && stderr.contains("member/snap/db"),
-        "{stderr}"
-    );
+fn a_wal_that_starts_after_a_snapshot_is_replayed_from_the_db_and_matches_etcd() {
+    // cluster-a m5 and cluster-c c4 are learners that caught up from a leader snapshot; their
+    // db's consistent index is the final checkpoint's applied index.
+    for (capture, name) in [("cluster-a", "m5"), ("cluster-c", "c4")] {
+        let manifest = common::manifest(capture);
+        let last = manifest["checkpoints"].as_array().unwrap().last().unwrap();
+        let expected = last["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap();
+        let member = common::members(capture)
+            .into_iter()
+            .find(|m| m.ends_with(name))
+            .unwrap();
+        let path = member.to_str().unwrap();
+        let (code, stdout, stderr) = common::run_cli(&["hashkv", path]);
+        assert_eq!(code, 0, "{capture}/{name}: {stderr}");
+        assert!(
+            stderr.contains("replayed from the db at consistent index")
+                && stderr.contains("leader snapshot"),
+            "{stderr}"
+        );
+        let ours: Value = serde_json::from_str(&stdout).unwrap();
+        for field in ["hash", "revision", "compact_revision"] {
+            assert_eq!(ours[field], expected[field], "{capture}/{name}: {field}");
+        }
+        assert_eq!(ours["applied_index"], expected["raft_applied_index"]);
+        // Below the db's consistent index there is no state to replay to: said plainly.
+        let (code, stdout, stderr) = common::run_cli(&["hashkv", path, "--index", "5503"]);
+        assert_eq!(code, 2);
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.contains("below the db's consistent index"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -202,10 +225,9 @@ fn verify_reports_each_members_replayed_hashkv_and_they_agree() {
             else {
                 continue;
             };
-            if replay["hashkv"].is_null() {
-                assert!(replay["kv_unavailable"].is_string(), "{name}: {replay}");
-                continue;
-            }
+            // Every member has a KV state: from index 1, or from its db.
+            assert!(replay["hashkv"].is_u64(), "{name}: {replay}");
+            assert!(replay["kv_unavailable"].is_null(), "{name}: {replay}");
             if expected["raft_applied_index"] == replay["applied_index"]
                 && !expected["hash"].is_null()
             {

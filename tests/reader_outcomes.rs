@@ -306,6 +306,18 @@ fn a_record_ending_inside_a_varint_is_a_torn_tail_etcd_repairs() {
             .contains("[etcd: unexpected EOF]"),
         "{torn:#}"
     );
+    // The copy keeps m1's db, applied through 5510: after the repair the log ends far below
+    // that, so the db is ahead of the log — the one failure, and a true one.
+    let failures: Vec<_> = all
+        .iter()
+        .filter(|f| f["severity"] != "warning")
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(failures, ["db.consistent_index_beyond_log"], "{report:#}");
+    assert_eq!(code, 1, "{report:#}");
+    // The WAL alone is a torn tail etcd repairs.
+    std::fs::remove_file(d.path().join("member/snap/db")).unwrap();
+    let (code, report) = verify_json(&[d.path()]);
     assert_eq!(code, 0, "{report:#}");
 }
 

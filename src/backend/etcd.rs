@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::error::DbError;
 use super::reader::{check_pages, Db, Item, Walker};
-use crate::mvcc::{EtcdVersion, HashKv, MvccError, Restore, RestoredStore, Revision};
+use crate::mvcc::{EtcdVersion, HashKv, MvccError, MvccStore, Restore, RestoredStore, Revision};
 use crate::proto::etcdserverpb::KeyValue;
 
 /// `snapshot status` as `etcdutl snapshot status` prints it (3.4/3.5 semantics).
@@ -351,15 +351,20 @@ fn decode_item(
             }
         }
         ("alarm", _) => match varint_fields(k) {
-            Some(f) => schema.alarms.push(AlarmRecord {
-                member_id: f.get(&1).copied().unwrap_or(0),
-                alarm: match f.get(&2).copied().unwrap_or(0) {
-                    0 => "NONE".into(),
-                    1 => "NOSPACE".into(),
-                    2 => "CORRUPT".into(),
-                    n => n.to_string(),
-                },
-            }),
+            Some(f) => {
+                let member_id = f.get(&1).copied().unwrap_or(0);
+                let alarm = f.get(&2).copied().unwrap_or(0);
+                restore.alarm(alarm as i32, member_id);
+                schema.alarms.push(AlarmRecord {
+                    member_id,
+                    alarm: match alarm {
+                        0 => "NONE".into(),
+                        1 => "NOSPACE".into(),
+                        2 => "CORRUPT".into(),
+                        n => n.to_string(),
+                    },
+                })
+            }
             None => bad("AlarmMember does not decode".into()),
         },
         ("auth", b"authEnabled") => match v {
@@ -388,6 +393,14 @@ pub fn hash_kv(
     };
     for_each_in_bucket(db, b"key", &mut |k, v| stream.feed(k, v))?;
     Ok(Ok(stream.finish()))
+}
+
+/// The full store etcd boots with from this db: `restored` (pass 1) with the `key` bucket's
+/// values loaded (a third, untracked walk of that bucket). Memory holds the bucket's values.
+pub fn load_store(db: &Db<'_>, restored: RestoredStore) -> Result<MvccStore, DbError> {
+    let mut loader = restored.into_loader();
+    for_each_in_bucket(db, b"key", &mut |k, v| loader.feed(k, v))?;
+    Ok(loader.finish())
 }
 
 /// Calls `f` with every `k‖v` of root bucket `name` (plain values only), untracked.

@@ -25,6 +25,9 @@
 //! | joint consensus | `raft.joint_*` `raft.removed_last_voter` `raft.voter_and_learner` `raft.invalid_conf_state` ([`joint`]) | check_mutants |
 //! | applied ≤ commit | `raft.applied_beyond_commit` ([`applied`], a hook; local snapshots via [`snapshot_records`]) | check_cluster |
 //! | the replay: raft-rs restarts and applies as etcd, a follower persists what etcd persisted | `raft.*` pre-flight and restart kinds, `replay.*` ([`crate::replay::kinds`]) | verify_pipeline, reader_outcomes, replay unit tests |
+//! | db ≤ log: consistent index ≤ last WAL index | `db.consistent_index_beyond_log` ([`db_log_bound`]) | db_backend (CI bumped past the log) |
+//! | db covers the boot snapshot: consistent index ≥ its index | `db.older_than_snapshot` ([`db_boot_snapshot`]) | db_backend (CI lowered below the `.snap`) |
+//! | db = the log's state: key bucket = WAL replayed to the consistent index; replay from the db = replay from index 1 | `db.kv_mismatch` `db.replay_diverged` ([`db_kv`]) | db_backend (a value changed in a leaf page) |
 //! | cluster identity | `cluster.identity` `cluster.duplicate_member` ([`cluster`]) | check_cluster |
 //! | log matching | `cluster.log_matching` ([`log_matching`]) | check_cluster |
 //! | committed prefixes agree | `cluster.committed_prefix` ([`committed_prefix`]) | check_cluster |
@@ -52,6 +55,9 @@ pub mod conf_model;
 pub mod conf_pending;
 pub mod conf_state;
 pub mod contiguity;
+pub mod db_boot_snapshot;
+pub mod db_kv;
+pub mod db_log_bound;
 pub mod election_safety;
 pub mod hardstate_term;
 pub mod joint;
@@ -191,6 +197,18 @@ pub const INVARIANTS: &[Invariant] = &[
         kinds: crate::replay::kinds::ALL,
     },
     Invariant {
+        name: "db.consistent_index_within_log",
+        kinds: &[db_log_bound::KIND],
+    },
+    Invariant {
+        name: "db.consistent_index_covers_snapshot",
+        kinds: &[db_boot_snapshot::KIND],
+    },
+    Invariant {
+        name: "db.kv_at_consistent_index",
+        kinds: &[db_kv::KIND, db_kv::BOTH_WAYS],
+    },
+    Invariant {
         name: "cluster.identity",
         kinds: &[cluster::IDENTITY, cluster::DUPLICATE_MEMBER],
     },
@@ -265,6 +283,9 @@ mod catalogue_tests {
             include_str!("../replay/restart.rs"),
             include_str!("../replay/follower.rs"),
             include_str!("decode.rs"),
+            include_str!("db_log_bound.rs"),
+            include_str!("db_boot_snapshot.rs"),
+            include_str!("db_kv.rs"),
             include_str!("mod.rs"),
         ];
         let catalogued: Vec<&str> = INVARIANTS
@@ -274,7 +295,7 @@ mod catalogue_tests {
         for source in sources {
             let source = source.split("#[cfg(test)]").next().unwrap_or(source);
             for literal in source.split('"').skip(1).step_by(2) {
-                let is_kind = ["raft.", "replay.", "wal.", "snap.", "cluster."]
+                let is_kind = ["raft.", "replay.", "wal.", "snap.", "cluster.", "db."]
                     .iter()
                     .any(|p| literal.starts_with(p))
                     && literal

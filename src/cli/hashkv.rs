@@ -11,8 +11,9 @@ use super::{out, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
 use raft_replay::check::scan::scan_member_after;
 use raft_replay::fsio::ReadOnlyFs;
 use raft_replay::member::MemberFiles;
-use raft_replay::replay::kv::replay_kv;
-use raft_replay::replay::member_state::replay_kv_any;
+use raft_replay::replay::from_db::{late_start_reason, DbStartError};
+use raft_replay::replay::kv::KvReplayError;
+use raft_replay::replay::member_state::{replay_kv_any, replay_kv_held};
 use raft_replay::replay::stream::read_for_streaming;
 use raft_replay::wal::DecoderMode;
 
@@ -69,8 +70,10 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
             bar.set_position(i);
         }
     };
+    // A WAL that does not reach back to index 1 starts from the member's backend db at its
+    // consistent index (`replay::from_db`).
     let replayed = if read.contents.kept_entries {
-        replay_kv(&member, &read, index, &mut progress)
+        replay_kv_held(&member, &files, &read, index, &mut progress)
     } else {
         let scan = scan_member_after(&member, &files, Some(&read));
         replay_kv_any(&member, &files, &read, &scan.log, index, &mut progress).0
@@ -80,10 +83,27 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
         Err(e) => {
             bar.finish_and_clear();
             eprintln!("raft-replay hashkv: {e}");
-            return EXIT_CANNOT_RUN;
+            // A db the log contradicts (ahead of it, older than the boot snapshot) or that
+            // cannot be read is a finding about the data; anything else means no state to hash.
+            return match e {
+                KvReplayError::FromDb(
+                    DbStartError::AheadOfLog { .. }
+                    | DbStartError::OlderThanSnapshot { .. }
+                    | DbStartError::Unreadable { .. },
+                ) => EXIT_FINDINGS,
+                _ => EXIT_CANNOT_RUN,
+            };
         }
     };
     bar.finish_and_clear();
+    if let Some(db) = &replay.from_db {
+        eprintln!(
+            "note: replayed from the db at consistent index {} ({}): {}",
+            db.consistent_index,
+            db.path.display(),
+            late_start_reason(&read)
+        );
+    }
     for finding in &replay.raft.findings {
         eprintln!("{finding}");
     }

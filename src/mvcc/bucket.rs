@@ -82,6 +82,21 @@ impl KeyBucket {
         });
     }
 
+    /// Appends an entry read from a backend's `key` bucket as stored (the marshaled
+    /// `KeyValue` bytes verbatim). The caller guarantees `revision` is greater than every
+    /// stored revision (bbolt keys ascend, and `BE64(main) '_' BE64(sub)` sorts as the revision
+    /// for main ≥ 1).
+    pub fn append_raw(&mut self, revision: Revision, tombstone: bool, value: &[u8]) {
+        let value_start = self.arena.len();
+        self.arena.extend_from_slice(value);
+        self.records.push(Record {
+            revision,
+            tombstone,
+            value_start,
+            value_len: value.len(),
+        });
+    }
+
     /// Appends a tombstone: etcd stores `KeyValue{key}` under the `'t'`-marked revision key.
     pub fn append_tombstone(&mut self, revision: Revision, key: &[u8]) {
         let value_start = self.arena.len();

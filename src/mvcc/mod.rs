@@ -27,9 +27,9 @@
 //! the db-size quota (only its WAL-visible consequence, the NOSPACE alarm, is modelled), and
 //! the 3.5.5+ compaction-hash cache of `HashKV(rev)` for recent compaction revisions.
 //!
-//! The replay starts from an empty store (genesis, WAL from index 1). A member whose WAL
-//! starts at a leader snapshot needs its `member/snap/db` (not modelled here) or another
-//! member's full WAL; `.snap` files hold only the v2 store.
+//! The replay starts from an empty store (genesis, WAL from index 1), or from the store a
+//! backend db restores ([`Restore`], values loaded by [`BucketLoader`]) for a member whose WAL
+//! starts at a leader snapshot (`replay::from_db`); `.snap` files hold only the v2 store.
 //!
 //! # etcd 3.5 differences (select with [`EtcdVersion`])
 //!
@@ -66,7 +66,7 @@ use crate::proto::raftpb::Entry;
 pub use apply::ApplierMode;
 pub use bucket::{encode_key_value, BucketEntry};
 pub use lease::{Lease, MAX_LEASE_TTL};
-pub use restore::{HashKvStream, Restore, RestoreSummary, RestoredStore};
+pub use restore::{BucketLoader, HashKvStream, Restore, RestoreSummary, RestoredStore};
 pub use revision::{Revision, REVISION_KEY_LEN, TOMBSTONE_KEY_LEN, TOMBSTONE_MARK};
 pub use store::{HashKv, KeyRange, MvccStore, StoreSummary, EMPTY_HASH};
 

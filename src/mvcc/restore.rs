@@ -75,6 +75,21 @@ impl Restore {
         );
     }
 
+    /// An `alarm` bucket record (`v3alarm.NewAlarmStore`), and the applier etcd's
+    /// `restoreAlarms` installs for it: capped with a NOSPACE alarm, corrupt (which wins) with a
+    /// CORRUPT alarm.
+    pub fn alarm(&mut self, alarm: i32, member_id: u64) {
+        const NOSPACE: i32 = 1;
+        const CORRUPT: i32 = 2;
+        let store = &mut self.store;
+        store.alarms.insert((alarm, member_id));
+        if store.alarms.iter().any(|(a, _)| *a == CORRUPT) {
+            store.applier_mode = super::ApplierMode::Corrupt;
+        } else if store.alarms.iter().any(|(a, _)| *a == NOSPACE) {
+            store.applier_mode = super::ApplierMode::Capped;
+        }
+    }
+
     /// One `key`-bucket entry in bucket order: its revision key and the decoded `KeyValue`
     /// fields the index needs. Returns false when etcd's restore skips the entry.
     pub fn entry(
@@ -176,6 +191,26 @@ impl Restore {
 }
 
 impl RestoredStore {
+    /// Whether the resumed compaction's job deletes the bucket entry at `revision` (it is in
+    /// the db, but not in the state etcd converges to).
+    pub fn deleted_by_resumed_compaction(&self, revision: Revision) -> bool {
+        self.pending_compaction
+            .as_ref()
+            .is_some_and(|(at, kept)| revision.main_revision <= *at && !kept.contains(&revision))
+    }
+
+    /// Turns the index-only store into a full one by loading the `key` bucket's values: feed
+    /// every bucket entry in bucket order to the returned loader. A store that applies entries
+    /// above the consistent index needs the values (a txn compares them; a put keeps the
+    /// bucket that HashKV hashes).
+    pub fn into_loader(self) -> BucketLoader {
+        BucketLoader {
+            store: self.store,
+            pending_compaction: self.pending_compaction,
+            skipped: 0,
+        }
+    }
+
     /// Starts `HashByRev(revision)` (0 = current): feed every `key`-bucket entry in order to
     /// the returned stream, then [`HashKvStream::finish`]. Errors as [`MvccStore::hash_kv`].
     pub fn hash_kv_stream(&self, revision: i64) -> Result<HashKvStream, MvccError> {
@@ -193,6 +228,46 @@ impl RestoredStore {
             skip_tombstone_at_compaction: store.rules.keep_tombstone_at_compaction,
             pending_compaction: self.pending_compaction.clone(),
         })
+    }
+}
+
+/// Loads a backend's `key` bucket into a restored store (see [`RestoredStore::into_loader`]).
+#[derive(Debug)]
+pub struct BucketLoader {
+    store: MvccStore,
+    pending_compaction: Option<(i64, HashSet<Revision>)>,
+    skipped: u64,
+}
+
+impl BucketLoader {
+    /// One bucket entry, in bucket order. Entries the resumed compaction's job deletes are
+    /// dropped, as are keys shorter than a revision and revisions below 1 (outside etcd's
+    /// restore range `[1_0, MaxInt64_MaxInt64)`, and out of order as bytes).
+    pub fn feed(&mut self, bucket_key: &[u8], value: &[u8]) {
+        let Some((revision, tombstone)) = Revision::from_bucket_key(bucket_key) else {
+            self.skipped += 1;
+            return;
+        };
+        if revision.main_revision < 1 {
+            self.skipped += 1;
+            return;
+        }
+        if let Some((at, kept)) = &self.pending_compaction {
+            if revision.main_revision <= *at && !kept.contains(&revision) {
+                return;
+            }
+        }
+        self.store.bucket.append_raw(revision, tombstone, value);
+    }
+
+    /// Entries dropped as not restorable (a short key, a revision below 1).
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The full store.
+    pub fn finish(self) -> MvccStore {
+        self.store
     }
 }
 

@@ -3,6 +3,7 @@
 
 use prost::Message;
 
+use super::from_db::{DbStartError, DbSummary};
 use super::preflight::RestartState;
 use super::restart::{restart_and_apply_from, LogSource, RestartOutcome};
 use crate::member::MemberRead;
@@ -13,15 +14,21 @@ use crate::proto::raftpb::{ConfState, Entry};
 #[derive(Debug, thiserror::Error)]
 pub enum KvReplayError {
     /// The KV state is a function of the whole history: a WAL that starts after a snapshot (a
-    /// learner that caught up from a leader snapshot, a purged WAL) cannot rebuild it alone.
+    /// learner that caught up from a leader snapshot, a purged WAL) cannot rebuild it alone; the
+    /// history before it lives in the backend db ([`super::from_db`]).
     #[error(
         "the KV replay needs the log from raft index 1, but this member's WAL starts after snapshot index {start_index} \
-         (first entry {first_index:?}); the history before it lives only in the backend db (member/snap/db), which this build does not read"
+         (first entry {first_index:?}); the history before it lives only in the backend db (member/snap/db)"
     )]
     NeedsHistory {
         start_index: u64,
         first_index: Option<u64>,
     },
+    /// The WAL does not reach back to index 1 and the start from the backend db is not possible.
+    #[error(
+        "the WAL does not reach back to index 1 and the KV replay cannot start from the db: {0}"
+    )]
+    FromDb(#[from] DbStartError),
 }
 
 pub struct KvReplay {
@@ -33,6 +40,9 @@ pub struct KvReplay {
     pub applied_beyond_commit: u64,
     /// Entries whose request etcd would have panicked on.
     pub panicking_entries: Vec<u64>,
+    /// The db the replay started from (at its consistent index), when the WAL does not reach
+    /// back to index 1.
+    pub from_db: Option<DbSummary>,
 }
 
 /// The member id from the WAL metadata (0 if it does not decode).
@@ -77,26 +87,57 @@ pub fn replay_kv(
     replay_kv_from(member, read, LogSource::Held, through, progress)
 }
 
+/// Whether the KV replay of `read` needs history the WAL lacks: the log does not start at
+/// index 1 (a start snapshot, or a first entry above 1).
+pub fn needs_history(read: &MemberRead) -> bool {
+    read.start.index != 0 || read.contents.first_index().is_some_and(|i| i != 1)
+}
+
 /// [`replay_kv`] with the entries from `source` (`LogSource::Stream`: see `replay::stream`,
 /// whose `replay_kv_streaming` checks that the stream did not fail).
 pub fn replay_kv_from(
     member: &str,
     read: &MemberRead,
-    mut source: LogSource<'_, '_>,
+    source: LogSource<'_, '_>,
     through: Option<u64>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<KvReplay, KvReplayError> {
-    let first_index = read.contents.first_index();
-    if read.start.index != 0 || first_index.is_some_and(|i| i != 1) {
+    if needs_history(read) {
         return Err(KvReplayError::NeedsHistory {
             start_index: read.start.index,
-            first_index,
+            first_index: read.contents.first_index(),
         });
     }
-    let mut store = MvccStore::new();
+    Ok(replay_into(
+        member,
+        read,
+        MvccStore::new(),
+        source,
+        through,
+        0,
+        progress,
+    ))
+}
+
+/// Restarts `read` in raft-rs and applies its committed entries up to `through` (`None`:
+/// everything committed) to `store`, which gates v3 requests on its consistent index. The
+/// commit handed to raft-rs is raised to `commit_floor` when that is higher (a db whose
+/// consistent index is above the persisted commit: see [`super::from_db`]; 0 otherwise).
+pub(crate) fn replay_into(
+    member: &str,
+    read: &MemberRead,
+    mut store: MvccStore,
+    mut source: LogSource<'_, '_>,
+    through: Option<u64>,
+    commit_floor: u64,
+    progress: &mut dyn FnMut(u64),
+) -> KvReplay {
     let mut panicking_entries = Vec::new();
-    let state = restart_state(member, read);
-    let through_index = through.unwrap_or(read.contents.hard_state.commit);
+    let mut state = restart_state(member, read);
+    if commit_floor > state.hard_state.commit {
+        state.hard_state.commit = commit_floor;
+    }
+    let through_index = through.unwrap_or(state.hard_state.commit);
     let mut apply = |entry: &Entry| {
         let outcome = store.apply_entry(entry);
         if matches!(outcome.result, ApplyResult::EtcdWouldPanic { .. }) {
@@ -146,11 +187,12 @@ pub fn replay_kv_from(
             }
         }
     }
-    Ok(KvReplay {
+    KvReplay {
         store,
         raft,
         applied_index,
         applied_beyond_commit,
         panicking_entries,
-    })
+        from_db: None,
+    }
 }

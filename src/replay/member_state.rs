@@ -1,18 +1,23 @@
 //! The replay half of `verify`: per member, restart raft-rs and apply (pre-flight findings, raft-rs
-//! panics, rejected conf changes), re-execute every persisted batch as a follower, and — when the
-//! WAL holds the history from index 1 — replay the KV model to get etcd's HashKV at the applied
-//! index. Members at a common applied index must then hold the same hash.
+//! panics, rejected conf changes), re-execute every persisted batch as a follower, replay the KV
+//! model to get etcd's HashKV at the applied index (from the backend db at its consistent index
+//! when the WAL starts later: [`super::from_db`]), and run the db ↔ log checks. Members at a
+//! common applied index must then hold the same hash.
 
 use serde::Serialize;
 
 use super::follower::reexecute;
-use super::kv::{node_id, replay_kv, restart_state, KvReplay, KvReplayError};
+use super::from_db::{
+    last_wal_index, late_start_reason, load_member_db, replay_kv_from_db, DbStartError, DbSummary,
+};
+use super::kv::{needs_history, node_id, replay_kv, restart_state, KvReplay, KvReplayError};
 use super::restart::restart_and_apply;
-use super::stream::{replay_kv_streaming, streamable};
+use super::stream::{replay_kv_streaming, replay_kv_streaming_from_db, streamable};
 use crate::check::resolved_log::ResolvedLog;
 use crate::check::state_hash::{self, StatePoint};
-use crate::check::Finding;
+use crate::check::{db_boot_snapshot, db_kv, db_log_bound, Finding};
 use crate::member::{read_member, MemberFiles, MemberRead};
+use crate::mvcc::EtcdVersion;
 use crate::wal::name::search_index;
 use crate::wal::DecoderMode;
 
@@ -33,11 +38,38 @@ pub struct MemberState {
     /// Entries whose request etcd's applier panics on (raft indexes).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub panicking_entries: Vec<u64>,
+    /// Where the KV replay started when not from an empty store at index 1: "replayed from the
+    /// db at consistent index N" and why the WAL starts late.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_start: Option<String>,
+    /// The member's backend db, when it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<DbSummary>,
+    /// Why the db ↔ log checks did not run (no db: a WAL-only copy; an unreadable db).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_checks_skipped: Option<String>,
+}
+
+/// [`replay_kv`] of a read that holds its entries; when the WAL does not reach back to index 1,
+/// started from the member's backend db at its consistent index ([`replay_kv_from_db`]).
+pub fn replay_kv_held(
+    member: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+    through: Option<u64>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<KvReplay, KvReplayError> {
+    if !needs_history(read) {
+        return replay_kv(member, read, through, progress);
+    }
+    let db = load_member_db(files, EtcdVersion::default())?;
+    replay_kv_from_db(member, read, db, through, progress)
 }
 
 /// [`replay_kv`] of `read`, streamed when it is a summary read (`replay::stream`; `log` is the
 /// member's scan's resolved log), else (or when the stream fails) over the held entries, read
-/// again when `read` holds none. Also returns the read the entries were held in, if one was made.
+/// again when `read` holds none; from the db where the WAL does not reach back to index 1
+/// ([`replay_kv_held`]). Also returns the read the entries were held in, if one was made.
 /// `progress` gets each applied index (from the start again after a fallback).
 pub fn replay_kv_any(
     member: &str,
@@ -48,7 +80,7 @@ pub fn replay_kv_any(
     progress: &mut dyn FnMut(u64),
 ) -> (Result<KvReplay, KvReplayError>, Option<MemberRead>) {
     if read.contents.kept_entries {
-        return (replay_kv(member, read, through, progress), None);
+        return (replay_kv_held(member, files, read, through, progress), None);
     }
     if streamable(files, read, log) {
         if let Ok(Ok(kv)) = replay_kv_streaming(member, files, read, log, through, progress) {
@@ -57,7 +89,10 @@ pub fn replay_kv_any(
     }
     // A summary read is only made in strict mode (`read_for_streaming`).
     let full = read_member(files, DecoderMode::Strict);
-    (replay_kv(member, &full, through, progress), Some(full))
+    (
+        replay_kv_held(member, files, &full, through, progress),
+        Some(full),
+    )
 }
 
 /// Replays one member that decoded cleanly. Findings go to `findings`. `log` is the member's
@@ -87,7 +122,8 @@ pub fn replay_member(
         findings.extend(follower.findings);
     }
     let (kv, full) = replay_kv_any(member, files, read, log, None, &mut |_| {});
-    match kv {
+    let read = full.as_ref().unwrap_or(read);
+    match &kv {
         Ok(kv) => {
             findings.extend(kv.raft.findings.iter().cloned());
             state.applied_index = kv.applied_index;
@@ -97,10 +133,16 @@ pub fn replay_member(
                 state.compact_revision = Some(h.compact_revision);
                 state.hashkv = Some(h.hash);
             }
+            if let Some(db) = &kv.from_db {
+                state.kv_start = Some(format!(
+                    "replayed from the db at consistent index {} ({})",
+                    db.consistent_index,
+                    late_start_reason(read)
+                ));
+            }
         }
         Err(e) => {
             // Raft-level replay still runs; only the KV state needs the full history.
-            let read = full.as_ref().unwrap_or(read);
             let outcome = restart_and_apply(
                 &restart_state(member, read),
                 node_id(read),
@@ -112,7 +154,109 @@ pub fn replay_member(
             state.kv_unavailable = Some(e.to_string());
         }
     }
+    db_checks(
+        member,
+        files,
+        read,
+        log,
+        kv.as_ref().ok(),
+        &mut state,
+        findings,
+    );
     state
+}
+
+/// The db ↔ log checks of one member (`check::db_log_bound`, `check::db_boot_snapshot`,
+/// `check::db_kv`). `kv`: the member's replay through its commit. A member without a db (a
+/// WAL-only copy) or with an unreadable one gets no finding here: the state says why the checks
+/// did not run (`raft-replay db` reports a damaged db).
+fn db_checks(
+    member: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+    log: &ResolvedLog,
+    kv: Option<&KvReplay>,
+    state: &mut MemberState,
+    findings: &mut Vec<Finding>,
+) {
+    let db = match load_member_db(files, EtcdVersion::default()) {
+        Ok(db) => db,
+        Err(DbStartError::Absent) => {
+            state.db_checks_skipped = Some(DbStartError::Absent.to_string());
+            return;
+        }
+        Err(e) => {
+            state.db_checks_skipped = Some(e.to_string());
+            return;
+        }
+    };
+    let ci = db.summary.consistent_index;
+    state.db = Some(db.summary.clone());
+    let last_index = last_wal_index(read);
+    findings.extend(db_log_bound::check(member, ci, last_index));
+    let (boot_index, _) = read.boot_start();
+    let snap_db_present = files.paths.snap_dir.as_ref().is_some_and(|dir| {
+        files
+            .fs
+            .len(&dir.join(format!("{boot_index:016x}.snap.db")))
+            .is_ok()
+    });
+    findings.extend(db_boot_snapshot::check(
+        member,
+        ci,
+        boot_index,
+        snap_db_present,
+    ));
+    // The db's state can be compared with the log's only where the log holds it: from index 1
+    // through CI. A member whose WAL starts later was replayed from this db.
+    if needs_history(read) || ci > last_index {
+        return;
+    }
+    let Some(kv) = kv.filter(|kv| kv.from_db.is_none()) else {
+        return;
+    };
+    let replayed_to_ci;
+    let at_ci = if kv.applied_index == ci {
+        &kv.store
+    } else {
+        match replay_kv_any(member, files, read, log, Some(ci), &mut |_| {}).0 {
+            Ok(r) if r.applied_index == ci => {
+                replayed_to_ci = r;
+                &replayed_to_ci.store
+            }
+            _ => return,
+        }
+    };
+    if let Some(finding) = db_kv::check(member, ci, &db.store, at_ci) {
+        findings.push(finding);
+        return;
+    }
+    // Both ways: entries above CI applied to the db's state with etcd's rules give the state the
+    // replay from index 1 reached.
+    if kv.applied_index <= ci {
+        return;
+    }
+    let through = Some(kv.applied_index);
+    let from_db = if read.contents.kept_entries {
+        replay_kv_from_db(member, read, db, through, &mut |_| {}).ok()
+    } else if streamable(files, read, log) {
+        replay_kv_streaming_from_db(member, files, read, log, db, through)
+            .ok()
+            .and_then(Result::ok)
+    } else {
+        None
+    };
+    let hash = |store: &crate::mvcc::MvccStore| {
+        store
+            .hash_kv(0)
+            .ok()
+            .map(|h| (h.hash, h.revision, h.compact_revision))
+    };
+    if let Some(from_db) = from_db.filter(|r| r.applied_index == kv.applied_index) {
+        if let (Some(a), Some(b)) = (hash(&from_db.store), hash(&kv.store)) {
+            findings.extend(db_kv::check_both_ways(member, kv.applied_index, a, b));
+        }
+    }
 }
 
 /// HashKV of `read` after applying through `index` (None when the KV state is unavailable).

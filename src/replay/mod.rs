@@ -4,6 +4,7 @@
 //! replay runs under `catch_unwind` and a panic becomes a finding, never a crash of this tool.
 
 pub mod follower;
+pub mod from_db;
 pub mod kinds;
 pub mod kv;
 pub mod member_state;

@@ -335,3 +335,29 @@ pub fn replay_kv_streaming(
         None => Ok(replay),
     })
 }
+
+/// [`replay_kv_streaming`] started from a member's backend db (see `replay::from_db`): for the
+/// replay "both ways" of a log read whole from index 1. `Ok(Err(_))` as there.
+pub fn replay_kv_streaming_from_db(
+    member: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+    log: &ResolvedLog,
+    db: super::from_db::LoadedDb,
+    through: Option<u64>,
+) -> Result<Result<KvReplay, StreamError>, KvReplayError> {
+    let mut stream = EntryStream::over_member(files, log);
+    let replay = super::from_db::replay_kv_from_db_source(
+        member,
+        read,
+        db,
+        LogSource::Stream(&mut stream),
+        through,
+        &mut |_| {},
+    )?;
+    let _ = stream.verify_rest();
+    Ok(match stream.failed() {
+        Some(e) => Err(e.clone()),
+        None => Ok(replay),
+    })
+}

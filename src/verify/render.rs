@@ -117,13 +117,27 @@ fn text(reports: &[MemberReport]) -> String {
                 hashkv: Some(hash),
                 revision,
                 applied_index,
+                kv_start,
+                ..
+            }) => text.push_str(&match kv_start {
+                Some(start) => format!(
+                    "  {start}, through {applied_index}: revision {}, hashkv {hash}\n",
+                    revision.unwrap_or(0)
+                ),
+                None => format!(
+                    "  replayed through {applied_index}: revision {}, hashkv {hash}\n",
+                    revision.unwrap_or(0)
+                ),
+            }),
+            Some(MemberState {
+                applied_index,
+                kv_unavailable,
                 ..
             }) => text.push_str(&format!(
-                "  replayed through {applied_index}: revision {}, hashkv {hash}\n",
-                revision.unwrap_or(0)
-            )),
-            Some(MemberState { applied_index, .. }) => text.push_str(&format!(
-                "  replayed through {applied_index} (raft only: the WAL starts after a snapshot)\n"
+                "  replayed through {applied_index} (raft only: {})\n",
+                kv_unavailable
+                    .as_deref()
+                    .unwrap_or("the WAL starts after a snapshot")
             )),
             None => {}
         }

@@ -141,7 +141,7 @@ pub fn load_member_db(
 pub fn late_start_reason(read: &MemberRead) -> String {
     match read.start.reason {
         ReadFrom::GapFallback => format!(
-            "the WAL starts at a leader snapshot at index {}",
+            "a leader snapshot left a gap in the WAL; it is read from the snapshot at index {}",
             read.start.index
         ),
         ReadFrom::Snapshot | ReadFrom::Beginning if read.start.index > 0 => format!(

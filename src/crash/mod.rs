@@ -18,11 +18,15 @@
 //!
 //! Inputs are read through [`crate::fsio::ReadOnlyFs`] only; crash states live in memory.
 
+mod classify;
 pub mod cluster;
+mod cross_check;
+mod evaluate;
 pub mod fixture;
 pub mod fold;
 pub mod history;
 pub mod member;
+mod prefix_model;
 pub mod recover;
 pub mod region;
 pub mod report;

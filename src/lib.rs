@@ -61,7 +61,7 @@ pub mod verify;
 pub mod wal;
 
 pub use check::{Finding, Severity};
-pub use fsio::{MemFs, ReadOnlyFs, RealFs};
+pub use fsio::{MemFs, RangeReader, ReadOnlyFs, RealFs};
 pub use gate::version::Version;
 pub use gate::{run_gate, GateReport};
 pub use member::OpenError;

@@ -140,7 +140,8 @@ fn truncated_copies_are_findings() {
     let bytes = big_db();
     let hwm = {
         let (fs, path) = with(bytes.clone());
-        Db::open(&fs, &path).unwrap().meta.hwm as usize
+        let db = Db::open(&fs, &path).unwrap();
+        db.meta.hwm as usize
     };
     for keep in [
         0,
@@ -209,7 +210,8 @@ fn damaged_pages_are_typed_findings() {
     let branch = pages.iter().find(|(_, f)| *f == BRANCH_PAGE).unwrap().0 as usize;
     let hwm = {
         let (fs, path) = with(bytes.clone());
-        Db::open(&fs, &path).unwrap().meta.hwm
+        let db = Db::open(&fs, &path).unwrap();
+        db.meta.hwm
     };
     let check = |b: Vec<u8>, what: &str, ok: &dyn Fn(&Damage) -> bool| {
         let r = report(&with(b).0, Path::new("/db"));

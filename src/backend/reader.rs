@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{Damage, DbError, MetaProblem};
 use super::page::*;
-use crate::fsio::ReadOnlyFs;
+use crate::fsio::{RangeReader, ReadOnlyFs};
 
 /// Deepest tree (branch levels) or bucket nesting accepted. A bbolt tree of 2^64 keys with
 /// two keys per page is 64 deep; etcd's are 2–4 deep.
@@ -32,6 +32,8 @@ pub const SHA256_TRAILER_LEN: u64 = 32;
 /// An open, read-only bbolt file: the chosen meta and everything needed to fetch pages.
 pub struct Db<'fs> {
     fs: &'fs dyn ReadOnlyFs,
+    /// The file, opened once for every page read ([`ReadOnlyFs::open_ranges`]).
+    ranges: Box<dyn RangeReader + 'fs>,
     path: PathBuf,
     /// The file's length in bytes.
     pub file_len: u64,
@@ -77,11 +79,13 @@ impl<'fs> Db<'fs> {
     /// everything else found is in [`Db::findings`] or surfaces from the walks.
     pub fn open(fs: &'fs dyn ReadOnlyFs, path: &Path) -> Result<Self, DbError> {
         let file_len = fs.len(path).map_err(|e| io_error(path, e))?;
+        let ranges = fs.open_ranges(path).map_err(|e| io_error(path, e))?;
         let read = |offset: u64, len: u64| -> Result<Option<Vec<u8>>, DbError> {
             if offset.saturating_add(len) > file_len {
                 return Ok(None);
             }
-            fs.read_range(path, offset, len as usize)
+            ranges
+                .read_range(offset, len as usize)
                 .map(Some)
                 .map_err(|e| io_error(path, e))
         };
@@ -156,6 +160,7 @@ impl<'fs> Db<'fs> {
         }
         let mut db = Db {
             fs,
+            ranges,
             path: path.to_path_buf(),
             file_len,
             page_size,
@@ -195,8 +200,8 @@ impl<'fs> Db<'fs> {
         }
         let computed = hasher.finalize();
         let stored = self
-            .fs
-            .read_range(&self.path, body, SHA256_TRAILER_LEN as usize)
+            .ranges
+            .read_range(body, SHA256_TRAILER_LEN as usize)
             .map_err(|e| io_error(&self.path, e))?;
         let ok = computed.as_slice() == stored.as_slice();
         self.snapshot_trailer = Some(ok);
@@ -272,8 +277,8 @@ impl<'fs> Db<'fs> {
             return Err(truncated(first_end));
         }
         let mut buf = self
-            .fs
-            .read_range(&self.path, offset, ps as usize)
+            .ranges
+            .read_range(offset, ps as usize)
             .map_err(|e| io_error(&self.path, e))?;
         let found = le64(&buf, 0).unwrap_or(0);
         if found != id {
@@ -309,8 +314,8 @@ impl<'fs> Db<'fs> {
             }
             // Bounded by the file length checked just above.
             let more = self
-                .fs
-                .read_range(&self.path, first_end, rest as usize)
+                .ranges
+                .read_range(first_end, rest as usize)
                 .map_err(|e| io_error(&self.path, e))?;
             buf.extend_from_slice(&more);
         }

@@ -13,6 +13,16 @@
 //	    Every item, depth first in key order: {"path":[hex…],"key":hex,"value":hex|null,
 //	    "seq":n (buckets)}, then one summary line {"summary":{page_size,txid,hwm,freelist,
 //	    free_pages,check_errors}}.
+//	bbolt-ref gen-etcd <out.db> [--keys K] [--revisions R] [--value-size V] [--delete-every D]
+//	          [--compact-every C] [--seed S]
+//	    Writes an etcd backend db with etcd 3.4.23's own mvcc store and backend (as a member
+//	    writes member/snap/db: NoFreelistSync, batched commits, `key` bucket of revision keys and
+//	    marshalled mvccpb.KeyValue, `meta` with consistent_index) plus `members` and `cluster`:
+//	    R revisions, each a Put of one of K keys (round robin) with V random bytes, every D-th
+//	    one a delete instead (0: none); every C revisions a compaction (mvcc Compact, waited
+//	    for) at the revision C before, as kube-apiserver's periodic compaction keeps a window of
+//	    history (0: none). The value size changes only the file size: the same K, R, D, C and
+//	    seed give the same keys and revisions at any V. Fsync is off (a generator).
 //	bbolt-ref etcd <db>
 //	    etcd's own view of a db (works on a copy: etcd's backend opens read-write):
 //	    snapshot status, HashKV (mvcc.NewStore + HashByRev(0)), consistent index.
@@ -36,6 +46,7 @@ import (
 	"go.etcd.io/etcd/lease"
 	"go.etcd.io/etcd/mvcc"
 	"go.etcd.io/etcd/mvcc/backend"
+	"go.etcd.io/etcd/pkg/traceutil"
 	"go.uber.org/zap"
 )
 
@@ -55,6 +66,8 @@ func main() {
 		list(os.Args[2])
 	case "etcd":
 		etcdView(os.Args[2])
+	case "gen-etcd":
+		genEtcd(os.Args[2], os.Args[3:])
 	default:
 		die("unknown subcommand %q", os.Args[1])
 	}
@@ -314,3 +327,69 @@ func etcdView(path string) {
 	res["consistent_index"] = ci
 	json.NewEncoder(os.Stdout).Encode(res)
 }
+
+func genEtcd(out string, args []string) {
+	fs := flag.NewFlagSet("gen-etcd", flag.ExitOnError)
+	keys := fs.Int("keys", 100000, "distinct keys")
+	revisions := fs.Int("revisions", 1000000, "revisions (puts and deletes)")
+	valueSize := fs.Int("value-size", 1000, "bytes of each value")
+	deleteEvery := fs.Int("delete-every", 0, "every D-th revision is a delete (0: none)")
+	compactEvery := fs.Int("compact-every", 0, "compact every C revisions at the revision C before (0: none)")
+	seed := fs.Int64("seed", 1, "random seed (values)")
+	fs.Parse(args)
+	os.Remove(out)
+	lg := zap.NewNop()
+	cfg := backend.DefaultBackendConfig()
+	cfg.Path = out
+	cfg.Logger = lg
+	cfg.UnsafeNoFsync = true
+	be := backend.New(cfg)
+	tx := be.BatchTx()
+	tx.Lock()
+	tx.UnsafeCreateBucket([]byte("members"))
+	tx.UnsafeCreateBucket([]byte("members_removed"))
+	tx.UnsafeCreateBucket([]byte("cluster"))
+	tx.UnsafePut([]byte("members"), []byte("8e9e05c52164694d"),
+		[]byte(`{"id":10276657743932975437,"peerURLs":["http://localhost:2380"],"name":"default","clientURLs":["http://localhost:2379"]}`))
+	tx.UnsafePut([]byte("cluster"), []byte("clusterVersion"), []byte("3.4.0"))
+	tx.Unlock()
+	le := lease.NewLessor(lg, be, nil, lease.LessorConfig{MinLeaseTTL: 1})
+	var ci ciCounter
+	s := mvcc.NewStore(lg, be, le, &ci, mvcc.StoreConfig{})
+	r := rand.New(rand.NewSource(*seed))
+	val := make([]byte, *valueSize)
+	var compactions int
+	for i := 0; i < *revisions; i++ {
+		if *compactEvery > 0 && i > 0 && i%*compactEvery == 0 {
+			if at := s.Rev() - int64(*compactEvery); at > 0 {
+				ch, err := s.Compact(traceutil.TODO(), at)
+				if err != nil {
+					die("compact %d: %v", at, err)
+				}
+				<-ch
+				compactions++
+			}
+		}
+		ci++
+		key := []byte(fmt.Sprintf("/registry/pods/ns-%03d/pod-%08d", i%*keys%1000, i%*keys))
+		if *deleteEvery > 0 && i%*deleteEvery == *deleteEvery-1 {
+			s.DeleteRange(key, nil)
+			continue
+		}
+		r.Read(val)
+		s.Put(key, val, lease.NoLease)
+	}
+	s.Commit()
+	s.Close()
+	be.Close()
+	st, err := os.Stat(out)
+	if err != nil {
+		die("%v", err)
+	}
+	fmt.Printf("{\"written\":%q,\"bytes\":%d,\"consistent_index\":%d,\"compactions\":%d}\n", out, st.Size(), uint64(ci), compactions)
+}
+
+// ciCounter is the consistent index a member would save: one raft entry per request.
+type ciCounter uint64
+
+func (c *ciCounter) ConsistentIndex() uint64 { return uint64(*c) }

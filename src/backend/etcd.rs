@@ -1,17 +1,23 @@
 //! etcd's bucket schema 3.4–3.6 read from a [`Db`], the KV model restored from the `key` bucket
 //! (`mvcc/kvstore.go: restore`), HashKV (`HashByRev`) and `snapshot status`
-//! (`clientv3/snapshot/v3_snapshot.go: Status`), all in two streaming passes.
+//! (`clientv3/snapshot/v3_snapshot.go: Status`), all in one streaming pass.
 //!
-//! Pass 1 walks every bucket with reachability tracking: `snapshot status` (CRC-32C of every root
-//! bucket's name then each `k‖v`), bucket key counts, the schema's meta keys, members, leases,
-//! alarms, auth, and the key index restore. Pass 2 walks only the `key` bucket again and feeds
-//! HashKV, which needs the whole index first (its `Keep` set).
+//! One pass walks every bucket with reachability tracking: `snapshot status` (CRC-32C of every
+//! root bucket's name then each `k‖v`), bucket key counts, the schema's meta keys, members,
+//! leases, alarms, auth, and the key index restore. HashKV needs the whole index first (its
+//! `Keep` set), but which entries it hashes depends on their revision keys alone, so the pass
+//! keeps each `key`-bucket entry's revision and the CRC-32C and length of its `k‖v`
+//! ([`KeyBucketDigest`], about 7 bytes an entry) and [`hash_kv`] concatenates the CRCs of the
+//! entries HashKV selects ([`super::crc`]): the values are read once. [`hash_kv_pass2`] is the
+//! direct way, a second walk of the `key` bucket feeding HashKV's stream (the tests check that
+//! both agree).
 
 use std::collections::BTreeMap;
 
 use prost::Message;
 use serde::Serialize;
 
+use super::crc::CrcConcat;
 use super::error::DbError;
 use super::reader::{check_pages, Db, Item, Walker};
 use crate::mvcc::{EtcdVersion, HashKv, MvccError, MvccStore, Restore, RestoredStore, Revision};
@@ -149,6 +155,121 @@ pub struct EtcdRead {
     pub free_pages: u64,
     /// Page-level findings of `tx.Check`.
     pub page_findings: Vec<DbError>,
+    /// The `key` bucket's entries, for [`hash_kv`].
+    pub key_digest: KeyBucketDigest,
+}
+
+/// The `key` bucket as the pass saw it: for each entry under a revision key (what HashKV's
+/// stream is fed), in bucket order, its revision, tombstone flag, and the length and CRC-32C of
+/// its `k‖v`. Packed: per entry one LEB128 number with the main revision's step from the
+/// previous entry, the tombstone flag and whether a sub revision follows (then a second LEB128
+/// number), the length as LEB128 and the CRC as 4 bytes — 7 bytes for the usual entry (next
+/// main revision, sub 0, value under 16 KiB). Memory grows with the entry count, not the values.
+#[derive(Clone, Debug, Default)]
+pub struct KeyBucketDigest {
+    bytes: Vec<u8>,
+    entries: u64,
+    last_main: i64,
+}
+
+/// One entry of a [`KeyBucketDigest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestEntry {
+    /// The bucket key's revision.
+    pub revision: Revision,
+    /// The bucket key is a tombstone's.
+    pub tombstone: bool,
+    /// Length of `k‖v`.
+    pub len: usize,
+    /// CRC-32C of `k‖v`.
+    pub crc: u32,
+}
+
+fn put_leb128(out: &mut Vec<u8>, mut v: u128) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Reads what [`put_leb128`] wrote (the digest is only ever read back by its writer).
+fn get_leb128(bytes: &[u8], at: &mut usize) -> u128 {
+    let mut v = 0u128;
+    let mut shift = 0;
+    while let Some(&byte) = bytes.get(*at) {
+        *at += 1;
+        if shift < 128 {
+            v |= u128::from(byte & 0x7f) << shift;
+        }
+        shift += 7;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    v
+}
+
+impl KeyBucketDigest {
+    fn push(&mut self, e: DigestEntry) {
+        let step = e.revision.main_revision.wrapping_sub(self.last_main) as u64;
+        self.last_main = e.revision.main_revision;
+        let has_sub = e.revision.sub_revision != 0;
+        let head = (u128::from(step) << 2) | (u128::from(has_sub) << 1) | u128::from(e.tombstone);
+        put_leb128(&mut self.bytes, head);
+        if has_sub {
+            put_leb128(&mut self.bytes, u128::from(e.revision.sub_revision as u64));
+        }
+        put_leb128(&mut self.bytes, e.len as u128);
+        self.bytes.extend_from_slice(&e.crc.to_le_bytes());
+        self.entries += 1;
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.entries
+    }
+
+    /// No entries (or no `key` bucket).
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// The entries in bucket order.
+    pub fn iter(&self) -> impl Iterator<Item = DigestEntry> + '_ {
+        let mut at = 0;
+        let mut main = 0i64;
+        (0..self.entries).map(move |_| {
+            let head = get_leb128(&self.bytes, &mut at);
+            main = main.wrapping_add((head >> 2) as u64 as i64);
+            let sub = if head & 2 != 0 {
+                get_leb128(&self.bytes, &mut at) as u64 as i64
+            } else {
+                0
+            };
+            let len = get_leb128(&self.bytes, &mut at) as usize;
+            let crc = self
+                .bytes
+                .get(at..at + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            at += 4;
+            DigestEntry {
+                revision: Revision::new(main, sub),
+                tombstone: head & 1 != 0,
+                len,
+                crc,
+            }
+        })
+    }
 }
 
 /// Key bytes as text when printable ASCII, else hex.
@@ -190,6 +311,8 @@ pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError>
     let mut crc = crc32c::crc32c(&[]);
     let mut total_keys = 0u64;
     let mut last_key_rev: Option<i64> = None;
+    let mut key_digest = KeyBucketDigest::default();
+    let mut concat = CrcConcat::default();
     let mut walker = Walker::new(db, true);
     let root = db.root_bucket();
     walker.for_each(&root, &mut |w, name, item| {
@@ -205,19 +328,37 @@ pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError>
         };
         let bname = String::from_utf8_lossy(name).into_owned();
         crc = crc32c::crc32c_append(crc, name);
+        let is_key = name == b"key";
         let mut count = 0u64;
         w.for_each(&bucket, &mut |w, k, item| {
             count += 1;
             total_keys += 1;
-            crc = crc32c::crc32c_append(crc, k);
             let v = match item {
                 Item::Bucket(sub) => {
+                    crc = crc32c::crc32c_append(crc, k);
                     w.mark_all(&sub)?;
                     return Ok(());
                 }
                 Item::Value(v) => v,
             };
-            crc = crc32c::crc32c_append(crc, v);
+            if is_key {
+                // Hashed once, on its own: placed in snapshot status's CRC here and in
+                // HashKV's by hash_kv.
+                let entry = crc32c::crc32c_append(crc32c::crc32c(k), v);
+                let len = k.len() + v.len();
+                crc = concat.concat(crc, entry, len);
+                if let Some((revision, tombstone)) = Revision::from_bucket_key(k) {
+                    key_digest.push(DigestEntry {
+                        revision,
+                        tombstone,
+                        len,
+                        crc: entry,
+                    });
+                }
+            } else {
+                crc = crc32c::crc32c_append(crc, k);
+                crc = crc32c::crc32c_append(crc, v);
+            }
             decode_item(&bname, k, v, &mut schema, &mut restore, &mut last_key_rev);
             Ok(())
         })?;
@@ -257,6 +398,7 @@ pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError>
         reachable_pages,
         free_pages,
         page_findings,
+        key_digest,
     })
 }
 
@@ -381,8 +523,27 @@ fn decode_item(
     }
 }
 
-/// Pass 2: etcd's `HashByRev(revision)` (0 = current) of the db's `key` bucket.
+/// etcd's `HashByRev(revision)` (0 = current) of the db's `key` bucket, from the pass's
+/// [`KeyBucketDigest`]: the CRCs of the entries HashKV selects, concatenated in bucket order.
 pub fn hash_kv(
+    restored: &RestoredStore,
+    digest: &KeyBucketDigest,
+    revision: i64,
+) -> Result<HashKv, MvccError> {
+    let stream = restored.hash_kv_stream(revision)?;
+    let mut concat = CrcConcat::default();
+    let mut crc = crc32c::crc32c(b"key");
+    for e in digest.iter() {
+        if stream.selects(e.revision, e.tombstone) {
+            crc = concat.concat(crc, e.crc, e.len);
+        }
+    }
+    Ok(stream.finish_with_crc(crc))
+}
+
+/// etcd's `HashByRev(revision)` (0 = current) by a second walk of the db's `key` bucket, every
+/// entry fed to HashKV's stream: what [`hash_kv`] computes without reading the values again.
+pub fn hash_kv_pass2(
     db: &Db<'_>,
     restored: &RestoredStore,
     revision: i64,

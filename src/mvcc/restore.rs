@@ -291,23 +291,40 @@ impl HashKvStream {
         let Some((revision, tombstone)) = Revision::from_bucket_key(bucket_key) else {
             return;
         };
-        let main = revision.main_revision;
-        if let Some((at, kept)) = &self.pending_compaction {
-            if main <= *at && !kept.contains(&revision) {
-                return; // deleted by the resumed compaction's job
-            }
-        }
-        if main > self.hash_revision {
-            return;
-        }
-        if main <= self.compact_revision && self.keep_any && !self.keep.contains(&revision) {
-            return;
-        }
-        if self.skip_tombstone_at_compaction && main == self.compact_revision && tombstone {
+        if !self.selects(revision, tombstone) {
             return;
         }
         self.crc = crc32c::crc32c_append(self.crc, bucket_key);
         self.crc = crc32c::crc32c_append(self.crc, value);
+    }
+
+    /// Whether `HashByRev` hashes the bucket entry of `revision` (a tombstone or not): what
+    /// [`HashKvStream::feed`] decides, from the bucket key alone (never the value).
+    pub fn selects(&self, revision: Revision, tombstone: bool) -> bool {
+        let main = revision.main_revision;
+        if let Some((at, kept)) = &self.pending_compaction {
+            if main <= *at && !kept.contains(&revision) {
+                return false; // deleted by the resumed compaction's job
+            }
+        }
+        if main > self.hash_revision {
+            return false;
+        }
+        if main <= self.compact_revision && self.keep_any && !self.keep.contains(&revision) {
+            return false;
+        }
+        if self.skip_tombstone_at_compaction && main == self.compact_revision && tombstone {
+            return false;
+        }
+        true
+    }
+
+    /// The result for a CRC computed elsewhere: `crc` must be CRC-32C of `"key"` then the
+    /// `bucket_key ‖ value` of every entry [selected](HashKvStream::selects), in bucket order —
+    /// what feeding the whole bucket would have computed.
+    pub fn finish_with_crc(mut self, crc: u32) -> HashKv {
+        self.crc = crc;
+        self.finish()
     }
 
     /// The result.

@@ -306,8 +306,144 @@ pub const FINDINGS_CAP: usize = 100;
 /// Reads the etcd state of `db`: pass 1 (schema, snapshot status, index restore, reachability).
 /// Damage that stops the walk is the `Err`.
 pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError> {
+    std::thread::scope(|scope| {
+        let feed = RestoreFeed::start(scope, version);
+        read_etcd_feeding(db, feed)
+    })
+}
+
+/// Key-bucket entries on their way to the index restore: in batches, in bucket order, to a
+/// thread of their own — restoring the index is about half of the pass and reading, hashing and
+/// parsing the pages the other half, so on two cores they overlap — or restored in place when
+/// no thread could be started. Memory: at most `FEED_DEPTH + 2` batches of `FEED_BATCH` entries.
+enum RestoreFeed<'scope> {
+    Threaded {
+        batch: EntryBatch,
+        tx: std::sync::mpsc::SyncSender<EntryBatch>,
+        worker: std::thread::ScopedJoinHandle<'scope, Restore>,
+    },
+    InPlace(Restore),
+}
+
+const FEED_BATCH: usize = 4096;
+const FEED_DEPTH: usize = 4;
+
+/// Key-bucket entries for [`Restore::entry`], their keys in one buffer.
+#[derive(Default)]
+struct EntryBatch {
+    keys: Vec<u8>,
+    entries: Vec<BatchedEntry>,
+    alarms: Vec<(i32, u64)>,
+}
+
+struct BatchedEntry {
+    revision: Revision,
+    tombstone: bool,
+    key_end: usize,
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+}
+
+impl EntryBatch {
+    fn apply(&self, restore: &mut Restore) {
+        for &(alarm, member_id) in &self.alarms {
+            restore.alarm(alarm, member_id);
+        }
+        let mut key_start = 0;
+        for e in &self.entries {
+            restore.entry(
+                e.revision,
+                e.tombstone,
+                &self.keys[key_start..e.key_end],
+                e.create_revision,
+                e.version,
+                e.lease,
+            );
+            key_start = e.key_end;
+        }
+    }
+}
+
+impl<'scope> RestoreFeed<'scope> {
+    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, version: EtcdVersion) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<EntryBatch>(FEED_DEPTH);
+        let worker = std::thread::Builder::new()
+            .name("db-restore".into())
+            .spawn_scoped(scope, move || {
+                let mut restore = Restore::new(version);
+                for batch in rx {
+                    batch.apply(&mut restore);
+                }
+                restore
+            });
+        match worker {
+            Ok(worker) => RestoreFeed::Threaded {
+                batch: EntryBatch::default(),
+                tx,
+                worker,
+            },
+            Err(_) => RestoreFeed::InPlace(Restore::new(version)),
+        }
+    }
+
+    /// One `key`-bucket entry, as [`Restore::entry`] takes it.
+    fn entry(
+        &mut self,
+        revision: Revision,
+        tombstone: bool,
+        key: &[u8],
+        create_revision: i64,
+        version: i64,
+        lease: i64,
+    ) {
+        match self {
+            RestoreFeed::InPlace(restore) => {
+                restore.entry(revision, tombstone, key, create_revision, version, lease);
+            }
+            RestoreFeed::Threaded { batch, tx, .. } => {
+                batch.keys.extend_from_slice(key);
+                batch.entries.push(BatchedEntry {
+                    revision,
+                    tombstone,
+                    key_end: batch.keys.len(),
+                    create_revision,
+                    version,
+                    lease,
+                });
+                if batch.entries.len() == FEED_BATCH {
+                    // A closed channel means the worker panicked: finish() reports it.
+                    let _ = tx.send(std::mem::take(batch));
+                }
+            }
+        }
+    }
+
+    /// An `alarm` bucket record, as [`Restore::alarm`] takes it (in order with the entries).
+    fn alarm(&mut self, alarm: i32, member_id: u64) {
+        match self {
+            RestoreFeed::InPlace(restore) => restore.alarm(alarm, member_id),
+            RestoreFeed::Threaded { batch, .. } => batch.alarms.push((alarm, member_id)),
+        }
+    }
+
+    /// Everything fed, restored.
+    fn finish(self) -> Restore {
+        match self {
+            RestoreFeed::InPlace(restore) => restore,
+            RestoreFeed::Threaded { batch, tx, worker } => {
+                let _ = tx.send(batch);
+                drop(tx);
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+        }
+    }
+}
+
+fn read_etcd_feeding(db: &Db<'_>, mut restore: RestoreFeed<'_>) -> Result<EtcdRead, DbError> {
     let mut schema = EtcdSchema::default();
-    let mut restore = Restore::new(version);
     let mut crc = crc32c::crc32c(&[]);
     let mut total_keys = 0u64;
     let mut last_key_rev: Option<i64> = None;
@@ -376,6 +512,7 @@ pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError>
         .take()
         .unwrap_or_else(|| super::reader::PageSet::new(0));
     let (reachable_pages, free_pages, page_findings) = check_pages(db, &mut reached, FINDINGS_CAP);
+    let mut restore = restore.finish();
     let leases: Vec<(i64, i64, i64)> = schema
         .leases
         .iter()
@@ -407,7 +544,7 @@ fn decode_item(
     k: &[u8],
     v: &[u8],
     schema: &mut EtcdSchema,
-    restore: &mut Restore,
+    restore: &mut RestoreFeed<'_>,
     last_key_rev: &mut Option<i64>,
 ) {
     let mut bad = |problem: String| {
@@ -429,6 +566,17 @@ fn decode_item(
                 return;
             };
             *last_key_rev = Some(revision.main_revision);
+            if let Some(kv) = KeyValueFields::parse(v) {
+                restore.entry(
+                    revision,
+                    tombstone,
+                    kv.key,
+                    kv.create_revision,
+                    kv.version,
+                    kv.lease,
+                );
+                return;
+            }
             match KeyValue::decode(v) {
                 Ok(kv) => {
                     restore.entry(
@@ -523,6 +671,79 @@ fn decode_item(
     }
 }
 
+/// The `mvccpb.KeyValue` fields the index restore needs, read in place (no copy of the key or
+/// the value) from the layout etcd writes: single-byte tags of fields 1–6 in ascending order,
+/// each at most once. `None` for anything else — another order, a repeated or unknown field, a
+/// varint prost would refuse, a length past the end — and the caller decodes with prost, so a
+/// value this accepts is one prost decodes to the same fields (a proptest holds them equal).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct KeyValueFields<'a> {
+    key: &'a [u8],
+    create_revision: i64,
+    mod_revision: i64,
+    version: i64,
+    value: &'a [u8],
+    lease: i64,
+}
+
+/// A protobuf varint as prost's slice decoder reads it: at most 10 bytes, the 10th at most 1.
+fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let byte = *data.get(*pos)?;
+        *pos += 1;
+        if i == 9 && byte > 1 {
+            return None;
+        }
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl<'a> KeyValueFields<'a> {
+    fn parse(data: &'a [u8]) -> Option<Self> {
+        let mut kv = KeyValueFields::default();
+        let mut pos = 0;
+        let mut last_field = 0u8;
+        while pos < data.len() {
+            let tag = data[pos];
+            pos += 1;
+            let (field, wire) = (tag >> 3, tag & 7);
+            if field <= last_field || field > 6 || tag & 0x80 != 0 {
+                return None;
+            }
+            last_field = field;
+            match (field, wire) {
+                (1 | 5, 2) => {
+                    let len = varint(data, &mut pos)?;
+                    let end = pos.checked_add(usize::try_from(len).ok()?)?;
+                    let bytes = data.get(pos..end)?;
+                    pos = end;
+                    if field == 1 {
+                        kv.key = bytes;
+                    } else {
+                        kv.value = bytes;
+                    }
+                }
+                (2 | 3 | 4 | 6, 0) => {
+                    let v = varint(data, &mut pos)? as i64;
+                    match field {
+                        2 => kv.create_revision = v,
+                        3 => kv.mod_revision = v,
+                        4 => kv.version = v,
+                        _ => kv.lease = v,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(kv)
+    }
+}
+
 /// etcd's `HashByRev(revision)` (0 = current) of the db's `key` bucket, from the pass's
 /// [`KeyBucketDigest`]: the CRCs of the entries HashKV selects, concatenated in bucket order.
 pub fn hash_kv(
@@ -586,4 +807,94 @@ pub fn for_each_in_bucket(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encoded(kv: &KeyValue) -> Vec<u8> {
+        kv.encode_to_vec()
+    }
+
+    fn assert_agrees_with_prost(data: &[u8]) {
+        if let Some(f) = KeyValueFields::parse(data) {
+            let kv = KeyValue::decode(data).expect("the fast path accepts only what prost does");
+            assert_eq!(f.key, &kv.key[..]);
+            assert_eq!(f.value, &kv.value[..]);
+            assert_eq!(
+                (f.create_revision, f.mod_revision, f.version, f.lease),
+                (kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+            );
+        }
+    }
+
+    #[test]
+    fn etcd_layout_takes_the_fast_path() {
+        let kv = KeyValue {
+            key: bytes::Bytes::from_static(b"/registry/pods/a"),
+            create_revision: 5,
+            mod_revision: 9,
+            version: 3,
+            value: bytes::Bytes::from(vec![7u8; 3000]),
+            lease: -2,
+        };
+        let data = encoded(&kv);
+        let f = KeyValueFields::parse(&data).expect("etcd's layout");
+        assert_eq!(f.key, b"/registry/pods/a");
+        assert_eq!(
+            (f.create_revision, f.mod_revision, f.version, f.lease),
+            (5, 9, 3, -2)
+        );
+        assert_eq!(f.value.len(), 3000);
+        assert_eq!(KeyValueFields::parse(&[]), Some(KeyValueFields::default()));
+        // Out of order, repeated, unknown field, wrong wire type, truncated, overlong varint.
+        for bad in [
+            &[0x10, 1, 0x0a, 0][..],
+            &[0x10, 1, 0x10, 2],
+            &[0x38, 1],
+            &[0x0a, 0x01],
+            &[0x12, 0],
+            &[
+                0x10, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02,
+            ],
+        ] {
+            assert_eq!(KeyValueFields::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_path_agrees_with_prost(
+            key in proptest::collection::vec(any::<u8>(), 0..40),
+            value in proptest::collection::vec(any::<u8>(), 0..300),
+            revs in any::<(i64, i64, i64, i64)>(),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<usize>(),
+            junk in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let kv = KeyValue {
+                key: key.into(),
+                create_revision: revs.0,
+                mod_revision: revs.1,
+                version: revs.2,
+                value: value.into(),
+                lease: revs.3,
+            };
+            let data = encoded(&kv);
+            prop_assert!(KeyValueFields::parse(&data).is_some());
+            assert_agrees_with_prost(&data);
+            let mut damaged = data.clone();
+            for (at, x) in flips {
+                if !damaged.is_empty() {
+                    let i = at % damaged.len();
+                    damaged[i] ^= x;
+                }
+            }
+            assert_agrees_with_prost(&damaged);
+            assert_agrees_with_prost(&data[..cut % (data.len() + 1)]);
+            assert_agrees_with_prost(&junk);
+        }
+    }
 }

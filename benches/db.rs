@@ -130,6 +130,8 @@ fn timeval_s(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
+// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command, scratch: &Path) -> Measured {
     let out_path = scratch.join("stdout");
     let err_path = scratch.join("stderr");

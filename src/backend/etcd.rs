@@ -322,7 +322,7 @@ enum RestoreFeed<'scope> {
         tx: std::sync::mpsc::SyncSender<EntryBatch>,
         worker: std::thread::ScopedJoinHandle<'scope, Restore>,
     },
-    InPlace(Restore),
+    InPlace(Box<Restore>),
 }
 
 const FEED_BATCH: usize = 4096;
@@ -383,7 +383,7 @@ impl<'scope> RestoreFeed<'scope> {
                 tx,
                 worker,
             },
-            Err(_) => RestoreFeed::InPlace(Restore::new(version)),
+            Err(_) => RestoreFeed::InPlace(Box::new(Restore::new(version))),
         }
     }
 
@@ -430,7 +430,7 @@ impl<'scope> RestoreFeed<'scope> {
     /// Everything fed, restored.
     fn finish(self) -> Restore {
         match self {
-            RestoreFeed::InPlace(restore) => restore,
+            RestoreFeed::InPlace(restore) => *restore,
             RestoreFeed::Threaded { batch, tx, worker } => {
                 let _ = tx.send(batch);
                 drop(tx);

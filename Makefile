@@ -90,13 +90,28 @@ corpus:
 .PHONY: profile-demo profile-alloc
 
 # Every benchmark, figures on stdout: the replay bench (decode + raft-rs + MVCC + checks on 1 M and
-# 10 M synthetic puts: entries/s on one core, linearity, peak RSS, profiler overhead) and decode vs
-# etcd's own ReadAll on the real captures (ratio). Not part of `cargo test`. Needs Go + Debian's
-# etcd source for the ratio (make deps); BENCH_SIZES / BENCH_RUNS / BENCH_PAIRS tune the first.
+# 10 M synthetic puts: entries/s on one core, linearity, peak RSS, profiler overhead), decode vs
+# etcd's own ReadAll on the real captures (ratio), and `raft-replay db` vs etcd 3.5.30's
+# `etcdutl snapshot status` on a 1.4 GB etcd db (time ratio, peak RSS at 130 MB and 1.4 GB; the
+# dbs are written once into target/bench-db by bbolt-ref, ~2 min each). Not part of `cargo test`.
+# Needs Go + Debian's etcd/bbolt source (make deps) and etcdutl, fetched from Debian sid into
+# target/etcd/ (tools/etcd-bin/fetch.sh; without it the db bench says so and skips).
+# BENCH_SIZES / BENCH_RUNS / BENCH_PAIRS tune the first, BENCH_PAIRS / BENCH_DB_* the last.
+ETCDUTL_VERSION := 3.5.30
+ETCDUTL := target/etcd/$(ETCDUTL_VERSION)/usr/bin/etcdutl
+
 bench: deps
-	$(MAKE) etcd-ref
+	$(MAKE) etcd-ref bbolt-ref
 	cargo bench --bench replay
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench decode_vs_etcd
+	tools/etcd-bin/fetch.sh $(ETCDUTL_VERSION) sid || echo "etcdutl $(ETCDUTL_VERSION) not fetched: the db bench will skip"
+	RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) RAFT_REPLAY_ETCDUTL=$(ETCDUTL) cargo bench --bench db
+
+# Only the db bench (the first run writes its two dbs, ~4 min).
+.PHONY: bench-db
+bench-db: bbolt-ref
+	tools/etcd-bin/fetch.sh $(ETCDUTL_VERSION) sid
+	RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) RAFT_REPLAY_ETCDUTL=$(ETCDUTL) cargo bench --bench db
 
 # The profiling build: release code with full debug info (inlined frames keep their names), in
 # target/profiling. DWARF unwinding, not frame pointers: Debian's glibc has no frame pointers, and

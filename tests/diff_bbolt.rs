@@ -4,7 +4,10 @@
 //!   nested and inline buckets, overflow values, churn, and a freelist of more than 0xFFFF ids —
 //!   listed key for key (path, key, value, sequence) and their free page counts;
 //! * every corpus db: HashKV, revision, compact revision, consistent index and `snapshot
-//!   status` equal to etcd's (removed members included).
+//!   status` equal to etcd's (removed members included);
+//! * etcd dbs written by etcd's own mvcc store (`bbolt-ref gen-etcd`: overwrites, deletes,
+//!   periodic compactions, a txn-free history), and copies of them that resume a scheduled
+//!   compaction at restore: the same five equal to etcd's.
 //!
 //! Runs when `RAFT_REPLAY_BBOLT_REF` names the built program (`make diff-bbolt`, `make test`);
 //! without it the tests say so and pass.
@@ -210,5 +213,112 @@ fn corpus_dbs_equal_etcd() {
             r.compact_revision.unwrap(),
             r.consistent_index.unwrap()
         );
+    }
+}
+
+/// Our report's HashKV, revision, compact revision, consistent index and `snapshot status`
+/// against `bbolt-ref etcd` on `file`.
+fn assert_equals_etcd(tool: &str, file: &std::path::Path, name: &str) -> DbReport {
+    let theirs: Value =
+        serde_json::from_str(&run(tool, &["etcd", &file.display().to_string()])).unwrap();
+    let r = DbReport::build(&RealFs, file, 0, EtcdVersion::default()).unwrap();
+    assert!(
+        r.findings.iter().all(|f| f.damage.is_none()),
+        "{name}: {:?}",
+        r.findings
+    );
+    assert_eq!(
+        r.hash.map(u64::from),
+        theirs["hash"].as_u64(),
+        "{name} hash"
+    );
+    assert_eq!(r.revision, theirs["revision"].as_i64(), "{name} revision");
+    assert_eq!(
+        r.compact_revision,
+        theirs["compact_revision"].as_i64(),
+        "{name} compact"
+    );
+    assert_eq!(
+        r.consistent_index,
+        theirs["consistent_index"].as_u64(),
+        "{name} ci"
+    );
+    let ss = r.snapshot_status.unwrap();
+    let st = &theirs["snapshot_status"];
+    assert_eq!(
+        u64::from(ss.hash),
+        st["hash"].as_u64().unwrap(),
+        "{name} status hash"
+    );
+    assert_eq!(
+        ss.revision,
+        st["revision"].as_i64().unwrap(),
+        "{name} status rev"
+    );
+    assert_eq!(
+        ss.total_keys,
+        st["total_keys"].as_u64().unwrap(),
+        "{name} total keys"
+    );
+    assert_eq!(
+        ss.total_size,
+        st["total_size"].as_u64().unwrap(),
+        "{name} total size"
+    );
+    r
+}
+
+#[test]
+fn generated_etcd_dbs_equal_etcd() {
+    let Some(tool) = bbolt_ref() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, args) in [
+        (
+            "plain",
+            vec!["--keys=50", "--revisions=3000", "--value-size=40"],
+        ),
+        (
+            "churn",
+            vec![
+                "--keys=300",
+                "--revisions=12000",
+                "--value-size=100",
+                "--delete-every=7",
+                "--compact-every=1500",
+                "--seed=3",
+            ],
+        ),
+        (
+            "overflow",
+            vec![
+                "--keys=40",
+                "--revisions=600",
+                "--value-size=9000",
+                "--delete-every=11",
+                "--compact-every=150",
+            ],
+        ),
+    ] {
+        let file = dir.path().join(format!("{name}.db"));
+        let file_s = file.display().to_string();
+        let mut gen_args = vec!["gen-etcd", file_s.as_str()];
+        gen_args.extend(args.iter().copied());
+        run(&tool, &gen_args);
+        let r = assert_equals_etcd(&tool, &file, name);
+        let (compact, current) = (r.compact_revision.unwrap(), r.revision.unwrap());
+        eprintln!("{name}: rev {current} compact {compact}: equal");
+        if compact > 0 && current - compact >= 2 {
+            let at = compact + (current - compact) / 2;
+            let copy = common::with_scheduled_compaction(&std::fs::read(&file).unwrap(), at)
+                .expect("scheduledCompactRev in a compacted db");
+            let copy_file = dir.path().join(format!("{name}-scheduled.db"));
+            std::fs::write(&copy_file, copy).unwrap();
+            let r = assert_equals_etcd(&tool, &copy_file, &format!("{name} scheduled {at}"));
+            assert!(
+                r.restore.as_ref().unwrap().resumed_compaction == Some(at),
+                "{name}: compaction at {at} resumed"
+            );
+            eprintln!("{name} with a compaction scheduled at {at}: equal");
+        }
     }
 }

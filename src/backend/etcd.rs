@@ -1,17 +1,23 @@
 //! etcd's bucket schema 3.4–3.6 read from a [`Db`], the KV model restored from the `key` bucket
 //! (`mvcc/kvstore.go: restore`), HashKV (`HashByRev`) and `snapshot status`
-//! (`clientv3/snapshot/v3_snapshot.go: Status`), all in two streaming passes.
+//! (`clientv3/snapshot/v3_snapshot.go: Status`), all in one streaming pass.
 //!
-//! Pass 1 walks every bucket with reachability tracking: `snapshot status` (CRC-32C of every root
-//! bucket's name then each `k‖v`), bucket key counts, the schema's meta keys, members, leases,
-//! alarms, auth, and the key index restore. Pass 2 walks only the `key` bucket again and feeds
-//! HashKV, which needs the whole index first (its `Keep` set).
+//! One pass walks every bucket with reachability tracking: `snapshot status` (CRC-32C of every
+//! root bucket's name then each `k‖v`), bucket key counts, the schema's meta keys, members,
+//! leases, alarms, auth, and the key index restore. HashKV needs the whole index first (its
+//! `Keep` set), but which entries it hashes depends on their revision keys alone, so the pass
+//! keeps each `key`-bucket entry's revision and the CRC-32C and length of its `k‖v`
+//! ([`KeyBucketDigest`], about 7 bytes an entry) and [`hash_kv`] concatenates the CRCs of the
+//! entries HashKV selects ([`super::crc`]): the values are read once. [`hash_kv_pass2`] is the
+//! direct way, a second walk of the `key` bucket feeding HashKV's stream (the tests check that
+//! both agree).
 
 use std::collections::BTreeMap;
 
 use prost::Message;
 use serde::Serialize;
 
+use super::crc::CrcConcat;
 use super::error::DbError;
 use super::reader::{check_pages, Db, Item, Walker};
 use crate::mvcc::{EtcdVersion, HashKv, MvccError, MvccStore, Restore, RestoredStore, Revision};
@@ -149,6 +155,121 @@ pub struct EtcdRead {
     pub free_pages: u64,
     /// Page-level findings of `tx.Check`.
     pub page_findings: Vec<DbError>,
+    /// The `key` bucket's entries, for [`hash_kv`].
+    pub key_digest: KeyBucketDigest,
+}
+
+/// The `key` bucket as the pass saw it: for each entry under a revision key (what HashKV's
+/// stream is fed), in bucket order, its revision, tombstone flag, and the length and CRC-32C of
+/// its `k‖v`. Packed: per entry one LEB128 number with the main revision's step from the
+/// previous entry, the tombstone flag and whether a sub revision follows (then a second LEB128
+/// number), the length as LEB128 and the CRC as 4 bytes — 7 bytes for the usual entry (next
+/// main revision, sub 0, value under 16 KiB). Memory grows with the entry count, not the values.
+#[derive(Clone, Debug, Default)]
+pub struct KeyBucketDigest {
+    bytes: Vec<u8>,
+    entries: u64,
+    last_main: i64,
+}
+
+/// One entry of a [`KeyBucketDigest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestEntry {
+    /// The bucket key's revision.
+    pub revision: Revision,
+    /// The bucket key is a tombstone's.
+    pub tombstone: bool,
+    /// Length of `k‖v`.
+    pub len: usize,
+    /// CRC-32C of `k‖v`.
+    pub crc: u32,
+}
+
+fn put_leb128(out: &mut Vec<u8>, mut v: u128) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Reads what [`put_leb128`] wrote (the digest is only ever read back by its writer).
+fn get_leb128(bytes: &[u8], at: &mut usize) -> u128 {
+    let mut v = 0u128;
+    let mut shift = 0;
+    while let Some(&byte) = bytes.get(*at) {
+        *at += 1;
+        if shift < 128 {
+            v |= u128::from(byte & 0x7f) << shift;
+        }
+        shift += 7;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    v
+}
+
+impl KeyBucketDigest {
+    fn push(&mut self, e: DigestEntry) {
+        let step = e.revision.main_revision.wrapping_sub(self.last_main) as u64;
+        self.last_main = e.revision.main_revision;
+        let has_sub = e.revision.sub_revision != 0;
+        let head = (u128::from(step) << 2) | (u128::from(has_sub) << 1) | u128::from(e.tombstone);
+        put_leb128(&mut self.bytes, head);
+        if has_sub {
+            put_leb128(&mut self.bytes, u128::from(e.revision.sub_revision as u64));
+        }
+        put_leb128(&mut self.bytes, e.len as u128);
+        self.bytes.extend_from_slice(&e.crc.to_le_bytes());
+        self.entries += 1;
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.entries
+    }
+
+    /// No entries (or no `key` bucket).
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// The entries in bucket order.
+    pub fn iter(&self) -> impl Iterator<Item = DigestEntry> + '_ {
+        let mut at = 0;
+        let mut main = 0i64;
+        (0..self.entries).map(move |_| {
+            let head = get_leb128(&self.bytes, &mut at);
+            main = main.wrapping_add((head >> 2) as u64 as i64);
+            let sub = if head & 2 != 0 {
+                get_leb128(&self.bytes, &mut at) as u64 as i64
+            } else {
+                0
+            };
+            let len = get_leb128(&self.bytes, &mut at) as usize;
+            let crc = self
+                .bytes
+                .get(at..at + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            at += 4;
+            DigestEntry {
+                revision: Revision::new(main, sub),
+                tombstone: head & 1 != 0,
+                len,
+                crc,
+            }
+        })
+    }
 }
 
 /// Key bytes as text when printable ASCII, else hex.
@@ -185,11 +306,149 @@ pub const FINDINGS_CAP: usize = 100;
 /// Reads the etcd state of `db`: pass 1 (schema, snapshot status, index restore, reachability).
 /// Damage that stops the walk is the `Err`.
 pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError> {
+    std::thread::scope(|scope| {
+        let feed = RestoreFeed::start(scope, version);
+        read_etcd_feeding(db, feed)
+    })
+}
+
+/// Key-bucket entries on their way to the index restore: in batches, in bucket order, to a
+/// thread of their own — restoring the index is about half of the pass and reading, hashing and
+/// parsing the pages the other half, so on two cores they overlap — or restored in place when
+/// no thread could be started. Memory: at most `FEED_DEPTH + 2` batches of `FEED_BATCH` entries.
+enum RestoreFeed<'scope> {
+    Threaded {
+        batch: EntryBatch,
+        tx: std::sync::mpsc::SyncSender<EntryBatch>,
+        worker: std::thread::ScopedJoinHandle<'scope, Restore>,
+    },
+    InPlace(Box<Restore>),
+}
+
+const FEED_BATCH: usize = 4096;
+const FEED_DEPTH: usize = 4;
+
+/// Key-bucket entries for [`Restore::entry`], their keys in one buffer.
+#[derive(Default)]
+struct EntryBatch {
+    keys: Vec<u8>,
+    entries: Vec<BatchedEntry>,
+    alarms: Vec<(i32, u64)>,
+}
+
+struct BatchedEntry {
+    revision: Revision,
+    tombstone: bool,
+    key_end: usize,
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+}
+
+impl EntryBatch {
+    fn apply(&self, restore: &mut Restore) {
+        for &(alarm, member_id) in &self.alarms {
+            restore.alarm(alarm, member_id);
+        }
+        let mut key_start = 0;
+        for e in &self.entries {
+            restore.entry(
+                e.revision,
+                e.tombstone,
+                &self.keys[key_start..e.key_end],
+                e.create_revision,
+                e.version,
+                e.lease,
+            );
+            key_start = e.key_end;
+        }
+    }
+}
+
+impl<'scope> RestoreFeed<'scope> {
+    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, version: EtcdVersion) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<EntryBatch>(FEED_DEPTH);
+        let worker = std::thread::Builder::new()
+            .name("db-restore".into())
+            .spawn_scoped(scope, move || {
+                let mut restore = Restore::new(version);
+                for batch in rx {
+                    batch.apply(&mut restore);
+                }
+                restore
+            });
+        match worker {
+            Ok(worker) => RestoreFeed::Threaded {
+                batch: EntryBatch::default(),
+                tx,
+                worker,
+            },
+            Err(_) => RestoreFeed::InPlace(Box::new(Restore::new(version))),
+        }
+    }
+
+    /// One `key`-bucket entry, as [`Restore::entry`] takes it.
+    fn entry(
+        &mut self,
+        revision: Revision,
+        tombstone: bool,
+        key: &[u8],
+        create_revision: i64,
+        version: i64,
+        lease: i64,
+    ) {
+        match self {
+            RestoreFeed::InPlace(restore) => {
+                restore.entry(revision, tombstone, key, create_revision, version, lease);
+            }
+            RestoreFeed::Threaded { batch, tx, .. } => {
+                batch.keys.extend_from_slice(key);
+                batch.entries.push(BatchedEntry {
+                    revision,
+                    tombstone,
+                    key_end: batch.keys.len(),
+                    create_revision,
+                    version,
+                    lease,
+                });
+                if batch.entries.len() == FEED_BATCH {
+                    // A closed channel means the worker panicked: finish() reports it.
+                    let _ = tx.send(std::mem::take(batch));
+                }
+            }
+        }
+    }
+
+    /// An `alarm` bucket record, as [`Restore::alarm`] takes it (in order with the entries).
+    fn alarm(&mut self, alarm: i32, member_id: u64) {
+        match self {
+            RestoreFeed::InPlace(restore) => restore.alarm(alarm, member_id),
+            RestoreFeed::Threaded { batch, .. } => batch.alarms.push((alarm, member_id)),
+        }
+    }
+
+    /// Everything fed, restored.
+    fn finish(self) -> Restore {
+        match self {
+            RestoreFeed::InPlace(restore) => *restore,
+            RestoreFeed::Threaded { batch, tx, worker } => {
+                let _ = tx.send(batch);
+                drop(tx);
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+        }
+    }
+}
+
+fn read_etcd_feeding(db: &Db<'_>, mut restore: RestoreFeed<'_>) -> Result<EtcdRead, DbError> {
     let mut schema = EtcdSchema::default();
-    let mut restore = Restore::new(version);
     let mut crc = crc32c::crc32c(&[]);
     let mut total_keys = 0u64;
     let mut last_key_rev: Option<i64> = None;
+    let mut key_digest = KeyBucketDigest::default();
+    let mut concat = CrcConcat::default();
     let mut walker = Walker::new(db, true);
     let root = db.root_bucket();
     walker.for_each(&root, &mut |w, name, item| {
@@ -205,19 +464,37 @@ pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError>
         };
         let bname = String::from_utf8_lossy(name).into_owned();
         crc = crc32c::crc32c_append(crc, name);
+        let is_key = name == b"key";
         let mut count = 0u64;
         w.for_each(&bucket, &mut |w, k, item| {
             count += 1;
             total_keys += 1;
-            crc = crc32c::crc32c_append(crc, k);
             let v = match item {
                 Item::Bucket(sub) => {
+                    crc = crc32c::crc32c_append(crc, k);
                     w.mark_all(&sub)?;
                     return Ok(());
                 }
                 Item::Value(v) => v,
             };
-            crc = crc32c::crc32c_append(crc, v);
+            if is_key {
+                // Hashed once, on its own: placed in snapshot status's CRC here and in
+                // HashKV's by hash_kv.
+                let entry = crc32c::crc32c_append(crc32c::crc32c(k), v);
+                let len = k.len() + v.len();
+                crc = concat.concat(crc, entry, len);
+                if let Some((revision, tombstone)) = Revision::from_bucket_key(k) {
+                    key_digest.push(DigestEntry {
+                        revision,
+                        tombstone,
+                        len,
+                        crc: entry,
+                    });
+                }
+            } else {
+                crc = crc32c::crc32c_append(crc, k);
+                crc = crc32c::crc32c_append(crc, v);
+            }
             decode_item(&bname, k, v, &mut schema, &mut restore, &mut last_key_rev);
             Ok(())
         })?;
@@ -235,6 +512,7 @@ pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError>
         .take()
         .unwrap_or_else(|| super::reader::PageSet::new(0));
     let (reachable_pages, free_pages, page_findings) = check_pages(db, &mut reached, FINDINGS_CAP);
+    let mut restore = restore.finish();
     let leases: Vec<(i64, i64, i64)> = schema
         .leases
         .iter()
@@ -257,6 +535,7 @@ pub fn read_etcd(db: &Db<'_>, version: EtcdVersion) -> Result<EtcdRead, DbError>
         reachable_pages,
         free_pages,
         page_findings,
+        key_digest,
     })
 }
 
@@ -265,7 +544,7 @@ fn decode_item(
     k: &[u8],
     v: &[u8],
     schema: &mut EtcdSchema,
-    restore: &mut Restore,
+    restore: &mut RestoreFeed<'_>,
     last_key_rev: &mut Option<i64>,
 ) {
     let mut bad = |problem: String| {
@@ -287,6 +566,17 @@ fn decode_item(
                 return;
             };
             *last_key_rev = Some(revision.main_revision);
+            if let Some(kv) = KeyValueFields::parse(v) {
+                restore.entry(
+                    revision,
+                    tombstone,
+                    kv.key,
+                    kv.create_revision,
+                    kv.version,
+                    kv.lease,
+                );
+                return;
+            }
             match KeyValue::decode(v) {
                 Ok(kv) => {
                     restore.entry(
@@ -381,8 +671,100 @@ fn decode_item(
     }
 }
 
-/// Pass 2: etcd's `HashByRev(revision)` (0 = current) of the db's `key` bucket.
+/// The `mvccpb.KeyValue` fields the index restore needs, read in place (no copy of the key or
+/// the value) from the layout etcd writes: single-byte tags of fields 1–6 in ascending order,
+/// each at most once. `None` for anything else — another order, a repeated or unknown field, a
+/// varint prost would refuse, a length past the end — and the caller decodes with prost, so a
+/// value this accepts is one prost decodes to the same fields (a proptest holds them equal).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct KeyValueFields<'a> {
+    key: &'a [u8],
+    create_revision: i64,
+    mod_revision: i64,
+    version: i64,
+    value: &'a [u8],
+    lease: i64,
+}
+
+/// A protobuf varint as prost's slice decoder reads it: at most 10 bytes, the 10th at most 1.
+fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let byte = *data.get(*pos)?;
+        *pos += 1;
+        if i == 9 && byte > 1 {
+            return None;
+        }
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl<'a> KeyValueFields<'a> {
+    fn parse(data: &'a [u8]) -> Option<Self> {
+        let mut kv = KeyValueFields::default();
+        let mut pos = 0;
+        let mut last_field = 0u8;
+        while pos < data.len() {
+            let tag = data[pos];
+            pos += 1;
+            let (field, wire) = (tag >> 3, tag & 7);
+            if field <= last_field || field > 6 || tag & 0x80 != 0 {
+                return None;
+            }
+            last_field = field;
+            match (field, wire) {
+                (1 | 5, 2) => {
+                    let len = varint(data, &mut pos)?;
+                    let end = pos.checked_add(usize::try_from(len).ok()?)?;
+                    let bytes = data.get(pos..end)?;
+                    pos = end;
+                    if field == 1 {
+                        kv.key = bytes;
+                    } else {
+                        kv.value = bytes;
+                    }
+                }
+                (2 | 3 | 4 | 6, 0) => {
+                    let v = varint(data, &mut pos)? as i64;
+                    match field {
+                        2 => kv.create_revision = v,
+                        3 => kv.mod_revision = v,
+                        4 => kv.version = v,
+                        _ => kv.lease = v,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(kv)
+    }
+}
+
+/// etcd's `HashByRev(revision)` (0 = current) of the db's `key` bucket, from the pass's
+/// [`KeyBucketDigest`]: the CRCs of the entries HashKV selects, concatenated in bucket order.
 pub fn hash_kv(
+    restored: &RestoredStore,
+    digest: &KeyBucketDigest,
+    revision: i64,
+) -> Result<HashKv, MvccError> {
+    let stream = restored.hash_kv_stream(revision)?;
+    let mut concat = CrcConcat::default();
+    let mut crc = crc32c::crc32c(b"key");
+    for e in digest.iter() {
+        if stream.selects(e.revision, e.tombstone) {
+            crc = concat.concat(crc, e.crc, e.len);
+        }
+    }
+    Ok(stream.finish_with_crc(crc))
+}
+
+/// etcd's `HashByRev(revision)` (0 = current) by a second walk of the db's `key` bucket, every
+/// entry fed to HashKV's stream: what [`hash_kv`] computes without reading the values again.
+pub fn hash_kv_pass2(
     db: &Db<'_>,
     restored: &RestoredStore,
     revision: i64,
@@ -425,4 +807,94 @@ pub fn for_each_in_bucket(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encoded(kv: &KeyValue) -> Vec<u8> {
+        kv.encode_to_vec()
+    }
+
+    fn assert_agrees_with_prost(data: &[u8]) {
+        if let Some(f) = KeyValueFields::parse(data) {
+            let kv = KeyValue::decode(data).expect("the fast path accepts only what prost does");
+            assert_eq!(f.key, &kv.key[..]);
+            assert_eq!(f.value, &kv.value[..]);
+            assert_eq!(
+                (f.create_revision, f.mod_revision, f.version, f.lease),
+                (kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+            );
+        }
+    }
+
+    #[test]
+    fn etcd_layout_takes_the_fast_path() {
+        let kv = KeyValue {
+            key: bytes::Bytes::from_static(b"/registry/pods/a"),
+            create_revision: 5,
+            mod_revision: 9,
+            version: 3,
+            value: bytes::Bytes::from(vec![7u8; 3000]),
+            lease: -2,
+        };
+        let data = encoded(&kv);
+        let f = KeyValueFields::parse(&data).expect("etcd's layout");
+        assert_eq!(f.key, b"/registry/pods/a");
+        assert_eq!(
+            (f.create_revision, f.mod_revision, f.version, f.lease),
+            (5, 9, 3, -2)
+        );
+        assert_eq!(f.value.len(), 3000);
+        assert_eq!(KeyValueFields::parse(&[]), Some(KeyValueFields::default()));
+        // Out of order, repeated, unknown field, wrong wire type, truncated, overlong varint.
+        for bad in [
+            &[0x10, 1, 0x0a, 0][..],
+            &[0x10, 1, 0x10, 2],
+            &[0x38, 1],
+            &[0x0a, 0x01],
+            &[0x12, 0],
+            &[
+                0x10, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02,
+            ],
+        ] {
+            assert_eq!(KeyValueFields::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fast_path_agrees_with_prost(
+            key in proptest::collection::vec(any::<u8>(), 0..40),
+            value in proptest::collection::vec(any::<u8>(), 0..300),
+            revs in any::<(i64, i64, i64, i64)>(),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<usize>(),
+            junk in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let kv = KeyValue {
+                key: key.into(),
+                create_revision: revs.0,
+                mod_revision: revs.1,
+                version: revs.2,
+                value: value.into(),
+                lease: revs.3,
+            };
+            let data = encoded(&kv);
+            prop_assert!(KeyValueFields::parse(&data).is_some());
+            assert_agrees_with_prost(&data);
+            let mut damaged = data.clone();
+            for (at, x) in flips {
+                if !damaged.is_empty() {
+                    let i = at % damaged.len();
+                    damaged[i] ^= x;
+                }
+            }
+            assert_agrees_with_prost(&damaged);
+            assert_agrees_with_prost(&data[..cut % (data.len() + 1)]);
+            assert_agrees_with_prost(&junk);
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! * [`reader`]: [`Db`] (meta selection as `db.go: DB.meta`, bounds-checked page reads through
 //!   [`crate::ReadOnlyFs`]) and [`Walker`] (`Bucket.ForEach` page by page, reachability as
 //!   `tx.Check`);
+//! * [`crc`]: CRC-32C of a concatenation from its parts' CRCs (one hash per entry serves
+//!   `snapshot status` and HashKV);
 //! * [`etcd`]: etcd's bucket schema 3.4–3.6 and the KV model restored as `mvcc/kvstore.go:
 //!   restore` does it, HashKV and `snapshot status`;
 //! * [`report`]: the `raft-replay db` report and its text/JSON rendering.
@@ -15,6 +17,7 @@
 //! its exclusive flock) can be read; a copy taken while etcd commits may show a torn newest
 //! meta, which is reported ([`Db::meta_newer_lost`]).
 
+pub mod crc;
 pub mod error;
 pub mod etcd;
 pub mod page;

@@ -25,8 +25,13 @@ pub fn run(
             }
         },
     };
-    let report = match DbReport::build(fs, path, rev.unwrap_or(0), version) {
-        Ok(report) => report,
+    let report = match DbReport::build_with_state(fs, path, rev.unwrap_or(0), version) {
+        Ok((report, state)) => {
+            // The process exits next: leave the restored index to the exit instead of freeing it
+            // key by key (a fifth of the run on a db of 800 k keys).
+            std::mem::forget(state);
+            report
+        }
         Err(e) => {
             eprintln!("raft-replay db: {e}");
             return EXIT_CANNOT_RUN;

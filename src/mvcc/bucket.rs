@@ -5,9 +5,7 @@
 //! is a binary search) and the marshaled values back to back in one byte arena, so a put costs
 //! no allocation of its own and HashKV can feed the stored bytes straight into the CRC.
 
-use std::collections::HashSet;
-
-use super::revision::Revision;
+use super::revision::{Revision, RevisionSet};
 
 /// Where one bucket entry lives in the arena.
 #[derive(Clone, Copy, Debug)]
@@ -160,7 +158,7 @@ impl KeyBucket {
     /// Physical compaction (`scheduleCompaction`): delete every entry with
     /// `main_revision <= compact_revision` whose revision is not in `keep`.
     /// Returns the number of deleted entries.
-    pub fn compact(&mut self, compact_revision: i64, keep: &HashSet<Revision>) -> usize {
+    pub fn compact(&mut self, compact_revision: i64, keep: &RevisionSet) -> usize {
         let boundary = self
             .records
             .partition_point(|r| r.revision.main_revision <= compact_revision);
@@ -370,7 +368,7 @@ mod tests {
                 0,
             );
         }
-        let keep: HashSet<Revision> = [Revision::new(4, 0)].into_iter().collect();
+        let keep: RevisionSet = [Revision::new(4, 0)].into_iter().collect();
         assert_eq!(bucket.compact(5, &keep), 3);
         let left: Vec<(i64, Vec<u8>)> = bucket
             .iter()

@@ -88,13 +88,17 @@ impl KeyIndex {
     }
 
     /// `keyIndex.restore`: a key first seen during a restore from the backend, at `modified`,
-    /// created at `created` and with `version` puts in its (possibly compacted) generation.
-    pub fn restore(&mut self, created: Revision, modified: Revision, version: i64) {
-        self.generations = vec![Generation {
-            version,
-            created,
-            revisions: vec![modified],
-        }];
+    /// created at `created` and with `version` puts in its (possibly compacted) generation,
+    /// attached to `lease`.
+    pub fn restored(created: Revision, modified: Revision, version: i64, lease: i64) -> Self {
+        KeyIndex {
+            generations: vec![Generation {
+                version,
+                created,
+                revisions: vec![modified],
+            }],
+            attached_lease: lease,
+        }
     }
 
     /// `keyIndex.tombstone`: false (etcd's `ErrRevisionNotFound`) if the key is not alive.

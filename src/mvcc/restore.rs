@@ -7,12 +7,11 @@
 //! [`MvccStore::hash_kv`] therefore does not apply; use [`RestoredStore::hash_kv_stream`] and feed
 //! it the bucket again.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 
+use super::key_index::KeyIndex;
 use super::lease::Lease;
-use super::revision::Revision;
+use super::revision::{Revision, RevisionSet};
 use super::store::{HashKv, MvccStore};
 use super::{EtcdVersion, MvccError};
 
@@ -50,7 +49,7 @@ pub struct RestoredStore {
     pub summary: RestoreSummary,
     /// A resumed compaction's revision and the revisions its job keeps: the job deletes every
     /// other bucket entry at or below it (`scheduleCompaction`), so hashing skips them.
-    pending_compaction: Option<(i64, HashSet<Revision>)>,
+    pending_compaction: Option<(i64, RevisionSet)>,
 }
 
 impl Restore {
@@ -124,10 +123,9 @@ impl Restore {
                 false
             }
             None => {
-                if let Some((ki, _)) = self.store.index.get_or_insert(key) {
-                    ki.restore(Revision::new(create_revision, 0), revision, version);
-                    ki.attached_lease = lease;
-                }
+                let history =
+                    KeyIndex::restored(Revision::new(create_revision, 0), revision, version, lease);
+                self.store.index.insert_new(key, history);
                 true
             }
         }
@@ -172,7 +170,7 @@ impl Restore {
             // deletes the bucket entries <= rev not kept.
             store.compact_revision = scheduled;
             let rules = store.rules;
-            let mut keep = HashSet::new();
+            let mut keep = RevisionSet::default();
             store.index.retain(|ki| {
                 if let Some(kept) = ki.compact(scheduled, rules) {
                     keep.insert(kept);
@@ -217,11 +215,12 @@ impl RestoredStore {
         let store = &self.store;
         let hash_revision = store.hash_revision(revision)?;
         let (compact_revision, current_revision) = (store.compact_revision, store.current_revision);
-        let (keep_any, keep) = store.keep_for_hash(hash_revision);
+        let (keep_any, keep) = store.keep_for_hash_sorted(hash_revision);
         Ok(HashKvStream {
             crc: crc32c::crc32c(b"key"),
             keep_any,
             keep,
+            keep_cursor: Default::default(),
             compact_revision,
             current_revision,
             hash_revision,
@@ -235,7 +234,7 @@ impl RestoredStore {
 #[derive(Debug)]
 pub struct BucketLoader {
     store: MvccStore,
-    pending_compaction: Option<(i64, HashSet<Revision>)>,
+    pending_compaction: Option<(i64, RevisionSet)>,
     skipped: u64,
 }
 
@@ -276,12 +275,16 @@ impl BucketLoader {
 pub struct HashKvStream {
     crc: u32,
     keep_any: bool,
-    keep: HashSet<Revision>,
+    /// `Keep(hash_revision)`'s members at or below the compact revision, ascending.
+    keep: Vec<Revision>,
+    /// Where the last lookup in `keep` ended, and for which revision: bucket entries come in
+    /// ascending order, so the next lookup starts there.
+    keep_cursor: std::cell::Cell<(usize, Revision)>,
     compact_revision: i64,
     current_revision: i64,
     hash_revision: i64,
     skip_tombstone_at_compaction: bool,
-    pending_compaction: Option<(i64, HashSet<Revision>)>,
+    pending_compaction: Option<(i64, RevisionSet)>,
 }
 
 impl HashKvStream {
@@ -291,23 +294,61 @@ impl HashKvStream {
         let Some((revision, tombstone)) = Revision::from_bucket_key(bucket_key) else {
             return;
         };
-        let main = revision.main_revision;
-        if let Some((at, kept)) = &self.pending_compaction {
-            if main <= *at && !kept.contains(&revision) {
-                return; // deleted by the resumed compaction's job
-            }
-        }
-        if main > self.hash_revision {
-            return;
-        }
-        if main <= self.compact_revision && self.keep_any && !self.keep.contains(&revision) {
-            return;
-        }
-        if self.skip_tombstone_at_compaction && main == self.compact_revision && tombstone {
+        if !self.selects(revision, tombstone) {
             return;
         }
         self.crc = crc32c::crc32c_append(self.crc, bucket_key);
         self.crc = crc32c::crc32c_append(self.crc, value);
+    }
+
+    /// Whether `HashByRev` hashes the bucket entry of `revision` (a tombstone or not): what
+    /// [`HashKvStream::feed`] decides, from the bucket key alone (never the value).
+    pub fn selects(&self, revision: Revision, tombstone: bool) -> bool {
+        let main = revision.main_revision;
+        if let Some((at, kept)) = &self.pending_compaction {
+            if main <= *at && !kept.contains(&revision) {
+                return false; // deleted by the resumed compaction's job
+            }
+        }
+        if main > self.hash_revision {
+            return false;
+        }
+        if main <= self.compact_revision && self.keep_any && !self.kept(revision) {
+            return false;
+        }
+        if self.skip_tombstone_at_compaction && main == self.compact_revision && tombstone {
+            return false;
+        }
+        true
+    }
+
+    /// Whether `revision` is in `keep`: a few steps on from the last lookup (entries come in
+    /// ascending order, so usually none or one), a binary search otherwise.
+    fn kept(&self, revision: Revision) -> bool {
+        let (mut i, last) = self.keep_cursor.get();
+        if revision < last {
+            i = self.keep.partition_point(|k| *k < revision);
+        } else {
+            let mut steps = 0;
+            while i < self.keep.len() && self.keep[i] < revision {
+                i += 1;
+                steps += 1;
+                if steps == 8 {
+                    i += self.keep[i..].partition_point(|k| *k < revision);
+                    break;
+                }
+            }
+        }
+        self.keep_cursor.set((i, revision));
+        self.keep.get(i) == Some(&revision)
+    }
+
+    /// The result for a CRC computed elsewhere: `crc` must be CRC-32C of `"key"` then the
+    /// `bucket_key ‖ value` of every entry [selected](HashKvStream::selects), in bucket order —
+    /// what feeding the whole bucket would have computed.
+    pub fn finish_with_crc(mut self, crc: u32) -> HashKv {
+        self.crc = crc;
+        self.finish()
     }
 
     /// The result.

@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+/// A set of revisions (compaction `keep` sets, HashKV's `Keep`), with a keyed fast hash.
+pub(crate) type RevisionSet = std::collections::HashSet<Revision, ahash::RandomState>;
+
 /// Length of a bucket key for a put: `BE64(main) '_' BE64(sub)`.
 pub const REVISION_KEY_LEN: usize = 17;
 /// Length of a bucket key for a tombstone: the revision key followed by `'t'`.

@@ -2,7 +2,6 @@
 //! `kvstore_compaction.go`): key index, key bucket, lessor, write transactions, compaction and
 //! `HashByRev`.
 
-use std::collections::HashSet;
 use std::ops::Bound;
 
 use serde::Serialize;
@@ -11,7 +10,7 @@ use super::bucket::{KeyBucket, StoredKeyValue};
 use super::key_index::KeyAt;
 use super::keyspace::KeySpace;
 use super::lease::{Lease, Lessor, MAX_LEASE_TTL};
-use super::revision::Revision;
+use super::revision::{Revision, RevisionSet};
 use super::{ApplyError, ApplyStats, CompactionRules, EtcdVersion, MvccError};
 
 /// CRC-32C of the bucket name `"key"`: the HashKV of an empty (or fully compacted) store.
@@ -536,7 +535,7 @@ impl MvccStore {
         }
         self.compact_revision = revision;
         let rules = self.rules;
-        let mut keep: HashSet<Revision> = HashSet::new();
+        let mut keep = RevisionSet::default();
         self.index.retain(|ki| {
             if let Some(kept) = ki.compact(revision, rules) {
                 keep.insert(kept);
@@ -554,9 +553,9 @@ impl MvccStore {
     /// `treeIndex.Keep(revision)`, reduced to what the hash needs: whether the set is
     /// non-empty, and its members at or below the compact revision (revisions above it are
     /// hashed regardless).
-    pub(crate) fn keep_for_hash(&self, revision: i64) -> (bool, HashSet<Revision>) {
+    pub(crate) fn keep_for_hash(&self, revision: i64) -> (bool, RevisionSet) {
         let mut any = false;
-        let mut at_or_below_compaction = HashSet::new();
+        let mut at_or_below_compaction = RevisionSet::default();
         for ki in self.index.values() {
             if let Some(kept) = ki.keep(revision, self.rules) {
                 any = true;
@@ -565,6 +564,24 @@ impl MvccStore {
                 }
             }
         }
+        (any, at_or_below_compaction)
+    }
+
+    /// [`MvccStore::keep_for_hash`] with the members in ascending order, for a caller that
+    /// looks them up in bucket order (a restored db's HashKV: no hashing, and lookups that
+    /// mostly step to the next member).
+    pub(crate) fn keep_for_hash_sorted(&self, revision: i64) -> (bool, Vec<Revision>) {
+        let mut any = false;
+        let mut at_or_below_compaction = Vec::new();
+        for ki in self.index.values() {
+            if let Some(kept) = ki.keep(revision, self.rules) {
+                any = true;
+                if kept.main_revision <= self.compact_revision {
+                    at_or_below_compaction.push(kept);
+                }
+            }
+        }
+        at_or_below_compaction.sort_unstable();
         (any, at_or_below_compaction)
     }
 

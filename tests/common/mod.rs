@@ -331,3 +331,21 @@ pub fn reference_tool(var: &str, make_target: &str, how: &str) -> Option<String>
         }
     }
 }
+
+/// A copy of `bytes` whose `meta/scheduledCompactRev` is moved to `at` (every copy of the key in
+/// the file: stale ones sit in unreachable pages), so that the restore resumes a compaction.
+pub fn with_scheduled_compaction(bytes: &[u8], at: i64) -> Option<Vec<u8>> {
+    let key = b"scheduledCompactRev";
+    let mut out = bytes.to_vec();
+    let mut found = false;
+    let mut i = 0;
+    while let Some(pos) = out[i..].windows(key.len()).position(|w| w == key) {
+        let v = i + pos + key.len();
+        if out.get(v + 8) == Some(&b'_') {
+            out[v..v + 8].copy_from_slice(&(at as u64).to_be_bytes());
+            found = true;
+        }
+        i = v;
+    }
+    found.then_some(out)
+}

@@ -316,6 +316,9 @@ func etcdView(path string) {
 	tx.Unlock()
 	le := lease.NewLessor(lg, be, nil, lease.LessorConfig{MinLeaseTTL: 1})
 	s := mvcc.NewStore(lg, be, le, ciGetter(ci), mvcc.StoreConfig{})
+	// A compaction resumed at restore runs in the store's scheduler: stop it (Close waits for
+	// the job) before the backend closes under it.
+	defer s.Close()
 	hash, rev, compactRev, err := s.HashByRev(0)
 	if err != nil {
 		res["hashkv_error"] = err.Error()

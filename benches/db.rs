@@ -1,0 +1,358 @@
+//! `raft-replay db` against etcd 3.5.30's `etcdutl snapshot status` on the same etcd backend db of
+//! more than 1 GB, in one run: both as child processes, alternately (which goes first alternates
+//! too), `BENCH_PAIRS` pairs; the time ratio (ours / etcdutl) is the median of the pairs' ratios,
+//! for wall time and for CPU time (user + system: the shared 2-core machines run other jobs, and
+//! wall time then measures the neighbours too). Peak RSS is each child's own (`wait4`'s
+//! `ru_maxrss`). The two tools must agree on `snapshot status`: hash, revision, total keys, total
+//! size.
+//!
+//! Then our peak RSS on a db of the same keys and revisions with small values (~130 MB instead of
+//! ~1.4 GB): memory must follow the number of keys and entries, not the size of the file.
+//!
+//! The dbs are written by etcd 3.4.23's own mvcc store and backend (`bbolt-ref gen-etcd`, as a
+//! member writes `member/snap/db`: no freelist page, batched commits, periodic compactions) into
+//! `target/bench-db/` (`BENCH_DB_DIR`), once: a file named after its shape is reused (about two
+//! minutes each to write). `make bench` builds bbolt-ref, fetches etcdutl
+//! (`tools/etcd-bin/fetch.sh 3.5.30 sid`) and runs this. Without etcdutl or without a db (and
+//! no bbolt-ref to write one) it says so and skips.
+//!
+//! Knobs: `BENCH_PAIRS` (5), `BENCH_DB_KEYS` (800000), `BENCH_DB_REVISIONS` (1200000),
+//! `BENCH_DB_VALUE` (1100 bytes; the small db: `BENCH_DB_SMALL_VALUE`, 32),
+//! `BENCH_DB_DELETE_EVERY` (100), `BENCH_DB_COMPACT_EVERY` (100000), `RAFT_REPLAY_ETCDUTL`,
+//! `RAFT_REPLAY_BBOLT_REF`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde_json::Value;
+
+const ETCDUTL_VERSION: &str = "3.5.30";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A program from an environment variable, else its default place under the repo.
+fn tool(var: &str, default: &str) -> Option<PathBuf> {
+    let path = match std::env::var(var) {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => repo().join(default),
+    };
+    let path = if path.is_absolute() {
+        path
+    } else {
+        repo().join(path)
+    };
+    path.is_file().then_some(path)
+}
+
+/// What `bbolt-ref gen-etcd` writes.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    keys: u64,
+    revisions: u64,
+    value: u64,
+    delete_every: u64,
+    compact_every: u64,
+}
+
+impl Shape {
+    fn file_name(&self) -> String {
+        format!(
+            "etcd-k{}-r{}-v{}-d{}-c{}.db",
+            self.keys, self.revisions, self.value, self.delete_every, self.compact_every
+        )
+    }
+}
+
+/// The db of `shape` under `dir`, written by bbolt-ref if absent (into a sibling, then renamed,
+/// so an interrupted run leaves no half-written db for the next).
+fn ensure_db(dir: &Path, shape: Shape, bbolt_ref: Option<&Path>) -> Option<PathBuf> {
+    let path = dir.join(shape.file_name());
+    if path.is_file() {
+        return Some(path);
+    }
+    let Some(bbolt_ref) = bbolt_ref else {
+        println!(
+            "db bench skipped: {} does not exist and there is no bbolt-ref to write it \
+             (make bench builds it: make bbolt-ref, RAFT_REPLAY_BBOLT_REF)",
+            path.display()
+        );
+        return None;
+    };
+    std::fs::create_dir_all(dir).expect("create the bench db dir");
+    let partial = dir.join(format!(".{}.{}", shape.file_name(), std::process::id()));
+    let start = Instant::now();
+    let status = Command::new(bbolt_ref)
+        .arg("gen-etcd")
+        .arg(&partial)
+        .arg(format!("--keys={}", shape.keys))
+        .arg(format!("--revisions={}", shape.revisions))
+        .arg(format!("--value-size={}", shape.value))
+        .arg(format!("--delete-every={}", shape.delete_every))
+        .arg(format!("--compact-every={}", shape.compact_every))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run bbolt-ref gen-etcd");
+    assert!(status.success(), "bbolt-ref gen-etcd {shape:?}: {status}");
+    std::fs::rename(&partial, &path).expect("rename the generated db");
+    eprintln!(
+        "wrote {} ({:.0} MB) in {:.0} s",
+        path.display(),
+        file_mb(&path),
+        start.elapsed().as_secs_f64()
+    );
+    Some(path)
+}
+
+fn file_mb(path: &Path) -> f64 {
+    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1e6)
+}
+
+/// One run of a child process: wall time, CPU time and peak RSS from `wait4`, its stdout.
+struct Measured {
+    wall: f64,
+    cpu: f64,
+    rss: u64,
+    stdout: String,
+}
+
+fn timeval_s(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command, scratch: &Path) -> Measured {
+    let out_path = scratch.join("stdout");
+    let err_path = scratch.join("stderr");
+    // Files, not pipes: nothing to drain while the child runs, so the wait is the child's alone.
+    cmd.stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap());
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawn");
+    let mut status = 0;
+    // SAFETY: all-zero is a valid `rusage` (integers and timevals).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `child` is our own unwaited child; `status` and `usage` outlive the call. std's
+    // `Child` is not waited afterwards (dropping it does not wait).
+    let rc = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(rc, child.id() as libc::pid_t, "wait4");
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed (status {status}): {}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    Measured {
+        wall,
+        cpu: timeval_s(usage.ru_utime) + timeval_s(usage.ru_stime),
+        // Linux reports kilobytes.
+        rss: usage.ru_maxrss as u64 * 1024,
+        stdout,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn ours_cmd(db: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_raft-replay"));
+    c.arg("db").arg(db).args(["--format", "json"]);
+    c
+}
+
+fn etcdutl_cmd(etcdutl: &Path, db: &Path) -> Command {
+    let mut c = Command::new(etcdutl);
+    c.args(["snapshot", "status", "-w", "json"]).arg(db);
+    c
+}
+
+/// (hash, revision, total keys, total size) of each tool's `snapshot status`.
+fn statuses(ours: &str, theirs: &str) -> ([u64; 4], [u64; 4], Value) {
+    let ours: Value = serde_json::from_str(ours).expect("our JSON");
+    let theirs: Value = serde_json::from_str(theirs.trim()).expect("etcdutl's JSON");
+    let ss = &ours["snapshot_status"];
+    let field = |v: &Value, k: &str| v[k].as_u64().unwrap_or(u64::MAX);
+    (
+        [
+            field(ss, "hash"),
+            field(ss, "revision"),
+            field(ss, "total_keys"),
+            field(ss, "total_size"),
+        ],
+        [
+            field(&theirs, "hash"),
+            field(&theirs, "revision"),
+            field(&theirs, "totalKey"),
+            field(&theirs, "totalSize"),
+        ],
+        ours,
+    )
+}
+
+fn main() {
+    let Some(etcdutl) = tool(
+        "RAFT_REPLAY_ETCDUTL",
+        &format!("target/etcd/{ETCDUTL_VERSION}/usr/bin/etcdutl"),
+    ) else {
+        println!(
+            "db bench skipped: no etcdutl {ETCDUTL_VERSION} (make bench fetches it: \
+             tools/etcd-bin/fetch.sh {ETCDUTL_VERSION} sid; or set RAFT_REPLAY_ETCDUTL)"
+        );
+        return;
+    };
+    let bbolt_ref = tool("RAFT_REPLAY_BBOLT_REF", "target/bbolt-ref/bbolt-ref");
+    let dir = std::env::var("BENCH_DB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/bench-db"));
+    let pairs: usize = env_or("BENCH_PAIRS", 5).max(1);
+    let large = Shape {
+        keys: env_or("BENCH_DB_KEYS", 800_000),
+        revisions: env_or("BENCH_DB_REVISIONS", 1_200_000),
+        value: env_or("BENCH_DB_VALUE", 1100),
+        delete_every: env_or("BENCH_DB_DELETE_EVERY", 100),
+        compact_every: env_or("BENCH_DB_COMPACT_EVERY", 100_000),
+    };
+    let small = Shape {
+        value: env_or("BENCH_DB_SMALL_VALUE", 32),
+        ..large
+    };
+    let Some(large_db) = ensure_db(&dir, large, bbolt_ref.as_deref()) else {
+        return;
+    };
+    let Some(small_db) = ensure_db(&dir, small, bbolt_ref.as_deref()) else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let scratch = scratch.path();
+    let version = measure(Command::new(&etcdutl).arg("version"), scratch).stdout;
+    // "etcdutl version: 3.5.30" -> "etcdutl 3.5.30"
+    let version = version
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .replace(" version:", "");
+
+    // Warm the page cache and check that both read the same db the same way.
+    let ours = measure(&mut ours_cmd(&large_db), scratch);
+    let theirs = measure(&mut etcdutl_cmd(&etcdutl, &large_db), scratch);
+    let (a, b, report) = statuses(&ours.stdout, &theirs.stdout);
+    assert_eq!(
+        a, b,
+        "snapshot status (hash, revision, total keys, total size): ours vs etcdutl"
+    );
+    println!(
+        "db bench: raft-replay db vs {version} snapshot status, same file, {pairs} interleaved pairs"
+    );
+    let deletes = match large.delete_every {
+        0 => "no deletes".to_string(),
+        n => format!("every {n}th a delete"),
+    };
+    let compactions = match large.compact_every {
+        0 => "never compacted".to_string(),
+        n => format!("compacted every {n} revisions"),
+    };
+    println!(
+        "db: {} ({:.0} MB; etcd 3.4.23's mvcc store: {} keys, {} revisions, {}-byte values, \
+         {deletes}, {compactions})",
+        large_db.display(),
+        file_mb(&large_db),
+        large.keys,
+        large.revisions,
+        large.value,
+    );
+    println!(
+        "agree: snapshot status hash {}, revision {}, total keys {}, total size {}; \
+         ours also: HashKV {}, {} keys in the index",
+        a[0], a[1], a[2], a[3], report["hash"], report["keys"]
+    );
+
+    let (mut ours_runs, mut etcd_runs) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        // Alternate which goes first, so drift and cache effects fall on both alike.
+        if i % 2 == 0 {
+            ours_runs.push(measure(&mut ours_cmd(&large_db), scratch));
+            etcd_runs.push(measure(&mut etcdutl_cmd(&etcdutl, &large_db), scratch));
+        } else {
+            etcd_runs.push(measure(&mut etcdutl_cmd(&etcdutl, &large_db), scratch));
+            ours_runs.push(measure(&mut ours_cmd(&large_db), scratch));
+        }
+    }
+    let col = |runs: &[Measured], f: fn(&Measured) -> f64| median(runs.iter().map(f).collect());
+    let ratio = |f: fn(&Measured) -> f64| {
+        median(
+            ours_runs
+                .iter()
+                .zip(&etcd_runs)
+                .map(|(o, e)| f(o) / f(e))
+                .collect(),
+        )
+    };
+    let (wall_ratio, cpu_ratio) = (ratio(|m| m.wall), ratio(|m| m.cpu));
+    let ours_rss = ours_runs.iter().map(|m| m.rss).max().unwrap_or(0);
+    let etcd_rss = etcd_runs.iter().map(|m| m.rss).max().unwrap_or(0);
+    println!(
+        "{:<26} {:>8} {:>8} {:>10}",
+        "(medians)", "wall s", "CPU s", "peak RSS"
+    );
+    println!(
+        "{:<26} {:>8.2} {:>8.2} {:>7.0} MB",
+        "raft-replay db",
+        col(&ours_runs, |m| m.wall),
+        col(&ours_runs, |m| m.cpu),
+        ours_rss as f64 / 1e6
+    );
+    println!(
+        "{:<26} {:>8.2} {:>8.2} {:>7.0} MB",
+        "etcdutl snapshot status",
+        col(&etcd_runs, |m| m.wall),
+        col(&etcd_runs, |m| m.cpu),
+        etcd_rss as f64 / 1e6
+    );
+    println!(
+        "time ratio raft-replay / etcdutl (median of {pairs} pairs): wall {wall_ratio:.2}, CPU {cpu_ratio:.2}"
+    );
+
+    // Memory against the db's size: the same keys and revisions, small values.
+    let (mut small_ours, mut small_etcd) = (Vec::new(), Vec::new());
+    for _ in 0..pairs.min(3) {
+        small_ours.push(measure(&mut ours_cmd(&small_db), scratch));
+        small_etcd.push(measure(&mut etcdutl_cmd(&etcdutl, &small_db), scratch));
+    }
+    let (sa, sb, small_report) = statuses(&small_ours[0].stdout, &small_etcd[0].stdout);
+    assert_eq!(sa, sb, "small db: snapshot status, ours vs etcdutl");
+    assert_eq!(
+        (small_report["keys"].clone(), sa[2], sa[1]),
+        (report["keys"].clone(), a[2], a[1]),
+        "the small db has the large one's keys, entries and revision"
+    );
+    let small_ours_rss = small_ours.iter().map(|m| m.rss).max().unwrap_or(0);
+    let small_etcd_rss = small_etcd.iter().map(|m| m.rss).max().unwrap_or(0);
+    println!(
+        "peak RSS vs db size (same {} keys, {} entries): {:.0} MB db -> {:.0} MB, {:.0} MB db -> {:.0} MB: \
+         ratio {:.2} (etcdutl: {:.0} MB -> {:.0} MB, ratio {:.2})",
+        report["keys"],
+        a[2],
+        file_mb(&small_db),
+        small_ours_rss as f64 / 1e6,
+        file_mb(&large_db),
+        ours_rss as f64 / 1e6,
+        ours_rss as f64 / small_ours_rss.max(1) as f64,
+        small_etcd_rss as f64 / 1e6,
+        etcd_rss as f64 / 1e6,
+        etcd_rss as f64 / small_etcd_rss.max(1) as f64,
+    );
+}

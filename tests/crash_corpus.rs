@@ -7,6 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use raft_replay::crash::cluster::QuorumLoss;
 use raft_replay::crash::{
     enumerate_cluster, enumerate_member, FaultClass, Options, Outcome, ALL_CLASSES,
 };
@@ -222,7 +223,10 @@ fn full_enumeration_of_every_member() {
     for capture in common::captures() {
         let members = common::members(&capture);
         let run = enumerate_cluster(&RealFs, &members, &Options::default()).unwrap();
-        assert!(run.findings.is_empty(), "{capture}: {:?}", run.findings);
+        // Storage faults may cost a quorum as undetected loss (etcd's known weakness); no
+        // combination may be a violation.
+        let broken: Vec<_> = run.findings_of(QuorumLoss::Violation).collect();
+        assert!(broken.is_empty(), "{capture}: {broken:?}");
         for m in &run.members {
             assert_eq!(
                 m.count(Outcome::Violation),

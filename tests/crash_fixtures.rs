@@ -9,6 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use raft_replay::crash::cluster::QuorumLoss;
 use raft_replay::crash::fixture::{
     bootstrap_entries, noop_entry, put_entry, synthetic_member, write_disk, SyntheticMember,
 };
@@ -73,7 +74,9 @@ fn acknowledged_entries_lost_is_tocommit_out_of_range() {
     }
 
     // Follower 2 loses its last segment (a storage fault): entries it acknowledged are gone,
-    // and with follower 3 lagging, committed entries no longer live on a quorum.
+    // and with follower 3 lagging, committed entries no longer live on a quorum. etcd cannot
+    // tell this damage from a torn tail, so it is a cluster-wide undetected loss (FAST '18),
+    // not a crash-recovery violation: counted, shown with its reproducer, failing with --strict.
     let run = enumerate_cluster(
         &RealFs,
         &paths,
@@ -82,11 +85,16 @@ fn acknowledged_entries_lost_is_tocommit_out_of_range() {
     .unwrap();
     // (The same holds for a fault on the leader: with follower 3 lagging, either one alone
     // holds entries 21..=40.)
+    assert!(
+        run.findings_of(QuorumLoss::Violation).next().is_none(),
+        "storage faults alone are not violations: {:?}",
+        run.findings
+    );
     let finding = run
-        .findings
-        .iter()
-        .find(|f| f.kind == "cluster.committed_lost" && f.crashed.iter().all(|(m, _)| *m == 1))
+        .findings_of(QuorumLoss::Undetected)
+        .find(|f| f.crashed.iter().all(|(m, _)| *m == 1))
         .unwrap_or_else(|| panic!("{:?}", run.findings));
+    assert_eq!(finding.kind, "cluster.committed_lost_undetected");
     assert!(
         finding
             .message
@@ -113,12 +121,22 @@ fn acknowledged_entries_lost_is_tocommit_out_of_range() {
         "{:?}",
         undetected.detail
     );
-    // Reproduce it from the printed command.
+    // Reproduce it from the printed command: shown, exit 0; with --strict, exit 1.
     let only = finding.only.clone().unwrap();
     let p: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let (code, stdout, stderr) = common::run_cli(&["crash", &p[0], &p[1], &p[2], "--only", &only]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("UNDETECTED LOSS [cluster.committed_lost_undetected]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("first cluster-wide undetected loss: raft-replay crash"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) =
+        common::run_cli(&["crash", &p[0], &p[1], &p[2], "--only", &only, "--strict"]);
     assert_eq!(code, 1, "{stderr}\n{stdout}");
-    assert!(stdout.contains("cluster.committed_lost"), "{stdout}");
 
     // The same data as etcd would find it after the fault: follower 2 without its last segment.
     let damaged = dir.path().join("follower2-after");

@@ -9,18 +9,82 @@
 //! (those entries were not acknowledged); a storage fault on f members can only fail it when
 //! the live members lack committed entries — and a member that lost entries it acknowledged is
 //! handed a commit beyond its log by its leader on restart ("tocommit out of range").
+//!
+//! A failing combination is classified by the members that fell below the commit
+//! ([`QuorumLoss::of`]): crash classes alone, or a state that is itself a violation, break
+//! durability; a storage fault etcd cannot detect is a cluster-wide undetected loss (its known
+//! weakness, failing only with `--strict`); one it detects leaves the member refusing to start.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::fsio::ReadOnlyFs;
 
-use super::member::{enumerate_member, MemberRun};
+use super::member::{enumerate_member, MemberRun, StateResult};
 use super::{FaultClass, OnlyState, Options, Outcome};
+
+/// What losing committed entries from a quorum amounts to, by the fault that caused it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QuorumLoss {
+    /// Crash classes alone (cuts, lost unsynced writes, torn in-flight writes) or a state that
+    /// is itself a violation: committed-is-durable is broken (Raft §5.4.1: a committed entry is
+    /// on a quorum that never forgets it).
+    Violation,
+    /// A storage fault etcd cannot tell from a torn tail: the member boots from an older prefix
+    /// without a word (Alagappan et al., FAST '18, "Protocol-Aware Recovery"). etcd's known
+    /// weakness, not a bug of the data: counted, shown with its reproducer, failing with
+    /// `--strict` only.
+    Undetected,
+    /// A storage fault etcd detects: the damaged member refuses to start, so the committed
+    /// entries live on fewer than a quorum of bootable members until it is restored.
+    Detected,
+}
+
+impl QuorumLoss {
+    pub fn key(self) -> &'static str {
+        match self {
+            QuorumLoss::Violation => "violation",
+            QuorumLoss::Undetected => "undetected_loss",
+            QuorumLoss::Detected => "refused",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            QuorumLoss::Violation => "cluster.committed_lost",
+            QuorumLoss::Undetected => "cluster.committed_lost_undetected",
+            QuorumLoss::Detected => "cluster.committed_on_refused_member",
+        }
+    }
+
+    /// Classifies one failing combination by the states of the members that fell below the
+    /// commit `c`: a state that is itself a violation, or losers that are all crash classes,
+    /// break durability; otherwise a storage fault did it, silent or refused.
+    fn of(chosen: &[(usize, &StateResult)], c: u64) -> QuorumLoss {
+        let losers: Vec<&StateResult> = chosen
+            .iter()
+            .map(|(_, r)| *r)
+            .filter(|r| r.held < c)
+            .collect();
+        if losers.iter().any(|r| r.outcome == Outcome::Violation)
+            || losers.iter().all(|r| r.class.is_crash())
+        {
+            QuorumLoss::Violation
+        } else if losers
+            .iter()
+            .any(|r| !r.class.is_crash() && r.outcome == Outcome::UndetectedLoss)
+        {
+            QuorumLoss::Undetected
+        } else {
+            QuorumLoss::Detected
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ClusterFinding {
     pub kind: &'static str,
+    pub loss: QuorumLoss,
     /// `(member index, state spec)` of the crashed members; empty for the input itself.
     pub crashed: Vec<(usize, String)>,
     pub message: String,
@@ -41,6 +105,13 @@ pub struct ClusterRun {
     pub combinations: usize,
     pub findings: Vec<ClusterFinding>,
     pub notes: Vec<String>,
+}
+
+impl ClusterRun {
+    /// Findings of one kind of quorum loss.
+    pub fn findings_of(&self, loss: QuorumLoss) -> impl Iterator<Item = &ClusterFinding> {
+        self.findings.iter().filter(move |f| f.loss == loss)
+    }
 }
 
 pub fn enumerate_cluster(
@@ -127,6 +198,7 @@ pub fn enumerate_cluster(
                 .collect();
             findings.push(ClusterFinding {
                 kind: "cluster.committed_not_on_quorum",
+                loss: QuorumLoss::Violation,
                 crashed: Vec::new(),
                 message: format!(
                     "entries up to commit {committed} are held by fewer than a quorum ({quorum}) of voters in the input: only through {q}. At least one of {} acknowledged entries it no longer has: on restart its leader sends commit {committed} and it panics (tocommit({committed}) is out of range)",
@@ -141,151 +213,19 @@ pub fn enumerate_cluster(
     // Crash sets.
     let voter_idx: Vec<usize> = voter_members.iter().flatten().copied().collect();
     let mut combinations = 0usize;
+    let quorum_view = QuorumView {
+        members: &members,
+        voter_members: &voter_members,
+        live_held: &live_held,
+        quorum,
+        voters: voters.len(),
+        paths,
+    };
     for size in 1..=max_crashed.min(voter_idx.len()) {
         for set in subsets(&voter_idx, size) {
-            // Each crashed member's states as (known commit, held, result index), by commit.
-            let per: Vec<Vec<(u64, u64, usize)>> = set
-                .iter()
-                .map(|&m| {
-                    let mut v: Vec<(u64, u64, usize)> = members[m]
-                        .results
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| {
-                            let c = if r.class.is_crash() {
-                                r.known_commit
-                            } else {
-                                committed
-                            };
-                            let held = if matches!(r.outcome, Outcome::Refused)
-                                || (r.outcome == Outcome::Violation && r.recovered_last == 0)
-                            {
-                                0
-                            } else {
-                                r.held
-                            };
-                            (c, held, i)
-                        })
-                        .collect();
-                    v.sort_unstable();
-                    v
-                })
-                .collect();
-            // Prefix minima: for each member, the worst holding among its states that knew no
-            // more than a given commit.
-            let prefix_min: Vec<Vec<(u64, usize)>> = per
-                .iter()
-                .map(|states| {
-                    let mut best: Option<(u64, usize)> = None;
-                    states
-                        .iter()
-                        .map(|(_, held, i)| {
-                            if best.is_none_or_greater(*held) {
-                                best = Some((*held, *i));
-                            }
-                            best.expect("set above")
-                        })
-                        .collect()
-                })
-                .collect();
-            let mut failing: Option<(usize, ClusterFinding)> = None;
-            let mut fail_count = 0usize;
-            // One crashed member's state sets the moment (its known commit c); the others
-            // crashed no later than that (their worst state that knew at most c).
-            for (setter, states) in per.iter().enumerate() {
-                for &(c, held_setter, i_setter) in states {
-                    combinations += 1;
-                    let mut worst: Vec<Option<(u64, usize)>> = vec![None; set.len()];
-                    worst[setter] = Some((held_setter, i_setter));
-                    for (j, other) in per.iter().enumerate() {
-                        if j == setter {
-                            continue;
-                        }
-                        let upto = other.partition_point(|(oc, _, _)| *oc <= c);
-                        worst[j] = upto.checked_sub(1).map(|u| prefix_min[j][u]);
-                    }
-                    if worst.iter().any(|w| w.is_none()) {
-                        continue;
-                    }
-                    let mut held: Vec<u64> = voter_members
-                        .iter()
-                        .map(|vm| match vm {
-                            Some(i) => match set.iter().position(|m| m == i) {
-                                Some(j) => worst[j].map(|w| w.0).unwrap_or(0),
-                                None => live_held[*i],
-                            },
-                            None => u64::MAX,
-                        })
-                        .collect();
-                    held.sort_unstable_by(|a, b| b.cmp(a));
-                    let q = held.get(quorum - 1).copied().unwrap_or(0);
-                    if q >= c {
-                        continue;
-                    }
-                    fail_count += 1;
-                    let chosen: Vec<(usize, &super::member::StateResult)> = set
-                        .iter()
-                        .enumerate()
-                        .map(|(j, m)| (*m, &members[*m].results[worst[j].expect("checked").1]))
-                        .collect();
-                    // Report the most telling combination: silent losses before refusals.
-                    let refusals = chosen
-                        .iter()
-                        .filter(|(_, r)| r.outcome == Outcome::Refused)
-                        .count();
-                    if failing.as_ref().is_some_and(|(best, _)| *best <= refusals) {
-                        continue;
-                    }
-                    let crashed: Vec<(usize, String)> = chosen
-                        .iter()
-                        .map(|(m, r)| (*m, r.spec.render(r.class)))
-                        .collect();
-                    let mut parts = Vec::new();
-                    for (m, r) in &chosen {
-                        let mut part = format!(
-                            "{} in state {} ({}: {}) holds ..={}",
-                            name(*m),
-                            r.spec.render(r.class),
-                            r.class.title(),
-                            r.outcome.title(),
-                            r.held
-                        );
-                        let tocommit = c.min(r.acked);
-                        if tocommit > r.recovered_last && r.recovered_last > 0 {
-                            part.push_str(&format!(
-                                ", had acknowledged ..={}: its leader sends commit {tocommit} on restart → tocommit({tocommit}) is out of range [lastIndex({})]",
-                                r.acked, r.recovered_last
-                            ));
-                        }
-                        if let Some(d) = &r.detail {
-                            if d.contains("raft-rs:") {
-                                part.push_str(&format!(" [{d}]"));
-                            }
-                        }
-                        parts.push(part);
-                    }
-                    let only = crashed
-                        .iter()
-                        .map(|(m, s)| format!("{m}@{s}"))
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    failing = Some((refusals, ClusterFinding {
-                        kind: "cluster.committed_lost",
-                        crashed,
-                        message: format!(
-                            "committed entries through {c} survive on fewer than a quorum ({quorum} of {} voters), only through {q}: {}",
-                            voters.len(),
-                            parts.join("; ")
-                        ),
-                        only: Some(only),
-                        count: 0,
-                    }));
-                }
-            }
-            if let Some((_, mut finding)) = failing {
-                finding.count = fail_count;
-                findings.push(finding);
-            }
+            let (checked, set_findings) = quorum_view.check_crash_set(&set, committed);
+            combinations += checked;
+            findings.extend(set_findings);
         }
     }
     Ok(ClusterRun {
@@ -301,14 +241,200 @@ pub fn enumerate_cluster(
     })
 }
 
-trait WorstHeld {
-    fn is_none_or_greater(&self, held: u64) -> bool;
+/// What a crash set is checked against: every member's states, who holds what live, the quorum.
+struct QuorumView<'a> {
+    members: &'a [MemberRun],
+    /// Voter → member index (None: a voter whose data dir was not given, assumed up to date).
+    voter_members: &'a [Option<usize>],
+    live_held: &'a [u64],
+    quorum: usize,
+    voters: usize,
+    paths: &'a [PathBuf],
 }
 
-impl WorstHeld for Option<(u64, usize)> {
-    fn is_none_or_greater(&self, held: u64) -> bool {
-        self.map_or(true, |(h, _)| h > held)
+/// One crashed member's state: (commit it knew, entries it holds after recovery, result index).
+type HeldState = (u64, u64, usize);
+
+impl QuorumView<'_> {
+    /// Crashes the members of `set` together: one member's state sets the moment (the commit c
+    /// it knew); each other member crashed no later (its worst state that knew at most c). Returns
+    /// the combinations checked and, per kind of loss, the most telling failing combination
+    /// (silent losses before refusals) with the number failing that way.
+    fn check_crash_set(&self, set: &[usize], committed: u64) -> (usize, Vec<ClusterFinding>) {
+        let per: Vec<Vec<HeldState>> = set
+            .iter()
+            .map(|&m| self.states_by_commit(m, committed))
+            .collect();
+        let prefix_min: Vec<Vec<(u64, usize)>> = per.iter().map(|s| worst_so_far(s)).collect();
+        let mut combinations = 0usize;
+        // Per kind of loss: (refusals in the combination, finding).
+        let mut best: BTreeMap<QuorumLoss, (usize, ClusterFinding)> = BTreeMap::new();
+        for (setter, states) in per.iter().enumerate() {
+            for &(c, held_setter, i_setter) in states {
+                combinations += 1;
+                let mut worst: Vec<(u64, usize)> = Vec::with_capacity(set.len());
+                for (j, other) in per.iter().enumerate() {
+                    if j == setter {
+                        worst.push((held_setter, i_setter));
+                        continue;
+                    }
+                    let upto = other.partition_point(|(oc, _, _)| *oc <= c);
+                    match upto.checked_sub(1) {
+                        Some(u) => worst.push(prefix_min[j][u]),
+                        None => break,
+                    }
+                }
+                if worst.len() < set.len() {
+                    continue;
+                }
+                let q = self.quorum_holding(set, &worst);
+                if q >= c {
+                    continue;
+                }
+                let chosen: Vec<(usize, &StateResult)> = set
+                    .iter()
+                    .zip(&worst)
+                    .map(|(m, w)| (*m, &self.members[*m].results[w.1]))
+                    .collect();
+                let loss = QuorumLoss::of(&chosen, c);
+                let refusals = chosen
+                    .iter()
+                    .filter(|(_, r)| r.outcome == Outcome::Refused)
+                    .count();
+                let entry = best
+                    .entry(loss)
+                    .or_insert_with(|| (usize::MAX, self.finding(loss, &chosen, c, q)));
+                entry.1.count += 1;
+                if refusals < entry.0 {
+                    let count = entry.1.count;
+                    *entry = (refusals, self.finding(loss, &chosen, c, q));
+                    entry.1.count = count;
+                }
+            }
+        }
+        (combinations, best.into_values().map(|(_, f)| f).collect())
     }
+
+    /// A crashed member's states sorted by the commit each knew.
+    fn states_by_commit(&self, m: usize, committed: u64) -> Vec<HeldState> {
+        let mut v: Vec<HeldState> = self.members[m]
+            .results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let c = if r.class.is_crash() {
+                    r.known_commit
+                } else {
+                    committed
+                };
+                let held = if matches!(r.outcome, Outcome::Refused)
+                    || (r.outcome == Outcome::Violation && r.recovered_last == 0)
+                {
+                    0
+                } else {
+                    r.held
+                };
+                (c, held, i)
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The quorum-th largest holding among the voters, the members of `set` in their `worst`
+    /// states, the others live.
+    fn quorum_holding(&self, set: &[usize], worst: &[(u64, usize)]) -> u64 {
+        let mut held: Vec<u64> = self
+            .voter_members
+            .iter()
+            .map(|vm| match vm {
+                Some(i) => match set.iter().position(|m| m == i) {
+                    Some(j) => worst[j].0,
+                    None => self.live_held[*i],
+                },
+                None => u64::MAX,
+            })
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        held.get(self.quorum - 1).copied().unwrap_or(0)
+    }
+
+    fn finding(
+        &self,
+        loss: QuorumLoss,
+        chosen: &[(usize, &StateResult)],
+        c: u64,
+        q: u64,
+    ) -> ClusterFinding {
+        let name = |i: usize| self.paths[i].display().to_string();
+        let mut parts = Vec::new();
+        for (m, r) in chosen {
+            let mut part = format!(
+                "{} in state {} ({}: {}) holds ..={}",
+                name(*m),
+                r.spec.render(r.class),
+                r.class.title(),
+                r.outcome.title(),
+                r.held
+            );
+            let tocommit = c.min(r.acked);
+            if tocommit > r.recovered_last && r.recovered_last > 0 {
+                part.push_str(&format!(
+                    ", had acknowledged ..={}: its leader sends commit {tocommit} on restart → tocommit({tocommit}) is out of range [lastIndex({})]",
+                    r.acked, r.recovered_last
+                ));
+            }
+            if let Some(d) = &r.detail {
+                if d.contains("raft-rs:") {
+                    part.push_str(&format!(" [{d}]"));
+                }
+            }
+            parts.push(part);
+        }
+        let crashed: Vec<(usize, String)> = chosen
+            .iter()
+            .map(|(m, r)| (*m, r.spec.render(r.class)))
+            .collect();
+        let only = crashed
+            .iter()
+            .map(|(m, s)| format!("{m}@{s}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let why = match loss {
+            QuorumLoss::Violation => "",
+            QuorumLoss::Undetected => " — a storage fault etcd cannot tell from a torn write (it boots from an older prefix without a word; Alagappan et al., FAST '18)",
+            QuorumLoss::Detected => " — etcd detects the damage and refuses to start the member; the entries rest on fewer than a quorum until it is restored",
+        };
+        ClusterFinding {
+            kind: loss.kind(),
+            loss,
+            crashed,
+            message: format!(
+                "committed entries through {c} survive on fewer than a quorum ({} of {} voters), only through {q}: {}{why}",
+                self.quorum,
+                self.voters,
+                parts.join("; ")
+            ),
+            only: Some(only),
+            count: 0,
+        }
+    }
+}
+
+/// For each state in order, the worst holding among it and the states before it.
+fn worst_so_far(states: &[HeldState]) -> Vec<(u64, usize)> {
+    let mut best: Option<(u64, usize)> = None;
+    states
+        .iter()
+        .map(|&(_, held, i)| {
+            let current = match best {
+                Some(b) if b.0 <= held => b,
+                _ => (held, i),
+            };
+            best = Some(current);
+            current
+        })
+        .collect()
 }
 
 fn subsets(items: &[usize], size: usize) -> Vec<Vec<usize>> {
@@ -344,4 +470,66 @@ pub fn cluster_tally(run: &ClusterRun) -> BTreeMap<(FaultClass, Outcome), usize>
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crash::states::Spec;
+
+    fn state(class: FaultClass, outcome: Outcome, held: u64) -> StateResult {
+        StateResult {
+            class,
+            spec: Spec::Cut { k: 1 },
+            outcome,
+            recovered_last: held,
+            held,
+            known_commit: 40,
+            acked: 40,
+            kind: None,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn a_quorum_lost_to_crash_classes_alone_is_a_violation() {
+        let cut = state(FaultClass::FsyncPoint, Outcome::ExpectedLoss, 20);
+        let torn = state(FaultClass::TornSector, Outcome::Recovered, 30);
+        assert_eq!(
+            QuorumLoss::of(&[(0, &cut), (1, &torn)], 40),
+            QuorumLoss::Violation
+        );
+    }
+
+    #[test]
+    fn a_quorum_lost_to_an_undetected_storage_fault_is_undetected_loss() {
+        let zeroed = state(FaultClass::ZeroedSector, Outcome::UndetectedLoss, 20);
+        let cut = state(FaultClass::FsyncPoint, Outcome::ExpectedLoss, 30);
+        let intact = state(FaultClass::FsyncPoint, Outcome::Recovered, 40);
+        assert_eq!(QuorumLoss::of(&[(0, &zeroed)], 40), QuorumLoss::Undetected);
+        assert_eq!(
+            QuorumLoss::of(&[(0, &zeroed), (1, &cut)], 40),
+            QuorumLoss::Undetected
+        );
+        assert_eq!(
+            QuorumLoss::of(&[(0, &zeroed), (1, &intact)], 40),
+            QuorumLoss::Undetected
+        );
+    }
+
+    #[test]
+    fn a_state_that_is_itself_a_violation_keeps_the_loss_a_violation() {
+        let zeroed = state(FaultClass::ZeroedSector, Outcome::UndetectedLoss, 20);
+        let broken = state(FaultClass::LostUnsynced, Outcome::Violation, 10);
+        assert_eq!(
+            QuorumLoss::of(&[(0, &zeroed), (1, &broken)], 40),
+            QuorumLoss::Violation
+        );
+    }
+
+    #[test]
+    fn a_quorum_lost_to_a_refused_member_is_detected() {
+        let refused = state(FaultClass::BitFlip, Outcome::Refused, 0);
+        assert_eq!(QuorumLoss::of(&[(0, &refused)], 40), QuorumLoss::Detected);
+    }
 }

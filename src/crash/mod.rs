@@ -148,7 +148,8 @@ pub enum Outcome {
     /// A storage fault etcd cannot detect: it restarts from an older, consistent prefix and
     /// fsynced (acknowledged) entries are gone. Not a crash-recovery bug — etcd's format cannot
     /// tell this damage from a torn write — but the member must not rejoin as if intact (PAR,
-    /// FAST'18). Counted as a failure with `--strict`; a violation when it costs a quorum.
+    /// FAST'18). Counted as a failure with `--strict`; when it costs a quorum, a cluster-wide
+    /// undetected loss (see [`cluster::QuorumLoss`]).
     UndetectedLoss,
     /// Fsynced or committed data lost silently under a crash, raft-rs panics or refuses, the
     /// recovered state diverges from what was written, commit beyond the last index, or a

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::cluster::ClusterRun;
+use super::cluster::{ClusterRun, QuorumLoss};
 use super::member::{MemberRun, StateResult};
 use super::{FaultClass, Options, Outcome, ALL_CLASSES, ALL_OUTCOMES};
 use crate::check::Finding;
@@ -61,7 +61,7 @@ pub fn violation_count(members: &[&MemberRun], cluster: Option<&ClusterRun>) -> 
                     .is_some_and(|(k, _)| *k != "crash.baseline_refused")
             })
             .count()
-        + cluster.map(|c| c.findings.len()).unwrap_or(0)
+        + cluster.map_or(0, |c| c.findings_of(QuorumLoss::Violation).count())
 }
 
 /// Members whose files, as captured, etcd refuses to boot (before any simulated crash): not a
@@ -101,7 +101,8 @@ impl Verdict {
             undetected: members
                 .iter()
                 .map(|m| m.count(Outcome::UndetectedLoss))
-                .sum(),
+                .sum::<usize>()
+                + cluster.map_or(0, |c| c.findings_of(QuorumLoss::Undetected).count()),
             strict,
         }
     }
@@ -276,8 +277,13 @@ pub fn text(
             out.push_str(&format!("  note: {note}\n"));
         }
         for f in &c.findings {
+            let label = match f.loss {
+                QuorumLoss::Violation => "VIOLATION",
+                QuorumLoss::Undetected => "UNDETECTED LOSS",
+                QuorumLoss::Detected => "refused",
+            };
             out.push_str(&format!(
-                "  VIOLATION [{}]{} {}\n",
+                "  {label} [{}]{} {}\n",
                 f.kind,
                 if f.count > 1 {
                     format!(" ×{}", f.count)
@@ -336,6 +342,15 @@ pub fn text(
     });
     if let Some(command) = first_undetected {
         out.push_str(&format!("  first undetected loss: {command}\n"));
+    }
+    let cluster_undetected = cluster.and_then(|c| {
+        c.findings_of(QuorumLoss::Undetected)
+            .find_map(|f| f.only.as_ref().map(|only| cluster_reproduce(c, only)))
+    });
+    if let Some(command) = cluster_undetected {
+        out.push_str(&format!(
+            "  first cluster-wide undetected loss: {command}\n"
+        ));
     }
     out
 }
@@ -456,6 +471,7 @@ pub fn json_report(
             "notes": c.notes,
             "findings": c.findings.iter().map(|f| json!({
                 "kind": f.kind,
+                "loss": f.loss.key(),
                 "message": f.message,
                 "count": f.count,
                 "crashed": f.crashed.iter().map(|(m, s)| json!({"member": m, "path": c.paths[*m].display().to_string(), "spec": s})).collect::<Vec<_>>(),

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-pub trait ReadOnlyFs {
+/// Read-only file access. `Sync`: the verify pipeline reads several members at once.
+pub trait ReadOnlyFs: Sync {
     /// Names (not paths) of the regular files and directories in `dir`, unsorted.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole content of a file.

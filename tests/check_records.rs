@@ -260,18 +260,19 @@ proptest! {
 
 /// `RealFs`, counting the bytes read through `open_read`.
 struct CountingFs {
-    bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
+    bytes_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct CountingReader<'a> {
     inner: Box<dyn std::io::Read + 'a>,
-    bytes_read: std::rc::Rc<std::cell::Cell<u64>>,
+    bytes_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::io::Read for CountingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.bytes_read.set(self.bytes_read.get() + n as u64);
+        self.bytes_read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -283,7 +284,7 @@ impl raft_replay::fsio::ReadOnlyFs for CountingFs {
     fn read(&self, path: &std::path::Path) -> std::io::Result<Bytes> {
         let bytes = raft_replay::fsio::RealFs.read(path)?;
         self.bytes_read
-            .set(self.bytes_read.get() + bytes.len() as u64);
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(bytes)
     }
     fn is_dir(&self, path: &std::path::Path) -> bool {
@@ -337,7 +338,7 @@ fn file_walk_reads_only_the_written_part_of_the_last_segment() {
                 .max()
                 .unwrap_or(0);
             let bound = before_last + (2 * last_end).max(1024 * 1024);
-            let read = fs.bytes_read.get();
+            let read = fs.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
             assert!(
                 read <= bound,
                 "{capture} {}: read {read} bytes, the records need {bound}",

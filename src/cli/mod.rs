@@ -74,6 +74,9 @@ pub enum Command {
         /// List every bad record instead of stopping at the first, as etcd does.
         #[arg(long)]
         forensic: bool,
+        /// Members verified at once (default: one per core); the output is the same for any N.
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        jobs: usize,
     },
     /// HashKV of the state after applying through a raft index.
     Hashkv {
@@ -194,7 +197,8 @@ pub fn run(cli: Cli) -> i32 {
             paths,
             format,
             forensic,
-        } => verify::run(&fs, &paths, format, forensic),
+            jobs,
+        } => verify::run(&fs, &paths, format, forensic, jobs),
         Command::Db {
             path,
             format,

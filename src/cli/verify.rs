@@ -12,7 +12,13 @@ use raft_replay::fsio::ReadOnlyFs;
 use raft_replay::verify::{verify_cluster, EntryReading, VerifyOptions};
 use raft_replay::wal::DecoderMode;
 
-pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: bool) -> i32 {
+pub fn run(
+    fs: &dyn ReadOnlyFs,
+    paths: &[PathBuf],
+    format: Format,
+    forensic: bool,
+    jobs: usize,
+) -> i32 {
     let options = VerifyOptions {
         mode: if forensic {
             DecoderMode::Forensic
@@ -20,6 +26,7 @@ pub fn run(fs: &dyn ReadOnlyFs, paths: &[PathBuf], format: Format, forensic: boo
             DecoderMode::Strict
         },
         entries: EntryReading::Stream,
+        jobs,
     };
     let report = match verify_cluster(fs, paths, &options) {
         Ok(report) => report,

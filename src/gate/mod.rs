@@ -107,6 +107,7 @@ pub fn run_gate(
     let verify_options = VerifyOptions {
         mode: DecoderMode::Strict,
         entries: EntryReading::Hold,
+        ..VerifyOptions::default()
     };
     let verified = verify_named(fs, &named, &verify_options)?;
     let mut members: Vec<MemberFacts> = Vec::with_capacity(verified.members.len());

@@ -190,8 +190,12 @@ pub fn run_once(fs: &dyn ReadOnlyFs, paths: &[PathBuf]) -> Result<WorkloadRun, S
         .map(|p| (p.display().to_string(), p.clone()))
         .collect();
     let mut timer = StepTimer::default();
-    let report = verify_observed(fs, &named, &VerifyOptions::default(), &mut timer)
-        .map_err(|e| e.to_string())?;
+    // One worker: each member's steps are timed on their own.
+    let options = VerifyOptions {
+        jobs: 1,
+        ..VerifyOptions::default()
+    };
+    let report = verify_observed(fs, &named, &options, &mut timer).map_err(|e| e.to_string())?;
     let members = report
         .members
         .iter()

@@ -216,9 +216,11 @@ impl Sim {
                     .push(format!("[sim.unreadable] {member}: {e}")),
             }
         }
+        // Cases already run one per core.
         let options = VerifyOptions {
             mode: DecoderMode::Strict,
             entries: EntryReading::Hold,
+            jobs: 1,
         };
         let members: Vec<(String, PathBuf)> = named.iter().map(|(_, m)| m.clone()).collect();
         let verified = match verify_named(&fs, &members, &options) {

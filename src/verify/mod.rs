@@ -20,6 +20,8 @@ mod render;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::check::state_hash::StatePoint;
 use crate::check::{self, vote, Finding, MemberScan};
@@ -48,6 +50,20 @@ pub struct VerifyOptions {
     pub mode: DecoderMode,
     /// Stream or hold the entries.
     pub entries: EntryReading,
+    /// Members read, checked and replayed at once: 0 is one per core. The report is the same
+    /// for every value (each member's work is independent; results keep input order).
+    pub jobs: usize,
+}
+
+impl VerifyOptions {
+    /// The worker count for `members` members: `jobs`, 0 meaning one per core.
+    fn workers(&self, members: usize) -> usize {
+        let jobs = match self.jobs {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        jobs.clamp(1, members.max(1))
+    }
 }
 
 /// Why there is no verdict.
@@ -192,37 +208,59 @@ fn observe<T>(observer: &mut dyn StepObserver, step: Step, work: impl FnOnce() -
     }
 }
 
-/// [`verify_named`], each step run through `observer`.
+/// [`verify_named`], each step run through `observer`. With one worker each member's steps are
+/// observed one by one; with several, a step spans that phase's work on every member.
 pub fn verify_observed(
     fs: &dyn ReadOnlyFs,
     members: &[(String, PathBuf)],
     options: &VerifyOptions,
     observer: &mut dyn StepObserver,
 ) -> Result<ClusterReport, VerifyError> {
-    let mut files = Vec::with_capacity(members.len());
-    let mut reports = Vec::with_capacity(members.len());
-    for (name, path) in members {
-        let (opened, read) = observe(observer, Step::Decode, || {
-            let opened = MemberFiles::open(fs, path).map_err(|source| VerifyError::Unreadable {
-                path: path.clone(),
-                source,
-            })?;
-            let read = match options.entries {
-                EntryReading::Stream => read_for_streaming(&opened, options.mode),
-                EntryReading::Hold => read_member(&opened, options.mode),
-            };
-            Ok((opened, read))
-        })?;
-        let report = observe(observer, Step::Checks, || {
-            check_one(name, path, &opened, read)
+    let workers = options.workers(members.len());
+    let (files, mut reports) = if workers == 1 {
+        let mut files = Vec::with_capacity(members.len());
+        let mut reports = Vec::with_capacity(members.len());
+        for (name, path) in members {
+            let (opened, read) = observe(observer, Step::Decode, || read_one(fs, path, options))?;
+            let report = observe(observer, Step::Checks, || {
+                check_one(name, path, &opened, read)
+            });
+            files.push(opened);
+            reports.push(report);
+        }
+        (files, reports)
+    } else {
+        let read = observe(observer, Step::Decode, || {
+            parallel_map(members.iter().collect(), workers, |(_, path)| {
+                read_one(fs, path, options)
+            })
         });
-        files.push(opened);
-        reports.push(report);
-    }
+        let (files, reads): (Vec<_>, Vec<_>) = read
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        let reports = observe(observer, Step::Checks, || {
+            let work: Vec<_> = members.iter().zip(&files).zip(reads).collect();
+            parallel_map(work, workers, |(((name, path), opened), read)| {
+                check_one(name, path, opened, read)
+            })
+        });
+        (files, reports)
+    };
     observe(observer, Step::Checks, || check_across(&mut reports));
     digests_complete(&reports)?;
-    for (report, files) in reports.iter_mut().zip(&files) {
-        report.replay = observe(observer, Step::Replay, || replay_clean(report, files));
+    if workers == 1 {
+        for (report, files) in reports.iter_mut().zip(&files) {
+            report.replay = observe(observer, Step::Replay, || replay_clean(report, files));
+        }
+    } else {
+        observe(observer, Step::Replay, || {
+            let work: Vec<_> = reports.iter_mut().zip(&files).collect();
+            parallel_map(work, workers, |(report, files)| {
+                report.replay = replay_clean(report, files);
+            });
+        });
     }
     let (state_points, common_index) =
         observe(observer, Step::Replay, || agree(&mut reports, &files));
@@ -232,6 +270,76 @@ pub fn verify_observed(
         state_points,
         common_index,
     })
+}
+
+/// Opens a member's files once and reads them as etcd boots them.
+fn read_one<'fs>(
+    fs: &'fs dyn ReadOnlyFs,
+    path: &Path,
+    options: &VerifyOptions,
+) -> Result<(MemberFiles<'fs>, MemberRead), VerifyError> {
+    let opened = MemberFiles::open(fs, path).map_err(|source| VerifyError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let read = match options.entries {
+        EntryReading::Stream => read_for_streaming(&opened, options.mode),
+        EntryReading::Hold => read_member(&opened, options.mode),
+    };
+    Ok((opened, read))
+}
+
+/// Stack of a worker thread: a member's replay runs there as it would on the main thread.
+const WORKER_STACK: usize = 16 << 20;
+
+/// `f` over `items` on `workers` threads, results in the order of `items`. A panic in `f` is
+/// re-raised on the caller's thread.
+fn parallel_map<T: Send, R: Send>(
+    items: Vec<T>,
+    workers: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let count = items.len();
+    let queue: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let results: Vec<Mutex<Option<R>>> = (0..count).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = queue.get(i) else { break };
+        let item = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(item) = item {
+            let value = f(item);
+            *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                std::thread::Builder::new()
+                    .stack_size(WORKER_STACK)
+                    .spawn_scoped(scope, work)
+            })
+            .collect();
+        for handle in handles {
+            match handle {
+                Ok(handle) => {
+                    if let Err(panic) = handle.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                // No thread to spare: this one does the work.
+                Err(_) => work(),
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every item was mapped by a worker that returned")
+        })
+        .collect()
 }
 
 /// The decode-level findings and the invariant scan of one member read as etcd boots it.

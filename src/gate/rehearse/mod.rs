@@ -85,12 +85,24 @@ pub struct Observed {
     /// `Status.raftAppliedIndex`.
     pub raft_applied_index: u64,
     /// `HashKV` at the request's revision, or etcd's error.
+    #[serde(serialize_with = "hash_json")]
     pub hash: Result<EtcdHash, String>,
     /// `GET /version`: `etcdserver` and `etcdcluster`.
     pub server_version: String,
     pub cluster_version: String,
     /// From the spawn until `/health` said true.
     pub boot_millis: u64,
+}
+
+/// etcd's hash as an object, or `{"error": …}`.
+fn hash_json<S: serde::Serializer>(
+    hash: &Result<EtcdHash, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match hash {
+        Ok(h) => h.serialize(serializer),
+        Err(e) => serde_json::json!({ "error": e }).serialize(serializer),
+    }
 }
 
 /// How a boot ended.
@@ -152,6 +164,7 @@ pub fn rehearse_gate(
         });
     }
     let runner = process::ProcessRunner { options };
+    let _signals = process::SignalGuard::install();
     report.rehearsals = Some(rehearse(fs, &runner, &report.members)?);
     Ok(())
 }
@@ -334,6 +347,19 @@ pub fn classify(line: &str) -> LineKind {
     }
 }
 
+/// A zap JSON line without its timestamp and Go stack trace (the `caller` names the source
+/// line); any other line as it is.
+pub fn compact(line: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.remove("ts");
+            fields.remove("stacktrace");
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => line.to_string(),
+    }
+}
+
 /// The lines that say why a boot failed: the fatal ones (and any removal) among `notable`, else
 /// its last error lines, else the last lines of the log (`tail`); at most `keep`, each cut to 600
 /// characters.
@@ -343,7 +369,7 @@ pub fn reasons(notable: &[String], tail: &[String], keep: usize) -> Vec<String> 
         lines
             .into_iter()
             .skip(skip)
-            .map(|l| l.chars().take(600).collect())
+            .map(|l| compact(l).chars().take(600).collect())
             .collect()
     };
     let of = |f: &dyn Fn(LineKind) -> bool| notable.iter().filter(|l| f(classify(l))).collect();

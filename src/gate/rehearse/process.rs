@@ -40,7 +40,6 @@ pub struct ProcessRunner {
 
 impl EtcdRunner for ProcessRunner {
     fn boot(&self, request: &BootRequest) -> Result<BootOutcome, RehearseError> {
-        let _signals = SignalGuard::install();
         let outcome = self.boot_once(request)?;
         // Another process may take a port between its probe and etcd's bind: once more.
         let port_taken = |log: &[String]| log.iter().any(|l| l.contains("address already in use"));
@@ -53,6 +52,9 @@ impl EtcdRunner for ProcessRunner {
 
 impl ProcessRunner {
     fn boot_once(&self, request: &BootRequest) -> Result<BootOutcome, RehearseError> {
+        if interrupted() {
+            return Err(RehearseError::Interrupted);
+        }
         let temp = tempfile::Builder::new()
             .prefix("raft-replay-rehearse-")
             .tempdir()
@@ -76,7 +78,14 @@ impl ProcessRunner {
         let client = SocketAddr::from((Ipv4Addr::LOCALHOST, client));
         let waited = wait_until_served(&mut running, &mut log, client, self.options.boot_timeout)?;
         let outcome = match waited {
-            Waited::Ready(took) => BootOutcome::Served(observe(client, request, took)),
+            Waited::Ready(took) => {
+                let observed = observe(client, request, took);
+                // The handler killed etcd mid-way: what was observed is not the member's.
+                if interrupted() {
+                    return Err(RehearseError::Interrupted);
+                }
+                BootOutcome::Served(observed)
+            }
             Waited::Failed(failure) => {
                 running.stop();
                 log.read_new();
@@ -155,6 +164,9 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), RehearseError> {
         .create(to)
         .map_err(|e| error(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| error(from, e))? {
+        if interrupted() {
+            return Err(RehearseError::Interrupted);
+        }
         let entry = entry.map_err(|e| error(from, e))?;
         let path = entry.path();
         let target = to.join(entry.file_name());
@@ -230,13 +242,19 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// SIGINT and SIGTERM handled for the length of a boot; the previous handlers restored after.
-struct SignalGuard {
+/// Whether SIGINT or SIGTERM arrived while a [`SignalGuard`] was installed.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// SIGINT and SIGTERM handled for the length of a rehearsal (the running etcd's group is
+/// killed, [`interrupted`] turns true); the previous handlers restored when dropped.
+pub struct SignalGuard {
     previous: Vec<(libc::c_int, libc::sigaction)>,
 }
 
 impl SignalGuard {
-    fn install() -> SignalGuard {
+    pub fn install() -> SignalGuard {
         INTERRUPTED.store(false, Ordering::SeqCst);
         let mut previous = Vec::new();
         for signal in [libc::SIGINT, libc::SIGTERM] {
@@ -284,7 +302,7 @@ impl Failure {
             },
             Failure::Logged(LineKind::IdRemoved) => BootOutcome::Removed { log: lines },
             Failure::Logged(_) => BootOutcome::Refused {
-                why: "etcd logged a fatal error before it served".into(),
+                why: "etcd logged a panic or fatal line before it served".into(),
                 log: lines,
             },
             Failure::TimedOut(after) => BootOutcome::TimedOut { after, log: lines },
@@ -306,7 +324,7 @@ fn wait_until_served(
 ) -> Result<Waited, RehearseError> {
     let start = Instant::now();
     loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if interrupted() {
             return Err(RehearseError::Interrupted);
         }
         log.read_new();

@@ -177,3 +177,18 @@ fn reasons_prefer_fatal_then_errors_then_the_tail() {
     let long = vec!["x".repeat(5000)];
     assert_eq!(reasons(&[], &long, 2)[0].len(), 600);
 }
+
+#[test]
+fn zap_lines_lose_their_timestamp_and_stack_trace() {
+    let line = r#"{"level":"panic","ts":"2026-12-06T14:57:15Z","caller":"etcdserver/server.go:515","msg":"failed to recover v3 backend from snapshot","error":"failed to find database snapshot file (snap: snapshot file doesn't exist)","stacktrace":"go.etcd.io/etcd/server/etcdserver.NewServer\n\tserver.go:515"}"#;
+    let c = compact(line);
+    assert!(!c.contains("stacktrace") && !c.contains("\"ts\""), "{c}");
+    assert!(
+        c.contains("server.go:515") && c.contains("failed to recover v3 backend"),
+        "{c}"
+    );
+    assert_eq!(
+        compact("panic: removed all voters"),
+        "panic: removed all voters"
+    );
+}

@@ -334,9 +334,8 @@ pub enum LineKind {
 /// Classifies one log line.
 pub fn classify(line: &str) -> LineKind {
     let level = |l: &str| line.contains(&format!("\"level\":\"{l}\""));
-    if level("fatal") || level("panic") || level("dpanic") {
-        LineKind::Fatal
-    } else if line.starts_with("panic:") || line.starts_with("fatal error:") {
+    let go_runtime = line.starts_with("panic:") || line.starts_with("fatal error:");
+    if level("fatal") || level("panic") || level("dpanic") || go_runtime {
         LineKind::Fatal
     } else if line.contains("membership: ID removed") {
         LineKind::IdRemoved

@@ -77,23 +77,25 @@ impl ProcessRunner {
         let mut log = LogTail::open(&log_path);
         let client = SocketAddr::from((Ipv4Addr::LOCALHOST, client));
         let waited = wait_until_served(&mut running, &mut log, client, self.options.boot_timeout)?;
-        let outcome = match waited {
-            Waited::Ready(took) => {
-                let observed = observe(client, request, took);
-                // The handler killed etcd mid-way: what was observed is not the member's.
-                if interrupted() {
-                    return Err(RehearseError::Interrupted);
-                }
-                BootOutcome::Served(observed)
-            }
-            Waited::Failed(failure) => {
-                running.stop();
-                log.read_new();
-                failure.outcome(&log)
-            }
+        let served = match waited {
+            Waited::Ready(took) => Ok(observe(client, request, took)),
+            Waited::Failed(failure) => Err(failure),
         };
         running.stop();
-        Ok(outcome)
+        // The handler killed etcd mid-way: what was observed is not the member's.
+        if interrupted() {
+            return Err(RehearseError::Interrupted);
+        }
+        log.drain();
+        Ok(match served {
+            Err(failure) => failure.outcome(&log),
+            // A panic or fatal line while it served or stopped blocks as one during the boot.
+            Ok(_) if log.decisive == Some(LineKind::Fatal) => BootOutcome::Refused {
+                why: "etcd logged a panic or fatal line while it served or stopped".into(),
+                log: log.reasons(),
+            },
+            Ok(observed) => BootOutcome::Served(observed),
+        })
     }
 
     fn spawn(
@@ -293,8 +295,7 @@ enum Failure {
 
 impl Failure {
     fn outcome(self, log: &LogTail) -> BootOutcome {
-        let tail: Vec<String> = log.tail.iter().cloned().collect();
-        let lines = reasons(&log.notable, &tail, KEEP_LINES);
+        let lines = log.reasons();
         match self {
             Failure::Exited(status) => BootOutcome::Refused {
                 why: format!("etcd exited ({status}) before it served"),
@@ -327,7 +328,7 @@ fn wait_until_served(
         if interrupted() {
             return Err(RehearseError::Interrupted);
         }
-        log.read_new();
+        let _ = log.read_new();
         if let Some(kind) = log.decisive {
             return Ok(Waited::Failed(Failure::Logged(kind)));
         }
@@ -428,8 +429,10 @@ struct LogTail {
     notable: Vec<String>,
     tail: VecDeque<String>,
     decisive: Option<LineKind>,
+    read: u64,
 }
 
+const MAX_LOG: u64 = 256 << 20;
 const MAX_NOTABLE: usize = 64;
 const TAIL: usize = 12;
 const MAX_LINE: usize = 64 * 1024;
@@ -442,17 +445,31 @@ impl LogTail {
             notable: Vec::new(),
             tail: VecDeque::new(),
             decisive: None,
+            read: 0,
         }
     }
 
-    fn read_new(&mut self) {
+    /// The lines that say why the boot failed.
+    fn reasons(&self) -> Vec<String> {
+        let tail: Vec<String> = self.tail.iter().cloned().collect();
+        reasons(&self.notable, &tail, KEEP_LINES)
+    }
+
+    /// Reads what the stopped process left, up to [`MAX_LOG`] bytes in all.
+    fn drain(&mut self) {
+        while self.read_new() && self.read < MAX_LOG {}
+    }
+
+    /// Reads up to 16 chunks (a flood of output cannot hold the wait loop); true when there may
+    /// be more.
+    fn read_new(&mut self) -> bool {
         let mut chunk = [0u8; 64 * 1024];
-        // At most 16 chunks a poll: a flood of output cannot hold the wait loop.
         for _ in 0..16 {
             let n = match self.file.as_mut().map(|f| f.read(&mut chunk)) {
                 Some(Ok(n)) if n > 0 => n,
-                _ => return,
+                _ => return false,
             };
+            self.read += n as u64;
             for &b in &chunk[..n] {
                 if b == b'\n' || self.partial.len() >= MAX_LINE {
                     let line = String::from_utf8_lossy(&self.partial).into_owned();
@@ -464,6 +481,7 @@ impl LogTail {
                 }
             }
         }
+        true
     }
 
     fn line(&mut self, line: String) {

@@ -22,8 +22,8 @@ use serde_json::Value;
 
 use super::http::{request, Response};
 use super::{
-    classify, reasons, BootOutcome, BootRequest, EtcdHash, EtcdRunner, LineKind, Observed,
-    RehearseError, RehearseOptions,
+    classify, reasons, BootOutcome, BootRequest, EtcdHash, EtcdRunner, HashError, LineKind,
+    Observed, RehearseError, RehearseOptions,
 };
 
 /// How often the boot is polled.
@@ -357,10 +357,7 @@ fn healthy(r: &Response) -> bool {
 fn observe(client: SocketAddr, request: &BootRequest, took: Duration) -> Observed {
     let post = |path: &str, body: String| call(client, "POST", path, Some(body));
     let status = post("/v3/maintenance/status", "{}".into());
-    let hash = post(
-        "/v3/maintenance/hashkv",
-        format!("{{\"revision\":{}}}", request.hash_revision),
-    );
+    let hash = hash_kv(client, request.hash_revision);
     let version = call(client, "GET", "/version", None);
     let int = |v: &Value, path: &[&str]| -> Option<i64> {
         let field = path.iter().try_fold(v, |v, k| v.get(k))?;
@@ -390,7 +387,7 @@ fn observe(client: SocketAddr, request: &BootRequest, took: Duration) -> Observe
                 compact_revision: compact.unwrap_or(0),
                 at_revision: request.hash_revision,
             }),
-            _ => Err(format!("no hash in {h}")),
+            _ => Err(HashError::Failed(format!("no hash in {h}"))),
         },
     );
     Observed {
@@ -403,6 +400,28 @@ fn observe(client: SocketAddr, request: &BootRequest, took: Duration) -> Observe
     }
 }
 
+/// `HashKV` through the gateway: `/v3/maintenance/hashkv` (etcd 3.5+). etcd 3.4's gateway
+/// registers HashKV and Hash under one path, `/v3/maintenance/hash` (3.4
+/// `etcdserverpb/gw/rpc.pb.gw.go`), and Hash answers there (etcd 3.4.23: a hash of the whole db,
+/// without `compact_revision`): HashKV cannot be had over 3.4's gateway.
+fn hash_kv(client: SocketAddr, revision: i64) -> Result<Value, HashError> {
+    let body = format!("{{\"revision\":{revision}}}");
+    match call(client, "POST", "/v3/maintenance/hashkv", Some(body.clone())) {
+        Ok(h) => Ok(h),
+        Err(e) if e.ends_with("HTTP 404") => {
+            let h = call(client, "POST", "/v3/maintenance/hash", Some(body))
+                .map_err(HashError::Failed)?;
+            match h.get("compact_revision") {
+                Some(_) => Ok(h),
+                None => Err(HashError::NoGateway(format!(
+                    "{e}; /v3/maintenance/hash answers Hash (no compact_revision), not HashKV"
+                ))),
+            }
+        }
+        Err(e) => Err(HashError::Failed(e)),
+    }
+}
+
 /// One request whose answer must be JSON with status 200; etcd's gRPC error message otherwise.
 fn call(
     client: SocketAddr,
@@ -412,6 +431,9 @@ fn call(
 ) -> Result<Value, String> {
     let r = request(client, method, path, body.as_deref(), HTTP_TIMEOUT)
         .map_err(|e| format!("{method} {path}: {e}"))?;
+    if r.status == 404 {
+        return Err(format!("{method} {path}: HTTP 404"));
+    }
     let value: Value = serde_json::from_str(&r.body)
         .map_err(|e| format!("{method} {path}: HTTP {}: {e}: {:?}", r.status, r.body))?;
     if r.status != 200 {

@@ -22,7 +22,7 @@ fn replayed() -> Result<KvState, String> {
     })
 }
 
-fn served(revision: i64, hash: Result<(u32, i64), String>) -> BootOutcome {
+fn served(revision: i64, hash: Result<(u32, i64), HashError>) -> BootOutcome {
     BootOutcome::Served(Observed {
         revision,
         raft_applied_index: 5516,

@@ -246,3 +246,57 @@ fn a_missing_binary_cannot_run() {
     ]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+/// The loop over members, with a runner that records what it is asked (no etcd): each member's
+/// resolved dirs, its label and the replay's revision reach the runner, in input order, and a
+/// runner error ends the rehearsal with that error.
+#[test]
+fn each_member_is_booted_once_at_the_replays_revision() {
+    use raft_replay::gate::rehearse::{
+        rehearse, BootOutcome, BootRequest, EtcdRunner, RehearseError,
+    };
+    use std::cell::RefCell;
+
+    struct Recorder(RefCell<Vec<BootRequest>>, bool);
+    impl EtcdRunner for Recorder {
+        fn boot(&self, request: &BootRequest) -> Result<BootOutcome, RehearseError> {
+            self.0.borrow_mut().push(request.clone());
+            if self.1 {
+                return Err(RehearseError::Interrupted);
+            }
+            Ok(BootOutcome::TimedOut {
+                after: Duration::from_secs(1),
+                log: vec![],
+            })
+        }
+    }
+    let paths = members("cluster-c");
+    let fs = raft_replay::RealFs;
+    let report = raft_replay::gate::run_gate(
+        &fs,
+        &paths,
+        raft_replay::gate::version::Version::parse("3.5").unwrap(),
+        Default::default(),
+        None,
+    )
+    .unwrap();
+    let runner = Recorder(RefCell::new(vec![]), false);
+    let judged = rehearse(&fs, &runner, &report.members).unwrap();
+    let asked = runner.0.into_inner();
+    assert_eq!(asked.len(), paths.len());
+    for ((request, member), path) in asked.iter().zip(&report.members).zip(&paths) {
+        assert_eq!(&request.input, path);
+        assert_eq!(request.label, member.label);
+        assert_eq!(request.wal_dir, path.join("member/wal"));
+        assert_eq!(request.snap_dir, Some(path.join("member/snap")));
+        let kv = member.kv.as_ref().unwrap();
+        assert_eq!(request.hash_revision, kv.revision);
+    }
+    assert!(judged.iter().all(|r| r.message.contains("did not serve")));
+    let failing = Recorder(RefCell::new(vec![]), true);
+    assert!(matches!(
+        rehearse(&fs, &failing, &report.members),
+        Err(RehearseError::Interrupted)
+    ));
+    assert_eq!(failing.0.borrow().len(), 1);
+}

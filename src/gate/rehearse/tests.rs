@@ -67,7 +67,9 @@ fn a_revision_below_the_replays_blocks() {
         &expected(replayed(), None),
         served(
             5481,
-            Err("etcdserver: mvcc: required revision is a future revision".into()),
+            Err(HashError::Failed(
+                "etcdserver: mvcc: required revision is a future revision".into(),
+            )),
         ),
     );
     assert_eq!(r.status, Status::Blocked);
@@ -82,10 +84,16 @@ fn a_revision_below_the_replays_blocks() {
 fn a_failed_hashkv_blocks_and_a_later_revision_is_noted() {
     let r = judge(
         &expected(replayed(), None),
-        served(5482, Err("HTTP 500".into())),
+        served(5482, Err(HashError::Failed("HTTP 500".into()))),
     );
     assert_eq!(r.status, Status::Blocked);
     assert!(r.message.contains("HTTP 500"));
+    let r = judge(
+        &expected(replayed(), None),
+        served(5482, Err(HashError::NoGateway("HTTP 404".into()))),
+    );
+    assert_eq!(r.status, Status::Warning, "{r:?}");
+    assert!(r.message.contains("HashKV not compared"), "{}", r.message);
     let r = judge(
         &expected(replayed(), None),
         served(5490, Ok((3258207393, 5177))),

@@ -197,23 +197,35 @@ struct Running {
 }
 
 impl Running {
-    /// SIGTERM to the group, SIGKILL after the stop timeout; reaps the child.
+    /// The exit status once the child has exited (and been reaped): from then on its pid is no
+    /// longer ours, so the signal handler forgets it.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().ok().flatten();
+        if status.is_some() {
+            RUNNING_GROUP.store(0, Ordering::SeqCst);
+        }
+        status
+    }
+
+    /// SIGTERM to the group, SIGKILL to it after the stop timeout; reaps the child. Signals go
+    /// only to a group whose leader has not been reaped (its pid is still ours).
     fn stop(&mut self) {
         if self.stopped {
             return;
         }
         let group = self.child.id() as i32;
-        if matches!(self.child.try_wait(), Ok(None)) {
+        if self.exited().is_none() {
             signal_group(group, libc::SIGTERM);
             let deadline = Instant::now() + self.stop_timeout;
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            while self.exited().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            if self.exited().is_none() {
+                signal_group(group, libc::SIGKILL);
+            }
         }
-        // Whatever is left of the group, the child included when SIGTERM was not enough.
-        signal_group(group, libc::SIGKILL);
-        let _ = self.child.wait();
         RUNNING_GROUP.store(0, Ordering::SeqCst);
+        let _ = self.child.wait();
         self.stopped = true;
     }
 }
@@ -332,7 +344,7 @@ fn wait_until_served(
         if let Some(kind) = log.decisive {
             return Ok(Waited::Failed(Failure::Logged(kind)));
         }
-        if let Ok(Some(status)) = running.child.try_wait() {
+        if let Some(status) = running.exited() {
             return Ok(Waited::Failed(Failure::Exited(status)));
         }
         let left = timeout.saturating_sub(start.elapsed());

@@ -14,6 +14,7 @@ help:
 	@echo "make test       cargo test + differential test vs etcd 3.4.23 (needs: make deps)"
 	@echo "make test-quick cargo test only"
 	@echo "make deps       apt-get install golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev"
+	@echo "make etcd35     fetch etcd 3.5.30 (etcd, etcdctl, etcdutl) into target/etcd/ (gate --rehearse)"
 	@echo "make corpus     re-capture the corpus from a real etcd 3.4 (apt etcd-server etcd-client)"
 
 deps:
@@ -37,10 +38,20 @@ run: $(RELEASE_BIN) unpack-corpus
 		$(RELEASE_BIN) verify $$dir* || status=$$?; \
 	done; exit $$status
 
-test: deps
+test: deps etcd35
 	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt not installed: formatting not checked"; fi
 	$(MAKE) etcd-ref bbolt-ref
-	RAFT_REPLAY_ETCD_REF=target/etcd-ref/etcd-ref RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) cargo test
+	RAFT_REPLAY_ETCD_REF=target/etcd-ref/etcd-ref RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) RAFT_REPLAY_ETCD35=$(ETCD35) cargo test
+
+# etcd 3.5.30's binaries (etcd, etcdctl, etcdutl) from Debian sid, unpacked under target/etcd/
+# on a private apt state (tools/etcd-bin/fetch.sh): the target of `gate --rehearse` in
+# tests/gate_rehearse.rs, and etcdutl for `make bench-db`.
+ETCD35_VERSION := 3.5.30
+ETCD35 := target/etcd/$(ETCD35_VERSION)/usr/bin/etcd
+
+.PHONY: etcd35
+etcd35:
+	tools/etcd-bin/fetch.sh $(ETCD35_VERSION) sid
 
 test-quick:
 	cargo test

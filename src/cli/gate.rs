@@ -1,13 +1,17 @@
 //! `raft-replay gate PATH... --target VERSION [--baseline FILE] [--write-baseline FILE]
-//! [--junit FILE] [--format text|json|junit] [--max-learners N]`: the upgrade gate (see
-//! `raft_replay::gate`). Exit: 0 the target can take the data, invariants hold, HashKV agrees and the
-//! baseline (if given) is unchanged; 1 a blocking upgrade rule, an invariant failure or a
-//! baseline change; 2 cannot run (bad target, unreadable input or baseline).
+//! [--junit FILE] [--format text|json|junit] [--max-learners N] [--rehearse ETCD
+//! [--rehearse-timeout SECONDS]]`: the upgrade gate (see `raft_replay::gate`). Exit: 0 the target
+//! can take the data, invariants hold, HashKV agrees, the baseline (if given) is unchanged and
+//! every rehearsed member served the replay's HashKV; 1 a blocking upgrade rule, an invariant
+//! failure, a baseline change or a rehearsal that blocks; 2 cannot run (bad target, unreadable
+//! input or baseline, a rehearsal that could not start the binary or was interrupted).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{out, Format, EXIT_CANNOT_RUN, EXIT_FINDINGS, EXIT_OK};
 use raft_replay::fsio::ReadOnlyFs;
+use raft_replay::gate::rehearse::{rehearse_gate, RehearseOptions};
 use raft_replay::gate::rules::Options;
 use raft_replay::gate::version::{Version, NEWEST_KNOWN};
 use raft_replay::gate::{baseline, report, run_gate};
@@ -20,6 +24,9 @@ pub struct GateArgs<'a> {
     pub junit: Option<&'a Path>,
     pub format: Format,
     pub max_learners: usize,
+    /// `--rehearse ETCD` and `--rehearse-timeout SECONDS`.
+    pub rehearse: Option<&'a Path>,
+    pub rehearse_timeout: f64,
 }
 
 fn fail(message: String) -> i32 {
@@ -56,7 +63,7 @@ pub fn run(fs: &dyn ReadOnlyFs, args: GateArgs<'_>) -> i32 {
     let options = Options {
         max_learners: args.max_learners,
     };
-    let report = match run_gate(
+    let mut report = match run_gate(
         fs,
         args.paths,
         target,
@@ -66,6 +73,21 @@ pub fn run(fs: &dyn ReadOnlyFs, args: GateArgs<'_>) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
+    if let Some(etcd) = args.rehearse {
+        let mut options = RehearseOptions::new(etcd.to_path_buf());
+        match Duration::try_from_secs_f64(args.rehearse_timeout) {
+            Ok(t) if !t.is_zero() => options.boot_timeout = t,
+            _ => {
+                return fail(format!(
+                    "--rehearse-timeout {}: not a positive number of seconds",
+                    args.rehearse_timeout
+                ))
+            }
+        }
+        if let Err(e) = rehearse_gate(fs, &mut report, options) {
+            return fail(format!("--rehearse: {e}"));
+        }
+    }
     if let Some(file) = args.write_baseline {
         if let Err(e) = std::fs::write(file, baseline::render(&report.lock)) {
             return fail(format!("--write-baseline {}: {e}", file.display()));

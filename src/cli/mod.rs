@@ -165,6 +165,14 @@ pub enum Command {
         /// etcd 3.6's --max-learners the upgraded members will run with.
         #[arg(long, default_value_t = 1)]
         max_learners: usize,
+        /// Rehearse the upgrade on this etcd binary: each member's copy (in a temporary dir) is
+        /// booted alone with --force-new-cluster on loopback ports; it must serve the replay's
+        /// HashKV.
+        #[arg(long, value_name = "ETCD")]
+        rehearse: Option<PathBuf>,
+        /// How long a rehearsed member may take until it serves.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+        rehearse_timeout: f64,
     },
 }
 
@@ -248,6 +256,8 @@ pub fn run(cli: Cli) -> i32 {
             junit,
             format,
             max_learners,
+            rehearse,
+            rehearse_timeout,
         } => gate::run(
             &fs,
             gate::GateArgs {
@@ -258,6 +268,8 @@ pub fn run(cli: Cli) -> i32 {
                 junit: junit.as_deref(),
                 format,
                 max_learners,
+                rehearse: rehearse.as_deref(),
+                rehearse_timeout,
             },
         ),
     }

@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod facts;
 pub mod membership;
 pub mod min_version;
+pub mod rehearse;
 pub mod report;
 pub mod rules;
 pub mod v2;
@@ -45,6 +46,8 @@ pub struct GateReport {
     pub lock: Baseline,
     /// `--baseline`: the file as given, and what changed.
     pub baseline: Option<(String, Vec<Change>)>,
+    /// `--rehearse`: each member booted on the target binary ([`rehearse`]).
+    pub rehearsals: Option<Vec<rehearse::Rehearsal>>,
 }
 
 impl GateReport {
@@ -64,8 +67,19 @@ impl GateReport {
         self.baseline.as_ref().map_or(0, |(_, c)| c.len())
     }
 
+    /// The rehearsals that block the upgrade.
+    pub fn rehearsals_blocked(&self) -> impl Iterator<Item = &rehearse::Rehearsal> {
+        self.rehearsals
+            .iter()
+            .flatten()
+            .filter(|r| r.status == Status::Blocked)
+    }
+
     pub fn passed(&self) -> bool {
-        self.blocked().next().is_none() && self.failures() == 0 && self.baseline_changes() == 0
+        self.blocked().next().is_none()
+            && self.failures() == 0
+            && self.baseline_changes() == 0
+            && self.rehearsals_blocked().next().is_none()
     }
 }
 
@@ -153,6 +167,7 @@ pub fn run_gate(
         common_index,
         lock,
         baseline,
+        rehearsals: None,
     })
 }
 

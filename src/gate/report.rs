@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::facts::MemberFacts;
+use super::rehearse::{Rehearsal, SOURCE as REHEARSAL_SOURCE};
 use super::rules::{Status, RULES};
 use super::v2::{fate, V2Fate};
 use super::GateReport;
@@ -12,7 +13,7 @@ use crate::check::Finding;
 
 /// `pass`, `blocked` (an upgrade rule), `findings` (invariants), `changed` (baseline), worst first.
 pub fn verdict(r: &GateReport) -> &'static str {
-    if r.blocked().next().is_some() {
+    if r.blocked().next().is_some() || r.rehearsals_blocked().next().is_some() {
         "blocked"
     } else if r.failures() > 0 {
         "findings"
@@ -61,8 +62,16 @@ fn headline(r: &GateReport) -> String {
         Some((_, changes)) if changes.is_empty() => "baseline unchanged".to_string(),
         Some((_, changes)) => format!("baseline: {} change(s)", changes.len()),
     };
+    let rehearsal = match &r.rehearsals {
+        None => String::new(),
+        Some(all) => format!(
+            "; rehearsal: {} of {} member(s) blocking",
+            r.rehearsals_blocked().count(),
+            all.len()
+        ),
+    };
     format!(
-        "{verdict}\n  upgrade rules: {blocked} blocking, {warnings} warning(s); invariants: {failures} failure(s), {finding_warnings} warning(s); hashkv: {} over {agree} replayed member(s); {baseline}\n",
+        "{verdict}\n  upgrade rules: {blocked} blocking, {warnings} warning(s); invariants: {failures} failure(s), {finding_warnings} warning(s); hashkv: {} over {agree} replayed member(s); {baseline}{rehearsal}\n",
         if disagree == 0 { "agree".to_string() } else { format!("{disagree} disagreement(s)") },
     )
 }
@@ -175,6 +184,9 @@ pub fn text(r: &GateReport) -> String {
         ));
     }
 
+    if let Some(rehearsals) = &r.rehearsals {
+        t.push_str(&rehearsal_text(rehearsals));
+    }
     if let Some((file, changes)) = &r.baseline {
         if changes.is_empty() {
             t.push_str(&format!("\nbaseline {file}: unchanged\n"));
@@ -191,6 +203,39 @@ pub fn text(r: &GateReport) -> String {
         if r.passed() { 0 } else { 1 }
     ));
     t
+}
+
+fn rehearsal_text(rehearsals: &[Rehearsal]) -> String {
+    let mut t = format!(
+        "\nrehearsal (each member's copy booted alone with --force-new-cluster; source: {REHEARSAL_SOURCE})\n"
+    );
+    for x in rehearsals {
+        t.push_str(&format!(
+            "  {:<8} {}: {}\n",
+            x.status.label(),
+            x.member,
+            x.message
+        ));
+        for d in &x.details {
+            t.push_str(&format!("           {d}\n"));
+        }
+    }
+    t
+}
+
+fn rehearsal_case(x: &Rehearsal) -> TestCase {
+    TestCase {
+        class_name: x.member.clone(),
+        name: "rehearsal".into(),
+        failure: (x.status == Status::Blocked).then(|| {
+            let mut body = x.message.clone();
+            for d in &x.details {
+                body.push('\n');
+                body.push_str(d);
+            }
+            (format!("blocked: {}", x.message), body)
+        }),
+    }
 }
 
 fn member_json(m: &MemberFacts, target: super::version::Version) -> Value {
@@ -236,6 +281,15 @@ fn member_json(m: &MemberFacts, target: super::version::Version) -> Value {
 }
 
 pub fn json_report(r: &GateReport) -> Value {
+    let mut report = json_without_rehearsal(r);
+    if let (Some(rehearsals), Some(object)) = (&r.rehearsals, report.as_object_mut()) {
+        object.insert("rehearsal".into(), json!(rehearsals));
+        object["summary"]["rehearsals_blocked"] = json!(r.rehearsals_blocked().count());
+    }
+    report
+}
+
+fn json_without_rehearsal(r: &GateReport) -> Value {
     let failures = r.failures();
     json!({
         "target": r.target,
@@ -284,6 +338,12 @@ pub fn junit(r: &GateReport) -> String {
             .collect(),
     };
     suites.push(upgrade);
+    if let Some(rehearsals) = &r.rehearsals {
+        suites.push(TestSuite {
+            name: format!("rehearsal on etcd {}", r.target.trim()),
+            cases: rehearsals.iter().map(rehearsal_case).collect(),
+        });
+    }
     for m in &r.members {
         suites.push(TestSuite {
             name: format!("invariants {}", m.label),

@@ -349,3 +349,33 @@ pub fn with_scheduled_compaction(bytes: &[u8], at: i64) -> Option<Vec<u8>> {
     }
     found.then_some(out)
 }
+
+/// etcd 3.5.30's server binary, the target of `gate --rehearse`: `RAFT_REPLAY_ETCD35` (set by
+/// `make test`), else `target/etcd/3.5.30/usr/bin/etcd`, fetched with `tools/etcd-bin/fetch.sh
+/// 3.5.30 sid` when missing. Panics when it cannot be had, unless `RAFT_REPLAY_ETCD35=skip`
+/// (then None, said on stderr: the rehearsal tests check nothing).
+pub fn etcd_35() -> Option<PathBuf> {
+    static FETCHED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let var = std::env::var("RAFT_REPLAY_ETCD35").unwrap_or_default();
+    if var == "skip" {
+        eprintln!("RAFT_REPLAY_ETCD35=skip: the etcd 3.5.30 rehearsal is NOT checked");
+        return None;
+    }
+    let path = match var.as_str() {
+        "" => repo_dir().join("target/etcd/3.5.30/usr/bin/etcd"),
+        p if Path::new(p).is_absolute() => PathBuf::from(p),
+        p => repo_dir().join(p),
+    };
+    let _one_fetch = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.is_file() {
+        let status = std::process::Command::new(repo_dir().join("tools/etcd-bin/fetch.sh"))
+            .args(["3.5.30", "sid"])
+            .status();
+        assert!(
+            path.is_file(),
+            "etcd 3.5.30 is needed at {} and `tools/etcd-bin/fetch.sh 3.5.30 sid` did not provide it ({status:?}); run `make etcd35`, or set RAFT_REPLAY_ETCD35=skip to skip the rehearsal tests",
+            path.display()
+        );
+    }
+    Some(path)
+}

@@ -1,11 +1,12 @@
 #!/bin/sh
-# Fetch etcd's client binaries (etcdctl, etcdutl) of one version from Debian's archive, for the
-# benchmarks that compare against them (benches/db.rs: `etcdutl snapshot status`).
+# Fetch etcd's binaries (the server `etcd`, `etcdctl`, `etcdutl`) of one version from Debian's
+# archive, for the benchmarks that compare against them (benches/db.rs: `etcdutl snapshot
+# status`) and the upgrade rehearsal's tests (tests/gate_rehearse.rs: `gate --rehearse etcd`).
 #
 #   tools/etcd-bin/fetch.sh VERSION SUITE      e.g. tools/etcd-bin/fetch.sh 3.5.30 sid
 #
-# Output: <repo>/target/etcd/VERSION/usr/bin/{etcdctl,etcdutl}. Idempotent: does nothing when
-# target/etcd/VERSION/usr/bin/etcdutl exists.
+# Output: <repo>/target/etcd/VERSION/usr/bin/{etcd,etcdctl,etcdutl}. Idempotent: does nothing when
+# target/etcd/VERSION/usr/bin/etcd and etcdutl exist.
 #
 # The system's apt sources are never changed: apt runs on a private state under
 # target/apt-SUITE/ (sources.list, lists, cache), pointed at the same mirror host the system's
@@ -20,7 +21,7 @@ suite=${2:?usage: fetch.sh VERSION SUITE}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 dest=$root/target/etcd/$version
-if [ -x "$dest/usr/bin/etcdutl" ]; then
+if [ -x "$dest/usr/bin/etcdutl" ] && [ -x "$dest/usr/bin/etcd" ]; then
     exit 0
 fi
 
@@ -55,8 +56,8 @@ for package in etcd-server etcd-client; do
     (cd "$state/debs" && rm -f ${package}_*.deb && apt-get -q "$@" download "$package=$candidate" >&2)
     dpkg-deb -x "$state"/debs/${package}_*.deb "$tmp"
 done
-if [ ! -x "$tmp/usr/bin/etcdutl" ]; then
-    echo "fetch.sh: no usr/bin/etcdutl in etcd-server/etcd-client $version:" >&2
+if [ ! -x "$tmp/usr/bin/etcdutl" ] || [ ! -x "$tmp/usr/bin/etcd" ]; then
+    echo "fetch.sh: no usr/bin/etcdutl or usr/bin/etcd in etcd-server/etcd-client $version:" >&2
     ls -l "$tmp/usr/bin" >&2
     rm -rf "$tmp"
     exit 1

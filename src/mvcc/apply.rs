@@ -172,9 +172,9 @@ impl MvccStore {
                 self.advance_consistent_index(raft_index);
                 ApplyOutcome::not_applied(RequestKind::Noop, NotAppliedReason::RaftNoop)
             }
-            Payload::V2(_) => {
+            Payload::V2(request) => {
                 self.advance_consistent_index(raft_index);
-                ApplyOutcome::not_applied(RequestKind::V2, NotAppliedReason::V2Request)
+                self.apply_v2(raft_index, request)
             }
             Payload::ConfChange { .. } => {
                 self.advance_consistent_index(raft_index);
@@ -198,7 +198,7 @@ impl MvccStore {
             ),
             Payload::Internal(request) => {
                 self.advance_consistent_index(raft_index);
-                self.apply_internal(request, should_apply_v3)
+                self.apply_internal(raft_index, request, should_apply_v3)
             }
         };
         self.stats.record(raft_index, &outcome);
@@ -213,19 +213,31 @@ impl MvccStore {
 
     fn apply_internal(
         &mut self,
+        raft_index: u64,
         request: &InternalRaftRequest,
         should_apply_v3: bool,
     ) -> ApplyOutcome {
-        if request.v2.is_some() {
-            return ApplyOutcome::not_applied(RequestKind::V2, NotAppliedReason::V2Request);
+        if let Some(v2) = &request.v2 {
+            return self.apply_v2(raft_index, v2);
         }
         let kind = RequestKind::of(request);
+        // `id = raftReq.Header.ID` dereferences a nil header: 3.5 reads the id before the
+        // applier and its consistent-index gate, 3.4 after that gate.
+        let no_id = request.id == 0 && request.header.is_none();
+        const NO_ID: &str = "InternalRaftRequest with ID 0 and no header";
+        if self.knows_cluster_requests() {
+            if no_id {
+                return ApplyOutcome::panic(kind, NO_ID);
+            }
+            if let Some(outcome) = self.apply_cluster_request(raft_index, request) {
+                return outcome;
+            }
+        }
         if !should_apply_v3 {
             return ApplyOutcome::not_applied(kind, NotAppliedReason::AlreadyApplied);
         }
-        if request.id == 0 && request.header.is_none() {
-            // `id = raftReq.Header.ID` dereferences a nil header.
-            return ApplyOutcome::panic(kind, "InternalRaftRequest with ID 0 and no header");
+        if no_id {
+            return ApplyOutcome::panic(kind, NO_ID);
         }
         // `noSideEffect`: not applied when no client waits on this member.
         if request.range.is_some()
@@ -242,6 +254,11 @@ impl MvccStore {
     /// no-side-effect filter of [`Self::apply_payload`]. Fields are dispatched in etcd's order
     /// (the first one set wins).
     pub fn apply_request(&mut self, request: &InternalRaftRequest) -> ApplyOutcome {
+        if self.knows_cluster_requests() {
+            if let Some(outcome) = self.apply_cluster_request(self.consistent_index, request) {
+                return outcome;
+            }
+        }
         self.apply_request_of_kind(request, RequestKind::of(request))
     }
 
@@ -315,13 +332,11 @@ impl MvccStore {
                 | RequestKind::ClusterMemberAttrSet
                 | RequestKind::DowngradeInfoSet
         ) {
-            if self.version.knows_v3_5_requests() {
-                // 3.5: cluster membership/version state only, no key-space effect.
-                ApplyResult::Unchanged
-            } else {
-                // 3.4 does not know the field: the request decodes as empty.
-                ApplyResult::EtcdWouldPanic("not implemented (3.5 request applied by 3.4)")
-            }
+            // Only a release before 3.5 gets here (3.5 dispatched them first): it skipped the
+            // unknown field and finds no request set.
+            ApplyResult::EtcdWouldPanic(
+                "not implemented: etcd 3.4 skips InternalRaftRequest fields 1300-1302 when decoding and applierV3backend.Apply has no case for the empty request",
+            )
         } else {
             ApplyResult::EtcdWouldPanic("not implemented (InternalRaftRequest with no request)")
         };

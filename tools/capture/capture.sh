@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# tools/capture/capture.sh — capture real etcd 3.4 data dirs for the raft-replay corpus.
+# tools/capture/capture.sh — capture real etcd 3.4 and 3.5 data dirs for the raft-replay corpus.
 #
-# Usage:  tools/capture/capture.sh [all|a|b|c]      (default: all; `make corpus` runs `all`)
+# Usage:  tools/capture/capture.sh [all|a|b|c|d|e]  (default: all; `make corpus` runs `all`)
 #
 # Environment (all optional):
 #   OUT_DIR      where corpus/<capture>/ is written        (default: <repo>/corpus)
@@ -29,8 +29,21 @@
 #              its local WAL snapshot records at S comes after an entry record with index > S
 #              (etcd's raft loop persists entries before the apply loop writes the snapshot
 #              record); lease revoke; compaction; promote c4; final writes.
+#   cluster-d: etcd 3.5.30 (tools/etcd-bin/fetch.sh 3.5.30 sid, called here), --snapshot-count
+#              50; members d1..d3, learner d4 added + promoted early (asserted: WAL from index 1);
+#              cluster-a's KV workload; etcdctl endpoint health (Alarm GET through raft);
+#              compaction; downgrade validate/enable/cancel to 3.4 (gRPC gateway; each verified
+#              by reading back); remove d3; 72 puts of 1 MiB values on 8 keys (compacted every 12)
+#              so d1, d2, d4 cut a segment (asserted), kill -9 of d2 after put 34, restart after
+#              put 54; final txn, lease, compaction.
+#   cluster-e: rolling upgrade: e1..e3 start on etcd 3.4.23 (--snapshot-count 25); workload;
+#              each member in turn is stopped (SIGTERM), written around, restarted on 3.5.30
+#              from its data dir; wait (deadline) for cluster version 3.5.0 on every member;
+#              workload on 3.5 (lease, txns, compaction, endpoint health), downgrade round.
 #   At quiescent checkpoints the script records, per live member, `endpoint status`,
-#   `endpoint hashkv` (rev 0) and `member list` as printed by etcdctl -w json.
+#   `endpoint hashkv` (rev 0) and `member list` as printed by etcdctl -w json, and
+#   GET /version (server and cluster version). Every start and stop of an etcd process goes to
+#   runs.tsv (the manifest's members[].runs: which binary wrote which WAL index range).
 #   All members are finally stopped with SIGTERM, data dirs are tarred (data.tar.gz) and
 #   a manifest.json + README.md are written next to them.
 #

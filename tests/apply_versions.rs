@@ -317,3 +317,60 @@ fn the_gate_blocks_a_downgrade_request_only_where_3_4_applied_it() {
         "{detail}"
     );
 }
+
+fn attributes_of(member_id: u64) -> Entry {
+    irr(0, |r| {
+        r.cluster_member_attr_set = Some(pb::ClusterMemberAttrSetRequest {
+            member_id,
+            member_attributes: Some(pb::Attributes {
+                name: b"s9".to_vec(),
+                client_urls: Vec::new(),
+            }),
+        })
+    })
+}
+
+#[test]
+fn attributes_of_an_unknown_member_panic_every_release() {
+    // `UpdateAttributes` (3.4.23 and 3.5.30): member 9 was never added.
+    for version in ["3.4.0", "3.5.0"] {
+        let mut publish = v2(
+            0,
+            "/0/members/9/attributes",
+            r#"{"name":"s9","clientURLs":[]}"#,
+        );
+        publish.term = 2;
+        let state = replay(&log(version, Some(publish)));
+        assert_eq!(state.panicking_entries.len(), 1, "{version}: {state:?}");
+        assert!(state.panicking_entries[0].reason.contains("member unknown"));
+    }
+    let state = replay(&log("3.5.0", Some(attributes_of(9))));
+    assert_eq!(state.panicking_entries.len(), 1, "{state:?}");
+    assert_eq!(state.panicking_entries[0].kind, "cluster_member_attr_set");
+    // Member 1 exists: no panic (the 3.5 request was already checked above for that).
+    let state = replay(&log("3.5.0", Some(attributes_of(1))));
+    assert!(state.panicking_entries.is_empty(), "{state:?}");
+}
+
+#[test]
+fn an_alarm_of_an_unknown_type_panics_3_5_only() {
+    let activate = || {
+        irr(0, |r| {
+            r.alarm = Some(pb::AlarmRequest {
+                action: 1,
+                member_id: 1,
+                alarm: 3,
+            })
+        })
+    };
+    let state = replay(&log("3.4.0", Some(activate())));
+    assert!(
+        state.panicking_entries.is_empty(),
+        "3.4.23 warns: {state:?}"
+    );
+    let state = replay(&log("3.5.0", Some(activate())));
+    assert_eq!(state.panicking_entries.len(), 1, "{state:?}");
+    assert!(state.panicking_entries[0]
+        .reason
+        .contains("unimplemented alarm activation"));
+}

@@ -164,6 +164,10 @@ impl MvccStore {
     /// Applies an already decoded entry payload at `raft_index`.
     pub fn apply_payload(&mut self, raft_index: u64, payload: &Payload) -> ApplyOutcome {
         self.stats.entries += 1;
+        if raft_index == 1 && self.follows_log && self.consistent_index == 0 {
+            // A log from index 1 holds every conf change: membership is known from here.
+            self.members = Some(Default::default());
+        }
         // Every entry type etcd applies advances the consistent index first; only v3 requests
         // are gated on it (`shouldApplyV3`).
         let should_apply_v3 = raft_index > self.consistent_index;
@@ -176,8 +180,9 @@ impl MvccStore {
                 self.advance_consistent_index(raft_index);
                 self.apply_v2(raft_index, request)
             }
-            Payload::ConfChange { .. } => {
+            Payload::ConfChange { change, member } => {
                 self.advance_consistent_index(raft_index);
+                self.apply_conf_change_to_members(change, member.as_ref());
                 ApplyOutcome::not_applied(RequestKind::ConfChange, NotAppliedReason::ConfChange)
             }
             Payload::UnknownNormal => ApplyOutcome::panic(
@@ -315,8 +320,7 @@ impl MvccStore {
             }
             ApplyResult::Unchanged
         } else if let Some(alarm) = &request.alarm {
-            self.apply_alarm(alarm);
-            ApplyResult::Unchanged
+            self.apply_alarm(alarm)
         } else if kind.is_auth() {
             // The auth store is not modelled. With auth enabled, etcd checks every
             // Put/DeleteRange/Txn/LeaseRevoke against `header.username` at apply time; see
@@ -610,27 +614,38 @@ impl MvccStore {
 
     /// `applierV3backend.Alarm`: the first activation of NOSPACE / CORRUPT switches the
     /// applier; deactivating the last alarm of that type restores the full applier (even if
-    /// the other type is still active).
-    fn apply_alarm(&mut self, request: &AlarmRequest) {
+    /// the other type is still active). Activating an alarm of another type: 3.4.23 stores it
+    /// and warns ("unimplemented alarm activation"); 3.5.30 ignores NONE and panics on the
+    /// first activation of any other type (`lg.Panic`).
+    fn apply_alarm(&mut self, request: &AlarmRequest) -> ApplyResult {
         let old_count = self.alarm_count(request.alarm);
+        let v3_5 = self.version.knows_v3_5_requests();
         match request.action {
             ALARM_ACTION_GET => {}
             ALARM_ACTION_ACTIVATE => {
+                if v3_5 && request.alarm == ALARM_NONE {
+                    return ApplyResult::Unchanged;
+                }
                 if !self.alarms.insert((request.alarm, request.member_id)) {
-                    return; // already active for this member
+                    return ApplyResult::Unchanged; // already active for this member
                 }
                 let activated = old_count == 0 && self.alarm_count(request.alarm) == 1;
                 if activated {
                     match request.alarm {
                         ALARM_CORRUPT => self.applier_mode = ApplierMode::Corrupt,
                         ALARM_NOSPACE => self.applier_mode = ApplierMode::Capped,
+                        _ if v3_5 => {
+                            return ApplyResult::EtcdWouldPanic(
+                                "activation of an alarm type other than NOSPACE and CORRUPT: 3.5 panics (\"unimplemented alarm activation\")",
+                            )
+                        }
                         _ => {}
                     }
                 }
             }
             ALARM_ACTION_DEACTIVATE => {
                 if !self.alarms.remove(&(request.alarm, request.member_id)) {
-                    return;
+                    return ApplyResult::Unchanged;
                 }
                 let deactivated = old_count > 0 && self.alarm_count(request.alarm) == 0;
                 if deactivated && matches!(request.alarm, ALARM_NOSPACE | ALARM_CORRUPT) {
@@ -639,6 +654,7 @@ impl MvccStore {
             }
             _ => {}
         }
+        ApplyResult::Unchanged
     }
 
     /// The active alarms as (alarm type, member id).

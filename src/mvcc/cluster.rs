@@ -18,7 +18,8 @@
 //!   `cluster.SetVersion(semver.Must(semver.NewVersion(ver)))` (panics on a version that is not
 //!   `X.Y.Z`); `ClusterMemberAttrSet` → `cluster.UpdateAttributes(id, {Name, ClientURLs})`
 //!   (dereferences `MemberAttributes`: a nil one panics; an unknown member panics, a removed
-//!   one is skipped — membership is not modelled here); `DowngradeInfoSet` →
+//!   one is skipped, as for the v2 publish `PUT /0/members/<id>/attributes` in both releases);
+//!   `DowngradeInfoSet` →
 //!   `cluster.SetDowngradeInfo`. None writes the `key` bucket or takes a revision; their state
 //!   lives in the v2 store and the `cluster`/`members` buckets, which HashKV does not cover.
 //! * 3.4.23 (`etcdserver/etcdserverpb/raft_internal.pb.go: Unmarshal`) skips the unknown
@@ -26,12 +27,21 @@
 //!   field set and hits `default: panic("not implemented")` — unless it is at or below the
 //!   consistent index (`applyEntryNormal` returns before the applier).
 //!
+//! Membership, for `UpdateAttributes`' unknown-member panic, is tracked from the conf changes
+//! when the log starts at raft index 1 (`ValidateConfigurationChange`: an add of a member or of
+//! a removed id and a remove of a non-member change nothing); a replay that starts from a
+//! snapshot or db does not know it and skips that check.
+//!
 //! The patch release stands for its minor: cluster version 3.4 applies as 3.4.23 (installed
 //! here), 3.5 as 3.5.30 (the binaries the captures use). Releases before 3.4 are not modelled
 //! (3.4.23's rules apply).
 
+use std::collections::BTreeSet;
+
 use super::{ApplyOutcome, ApplyResult, EtcdVersion, MvccStore, NotAppliedReason, RequestKind};
 use crate::proto::etcdserverpb::{InternalRaftRequest, Request};
+use crate::proto::member::Member;
+use crate::proto::raftpb::{ConfChange, ConfChangeType};
 
 /// The v2 key etcd keeps the cluster version under (`membership.StoreClusterVersionKey`).
 pub const V2_VERSION_PATH: &[u8] = b"/0/version";
@@ -52,6 +62,54 @@ pub struct DowngradeInForce {
     /// `TargetVersion`: empty when not enabled (3.5.30 drops `ver` then).
     pub target_version: String,
     pub index: u64,
+}
+
+/// The members and removed ids of `RaftCluster`, as far as `UpdateAttributes` needs them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Members {
+    pub current: BTreeSet<u64>,
+    pub removed: BTreeSet<u64>,
+}
+
+impl Members {
+    /// `applyConfChange` after `ValidateConfigurationChange`: a rejected change is a no-op.
+    fn apply(&mut self, change: &ConfChange, member: Option<&Member>) {
+        let id = change.node_id;
+        match ConfChangeType::try_from(change.r#type) {
+            Ok(ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode) => {
+                let promote = member.is_some_and(|m| m.is_promote);
+                if !promote && !self.removed.contains(&id) {
+                    self.current.insert(id);
+                }
+            }
+            Ok(ConfChangeType::ConfChangeRemoveNode) => {
+                if self.current.remove(&id) {
+                    self.removed.insert(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `UpdateAttributes`: `Err` where etcd panics ("failed to update; member unknown").
+    fn update_attributes(&self, id: u64) -> Result<(), &'static str> {
+        if self.current.contains(&id) || self.removed.contains(&id) {
+            Ok(())
+        } else {
+            Err("attributes of a member that is neither in the cluster nor removed: UpdateAttributes panics (\"failed to update; member unknown\")")
+        }
+    }
+}
+
+/// The member id of a v2 publish path `/0/members/<hex id>/attributes` (`applierV2store.Put`'s
+/// `storeMemberAttributeRegexp`, `MustParseMemberIDFromKey`).
+fn v2_attributes_member(path: &[u8]) -> Option<u64> {
+    let rest = path.strip_prefix(b"/0/members/")?;
+    let hex = rest.strip_suffix(b"/attributes")?;
+    if hex.is_empty() || hex.len() > 16 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 /// `github.com/coreos/go-semver` `NewVersion`: `MAJOR.MINOR.PATCH`, then an optional
@@ -134,6 +192,28 @@ impl MvccStore {
         self.downgrade.as_ref()
     }
 
+    /// Tracks a conf change in the membership (a no-op while membership is unknown).
+    pub(crate) fn apply_conf_change_to_members(
+        &mut self,
+        change: &ConfChange,
+        member: Option<&Member>,
+    ) {
+        if let Some(members) = &mut self.members {
+            members.apply(change, member);
+        }
+    }
+
+    /// The membership the log established (`None`: the replay did not start at index 1).
+    pub fn members(&self) -> Option<&Members> {
+        self.members.as_ref()
+    }
+
+    fn update_attributes(&self, id: u64) -> Result<(), &'static str> {
+        self.members
+            .as_ref()
+            .map_or(Ok(()), |m| m.update_attributes(id))
+    }
+
     /// Whether the release in force dispatches on the 3.5 cluster requests. Before the log
     /// sets a cluster version, a request a member proposed is one its release knows.
     pub(crate) fn knows_cluster_requests(&self) -> bool {
@@ -143,6 +223,21 @@ impl MvccStore {
     /// `applyV2Request` (3.4.23 `etcdserver/apply_v2.go`, 3.5.30
     /// `server/etcdserver/apply_v2.go`): only the version PUT reaches state this model keeps.
     pub(crate) fn apply_v2(&mut self, raft_index: u64, r: &Request) -> ApplyOutcome {
+        let plain_put = r.method == b"PUT"
+            && r.prev_exist.is_none()
+            && r.prev_index == 0
+            && r.prev_value.is_empty();
+        if let Some(id) = v2_attributes_member(&r.path).filter(|_| plain_put) {
+            if serde_json::from_slice::<serde_json::Value>(&r.val).is_err() {
+                return ApplyOutcome::panic(
+                    RequestKind::V2,
+                    "v2 member attributes that are not JSON: applierV2store.Put panics (\"failed to unmarshal\")",
+                );
+            }
+            if let Err(why) = self.update_attributes(id) {
+                return ApplyOutcome::panic(RequestKind::V2, why);
+            }
+        }
         if is_v2_version_put(r) {
             match parse_semver(&r.val) {
                 Some((major, minor, _)) => self.set_cluster_version(major, minor, raft_index),
@@ -176,12 +271,15 @@ impl MvccStore {
             };
             (RequestKind::ClusterVersionSet, result)
         } else if let Some(set) = &request.cluster_member_attr_set {
-            let result = if set.member_attributes.is_some() {
-                ApplyResult::Unchanged
-            } else {
+            let result = if set.member_attributes.is_none() {
                 ApplyResult::EtcdWouldPanic(
                     "ClusterMemberAttrSet without member_attributes: nil pointer dereference",
                 )
+            } else {
+                match self.update_attributes(set.member_id) {
+                    Ok(()) => ApplyResult::Unchanged,
+                    Err(why) => ApplyResult::EtcdWouldPanic(why),
+                }
             };
             (RequestKind::ClusterMemberAttrSet, result)
         } else if let Some(set) = &request.downgrade_info_set {

@@ -124,6 +124,8 @@ pub struct MvccStore {
     /// The cluster version in force, set by the log ([`super::cluster`]) or by the caller.
     pub(crate) cluster_version: Option<super::cluster::ClusterVersionInForce>,
     pub(crate) downgrade: Option<super::cluster::DowngradeInForce>,
+    /// Membership, known when the replay starts at raft index 1.
+    pub(crate) members: Option<super::cluster::Members>,
     /// The release is the log's: until it sets a cluster version, the 3.5 cluster requests
     /// are taken as known ([`MvccStore::following_log`]).
     pub(crate) follows_log: bool,
@@ -162,6 +164,7 @@ impl MvccStore {
             strip_top_level_txn_ranges: true,
             cluster_version: None,
             downgrade: None,
+            members: None,
             follows_log: false,
             stats: ApplyStats::default(),
             scratch_keys: Vec::new(),

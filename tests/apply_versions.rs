@@ -75,7 +75,10 @@ fn put(index: u64, key: &str) -> Entry {
 
 /// The requests 3.5/3.6 propose that 3.4 does not know, and the one every release knows
 /// (`etcdctl endpoint health` of 3.5 proposes an Alarm GET through raft).
-fn requests() -> Vec<(&'static str, Box<dyn Fn(u64) -> Entry>)> {
+/// A request kind and how to build its entry at a raft index.
+type Request35 = (&'static str, Box<dyn Fn(u64) -> Entry>);
+
+fn requests() -> Vec<Request35> {
     vec![
         (
             "downgrade_info_set",

@@ -82,10 +82,9 @@ impl Members {
                     self.current.insert(id);
                 }
             }
-            Ok(ConfChangeType::ConfChangeRemoveNode) => {
-                if self.current.remove(&id) {
-                    self.removed.insert(id);
-                }
+            Ok(ConfChangeType::ConfChangeRemoveNode) if self.current.contains(&id) => {
+                self.current.remove(&id);
+                self.removed.insert(id);
             }
             _ => {}
         }

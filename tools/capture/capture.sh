@@ -77,7 +77,7 @@ ETCDCTL=etcdctl     # the etcdctl the current capture uses (ctl)
 declare -A BIN=()   # member name -> etcd version it runs on (start_member picks ETCD_BIN[$v])
 
 ensure_etcd35() {
-    sh "$REPO_ROOT/tools/etcd-bin/fetch.sh" "$V35" sid || die "tools/etcd-bin/fetch.sh $V35 sid failed"
+    timeout 900 sh "$REPO_ROOT/tools/etcd-bin/fetch.sh" "$V35" sid || die "tools/etcd-bin/fetch.sh $V35 sid failed"
     local d="$REPO_ROOT/target/etcd/$V35/usr/bin" v
     for v in etcd etcdctl; do [ -x "$d/$v" ] || die "$d/$v missing after fetch.sh"; done
     ETCD_BIN[$V35]="$d/etcd"; ETCDCTL_BIN[$V35]="$d/etcdctl"

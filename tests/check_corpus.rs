@@ -355,6 +355,49 @@ fn real_snap_conf_state_disagreeing_with_the_conf_change_history() {
 }
 
 #[test]
+fn real_3_5_wal_snapshot_conf_state_is_checked_against_the_replayed_membership() {
+    // etcd 3.5 writes the ConfState into every WAL snapshot record (walpb.Snapshot field 3).
+    let mut d1 = Member::from_dir(&member_dir("cluster-d", "d1"));
+    let with_conf_state: Vec<(usize, usize)> = d1
+        .records()
+        .filter_map(|(s, r, rec)| match rec {
+            Rec::Snapshot(snap) if snap.index > 0 => {
+                assert!(snap.conf_state.is_some(), "3.5 record at {}", snap.index);
+                Some((s, r))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(with_conf_state.len() >= 2, "{with_conf_state:?}");
+    assert!(failures(&verify_alone(&d1)).is_empty());
+    // The newest record claims one voter less than the conf changes give.
+    let at = *with_conf_state.last().unwrap();
+    let Rec::Snapshot(snap) = d1.rec_mut(at) else {
+        unreachable!()
+    };
+    let index = snap.index;
+    let cs = snap.conf_state.as_mut().unwrap();
+    cs.voters.sort_unstable();
+    cs.voters.pop();
+    // Two invariants see it: the replayed membership, and the `.snap` the record names.
+    let findings = verify_alone(&d1);
+    let mut kinds = failing_kinds(&findings);
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        ["raft.conf_state_mismatch", "snap.wal_mismatch"],
+        "{}",
+        show(&findings)
+    );
+    let f = findings
+        .iter()
+        .find(|f| f.kind == "raft.conf_state_mismatch")
+        .unwrap();
+    assert_eq!(f.location.raft_index, Some(index));
+    assert!(f.message.contains("WAL snapshot record"), "{}", f.message);
+}
+
+#[test]
 fn real_member_diverging_from_the_others() {
     let mut m4 = Member::from_dir(&member_dir("cluster-a", "m4"));
     let index = 50;

@@ -11,6 +11,7 @@ use serde_json::Value;
 #[test]
 fn hashkv_matches_etcd_at_every_checkpoint_of_every_capture() {
     let mut compared = 0;
+    let mut versions_compared = 0;
     for capture in common::captures() {
         let manifest = common::manifest(&capture);
         let root = common::unpacked(&capture);
@@ -44,11 +45,32 @@ fn hashkv_matches_etcd_at_every_checkpoint_of_every_capture() {
                         checkpoint["label"]
                     );
                 }
+                // The cluster version in force at the applied index, as that member's
+                // `GET /version` reported it (captures since cluster-d record it).
+                if let Some(reported) = member["cluster_version"].as_str() {
+                    let minor: String = reported.split('.').take(2).collect::<Vec<_>>().join(".");
+                    assert_eq!(
+                        ours["cluster_version"], minor,
+                        "{capture} checkpoint {} member {name} index {index}: cluster version",
+                        checkpoint["label"]
+                    );
+                    let release = match minor.as_str() {
+                        "3.4" => "3.4.23",
+                        "3.5" => "3.5.30",
+                        other => panic!("no release modelled for cluster version {other}"),
+                    };
+                    assert_eq!(ours["applied_as"], release);
+                    versions_compared += 1;
+                }
                 compared += 1;
             }
         }
     }
     assert!(compared >= 20, "compared {compared} checkpoints");
+    assert!(
+        versions_compared >= 20,
+        "compared {versions_compared} cluster versions"
+    );
 }
 
 #[test]

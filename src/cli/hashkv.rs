@@ -110,6 +110,12 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
     if !replay.raft.findings.is_empty() {
         return EXIT_FINDINGS;
     }
+    for p in &replay.panicking_entries {
+        eprintln!(
+            "warning: etcd {} panics applying raft index {} ({}: {}); the model left the store as it was",
+            p.release, p.index, p.kind, p.reason
+        );
+    }
     if let Some(first) = replay.store.stats().first_auth_enable_index {
         eprintln!("warning: auth was enabled at raft index {first}; etcd may have rejected writes this model applied");
     }
@@ -121,6 +127,8 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
                 "compact_revision": h.compact_revision,
                 "hash_revision": h.hash_revision,
                 "applied_index": replay.applied_index,
+                "cluster_version": replay.store.cluster_version().map(|v| format!("{}.{}", v.major, v.minor)),
+                "applied_as": replay.store.etcd_version().to_string(),
             });
             out(&format!("{line}\n"));
             EXIT_OK

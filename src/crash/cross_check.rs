@@ -178,7 +178,7 @@ pub(super) fn kv_against_uncrashed(
         .map(|(i, (_, applied, _))| (*applied, i))
         .collect();
     wanted.sort_unstable();
-    let mut store = MvccStore::new();
+    let mut store = MvccStore::following_log();
     let mut at = 0u64;
     let mut entries = reference.iter().peekable();
     for (applied, i) in wanted {

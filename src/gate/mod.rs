@@ -138,11 +138,14 @@ pub fn run_gate(
         facts.kv = kv_state(replay.as_ref());
         let boot = facts.boot_snapshot.as_ref().map_or(0, |s| s.index);
         let panicking = replay.iter().flat_map(|r| &r.panicking_entries);
-        for &index in panicking.filter(|i| **i > boot) {
-            if !facts.apply_panics.iter().any(|(i, _)| *i == index) {
+        for p in panicking.filter(|p| p.index > boot) {
+            if !facts.apply_panics.iter().any(|(i, _)| *i == p.index) {
                 facts.apply_panics.push((
-                    index,
-                    "etcd's applier panics on this request (MVCC model of etcd 3.4)".into(),
+                    p.index,
+                    format!(
+                        "etcd {} (the release of the cluster version in force) panics applying this {} request: {}",
+                        p.release, p.kind, p.reason
+                    ),
                 ));
             }
         }

@@ -409,7 +409,7 @@ fn apply_panics(m: &MemberFacts) -> RuleResult {
     let mut r = result(RULE, Status::Blocked, m, String::new(), SRC_APPLY);
     r.raft_indexes = all.iter().map(|(i, _)| *i).collect();
     r.message = format!(
-        "{} entr(ies) after {} make every etcd release panic when applied, at raft index(es) {}",
+        "{} entr(ies) after {} make etcd panic when applied, at raft index(es) {}",
         all.len(),
         snapshot_phrase(m),
         list(&r.raft_indexes)

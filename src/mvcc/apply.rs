@@ -164,6 +164,10 @@ impl MvccStore {
     /// Applies an already decoded entry payload at `raft_index`.
     pub fn apply_payload(&mut self, raft_index: u64, payload: &Payload) -> ApplyOutcome {
         self.stats.entries += 1;
+        if raft_index == 1 && self.follows_log && self.consistent_index == 0 {
+            // A log from index 1 holds every conf change: membership is known from here.
+            self.members = Some(Default::default());
+        }
         // Every entry type etcd applies advances the consistent index first; only v3 requests
         // are gated on it (`shouldApplyV3`).
         let should_apply_v3 = raft_index > self.consistent_index;
@@ -172,12 +176,13 @@ impl MvccStore {
                 self.advance_consistent_index(raft_index);
                 ApplyOutcome::not_applied(RequestKind::Noop, NotAppliedReason::RaftNoop)
             }
-            Payload::V2(_) => {
+            Payload::V2(request) => {
                 self.advance_consistent_index(raft_index);
-                ApplyOutcome::not_applied(RequestKind::V2, NotAppliedReason::V2Request)
+                self.apply_v2(raft_index, request)
             }
-            Payload::ConfChange { .. } => {
+            Payload::ConfChange { change, member } => {
                 self.advance_consistent_index(raft_index);
+                self.apply_conf_change_to_members(change, member.as_ref());
                 ApplyOutcome::not_applied(RequestKind::ConfChange, NotAppliedReason::ConfChange)
             }
             Payload::UnknownNormal => ApplyOutcome::panic(
@@ -198,7 +203,7 @@ impl MvccStore {
             ),
             Payload::Internal(request) => {
                 self.advance_consistent_index(raft_index);
-                self.apply_internal(request, should_apply_v3)
+                self.apply_internal(raft_index, request, should_apply_v3)
             }
         };
         self.stats.record(raft_index, &outcome);
@@ -213,19 +218,31 @@ impl MvccStore {
 
     fn apply_internal(
         &mut self,
+        raft_index: u64,
         request: &InternalRaftRequest,
         should_apply_v3: bool,
     ) -> ApplyOutcome {
-        if request.v2.is_some() {
-            return ApplyOutcome::not_applied(RequestKind::V2, NotAppliedReason::V2Request);
+        if let Some(v2) = &request.v2 {
+            return self.apply_v2(raft_index, v2);
         }
         let kind = RequestKind::of(request);
+        // `id = raftReq.Header.ID` dereferences a nil header: 3.5 reads the id before the
+        // applier and its consistent-index gate, 3.4 after that gate.
+        let no_id = request.id == 0 && request.header.is_none();
+        const NO_ID: &str = "InternalRaftRequest with ID 0 and no header";
+        if self.knows_cluster_requests() {
+            if no_id {
+                return ApplyOutcome::panic(kind, NO_ID);
+            }
+            if let Some(outcome) = self.apply_cluster_request(raft_index, request) {
+                return outcome;
+            }
+        }
         if !should_apply_v3 {
             return ApplyOutcome::not_applied(kind, NotAppliedReason::AlreadyApplied);
         }
-        if request.id == 0 && request.header.is_none() {
-            // `id = raftReq.Header.ID` dereferences a nil header.
-            return ApplyOutcome::panic(kind, "InternalRaftRequest with ID 0 and no header");
+        if no_id {
+            return ApplyOutcome::panic(kind, NO_ID);
         }
         // `noSideEffect`: not applied when no client waits on this member.
         if request.range.is_some()
@@ -242,6 +259,11 @@ impl MvccStore {
     /// no-side-effect filter of [`Self::apply_payload`]. Fields are dispatched in etcd's order
     /// (the first one set wins).
     pub fn apply_request(&mut self, request: &InternalRaftRequest) -> ApplyOutcome {
+        if self.knows_cluster_requests() {
+            if let Some(outcome) = self.apply_cluster_request(self.consistent_index, request) {
+                return outcome;
+            }
+        }
         self.apply_request_of_kind(request, RequestKind::of(request))
     }
 
@@ -298,8 +320,7 @@ impl MvccStore {
             }
             ApplyResult::Unchanged
         } else if let Some(alarm) = &request.alarm {
-            self.apply_alarm(alarm);
-            ApplyResult::Unchanged
+            self.apply_alarm(alarm)
         } else if kind.is_auth() {
             // The auth store is not modelled. With auth enabled, etcd checks every
             // Put/DeleteRange/Txn/LeaseRevoke against `header.username` at apply time; see
@@ -315,13 +336,11 @@ impl MvccStore {
                 | RequestKind::ClusterMemberAttrSet
                 | RequestKind::DowngradeInfoSet
         ) {
-            if self.version.knows_v3_5_requests() {
-                // 3.5: cluster membership/version state only, no key-space effect.
-                ApplyResult::Unchanged
-            } else {
-                // 3.4 does not know the field: the request decodes as empty.
-                ApplyResult::EtcdWouldPanic("not implemented (3.5 request applied by 3.4)")
-            }
+            // Only a release before 3.5 gets here (3.5 dispatched them first): it skipped the
+            // unknown field and finds no request set.
+            ApplyResult::EtcdWouldPanic(
+                "not implemented: etcd 3.4 skips InternalRaftRequest fields 1300-1302 when decoding and applierV3backend.Apply has no case for the empty request",
+            )
         } else {
             ApplyResult::EtcdWouldPanic("not implemented (InternalRaftRequest with no request)")
         };
@@ -595,27 +614,38 @@ impl MvccStore {
 
     /// `applierV3backend.Alarm`: the first activation of NOSPACE / CORRUPT switches the
     /// applier; deactivating the last alarm of that type restores the full applier (even if
-    /// the other type is still active).
-    fn apply_alarm(&mut self, request: &AlarmRequest) {
+    /// the other type is still active). Activating an alarm of another type: 3.4.23 stores it
+    /// and warns ("unimplemented alarm activation"); 3.5.30 ignores NONE and panics on the
+    /// first activation of any other type (`lg.Panic`).
+    fn apply_alarm(&mut self, request: &AlarmRequest) -> ApplyResult {
         let old_count = self.alarm_count(request.alarm);
+        let v3_5 = self.version.knows_v3_5_requests();
         match request.action {
             ALARM_ACTION_GET => {}
             ALARM_ACTION_ACTIVATE => {
+                if v3_5 && request.alarm == ALARM_NONE {
+                    return ApplyResult::Unchanged;
+                }
                 if !self.alarms.insert((request.alarm, request.member_id)) {
-                    return; // already active for this member
+                    return ApplyResult::Unchanged; // already active for this member
                 }
                 let activated = old_count == 0 && self.alarm_count(request.alarm) == 1;
                 if activated {
                     match request.alarm {
                         ALARM_CORRUPT => self.applier_mode = ApplierMode::Corrupt,
                         ALARM_NOSPACE => self.applier_mode = ApplierMode::Capped,
+                        _ if v3_5 => {
+                            return ApplyResult::EtcdWouldPanic(
+                                "activation of an alarm type other than NOSPACE and CORRUPT: 3.5 panics (\"unimplemented alarm activation\")",
+                            )
+                        }
                         _ => {}
                     }
                 }
             }
             ALARM_ACTION_DEACTIVATE => {
                 if !self.alarms.remove(&(request.alarm, request.member_id)) {
-                    return;
+                    return ApplyResult::Unchanged;
                 }
                 let deactivated = old_count > 0 && self.alarm_count(request.alarm) == 0;
                 if deactivated && matches!(request.alarm, ALARM_NOSPACE | ALARM_CORRUPT) {
@@ -624,6 +654,7 @@ impl MvccStore {
             }
             _ => {}
         }
+        ApplyResult::Unchanged
     }
 
     /// The active alarms as (alarm type, member id).

@@ -33,12 +33,17 @@
 //!
 //! # etcd 3.5 differences (select with [`EtcdVersion`])
 //!
+//! A replay ([`MvccStore::following_log`]) applies each entry as the release of the cluster
+//! version in force at its index: [`cluster`] tracks it (v2 `PUT /0/version`,
+//! `ClusterVersionSet`, or what a snapshot or db records) and maps 3.4 → 3.4.23, 3.5 → 3.5.30.
+//!
 //! * Tombstone at the compaction revision kept (3.5.16+, also 3.4.34+) and skipped by HashKV;
 //!   `HashKV(rev == compact revision)` allowed (3.5.10+, also 3.4.27+).
-//! * `auth_status`, `cluster_version_set`, `cluster_member_attr_set`, `downgrade_info_set`
-//!   exist; none touches the key space (3.4.23 does not know them: an entry with only such a
-//!   field would make it panic with "not implemented").
-//! * 3.5 also applies the cluster requests above when `shouldApplyV3` is false; no KV effect.
+//! * `auth_status` (also 3.4.31+) and the cluster requests `cluster_version_set`,
+//!   `cluster_member_attr_set`, `downgrade_info_set` exist; none touches the key space or takes
+//!   a revision. 3.5 dispatches on the cluster requests first, even when `shouldApplyV3` is
+//!   false; 3.4.23 does not know them: an entry with only such a field makes it panic with
+//!   "not implemented" ([`cluster`]).
 //! * 3.5.0–3.5.2 could persist the consistent index ahead of the data and skip an entry after
 //!   a crash (fixed in 3.5.3): a correct replay then disagrees with that member.
 //! * 3.5.17+ panics on any error inside a write txn (3.4 already did for the ops it checks).
@@ -47,6 +52,7 @@
 
 mod apply;
 mod bucket;
+pub mod cluster;
 mod key_index;
 mod keyspace;
 mod lease;
@@ -65,6 +71,7 @@ use crate::proto::raftpb::Entry;
 
 pub use apply::ApplierMode;
 pub use bucket::{encode_key_value, BucketEntry};
+pub use cluster::{ClusterVersionInForce, DowngradeInForce};
 pub use lease::{Lease, MAX_LEASE_TTL};
 pub use restore::{BucketLoader, HashKvStream, Restore, RestoreSummary, RestoredStore};
 pub use revision::{Revision, REVISION_KEY_LEN, TOMBSTONE_KEY_LEN, TOMBSTONE_MARK};

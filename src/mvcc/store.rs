@@ -121,6 +121,14 @@ pub struct MvccStore {
     pub(crate) applier_mode: super::apply::ApplierMode,
     pub(crate) alarms: std::collections::BTreeSet<(i32, u64)>,
     pub(crate) strip_top_level_txn_ranges: bool,
+    /// The cluster version in force, set by the log ([`super::cluster`]) or by the caller.
+    pub(crate) cluster_version: Option<super::cluster::ClusterVersionInForce>,
+    pub(crate) downgrade: Option<super::cluster::DowngradeInForce>,
+    /// Membership, known when the replay starts at raft index 1.
+    pub(crate) members: Option<super::cluster::Members>,
+    /// The release is the log's: until it sets a cluster version, the 3.5 cluster requests
+    /// are taken as known ([`MvccStore::following_log`]).
+    pub(crate) follows_log: bool,
     pub(crate) stats: ApplyStats,
     /// Reused buffers (no per-request allocation on the hot paths).
     pub(crate) scratch_keys: Vec<Box<[u8]>>,
@@ -154,12 +162,28 @@ impl MvccStore {
             applier_mode: super::apply::ApplierMode::Full,
             alarms: Default::default(),
             strip_top_level_txn_ranges: true,
+            cluster_version: None,
+            downgrade: None,
+            members: None,
+            follows_log: false,
             stats: ApplyStats::default(),
             scratch_keys: Vec::new(),
             scratch_path: Vec::new(),
         }
     }
 
+    /// An empty store for replaying a log: each entry applies as the release of the cluster
+    /// version in force at its index ([`super::cluster`]). Until the log (or
+    /// [`Self::set_cluster_version`]) sets one, 3.4.23's key-space rules apply and the 3.5
+    /// cluster requests are taken as known (the member that proposed one knows it).
+    pub fn following_log() -> Self {
+        MvccStore {
+            follows_log: true,
+            ..Self::new()
+        }
+    }
+
+    /// The release whose rules apply now.
     pub fn etcd_version(&self) -> EtcdVersion {
         self.version
     }

@@ -545,11 +545,14 @@ fn entries_etcd_would_panic_on() {
 
 #[test]
 fn requests_of_newer_versions() {
-    let cv = InternalRaftRequest {
+    let set = |ver: &[u8]| InternalRaftRequest {
         header: header(),
-        cluster_version_set: Some(Default::default()),
+        cluster_version_set: Some(crate::proto::etcdserverpb::ClusterVersionSetRequest {
+            ver: ver.to_vec(),
+        }),
         ..Default::default()
     };
+    let cv = set(b"3.6.0");
     let mut old = MvccStore::new();
     assert!(matches!(
         old.apply_request(&cv).result,
@@ -557,6 +560,12 @@ fn requests_of_newer_versions() {
     ));
     let mut v35 = MvccStore::with_version(EtcdVersion::new(3, 5, 9));
     assert_eq!(v35.apply_request(&cv).result, ApplyResult::Unchanged);
+    // The release follows the version it set; an empty version is `semver.Must`'s panic.
+    assert_eq!(v35.etcd_version(), EtcdVersion::new(3, 6, 0));
+    assert!(matches!(
+        v35.apply_request(&set(b"")).result,
+        ApplyResult::EtcdWouldPanic(_)
+    ));
 }
 
 #[test]

@@ -132,8 +132,15 @@ pub fn load_member_db(
         term: read.schema.term,
         generation: read.schema.generation(),
     };
+    let cluster_version = read.schema.cluster_version.clone();
     let mut store = load_store(&db, read.restored).map_err(|e| unreadable(&path, &e))?;
     store.set_consistent_index(consistent_index);
+    store.follow_log();
+    if let Some(text) = cluster_version {
+        // 3.5+ keeps it in the `cluster` bucket; the boot snapshot's v2 store, which etcd's
+        // `RaftCluster.Recover` reads, takes precedence (`replay_kv_from_db_source`).
+        store.set_cluster_version_text(text.as_bytes(), consistent_index);
+    }
     Ok(LoadedDb { summary, store })
 }
 
@@ -202,10 +209,14 @@ pub fn replay_kv_from_db_source(
 ) -> Result<KvReplay, KvReplayError> {
     let consistent_index = db.summary.consistent_index;
     check_start(read, consistent_index, through)?;
+    let mut store = db.store;
+    if let Some((text, index)) = snapshot_cluster_version(read) {
+        store.set_cluster_version_text(text.as_bytes(), index);
+    }
     let mut kv = replay_into(
         member,
         read,
-        db.store,
+        store,
         source,
         through,
         consistent_index,
@@ -213,6 +224,15 @@ pub fn replay_kv_from_db_source(
     );
     kv.from_db = Some(db.summary);
     Ok(kv)
+}
+
+/// The cluster version the boot snapshot's v2 store records, and the snapshot's index: what
+/// `RaftCluster.Recover` (3.4.23, 3.5.30) starts the member's cluster version from.
+pub fn snapshot_cluster_version(read: &MemberRead) -> Option<(String, u64)> {
+    let snap = read.snapshot.as_ref()?;
+    let data = snap.snapshot.data.as_ref()?;
+    let version = crate::snap::membership::parse_membership(data)?.cluster_version?;
+    Some((version, snap.snapshot.metadata.index))
 }
 
 /// [`replay_kv_from_db_source`] over the entries `read` holds.

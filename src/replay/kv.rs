@@ -39,10 +39,21 @@ pub struct KvReplay {
     /// Entries applied beyond the persisted commit (only when asked for with `through`).
     pub applied_beyond_commit: u64,
     /// Entries whose request etcd would have panicked on.
-    pub panicking_entries: Vec<u64>,
+    pub panicking_entries: Vec<PanickingEntry>,
     /// The db the replay started from (at its consistent index), when the WAL does not reach
     /// back to index 1.
     pub from_db: Option<DbSummary>,
+}
+
+/// An entry etcd's applier panics on, as the release in force at its index applies it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PanickingEntry {
+    pub index: u64,
+    /// The request kind (`downgrade_info_set`, `undecodable`, …).
+    pub kind: &'static str,
+    pub reason: &'static str,
+    /// The release whose apply path panics (`3.4.23`), from the cluster version in force.
+    pub release: String,
 }
 
 /// The member id from the WAL metadata (0 if it does not decode).
@@ -111,7 +122,7 @@ pub fn replay_kv_from(
     Ok(replay_into(
         member,
         read,
-        MvccStore::new(),
+        MvccStore::following_log(),
         source,
         through,
         0,
@@ -140,8 +151,13 @@ pub(crate) fn replay_into(
     let through_index = through.unwrap_or(state.hard_state.commit);
     let mut apply = |entry: &Entry| {
         let outcome = store.apply_entry(entry);
-        if matches!(outcome.result, ApplyResult::EtcdWouldPanic { .. }) {
-            panicking_entries.push(entry.index);
+        if let ApplyResult::EtcdWouldPanic(reason) = outcome.result {
+            panicking_entries.push(PanickingEntry {
+                index: entry.index,
+                kind: outcome.kind.name(),
+                reason,
+                release: store.etcd_version().to_string(),
+            });
         }
         progress(entry.index);
     };

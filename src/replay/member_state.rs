@@ -37,7 +37,7 @@ pub struct MemberState {
     pub follower_batches: u64,
     /// Entries whose request etcd's applier panics on (raft indexes).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub panicking_entries: Vec<u64>,
+    pub panicking_entries: Vec<super::kv::PanickingEntry>,
     /// Where the KV replay started when not from an empty store at index 1: "replayed from the
     /// db at consistent index N" and why the WAL starts late.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,10 @@ pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Names of the captures under `corpus/` (directories holding a `data.tar.gz`).
+/// Names of the captures under `corpus/` (directories holding a `data.tar.gz`). With
+/// `RAFT_REPLAY_CAPTURES=cluster-d,cluster-e` in the environment, only those (each must exist):
+/// a test that stops at its first failing capture then reports on the others too (the floors
+/// some tests put on how much they compared assume the whole corpus, and fail under a filter).
 pub fn captures() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(repo_dir().join("corpus"))
         .expect("corpus/ exists")
@@ -22,6 +25,20 @@ pub fn captures() -> Vec<String> {
         .collect();
     names.sort();
     assert!(!names.is_empty(), "the bundled corpus has captures");
+    if let Ok(only) = std::env::var("RAFT_REPLAY_CAPTURES") {
+        let wanted: Vec<&str> = only
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        for name in &wanted {
+            assert!(
+                names.iter().any(|n| n == name),
+                "RAFT_REPLAY_CAPTURES names {name}, which is not under corpus/"
+            );
+        }
+        names.retain(|n| wanted.contains(&n.as_str()));
+    }
     names
 }
 
@@ -74,6 +91,30 @@ pub fn manifest(capture: &str) -> serde_json::Value {
         .join(capture)
         .join("manifest.json");
     serde_json::from_slice(&std::fs::read(&path).expect("manifest")).expect("manifest is JSON")
+}
+
+/// The etcd minor version ("3.4", "3.5") that last ran a capture's members: the manifest's
+/// `etcd_version` (cluster-e started on 3.4.23 and ended on 3.5.30: "3.5").
+pub fn etcd_minor(capture: &str) -> String {
+    let version = manifest(capture)["etcd_version"]
+        .as_str()
+        .expect("manifest etcd_version")
+        .to_string();
+    let mut parts = version.split('.');
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) => format!("{major}.{minor}"),
+        _ => panic!("{capture}: etcd_version {version:?} is not MAJOR.MINOR.PATCH"),
+    }
+}
+
+/// The term of the entry at raft index `index` in a member's log, as `dump` reads it.
+pub fn entry_term(member: &Path, index: u64) -> Option<u64> {
+    let (code, out, stderr) = run_cli(&["dump", member.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 0, "dump {}: {stderr}", member.display());
+    out.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .find(|e| e["index"].as_u64() == Some(index))
+        .and_then(|e| e["term"].as_u64())
 }
 
 /// Every member data dir of a capture (a directory holding `member/wal`), sorted.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# tools/capture/capture.sh — capture real etcd 3.4 data dirs for the raft-replay corpus.
+# tools/capture/capture.sh — capture real etcd 3.4 and 3.5 data dirs for the raft-replay corpus.
 #
-# Usage:  tools/capture/capture.sh [all|a|b|c]      (default: all; `make corpus` runs `all`)
+# Usage:  tools/capture/capture.sh [all|a|b|c|d|e]  (default: all; `make corpus` runs `all`)
 #
 # Environment (all optional):
 #   OUT_DIR      where corpus/<capture>/ is written        (default: <repo>/corpus)
@@ -29,8 +29,21 @@
 #              its local WAL snapshot records at S comes after an entry record with index > S
 #              (etcd's raft loop persists entries before the apply loop writes the snapshot
 #              record); lease revoke; compaction; promote c4; final writes.
+#   cluster-d: etcd 3.5.30 (tools/etcd-bin/fetch.sh 3.5.30 sid, called here), --snapshot-count
+#              50; members d1..d3, learner d4 added + promoted early (asserted: WAL from index 1);
+#              cluster-a's KV workload; etcdctl endpoint health (Alarm GET through raft);
+#              compaction; downgrade validate/enable/cancel to 3.4 (gRPC gateway; each verified
+#              by reading back); remove d3; 72 puts of 1 MiB values on 8 keys (compacted every 12)
+#              so d1, d2, d4 cut a segment (asserted), kill -9 of d2 after put 34, restart after
+#              put 54; final txn, lease, compaction.
+#   cluster-e: rolling upgrade: e1..e3 start on etcd 3.4.23 (--snapshot-count 25); workload;
+#              each member in turn is stopped (SIGTERM), written around, restarted on 3.5.30
+#              from its data dir; wait (deadline) for cluster version 3.5.0 on every member;
+#              workload on 3.5 (lease, txns, compaction, endpoint health), downgrade round.
 #   At quiescent checkpoints the script records, per live member, `endpoint status`,
-#   `endpoint hashkv` (rev 0) and `member list` as printed by etcdctl -w json.
+#   `endpoint hashkv` (rev 0) and `member list` as printed by etcdctl -w json, and
+#   GET /version (server and cluster version). Every start and stop of an etcd process goes to
+#   runs.tsv (the manifest's members[].runs: which binary wrote which WAL index range).
 #   All members are finally stopped with SIGTERM, data dirs are tarred (data.tar.gz) and
 #   a manifest.json + README.md are written next to them.
 #
@@ -53,6 +66,24 @@ for v in $(compgen -e | grep '^ETCD_' || true); do unset "$v"; done
 export ETCDCTL_API=3
 
 log() { printf '[capture %4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
+
+# ------------------------------------------------------------------------------ binaries
+# etcd 3.4.23 is Debian 12's (on PATH); etcd 3.5.30 comes from Debian sid through
+# tools/etcd-bin/fetch.sh (a private apt state; .debs unpacked under target/etcd/3.5.30).
+V34=3.4.23
+V35=3.5.30
+declare -A ETCD_BIN=() ETCDCTL_BIN=()
+ETCDCTL=etcdctl     # the etcdctl the current capture uses (ctl)
+declare -A BIN=()   # member name -> etcd version it runs on (start_member picks ETCD_BIN[$v])
+
+ensure_etcd35() {
+    timeout 900 sh "$REPO_ROOT/tools/etcd-bin/fetch.sh" "$V35" sid || die "tools/etcd-bin/fetch.sh $V35 sid failed"
+    local d="$REPO_ROOT/target/etcd/$V35/usr/bin" v
+    for v in etcd etcdctl; do [ -x "$d/$v" ] || die "$d/$v missing after fetch.sh"; done
+    ETCD_BIN[$V35]="$d/etcd"; ETCDCTL_BIN[$V35]="$d/etcdctl"
+    v=$("$d/etcd" --version | awk '/^etcd Version:/ {print $3}')
+    [ "$v" = "$V35" ] || die "$d/etcd is $v, not $V35"
+}
 
 # ------------------------------------------------------------------------------ dependencies
 # Install what is missing with apt (Debian packages etcd 3.4.23 as etcd-server/etcd-client).
@@ -77,6 +108,7 @@ ensure_deps() {
         3.4.*) ;;
         *) log "WARNING: etcd $ETCD_VERSION is not 3.4.x; the corpus is meant to be 3.4 (3.4.23)";;
     esac
+    ETCD_BIN[$V34]=etcd; ETCDCTL_BIN[$V34]=etcdctl
 }
 
 # ------------------------------------------------------------------------------ process tracking
@@ -152,7 +184,7 @@ remove_from() { # remove_from ARRAYNAME name
 }
 
 # etcdctl with bounded time; all output of workload commands goes to the client log.
-ctl() { timeout 60 etcdctl --dial-timeout=5s --command-timeout=30s "$@"; }
+ctl() { timeout 60 "$ETCDCTL" --dial-timeout=5s --command-timeout=30s "$@"; }
 # etcdctl against all live voters (learners reject KV requests in 3.4)
 kv() {
     local v; v=$(voters | tr '\n' ' ')
@@ -204,7 +236,10 @@ port_free() { ! ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; }
 start_member() { # start_member NAME new|existing INITIAL_CLUSTER
     local n=$1 state=$2 ic=$3
     port_free "${CPORT[$n]}" && port_free "${PPORT[$n]}" || die "port ${CPORT[$n]} or ${PPORT[$n]} in use"
-    etcd --name "$n" --data-dir "$CAP/data/$n" \
+    local v=${BIN[$n]:-$V34}
+    [ -n "${ETCD_BIN[$v]:-}" ] || die "no etcd binary for version $v"
+    run_log "$n" start "$v"
+    "${ETCD_BIN[$v]}" --name "$n" --data-dir "$CAP/data/$n" \
         --listen-client-urls "$(curl_url "$n")" --advertise-client-urls "$(curl_url "$n")" \
         --listen-peer-urls "$(peer_url "$n")" --initial-advertise-peer-urls "$(peer_url "$n")" \
         --initial-cluster "$ic" --initial-cluster-state "$state" --initial-cluster-token "$TOKEN" \
@@ -212,8 +247,18 @@ start_member() { # start_member NAME new|existing INITIAL_CLUSTER
         >>"$LOGDIR/$CAPNAME-$n.log" 2>&1 &
     PIDS[$n]=$!
     LIVE+=("$n")
-    event "start $n (--initial-cluster-state $state, pid ${PIDS[$n]})"
+    event "start $n on etcd $v (--initial-cluster-state $state, pid ${PIDS[$n]})"
 }
+
+# Which binary wrote which part of each member's WAL: runs.tsv gets one row per start and per
+# stop (kill -9, SIGTERM or self-exit) with the member's Status.raftIndex (commit index) when it
+# answers and the last entry index in its WAL on disk (after the process has exited, for stops).
+run_log() { # run_log NAME start|stop VERSION|- [STATUS_RAFT_INDEX]
+    local n=$1 what=$2 v=$3 ri=${4:--} last
+    last=$(python3 "$HELPER" walsummary "$CAP/data/$n" 2>/dev/null | python3 -c 'import json,sys; x=json.load(sys.stdin)["last_entry_index"]; print("-" if x is None else x)' 2>/dev/null || echo -)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$what" "$v" "$ri" "$last" "$(( $(date +%s) - T0 ))" >>"$CAP/runs.tsv"
+}
+raft_index_of() { status_of "$1" 2>/dev/null | awk '{print $4}' || true; }
 
 wait_up() { # wait until NAME answers endpoint status
     local n=$1 deadline=$(( $(date +%s) + ${2:-60} ))
@@ -222,6 +267,7 @@ wait_up() { # wait until NAME answers endpoint status
         (( $(date +%s) < deadline )) || die "$n did not come up"
         sleep 0.3
     done
+    printf '%s\tup\t%s\t%s\t-\t%s\n' "$n" "${BIN[$n]:-$V34}" "$(raft_index_of "$n")" "$(( $(date +%s) - T0 ))" >>"$CAP/runs.tsv"
 }
 
 wait_all_up() { local n; for n in "$@"; do wait_up "$n" 90; done; }
@@ -240,7 +286,8 @@ wait_caught_up() { # wait until NAME's applied index >= the leader's
 }
 
 stop_member() { # SIGTERM and wait (a stopping leader transfers leadership first)
-    local n=$1 p="${PIDS[$1]}" i
+    local n=$1 p="${PIDS[$1]}" i ri
+    ri=$(raft_index_of "$n")
     if kill -0 "$p" 2>/dev/null; then
         kill -TERM "$p"
         for ((i = 0; i < 300; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -249,15 +296,18 @@ stop_member() { # SIGTERM and wait (a stopping leader transfers leadership first
     wait "$p" 2>/dev/null || true
     unset "PIDS[$n]"
     remove_from LIVE "$n"; remove_from LEARNERS "$n"
-    event "stopped $n (SIGTERM)"
+    run_log "$n" stop "${BIN[$n]:-$V34}" "$ri"
+    event "stopped $n (SIGTERM; Status.raftIndex before: ${ri:--})"
 }
 
 kill9_member() {
-    local n=$1 p="${PIDS[$1]}"
+    local n=$1 p="${PIDS[$1]}" ri
+    ri=$(raft_index_of "$n")
     kill -KILL "$p"; wait "$p" 2>/dev/null || true
     unset "PIDS[$n]"
     remove_from LIVE "$n"
-    event "kill -9 $n (pid $p)"
+    run_log "$n" stop "${BIN[$n]:-$V34}" "$ri"
+    event "kill -9 $n (pid $p; Status.raftIndex just before: ${ri:--})"
 }
 
 # Membership changes are refused with "unhealthy cluster" until the member handling them has
@@ -300,6 +350,22 @@ promote() { # member promote, retried until the leader considers the learner in 
     event "member promote $n (id $id)"
 }
 
+remove_member() { # remove_member NAME VIA... (member remove sent to VIA; etcd exits by itself)
+    local n=$1 id p ri i; shift
+    id=$(id_hex_of "$n"); p=${PIDS[$n]}
+    ctl_member --endpoints="$(urls "$@")" member remove "$id" >>"$LOGDIR/$CAPNAME-client.log" || die "member remove $n"
+    event "member remove $n (id $id)"
+    remove_from LIVE "$n"
+    for i in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$p" 2>/dev/null; then
+        LIVE+=("$n"); stop_member "$n"; event "$n did not exit by itself; stopped with SIGTERM"
+    else
+        wait "$p" 2>/dev/null || true; unset "PIDS[$n]"
+        run_log "$n" stop "${BIN[$n]:-$V34}"
+        event "$n exited by itself after its removal"
+    fi
+}
+
 # ------------------------------------------------------------------------------ checkpoints
 wait_quiescent() { # all live members: applied == committed, same everywhere, stable for 2 polls
     local deadline=$(( $(date +%s) + ${1:-120} )) prev="" sig n s a c ok
@@ -332,6 +398,9 @@ checkpoint() { # checkpoint LABEL  (status, hashkv, status on every live member;
             ctl -w json --endpoints="$(curl_url "$n")" endpoint hashkv >"$dir/$n.hashkv.json" || continue 2
         done
         for n in "${LIVE[@]}"; do status_json "$n" >"$dir/$n.status2.json" || continue 2; done
+        for n in "${LIVE[@]}"; do   # {"etcdserver": server version, "etcdcluster": cluster version}
+            timeout 20 curl -sS -m 10 "$(curl_url "$n")/version" >"$dir/$n.version.json" || continue 2
+        done
         member_list_json >"$dir/memberlist.json" || continue
         python3 - "$dir" "$label" "$LAST_EVENT" "${LIVE[*]}" "${LEARNERS[*]:-}" <<'EOF'
 import json, sys
@@ -386,15 +455,18 @@ PYEOF
 }
 
 # ------------------------------------------------------------------------------ capture driver
-begin_capture() { # begin_capture NAME TOKEN SNAPCOUNT WORKLOAD-DESCRIPTION
+begin_capture() { # begin_capture NAME TOKEN SNAPCOUNT WORKLOAD-DESCRIPTION [VERSIONS]
     CAPNAME=$1; TOKEN=$2; SNAPCOUNT=$3
     CAP="$WORK/$CAPNAME"; rm -rf "$CAP"; mkdir -p "$CAP/data" "$CAP/checkpoints"
-    : >"$CAP/events.tsv"; : >"$CAP/members.tsv"
-    LIVE=(); LEARNERS=(); CPN=0; CPORT=(); PPORT=(); ROLE=(); NOTES=()
-    python3 - "$CAP/info.json" "$CAPNAME" "$ETCD_VERSION" "$4" "$SNAPCOUNT" "$TOKEN" <<'EOF'
+    : >"$CAP/events.tsv"; : >"$CAP/members.tsv"; : >"$CAP/runs.tsv"
+    LIVE=(); LEARNERS=(); CPN=0; CPORT=(); PPORT=(); ROLE=(); NOTES=(); BIN=()
+    local vers=${5:-$ETCD_VERSION}   # every etcd version the capture runs, oldest first
+    ETCDCTL=${ETCDCTL_BIN[${vers%% *}]:-etcdctl}
+    python3 - "$CAP/info.json" "$CAPNAME" "$vers" "$4" "$SNAPCOUNT" "$TOKEN" <<'EOF'
 import json, sys, datetime
-p, name, ver, wl, sc, tok = sys.argv[1:7]
-json.dump({"name": name, "etcd_version": ver, "workload": wl,
+p, name, vers, wl, sc, tok = sys.argv[1:7]
+vers = vers.split()
+json.dump({"name": name, "etcd_version": vers[-1], "etcd_versions": vers, "workload": wl,
            "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "etcd_flags": {"snapshot_count": int(sc), "initial_cluster_token": tok,
                           "logger": "zap", "log_outputs": "stderr",
@@ -404,8 +476,8 @@ EOF
     log "=== capture $CAPNAME in $CAP"
 }
 
-define_member() { # define_member NAME CLIENTPORT PEERPORT ROLE NOTES
-    CPORT[$1]=$2; PPORT[$1]=$3; ROLE[$1]=$4; NOTES[$1]=$5
+define_member() { # define_member NAME CLIENTPORT PEERPORT ROLE NOTES [ETCD-VERSION]
+    CPORT[$1]=$2; PPORT[$1]=$3; ROLE[$1]=$4; NOTES[$1]=$5; BIN[$1]=${6:-$V34}
 }
 
 finish_capture() { # stop everything, archive, manifest
@@ -429,30 +501,12 @@ finish_capture() { # stop everything, archive, manifest
     ls -l "$out" >&2
 }
 
-# ============================================================================== capture A
-capture_a() {
-    begin_capture cluster-a raft-replay-cluster-a 200 \
-        "3 members m1-m3; learner m4 added+promoted before the first snapshot; KV workload (puts incl. leases, prev-kv, ignore-value, ignore-lease, empty value; deletes single/range/prefix/from-key/no-op; etcdctl txns with value/version/create/mod compares and a gateway txn with lease compares, success and failure branches; lease grant/keep-alive-once/revoke/expiry; failing put (missing lease), failing revoke, failing ignore-value); compaction; move-leader; remove m3; kill -9 + restart m2; >5000 bulk puts via gRPC gateway; learner m5 catches up from a leader snapshot, then promoted; second compaction; clean SIGTERM stop"
+# The KV workload of cluster-a (also cluster-d): puts (leases, prev-kv, ignore-value/ignore-lease,
+# empty value), txns with value/version/create/mod compares and lease compares (both branches),
+# deletes (single, range, prefix, from-key, no-op), lease grant/keep-alive/revoke/expiry, failing
+# requests. Lease grants and reads go to member $1.
+kv_workload_a() { # kv_workload_a MEMBER
     local i
-    define_member m1 23791 23891 "original voter" "member from bootstrap (WAL starts at index 1 with the bootstrap ConfChanges)"
-    define_member m2 23792 23892 "original voter; kill -9 + restart" "killed with SIGKILL mid-workload while bulk puts were in flight, restarted from its data dir, caught up from the leader"
-    define_member m3 23793 23893 "original voter; removed" "removed from the cluster (member remove) after m4 was promoted; etcd exits by itself (see events); its log stops early and ends with its own RemoveNode entry, which its last persisted HardState need not mark committed"
-    define_member m4 23794 23894 "learner -> voter (entries)" "added with member add --learner before the leader took any raft snapshot, so it replicated from index 1 (no leader snapshot; asserted by the script); promoted"
-    define_member m5 23795 23895 "learner from leader snapshot -> voter" "added after >5000+snapshot-count entries; caught up from a leader snapshot: its WAL holds snapshot{0,0}, then a snapshot record at S, then entries from S+1 (asserted by the script). S is the leader's applied index when it sent the snapshot (etcd builds the MsgSnap from its current state, not from its last local .snap), here the AddLearnerNode entry itself; promoted afterwards"
-    local IC="m1=$(peer_url m1),m2=$(peer_url m2),m3=$(peer_url m3)"
-
-    # -- bootstrap + early learner m4 ---------------------------------------------------------
-    start_member m1 new "$IC"; start_member m2 new "$IC"; start_member m3 new "$IC"
-    wait_all_up m1 m2 m3
-    add_learner m4
-    wait_caught_up m4
-    promote m4
-    wait_caught_up m4
-    python3 "$HELPER" walsummary "$CAP/data/m4" | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["first_entry_index"] == 1, s["first_entry_index"]' \
-        || die "m4 should have replicated from index 1"
-    checkpoint bootstrap-and-m4-promoted
-
-    # -- KV workload ---------------------------------------------------------------------------
     for i in $(seq 1 9); do kv put "k$i" "v$i"; done
     for i in $(seq 1 20); do kv put "a/$i" "first-$i"; done
     for i in $(seq 1 5); do kv put "a/$i" "second-$i"; done
@@ -461,9 +515,9 @@ capture_a() {
     kv put k2 --ignore-value                 # keeps value "v2", bumps version/mod revision
     kv_fail put never-existed --ignore-value # ErrKeyNotFound at apply: WAL entry, no revision
     local L1 L2 L3 L4
-    L1=$(ctl --endpoints="$(urls m1)" lease grant 3600 | awk '{print $2}')
-    L2=$(ctl --endpoints="$(urls m1)" lease grant 3600 | awk '{print $2}')
-    L4=$(ctl --endpoints="$(urls m1)" lease grant 3600 | awk '{print $2}')   # never gets keys
+    L1=$(ctl --endpoints="$(urls "$1")" lease grant 3600 | awk '{print $2}')
+    L2=$(ctl --endpoints="$(urls "$1")" lease grant 3600 | awk '{print $2}')
+    L4=$(ctl --endpoints="$(urls "$1")" lease grant 3600 | awk '{print $2}')   # never gets keys
     event "lease grant L1=$L1 L2=$L2 L4=$L4 (ttl 3600)"
     kv put l/1 lv1 --lease="$L1"
     kv put l/2 lv2 --lease="$L1"
@@ -504,14 +558,40 @@ capture_a() {
     kv lease revoke "$L2"                     # deletes l/3, l/4 in one revision
     kv lease revoke "$L4"                     # no keys: no revision
     kv_fail lease revoke 7777777              # lease not found at apply
-    L3=$(ctl --endpoints="$(urls m1)" lease grant 3 | awk '{print $2}')
+    L3=$(ctl --endpoints="$(urls "$1")" lease grant 3 | awk '{print $2}')
     event "lease grant L3=$L3 (ttl 3, expires on its own)"
     kv put e/1 x --lease="$L3"; kv put e/2 y --lease="$L3"; kv put e/0 w --lease="$L3"
     local deadline=$(( $(date +%s) + 60 ))
-    while [ -n "$(ctl --endpoints="$(urls m1)" get e/ --prefix --keys-only)" ]; do
+    while [ -n "$(ctl --endpoints="$(urls "$1")" get e/ --prefix --keys-only)" ]; do
         (( $(date +%s) < deadline )) || die "lease L3 never expired"; sleep 0.5
     done
     event "lease L3 expired (leader proposed LeaseRevoke)"
+}
+# ============================================================================== capture A
+capture_a() {
+    begin_capture cluster-a raft-replay-cluster-a 200 \
+        "3 members m1-m3; learner m4 added+promoted before the first snapshot; KV workload (puts incl. leases, prev-kv, ignore-value, ignore-lease, empty value; deletes single/range/prefix/from-key/no-op; etcdctl txns with value/version/create/mod compares and a gateway txn with lease compares, success and failure branches; lease grant/keep-alive-once/revoke/expiry; failing put (missing lease), failing revoke, failing ignore-value); compaction; move-leader; remove m3; kill -9 + restart m2; >5000 bulk puts via gRPC gateway; learner m5 catches up from a leader snapshot, then promoted; second compaction; clean SIGTERM stop"
+    local i
+    define_member m1 23791 23891 "original voter" "member from bootstrap (WAL starts at index 1 with the bootstrap ConfChanges)"
+    define_member m2 23792 23892 "original voter; kill -9 + restart" "killed with SIGKILL mid-workload while bulk puts were in flight, restarted from its data dir, caught up from the leader"
+    define_member m3 23793 23893 "original voter; removed" "removed from the cluster (member remove) after m4 was promoted; etcd exits by itself (see events); its log stops early and ends with its own RemoveNode entry, which its last persisted HardState need not mark committed"
+    define_member m4 23794 23894 "learner -> voter (entries)" "added with member add --learner before the leader took any raft snapshot, so it replicated from index 1 (no leader snapshot; asserted by the script); promoted"
+    define_member m5 23795 23895 "learner from leader snapshot -> voter" "added after >5000+snapshot-count entries; caught up from a leader snapshot: its WAL holds snapshot{0,0}, then a snapshot record at S, then entries from S+1 (asserted by the script). S is the leader's applied index when it sent the snapshot (etcd builds the MsgSnap from its current state, not from its last local .snap), here the AddLearnerNode entry itself; promoted afterwards"
+    local IC="m1=$(peer_url m1),m2=$(peer_url m2),m3=$(peer_url m3)"
+
+    # -- bootstrap + early learner m4 ---------------------------------------------------------
+    start_member m1 new "$IC"; start_member m2 new "$IC"; start_member m3 new "$IC"
+    wait_all_up m1 m2 m3
+    add_learner m4
+    wait_caught_up m4
+    promote m4
+    wait_caught_up m4
+    python3 "$HELPER" walsummary "$CAP/data/m4" | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["first_entry_index"] == 1, s["first_entry_index"]' \
+        || die "m4 should have replicated from index 1"
+    checkpoint bootstrap-and-m4-promoted
+
+    # -- KV workload ---------------------------------------------------------------------------
+    kv_workload_a m1
     checkpoint after-kv-workload
 
     # -- compaction ----------------------------------------------------------------------------
@@ -530,17 +610,7 @@ capture_a() {
     NOTES[$target]+="; move-leader target (leadership moved from $ldr)"
     ldr=$(leader_name); [ "$ldr" = "$target" ] || die "leader is $ldr, expected $target after move-leader"
     kv put after-move-leader 1
-    local m3id; m3id=$(id_hex_of m3)
-    local m3pid=${PIDS[m3]}
-    ctl_member --endpoints="$(urls m1 m2 m4)" member remove "$m3id" >>"$LOGDIR/$CAPNAME-client.log" || die "member remove m3"
-    event "member remove m3 (id $m3id)"
-    remove_from LIVE m3
-    for i in $(seq 1 150); do kill -0 "$m3pid" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$m3pid" 2>/dev/null; then
-        LIVE+=(m3); stop_member m3; event "m3 did not exit by itself; stopped with SIGTERM"
-    else
-        wait "$m3pid" 2>/dev/null || true; unset "PIDS[m3]"; event "m3 exited by itself after its removal"
-    fi
+    remove_member m3 m1 m2 m4
     kv put after-remove-m3 1
     checkpoint after-move-leader-and-remove-m3
 
@@ -772,9 +842,228 @@ EOF
     finish_capture
 }
 
+# ============================================================================== etcd 3.5 helpers
+# Downgrade through the gRPC gateway: etcdctl 3.5 has no `downgrade` command (it came with
+# etcdctl 3.6); the Maintenance.Downgrade RPC and its gateway route /v3/maintenance/downgrade
+# are in 3.5 (api/etcdserverpb/gw/rpc.pb.gw.go). VALIDATE only reads (linearizable read, no
+# entry); ENABLE and CANCEL propose an InternalRaftRequest{DowngradeInfoSet} each
+# (server/etcdserver/v3_server.go downgradeEnable/downgradeCancel). etcd 3.5 applies that entry
+# but never answers its proposer: applierV3backend.Apply returns a nil result for
+# DowngradeInfoSet, and applyEntryNormal triggers the waiter only for a non-nil one
+# (server/etcdserver/apply.go, server.go), so ENABLE and CANCEL end in "request timed out"
+# (gRPC code 14) after the request timeout. Whether they took effect is read back: VALIDATE
+# fails with "downgrade job in progress" while one is enabled, CANCEL with "no inflight
+# downgrade job" while none is.
+downgrade_call() { # downgrade_call ACTION [VERSION] -> gateway answer on stdout
+    local n; n=$(voters | head -n1)
+    local body="{\"action\":\"$1\"${2:+,\"version\":\"$2\"}}" out
+    out=$(timeout 40 curl -sS -m 30 -X POST "$(curl_url "$n")/v3/maintenance/downgrade" -d "$body") || die "gateway downgrade $1 failed"
+    echo "downgrade $1 ${2:-}: $out" >>"$LOGDIR/$CAPNAME-client.log"
+    echo "$out"
+}
+
+# downgrade validate 3.4 / enable 3.4 / cancel, each checked, with writes between (cluster
+# version 3.5 required)
+downgrade_round() {
+    local out
+    out=$(downgrade_call VALIDATE 3.4)
+    case "$out" in *'"version":"3.5.0"'*) ;; *) die "downgrade VALIDATE 3.4: $out";; esac
+    event "downgrade VALIDATE 3.4: accepted (cluster version 3.5.0; no raft entry)"
+    out=$(downgrade_call ENABLE 3.4)
+    event "downgrade ENABLE 3.4 proposed (answer: $out)"
+    out=$(downgrade_call VALIDATE 3.4)
+    case "$out" in *'downgrade job in progress'*) ;; *) die "downgrade ENABLE did not take effect: VALIDATE says $out";; esac
+    event "verified: downgrade enabled (VALIDATE: $out)"
+    kv put downgrade/enabled yes
+    checkpoint downgrade-enabled
+    kv put downgrade/enabled-2 yes
+    out=$(downgrade_call CANCEL)
+    case "$out" in *'no inflight downgrade'*) die "downgrade CANCEL: $out";; esac
+    event "downgrade CANCEL proposed (answer: $out)"
+    out=$(downgrade_call VALIDATE 3.4)
+    case "$out" in *'"version":"3.5.0"'*) ;; *) die "downgrade CANCEL did not take effect: VALIDATE says $out";; esac
+    event "verified: downgrade cancelled (VALIDATE accepted again)"
+    kv put downgrade/cancelled yes
+    checkpoint downgrade-cancelled
+}
+
+# etcdctl 3.5 `endpoint health`: a linearizable Get("health") and, per endpoint, AlarmList, which
+# etcd 3.5 proposes through raft (Maintenance.Alarm -> raftRequest: an AlarmRequest GET entry).
+endpoint_health() {
+    local v; v=$(voters | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    ctl --endpoints="$(urls $v)" endpoint health >>"$LOGDIR/$CAPNAME-client.log" 2>&1 || die "endpoint health failed"
+    event "endpoint health on $(voters | tr '\n' ' ')(Get health + AlarmList per endpoint)"
+}
+
+cluster_version_of() { # cluster version member NAME reports on /version
+    timeout 20 curl -sS -m 10 "$(curl_url "$1")/version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["etcdcluster"])'
+}
+
+# 1 MiB single-byte values until every listed member cut its WAL (64,000,000-byte segments);
+# only 8 keys, compacted every 12 puts, so the backend db stays small. kill -9 of KILL at put 34,
+# restart at put 54 (INITIAL_CLUSTER for its restart).
+large_values() { # large_values KILL INITIAL_CLUSTER
+    local chars=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ
+    local nbig=72 size=1048576 c i R ldr other
+    # the victim must not lead (a put in flight when the leader dies times out)
+    ldr=$(leader_name) || die "no leader"
+    if [ "$ldr" = "$1" ]; then
+        other=$(voters | grep -vx "$1" | head -n1)
+        kv move-leader "$(id_hex_of "$other")"
+        event "move-leader $ldr -> $other (so that the kill -9 victim $1 is a follower)"
+    fi
+    for i in $(seq 0 $((nbig - 1))); do
+        c=${chars:$((i % ${#chars})):1}
+        head -c "$size" /dev/zero | tr '\0' "$c" | kv put "blob/$(printf '%02d' $((i % 8)))"
+        if [ $((i % 12)) = 11 ]; then R=$(current_rev); kv compaction "$R"; fi
+        if [ "$i" = 34 ]; then kill9_member "$1"; fi
+        if [ "$i" = 54 ]; then start_member "$1" existing "$2"; wait_up "$1" 90; fi
+    done
+    event "$nbig puts of $size-byte values (keys blob/00..blob/07, compaction every 12 puts)"
+    wait_caught_up "$1" 180
+}
+
+# ============================================================================== capture D
+capture_d() {
+    begin_capture cluster-d raft-replay-cluster-d 50 \
+        "etcd $V35: 3 members d1-d3; learner d4 added+promoted before the first snapshot; cluster-a's KV workload (puts incl. leases, prev-kv, ignore-value, ignore-lease, empty value; deletes single/range/prefix/from-key/no-op; txns with value/version/create/mod/lease compares, success and failure branches; lease grant/keep-alive-once/revoke/expiry; failing requests); etcdctl endpoint health (Alarm GET through raft); compaction; downgrade validate/enable/cancel to 3.4 (gRPC gateway); remove d3; 72 puts of 1 MiB values (one repeated byte each, 8 keys, compaction every 12 puts) so every live member cuts a WAL segment, with kill -9 of d2 after put 34 and its restart after put 54; prefix delete, final txn and lease revoke; endpoint health; clean SIGTERM stop" \
+        "$V35"
+    define_member d1 26791 26891 "original voter" "member from bootstrap (WAL starts at index 1 with the bootstrap ConfChanges); WAL has a cut segment" "$V35"
+    define_member d2 26792 26892 "original voter; kill -9 + restart" "killed with SIGKILL after the 35th 1 MiB put, restarted from its data dir after the 55th and caught up from the leader's log; WAL has a cut segment" "$V35"
+    define_member d3 26793 26893 "original voter; removed" "removed from the cluster (member remove) after the downgrade round; etcd exits by itself (see events); its log stops early" "$V35"
+    define_member d4 26794 26894 "learner -> voter (entries)" "added with member add --learner before the leader took any raft snapshot, so it replicated from index 1 (asserted); promoted; WAL has a cut segment" "$V35"
+    local IC="d1=$(peer_url d1),d2=$(peer_url d2),d3=$(peer_url d3)" n f R
+
+    start_member d1 new "$IC"; start_member d2 new "$IC"; start_member d3 new "$IC"
+    wait_all_up d1 d2 d3
+    add_learner d4
+    wait_caught_up d4
+    promote d4
+    wait_caught_up d4
+    python3 "$HELPER" walsummary "$CAP/data/d4" | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["first_entry_index"] == 1, s["first_entry_index"]' \
+        || die "d4 should have replicated from index 1"
+    checkpoint bootstrap-and-d4-promoted
+
+    kv_workload_a d1
+    endpoint_health
+    checkpoint after-kv-workload
+
+    R=$(current_rev)
+    kv compaction --physical $((R - 6))
+    event "compaction --physical $((R - 6)) (current revision $R)"
+    kv put after-compaction 1; kv put k3 "k3-after-compaction"; kv del k6
+    sleep 2
+    checkpoint after-compaction
+
+    [ "$(cluster_version_of d1)" = 3.5.0 ] || die "cluster version is not 3.5.0"
+    downgrade_round
+
+    remove_member d3 d1 d2 d4
+    kv put after-remove-d3 1
+    checkpoint after-remove-d3
+
+    large_values d2 "d1=$(peer_url d1),d2=$(peer_url d2),d4=$(peer_url d4)"
+    checkpoint after-large-values
+    for n in d1 d2 d4; do
+        f=$(ls "$CAP/data/$n/member/wal" | grep -c '\.wal$')
+        [ "$f" -ge 2 ] || die "$n has only $f WAL file(s); expected a segment cut"
+    done
+    event "verified: d1, d2, d4 cut their WAL (>= 2 .wal files)"
+
+    kv del --prefix blob/0         # blob/00..07
+    printf 'value("after-remove-d3") = "1"\n\nput final/txn yes\ndel k3\n\nput final/txn no\n\n' | kv_txn
+    local L5; L5=$(ctl --endpoints="$(urls d1)" lease grant 3600 | awk '{print $2}')
+    kv put final/leased 1 --lease="$L5"
+    kv lease revoke "$L5"
+    event "final writes (lease L5=$L5 granted, 1 key attached, revoked)"
+    endpoint_health
+    R=$(current_rev)
+    kv compaction --physical "$R"
+    event "compaction --physical $R (head revision)"
+    sleep 2
+    checkpoint final
+    finish_capture
+}
+
+# ============================================================================== capture E
+# Rolling upgrade of one member: stop it (SIGTERM), write while it is down, restart it on etcd
+# 3.5 from the same data dir, wait until it caught up, write again.
+upgrade_member() { # upgrade_member NAME INITIAL_CLUSTER
+    local n=$1 i
+    stop_member "$n"
+    for i in $(seq 1 10); do kv put "upgrade/$n/while-down/$i" "$i"; done
+    printf 'version("upgrade/%s/while-down/1") = "1"\n\nput upgrade/%s/txn down\n\nput upgrade/%s/txn failed\n\n' "$n" "$n" "$n" | kv_txn
+    BIN[$n]=$V35
+    start_member "$n" existing "$2"
+    wait_up "$n" 90
+    wait_caught_up "$n"
+    for i in $(seq 1 10); do kv put "upgrade/$n/after/$i" "$i"; done
+    checkpoint "upgraded-$n"
+}
+
+capture_e() {
+    begin_capture cluster-e raft-replay-cluster-e 25 \
+        "rolling upgrade etcd $V34 -> $V35: 3 members e1-e3 started on $V34; workload (puts, txns with both branches, lease grant + attached keys, delete range/prefix, compaction); then each member in turn is stopped (SIGTERM), writes continue while it is down, it is restarted on $V35 from the same data dir and more writes follow; after the last one the leader moves the cluster version to 3.5; more workload on 3.5 (lease grant/revoke, txns, deletes, compaction, etcdctl endpoint health), downgrade validate/enable/cancel to 3.4 (gRPC gateway); clean SIGTERM stop. etcdctl $V34 until every member runs $V35, etcdctl $V35 after" \
+        "$V34 $V35"
+    define_member e1 27791 27891 "voter; upgraded first" "started on $V34, restarted on $V35 (manifest runs: which binary wrote which WAL entries)"
+    define_member e2 27792 27892 "voter; upgraded second" "started on $V34, restarted on $V35"
+    define_member e3 27793 27893 "voter; upgraded last" "started on $V34, restarted on $V35"
+    local IC="e1=$(peer_url e1),e2=$(peer_url e2),e3=$(peer_url e3)" i n R L1 deadline
+
+    start_member e1 new "$IC"; start_member e2 new "$IC"; start_member e3 new "$IC"
+    wait_all_up e1 e2 e3
+    for i in $(seq 1 20); do kv put "e/$i" "v$i"; done
+    printf 'value("e/1") = "v1"\nversion("e/2") = "1"\n\nput e/txn success\ndel e/3\n\nput e/txn failure\n\n' | kv_txn
+    printf 'value("e/1") = "nope"\n\nput e/txn2 success\n\nput e/txn2 failure\ndel e/4 e/6\n\n' | kv_txn
+    L1=$(ctl --endpoints="$(urls e1)" lease grant 3600 | awk '{print $2}')
+    event "lease grant L1=$L1 (ttl 3600)"
+    kv put lease/1 x --lease="$L1"; kv put lease/2 y --lease="$L1"
+    kv del --prefix e/1            # e/1, e/10..19
+    R=$(current_rev)
+    kv compaction --physical $((R - 5))
+    event "compaction --physical $((R - 5)) (current revision $R)"
+    sleep 2
+    checkpoint all-on-3.4
+
+    for n in e1 e2 e3; do upgrade_member "$n" "$IC"; done
+    deadline=$(( $(date +%s) + 90 ))
+    until [ "$(cluster_version_of e1)" = 3.5.0 ] && [ "$(cluster_version_of e2)" = 3.5.0 ] && [ "$(cluster_version_of e3)" = 3.5.0 ]; do
+        (( $(date +%s) < deadline )) || die "cluster version did not move to 3.5.0"
+        sleep 1
+    done
+    event "cluster version 3.5.0 on e1, e2, e3"
+    ETCDCTL=${ETCDCTL_BIN[$V35]}
+    event "etcdctl is now $V35"
+    kv put after-upgrade 1
+    checkpoint cluster-version-3.5
+
+    local L2; L2=$(ctl --endpoints="$(urls e1)" lease grant 3600 | awk '{print $2}')
+    event "lease grant L2=$L2 (ttl 3600)"
+    kv put lease/3 z --lease="$L2"
+    kv lease keep-alive --once "$L2"
+    printf 'value("after-upgrade") = "1"\nmod("lease/1") > "0"\n\nput post/txn success\ndel e/2\n\nput post/txn failure\n\n' | kv_txn
+    printf 'create("never") > "0"\n\nput post/txn2 no\n\nput post/txn2 failure-branch\ndel e/5 e/8\n\n' | kv_txn
+    kv lease revoke "$L1"
+    event "lease revoke L1=$L1 (deletes lease/1, lease/2)"
+    endpoint_health
+    R=$(current_rev)
+    kv compaction --physical $((R - 3))
+    event "compaction --physical $((R - 3)) (current revision $R)"
+    sleep 2
+    checkpoint after-3.5-workload
+
+    downgrade_round
+    kv lease revoke "$L2"
+    event "lease revoke L2=$L2 (deletes lease/3)"
+    kv put final 1
+    checkpoint final
+    finish_capture
+}
+
 # ============================================================================== main
 main() {
-    case "$WHAT" in all|a|b|c) ;; *) echo "usage: $0 [all|a|b|c]" >&2; exit 2;; esac
+    case "$WHAT" in all|a|b|c|d|e) ;; *) echo "usage: $0 [all|a|b|c|d|e]" >&2; exit 2;; esac
     exec </dev/null      # etcdctl put/txn read stdin when no value is given; never block on a tty
     ensure_deps
     WORK="${WORK_DIR:-$(mktemp -d /tmp/raft-replay-capture.XXXXXX)}"
@@ -788,12 +1077,15 @@ main() {
           if (( $(date +%s) >= end )); then echo "[capture] MAX_SECONDS=$MAX_SECONDS exceeded" >&2; kill -TERM $$; exit 0; fi
       done ) </dev/null &
     WATCHDOG_PID=$!
+    case "$WHAT" in all|d|e) ensure_etcd35;; esac
     log "etcd $ETCD_VERSION; work dir $WORK; logs in $LOGDIR; output $OUT_DIR"
     case "$WHAT" in
-        all) capture_a; capture_b; capture_c;;
+        all) capture_a; capture_b; capture_c; capture_d; capture_e;;
         a) capture_a;;
         b) capture_b;;
         c) capture_c;;
+        d) capture_d;;
+        e) capture_e;;
     esac
     FAILED=0
     log "done in $(( $(date +%s) - T0 ))s"

@@ -96,6 +96,8 @@ def checkpoint_members(cpdir):
         hk = None
         if os.path.exists(hk_path):
             hk = load(hk_path)[0]["HashKV"]
+        ver_path = os.path.join(cpdir, name + ".version.json")
+        s1["http_version"] = load(ver_path) if os.path.exists(ver_path) else None
         out.append((name, s1, s2, hk))
     return meta, out
 
@@ -337,6 +339,9 @@ def cmd_manifest(capdir, outdir):
                 "raft_term": s1["raft_term"],
                 "revision": s1["revision"],
                 "db_size": s1["db_size"],
+                "status_version": s1["version"],
+                "server_version": (s1["http_version"] or {}).get("etcdserver"),
+                "cluster_version": (s1["http_version"] or {}).get("etcdcluster"),
                 "hash": None,
                 "compact_revision": None,
                 "hashkv_revision": None,
@@ -346,7 +351,7 @@ def cmd_manifest(capdir, outdir):
                 e["compact_revision"] = hk.get("compact_revision", 0)
                 e["hashkv_revision"] = hk["header"]["revision"]
             else:
-                e["hashkv_note"] = "learner: etcd 3.4 rejects HashKV on learners (rpc not supported for learner)"
+                e["hashkv_note"] = "learner: etcd (3.4 and 3.5) rejects HashKV on learners (rpc not supported for learner)"
             members.append(e)
         checkpoints.append({
             "label": meta["label"],
@@ -355,6 +360,7 @@ def cmd_manifest(capdir, outdir):
             "member_list": ml,
         })
 
+    runs = member_runs(read_tsv(os.path.join(capdir, "runs.tsv")))
     member_rows = read_tsv(os.path.join(capdir, "members.tsv"))
     members = []
     shapes = {}
@@ -371,11 +377,13 @@ def cmd_manifest(capdir, outdir):
             "peer_url": peer,
             "role": role,
             "notes": notes,
+            "runs": runs.get(name, []),
             "wal_summary": ws,
         })
     events = [{"t": float(t), "event": ev} for t, ev in read_tsv(os.path.join(capdir, "events.tsv"))]
     manifest = {
         "etcd_version": info["etcd_version"],
+        "etcd_versions": info.get("etcd_versions", [info["etcd_version"]]),
         "capture": info["name"],
         "workload": info["workload"],
         "created_utc": info["created_utc"],
@@ -383,7 +391,11 @@ def cmd_manifest(capdir, outdir):
         "archive": "data.tar.gz",
         "archive_layout": "<member-name>/member/{wal,snap}/... (each member's --data-dir, as etcd left it after SIGTERM or self-exit)",
         "field_notes": {
-            "raft_index": "Status.raftIndex (etcd 3.4 reports the commit index here)",
+            "raft_index": "Status.raftIndex (etcd 3.4 and 3.5 report the commit index here)",
+            "status_version": "Status.version (the member's server version, from endpoint status)",
+            "server_version": "GET /version etcdserver on the member's client URL",
+            "cluster_version": "GET /version etcdcluster on the member's client URL (the cluster version that member has applied; 'not_decided' before the first ClusterVersionSet)",
+            "runs": "one entry per etcd process a member ran: etcd_version, status_raft_index_after_start (commit index once it answered), status_raft_index_before_stop, wal_last_entry_before_start / wal_last_entry_at_stop (last entry index in its WAL files on disk, read after the previous process exited / after this one exited), how it ended; this run's binary wrote the WAL entries (wal_last_entry_before_start, wal_last_entry_at_stop]",
             "raft_applied_index": "Status.raftAppliedIndex",
             "revision": "Status.header.revision (current MVCC revision)",
             "hash": "HashKV(rev=0).hash, CRC-32C as unsigned 32-bit; null for learners",
@@ -402,10 +414,34 @@ def cmd_manifest(capdir, outdir):
     write_readme(outdir, info, members, checkpoints)
 
 
+def member_runs(rows):
+    """runs.tsv rows (name, start|up|stop, version, status raft index, WAL last entry, t) ->
+    {name: [run, ...]}: one run per etcd process, in start order."""
+    num = lambda x: None if x in ("-", "") else int(x)
+    out = {}
+    last_wal = {}
+    for name, what, ver, ri, wal, t in rows:
+        runs = out.setdefault(name, [])
+        if what == "start":
+            runs.append({"etcd_version": ver, "started_t": float(t),
+                         "wal_last_entry_before_start": last_wal.get(name, num(wal)),
+                         "status_raft_index_after_start": None,
+                         "status_raft_index_before_stop": None,
+                         "wal_last_entry_at_stop": None, "stopped_t": None})
+        elif what == "up" and runs and runs[-1]["status_raft_index_after_start"] is None:
+            runs[-1]["status_raft_index_after_start"] = num(ri)
+        elif what == "stop" and runs:
+            runs[-1].update({"status_raft_index_before_stop": num(ri), "wal_last_entry_at_stop": num(wal),
+                             "stopped_t": float(t)})
+            last_wal[name] = num(wal)
+    return out
+
+
 def write_readme(outdir, info, members, checkpoints):
     L = []
     L.append("# %s\n" % info["name"])
-    L.append("Captured by `tools/capture/capture.sh` (`make corpus`) with etcd %s on %s." % (info["etcd_version"], info["created_utc"]))
+    L.append("Captured by `tools/capture/capture.sh` (`make corpus`) with etcd %s on %s." % (
+        " then ".join(info.get("etcd_versions", [info["etcd_version"]])), info["created_utc"]))
     L.append("Not bit-reproducible: member IDs, terms, lease IDs and timing differ per run.\n")
     L.append("Workload: %s\n" % info["workload"])
     L.append("Files: `data.tar.gz` (each member's data dir, `<name>/member/wal/*.wal`, `<name>/member/snap/*`),")
@@ -433,15 +469,26 @@ def write_readme(outdir, info, members, checkpoints):
             L.append("  * %d WAL snapshot record(s) come after entry records with a higher index (etcd saves entries before the apply loop" % ws["snapshot_records_after_higher_entries"])
             L.append("    writes the snapshot record); per record, `index: entries above it that precede it (highest entry index before it)`: %s" % ", ".join(
                 "%d: %d (%s)" % (x["index"], x["preceding_higher_entries"], "-" if x["max_preceding_entry_index"] is None else x["max_preceding_entry_index"]) for x in ws["snapshot_records"]))
+    if any(len(m["runs"]) > 1 or any(r["etcd_version"] != info["etcd_version"] for r in m["runs"]) for m in members):
+        L.append("\n## Binaries (which etcd wrote which WAL entries)\n")
+        L.append("| member | etcd | WAL entries written (after..through) | Status.raftIndex after start / before stop |")
+        L.append("|---|---|---|---|")
+        for m in members:
+            for r in m["runs"]:
+                L.append("| %s | %s | %s..%s | %s / %s |" % (m["name"], r["etcd_version"],
+                         "(none)" if r["wal_last_entry_before_start"] is None else r["wal_last_entry_before_start"],
+                         r["wal_last_entry_at_stop"], r["status_raft_index_after_start"], r["status_raft_index_before_stop"]))
     L.append("\n## Checkpoints\n")
-    L.append("| # | label | applied index | revision | compact rev | hash | members |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| # | label | applied index | revision | compact rev | hash | server versions | cluster version | members |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     for i, cp in enumerate(checkpoints):
         ms = cp["members"]
         v = [x for x in ms if x["hash"] is not None]
-        L.append("| %d | %s | %d | %d | %s | %s | %s |" % (
+        L.append("| %d | %s | %d | %d | %s | %s | %s | %s | %s |" % (
             i, cp["label"], ms[0]["raft_applied_index"], ms[0]["revision"],
             v[0]["compact_revision"] if v else "-", v[0]["hash"] if v else "-",
+            ", ".join(sorted({str(x.get("server_version")) for x in ms})),
+            ", ".join(sorted({str(x.get("cluster_version")) for x in ms})),
             ", ".join(x["name"] + ("(learner)" if x["is_learner"] else "") + ("*" if x["is_leader"] else "") for x in ms)))
     L.append("\n(`*` = leader at that checkpoint.) Shutdown happens after the last checkpoint; a stopping leader")
     L.append("transfers leadership, so WALs may end with a few extra empty (no-op) entries / HardStates beyond it.")

@@ -26,7 +26,11 @@ pub fn parse(json: &serde_json::Value) -> Option<Config> {
     let ids = |name: &str| -> Option<std::collections::BTreeSet<u64>> {
         match object.get(name) {
             None | Some(serde_json::Value::Null) => Some(Default::default()),
-            Some(v) => v.as_array()?.iter().map(serde_json::Value::as_u64).collect(),
+            Some(v) => v
+                .as_array()?
+                .iter()
+                .map(serde_json::Value::as_u64)
+                .collect(),
         }
     };
     Some(Config {
@@ -48,7 +52,11 @@ fn describe(c: &Config) -> String {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let mut out = format!("voters [{}] learners [{}]", list(&c.voters), list(&c.learners));
+    let mut out = format!(
+        "voters [{}] learners [{}]",
+        list(&c.voters),
+        list(&c.learners)
+    );
     if !c.voters_outgoing.is_empty() || !c.learners_next.is_empty() || c.auto_leave {
         out.push_str(&format!(
             " outgoing [{}] learners_next [{}] auto_leave {}",

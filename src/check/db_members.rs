@@ -55,7 +55,15 @@ pub fn check(
         ..Default::default()
     };
     let finding = |kind, severity, message| {
-        Finding::new(kind, severity, member, location.clone(), None, message, REFERENCE)
+        Finding::new(
+            kind,
+            severity,
+            member,
+            location.clone(),
+            None,
+            message,
+            REFERENCE,
+        )
     };
     let mut out = Vec::new();
     let db = db_members(records);
@@ -143,15 +151,33 @@ mod tests {
         assert!(check("m", 5, &records, &[], &config(&[1], &[2]), Some(&none)).is_empty());
         let f = check("m", 5, &records, &[], &config(&[1, 2], &[]), Some(&none));
         assert_eq!(f.len(), 1);
-        assert_eq!((f[0].kind, f[0].severity.is_failure()), (PROMOTED_LEARNER, false));
+        assert_eq!(
+            (f[0].kind, f[0].severity.is_failure()),
+            (PROMOTED_LEARNER, false)
+        );
         let f = check("m", 5, &records, &[], &config(&[1, 3], &[2]), Some(&none));
         assert_eq!((f[0].kind, f[0].severity.is_failure()), (KIND, true));
         assert!(f[0].message.contains("[1,2]") && f[0].message.contains("[1,2,3]"));
-        let f = check("m", 5, &[record(1, false), record(2, false)], &[], &config(&[1], &[2]), None);
+        let f = check(
+            "m",
+            5,
+            &[record(1, false), record(2, false)],
+            &[],
+            &config(&[1], &[2]),
+            None,
+        );
         assert_eq!((f.len(), f[0].kind), (1, KIND));
         let removed: BTreeSet<u64> = [9].into();
         let f = check("m", 5, &records, &[], &config(&[1], &[2]), Some(&removed));
         assert!(f[0].message.contains("members_removed"), "{}", f[0].message);
-        assert!(check("m", 5, &records, &["9".into()], &config(&[1], &[2]), Some(&removed)).is_empty());
+        assert!(check(
+            "m",
+            5,
+            &records,
+            &["9".into()],
+            &config(&[1], &[2]),
+            Some(&removed)
+        )
+        .is_empty());
     }
 }

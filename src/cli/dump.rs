@@ -42,7 +42,11 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, format: Format, summary: bool, fore
             "note: {why}; reading from snapshot index {} term {}{}, as etcd does",
             read.start.index,
             read.start.term,
-            read.start.snap_file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
+            read.start
+                .snap_file
+                .as_ref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default()
         );
     }
     for warning in &read.contents.warnings {

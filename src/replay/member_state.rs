@@ -18,8 +18,7 @@ use crate::check::conf_model::Config;
 use crate::check::resolved_log::ResolvedLog;
 use crate::check::state_hash::{self, StatePoint};
 use crate::check::{
-    db_boot_snapshot, db_conf_state, db_kv, db_log_bound, db_members, db_term, Finding,
-    MemberScan,
+    db_boot_snapshot, db_conf_state, db_kv, db_log_bound, db_members, db_term, Finding, MemberScan,
 };
 use crate::member::{read_member, MemberFiles, MemberRead};
 use crate::wal::name::search_index;

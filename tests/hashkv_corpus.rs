@@ -193,7 +193,7 @@ fn follower_reexecution_reproduces_every_persisted_batch_of_every_capture() {
             "{name}: {:#?}",
             outcome.findings
         );
-        assert!(outcome.batches > 0);
+        assert!(outcome.batches > 0, "{name}: {outcome:?}");
         assert_eq!(
             outcome.entries_persisted as usize,
             read.contents.entries.len() + read.contents.overwrites.len(),

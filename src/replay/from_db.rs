@@ -40,6 +40,8 @@ pub struct DbSummary {
     pub term: Option<u64>,
     /// The etcd generation that wrote it (`3.4`, `3.5`, `3.6`).
     pub generation: &'static str,
+    /// Whether it has `meta/confState` (3.5 writes it with the first conf change it applies).
+    pub has_conf_state: bool,
 }
 
 /// A member's db read and restored: its summary, the full KV model at its CI and the
@@ -138,6 +140,7 @@ pub fn load_member_db(
         consistent_index,
         term: read.schema.term,
         generation: read.schema.generation(),
+        has_conf_state: read.schema.conf_state.is_some(),
     };
     let mut store = load_store(&db, read.restored).map_err(|e| unreadable(&path, &e))?;
     store.set_consistent_index(consistent_index);

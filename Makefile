@@ -14,7 +14,7 @@ help:
 	@echo "make test       cargo test + differential test vs etcd 3.4.23 (needs: make deps)"
 	@echo "make test-quick cargo test only"
 	@echo "make deps       apt-get install golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev"
-	@echo "make corpus     re-capture the corpus from a real etcd 3.4 (apt etcd-server etcd-client)"
+	@echo "make corpus     re-capture the corpus from real etcd 3.4 (apt) and 3.5.30 (fetch.sh)"
 
 deps:
 	@if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/go.etcd.io/etcd/wal ] || [ ! -f /usr/share/gocode/src/go.etcd.io/bbolt/db.go ]; then \
@@ -79,9 +79,10 @@ diff-bbolt: $(BBOLT_REF)
 bench-vs-etcd: $(ETCD_REF)
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench decode_vs_etcd
 
-# --- real etcd 3.4 captures (corpus/cluster-a, corpus/cluster-b) ---
-# Starts throwaway etcd clusters on 127.0.0.1:23791-23895 / 24791-24893, installs etcd-server,
-# etcd-client, curl, python3 with apt if missing, and rewrites corpus/<capture>/. Not bit-reproducible.
+# --- real etcd captures (corpus/cluster-a, -b, -c: etcd 3.4.23; cluster-f: etcd 3.5.30) ---
+# Starts throwaway etcd clusters on 127.0.0.1:23791-23895 / 24791-24893 / 25791-25894 /
+# 28790-28899, installs etcd-server, etcd-client, curl, python3 with apt if missing (3.5.30 from
+# tools/etcd-bin/fetch.sh), and rewrites corpus/<capture>/. Not bit-reproducible.
 .PHONY: corpus
 corpus:
 	bash tools/capture/capture.sh all

@@ -1,6 +1,9 @@
 //! The start from the backend db: the KV model restored from `member/snap/db` at its consistent
-//! index (CI) exactly as etcd's boot restores it, then the WAL entries above CI applied through
-//! raft-rs with etcd's rules (etcd 3.4 `etcdserver/server.go: NewServer`, `applyEntryNormal`):
+//! index (CI) exactly as etcd's boot restores it, with the rules of the generation that wrote
+//! the db ([`load_member_db_as_written`]), then the WAL entries above CI applied through raft-rs
+//! with etcd's rules (etcd 3.4 `etcdserver/server.go: NewServer`, `applyEntryNormal`; 3.5.30
+//! `server/etcdserver/server.go: apply`, `applyEntryNormal`, where CI moves with every applied
+//! entry, so nothing above it is in the db):
 //!
 //! * entries ≤ CI are not re-applied to the KV store (`shouldApplyV3`: `e.Index > consistIndex`);
 //!   raft-rs still hands them out and conf changes among them are applied to its configuration

@@ -90,8 +90,8 @@ diff-bbolt: $(BBOLT_REF)
 bench-vs-etcd: $(ETCD_REF)
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench decode_vs_etcd
 
-# --- real etcd captures (corpus/cluster-a..c: 3.4.23; cluster-d: 3.5.30; cluster-e: 3.4.23 -> 3.5.30) ---
-# Starts throwaway etcd clusters on 127.0.0.1:23791-27893, installs etcd-server, etcd-client, curl,
+# --- real etcd captures (corpus/cluster-a..c: 3.4.23; cluster-d, -f: 3.5.30; cluster-e: 3.4.23 -> 3.5.30) ---
+# Starts throwaway etcd clusters on 127.0.0.1:23791-28899, installs etcd-server, etcd-client, curl,
 # python3 with apt if missing, fetches etcd 3.5.30 (tools/etcd-bin/fetch.sh), and rewrites
 # corpus/<capture>/. Not bit-reproducible.
 .PHONY: corpus

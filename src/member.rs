@@ -232,6 +232,9 @@ pub enum ReadFrom {
     Snapshot,
     /// A snapshot past a gap a leader snapshot left: the WAL cannot be read from the start.
     GapFallback,
+    /// The snapshot etcd boots from, the segments before it purged (`--max-wals`): the first
+    /// segment left does not start at index 0, and etcd reads from its boot snapshot.
+    Purged,
 }
 
 impl ReadFrom {
@@ -241,6 +244,7 @@ impl ReadFrom {
             ReadFrom::Beginning => "beginning",
             ReadFrom::Snapshot => "snapshot",
             ReadFrom::GapFallback => "gap_fallback",
+            ReadFrom::Purged => "purged",
         }
     }
 }
@@ -397,7 +401,11 @@ fn read_member_with(files: &MemberFiles<'_>, mode: DecoderMode, keep_entries: bo
             start = StartChoice {
                 index,
                 term,
-                reason: ReadFrom::GapFallback,
+                reason: if has_gap {
+                    ReadFrom::GapFallback
+                } else {
+                    ReadFrom::Purged
+                },
                 snap_file: Some(snap_file),
             };
         }

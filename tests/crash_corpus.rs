@@ -26,6 +26,19 @@ fn boundaries_only() -> Options {
     }
 }
 
+/// The captures the crash enumeration models: every write since the member's first segment is
+/// in its files. Not cluster-f: its members purged their first segments and `.snap` files
+/// (`--max-wals 2`, `--max-snapshots 2`), so the early prefixes of what the files hold are states
+/// that never existed (the purged files were still there then) and etcd cannot boot them ("file
+/// not found"); and its f3 was SIGKILLed and never restarted, so the cluster mode's "committed
+/// survives on a quorum" counts a member that had stopped. Modelling purges is not done.
+fn crash_captures() -> Vec<String> {
+    common::captures()
+        .into_iter()
+        .filter(|c| c != "cluster-f")
+        .collect()
+}
+
 fn violations(run: &raft_replay::crash::MemberRun) -> Vec<String> {
     run.results
         .iter()
@@ -44,7 +57,10 @@ fn violations(run: &raft_replay::crash::MemberRun) -> Vec<String> {
 
 #[test]
 fn every_record_boundary_of_every_member_recovers() {
-    for (capture, member) in common::all_members() {
+    for (capture, member) in common::all_members()
+        .into_iter()
+        .filter(|(c, _)| crash_captures().contains(c))
+    {
         let run = enumerate_member(&RealFs, &member, &boundaries_only()).unwrap();
         let h = &run.history;
         let name = format!("{capture}/{}", member.display());
@@ -92,7 +108,7 @@ fn every_record_boundary_of_every_member_recovers() {
 
 #[test]
 fn cluster_mode_finds_no_violation_in_either_capture() {
-    for capture in common::captures() {
+    for capture in crash_captures() {
         let members: Vec<PathBuf> = common::members(&capture);
         let run = enumerate_cluster(&RealFs, &members, &boundaries_only()).unwrap();
         assert!(
@@ -220,7 +236,7 @@ fn full_enumeration_of_every_member() {
         );
         return;
     }
-    for capture in common::captures() {
+    for capture in crash_captures() {
         let members = common::members(&capture);
         let run = enumerate_cluster(&RealFs, &members, &Options::default()).unwrap();
         // Storage faults may cost a quorum as undetected loss (etcd's known weakness); no

@@ -274,3 +274,218 @@ fn a_wal_only_copy_verifies_as_before_and_says_there_is_no_db() {
         "{stdout}"
     );
 }
+
+// ---- etcd 3.5 (cluster-f: purged WALs, a restored member, a member SIGKILLed mid-burst) ----
+
+/// The first `members` bucket record of `db` that is not a learner: (key, stored JSON).
+fn a_voter_record(db: &Path) -> (Vec<u8>, Vec<u8>) {
+    let fs = RealFs;
+    let opened = Db::open(&fs, db).unwrap();
+    let mut found = None;
+    for_each_in_bucket(&opened, b"members", &mut |k, v| {
+        if found.is_none() && !String::from_utf8_lossy(v).contains("isLearner") {
+            found = Some((k.to_vec(), v.to_vec()));
+        }
+    })
+    .unwrap();
+    found.expect("a voter in the members bucket")
+}
+
+#[test]
+fn every_cluster_f_member_is_replayed_from_its_db_and_verifies() {
+    let members = common::members("cluster-f");
+    let paths: Vec<&Path> = members.iter().map(PathBuf::as_path).collect();
+    let mut args = vec!["verify".to_string()];
+    args.extend(paths.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = common::run_cli(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("raft only"), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("replayed from the db at consistent index")
+            .count(),
+        members.len(),
+        "{stdout}"
+    );
+    assert!(stdout.contains("older WAL segments purged"), "{stdout}");
+    let (_, report, _) = verify_json(&paths);
+    for m in report["members"].as_array().unwrap() {
+        assert_eq!(m["replay"]["db"]["generation"], "3.5", "{m}");
+        assert!(m["replay"]["db"]["term"].as_u64().unwrap() > 0, "{m}");
+        assert!(m["findings"].as_array().unwrap().is_empty(), "{m}");
+    }
+}
+
+#[test]
+fn the_sigkilled_member_replayed_above_its_consistent_index_is_etcds_restart() {
+    // f3's db was committed tens of entries before its WAL's end when SIGKILL came; etcd
+    // restarted on a copy applied the entries above the consistent index: so does the replay.
+    let manifest = common::manifest("cluster-f");
+    let checkpoint = manifest["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["label"] == "f3-killed-restarted-on-copy")
+        .unwrap();
+    let expected = &checkpoint["members"][0];
+    let f3 = member("cluster-f", "f3");
+    let (code, stdout, stderr) = common::run_cli(&["hashkv", f3.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let ours: Value = serde_json::from_str(&stdout).unwrap();
+    for field in ["hash", "revision", "compact_revision"] {
+        assert_eq!(ours[field], expected[field], "{field}");
+    }
+    assert_eq!(ours["applied_index"], expected["raft_applied_index"]);
+    let ci: u64 = stderr
+        .split("consistent index ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let applied = ours["applied_index"].as_u64().unwrap();
+    assert!(applied >= ci + 10, "CI {ci}, applied {applied}");
+    assert!(stderr.contains("purged"), "{stderr}");
+}
+
+#[test]
+fn a_35_db_whose_term_is_not_the_logs_at_its_consistent_index_is_a_finding() {
+    let copy = common::copy_member(&member("cluster-f", "f3"));
+    let (_, report, _) = verify_json(&[copy.path()]);
+    let db = &report["members"][0]["replay"]["db"];
+    let (ci, term) = (
+        db["consistent_index"].as_u64().unwrap(),
+        db["term"].as_u64().unwrap(),
+    );
+    let mut from = b"term".to_vec();
+    from.extend_from_slice(&term.to_be_bytes());
+    let mut to = b"term".to_vec();
+    to.extend_from_slice(&(term + 1).to_be_bytes());
+    assert!(replace_all(&db_file(copy.path()), &from, &to) >= 1);
+    let (code, report, stderr) = verify_json(&[copy.path()]);
+    assert_eq!(code, 1, "{stderr}");
+    let found = findings_of(&report, "db.term_mismatch");
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!(found[0]["raft_index"], ci);
+    let message = found[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("meta/term {}", term + 1))
+            && message.contains(&format!("term {term} of the WAL entry")),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_35_db_whose_conf_state_is_not_the_logs_is_a_finding() {
+    let copy = common::copy_member(&member("cluster-f", "f2"));
+    let db = db_file(copy.path());
+    // A voter id in the confState JSON, its last digit changed (same length, still JSON).
+    let bytes = std::fs::read(&db).unwrap();
+    let at = bytes
+        .windows(10)
+        .position(|w| w == b"\"voters\":[")
+        .expect("a confState");
+    let digits = bytes[at + 10..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let from = bytes[at..at + 10 + digits].to_vec();
+    let mut to = from.clone();
+    let last = to.len() - 1;
+    to[last] = if to[last] == b'9' { b'8' } else { to[last] + 1 };
+    assert!(replace_all(&db, &from, &to) >= 1);
+    let (code, report, stderr) = verify_json(&[copy.path()]);
+    assert_eq!(code, 1, "{stderr}");
+    let found = findings_of(&report, "db.conf_state_mismatch");
+    assert_eq!(found.len(), 1, "{report}");
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not the configuration of the log at its consistent index"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_35_members_bucket_that_is_not_the_logs_membership_is_a_finding() {
+    let copy = common::copy_member(&member("cluster-f", "f1"));
+    let db = db_file(copy.path());
+    // The largest member id, its last hex digit raised: the keys still ascend, the record is
+    // intact, but that member is not the log's.
+    let fs = RealFs;
+    let mut keys = Vec::new();
+    for_each_in_bucket(&Db::open(&fs, &db).unwrap(), b"members", &mut |k, _| {
+        keys.push(k.to_vec())
+    })
+    .unwrap();
+    let from = keys.last().unwrap().clone();
+    let mut to = from.clone();
+    let last = to.len() - 1;
+    to[last] = match to[last] {
+        b'f' => panic!("pick another key"),
+        b'9' => b'a',
+        c => c + 1,
+    };
+    assert!(replace_all(&db, &from, &to) >= 1);
+    let (code, report, stderr) = verify_json(&[copy.path()]);
+    assert_eq!(code, 1, "{stderr}");
+    let found = findings_of(&report, "db.members_mismatch");
+    assert_eq!(found.len(), 1, "{report}");
+    let message = found[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(std::str::from_utf8(&to).unwrap())
+            && message.contains(std::str::from_utf8(&from).unwrap()),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_promoted_learner_still_is_learner_in_the_db_is_etcd_19557_a_warning() {
+    // f2 joined as a learner and was promoted; 3.5.30 persisted the promotion. Writing
+    // `isLearner:true` back into its record (same length: a client URL traded for padding) is
+    // the shape etcd 3.5.1–3.5.19 could leave.
+    let copy = common::copy_member(&member("cluster-f", "f1"));
+    let db = db_file(copy.path());
+    let (_, record) = a_voter_record(&db);
+    let text = String::from_utf8(record.clone()).unwrap();
+    let start = text.find("\"clientURLs\":[").expect("client URLs");
+    let end = start + text[start..].find(']').unwrap() + 1;
+    let replacement = "\"isLearner\":true,\"clientURLs\":[]";
+    assert!(replacement.len() <= end - start, "{text}");
+    let padded = format!("{replacement:<width$}", width = end - start);
+    let changed = format!("{}{}{}", &text[..start], padded, &text[end..]);
+    serde_json::from_str::<Value>(&changed).unwrap();
+    assert!(replace_all(&db, &record, changed.as_bytes()) >= 1);
+    let (code, report, stderr) = verify_json(&[copy.path()]);
+    assert_eq!(code, 0, "a warning only: {stderr}");
+    let found = findings_of(&report, "db.promoted_learner_flag");
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!(found[0]["severity"], "warning");
+    assert!(
+        found[0]["message"].as_str().unwrap().contains("19557"),
+        "{found:?}"
+    );
+    assert!(findings_of(&report, "db.members_mismatch").is_empty());
+}
+
+#[test]
+fn a_35_db_ahead_of_the_log_or_older_than_its_boot_snapshot_is_a_finding() {
+    let f3 = member("cluster-f", "f3");
+    let (_, report, _) = verify_json(&[f3.as_path()]);
+    let ci = report["members"][0]["replay"]["db"]["consistent_index"]
+        .as_u64()
+        .unwrap();
+    for (new, kind) in [
+        (ci + 1000, "db.consistent_index_beyond_log"),
+        (ci - 100, "db.older_than_snapshot"),
+    ] {
+        let copy = common::copy_member(&f3);
+        set_consistent_index(copy.path(), ci, new);
+        let (code, report, stderr) = verify_json(&[copy.path()]);
+        assert_eq!(code, 1, "{kind}: {stderr}");
+        let found = findings_of(&report, kind);
+        assert_eq!(found.len(), 1, "{kind}: {report}");
+        assert_eq!(found[0]["raft_index"], new);
+    }
+}

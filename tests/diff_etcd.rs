@@ -77,14 +77,17 @@ fn readall_matches_etcd_on_every_member_of_every_capture() {
     let Some(tool) = etcd_ref() else { return };
     let mut compared = 0;
     for (capture, member) in common::all_members() {
-        let etcd = etcd_readall(&tool, &member, true);
+        let (code, entries, summary) = ours(&member);
+        // With its first segments purged, etcd reads from its boot snapshot (from index 0 its
+        // ReadAll says "file not found"); so do we.
+        let purged = summary["start_reason"] == "purged";
+        let etcd = etcd_readall(&tool, &member, !purged);
         assert!(
             etcd["error"].is_null(),
             "{capture}/{}: etcd reports {}",
             member.display(),
             etcd["error"]
         );
-        let (code, entries, summary) = ours(&member);
         assert_eq!(code, 0, "{}", member.display());
         let etcd_entries = etcd["entries"].as_array().unwrap();
         assert!(!etcd_entries.is_empty());

@@ -89,6 +89,14 @@ fn v2_indexes_after(member: &Path, boot: u64) -> Vec<u64> {
         .collect()
 }
 
+/// Whether a capture was made by etcd 3.4 (its manifest's `etcd_version`).
+fn is_3_4(capture: &str) -> bool {
+    common::manifest(capture)["etcd_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("3.4.")
+}
+
 #[test]
 fn target_3_6_refuses_3_4_data_accepts_3_5_data_and_names_the_v2_entries_after_the_last_snapshot() {
     for capture in common::captures() {
@@ -154,6 +162,60 @@ fn target_3_6_refuses_3_4_data_accepts_3_5_data_and_names_the_v2_entries_after_t
             assert!(text.contains("BLOCKED — etcd 3.6 cannot start from or replay this data"));
         }
         insta::assert_snapshot!(format!("gate_{capture}_3_6_text"), redact(&text, &capture));
+    }
+}
+
+#[test]
+fn a_3_5_capture_goes_to_3_6_and_a_db_without_conf_state_is_named() {
+    for capture in common::captures().into_iter().filter(|c| !is_3_4(c)) {
+        let (code, out, stderr) = gate(&capture, &["--target", "3.6", "--format", "json"]);
+        assert_eq!(code, 0, "{capture}: {out}{stderr}");
+        let report = json(&out);
+        let schema: Vec<&Value> = report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["rule"] == "storage.schema_version")
+            .collect();
+        assert_eq!(schema.len(), common::members(&capture).len());
+        assert!(schema.iter().all(|r| r["status"] == "pass"), "{schema:?}");
+    }
+    // A db upgraded 3.4 → 3.5 that applied no conf change under 3.5 has a term but no
+    // confState: the key renamed in place (same length, the meta keys still ascend). etcd 3.6
+    // starts on it but cannot migrate its schema.
+    let member = common::members("cluster-f").into_iter().next().unwrap();
+    let copy = common::copy_member(&member);
+    let db = copy.path().join("member/snap/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let mut renamed = 0;
+    for i in 0..bytes.len().saturating_sub(9) {
+        if &bytes[i..i + 9] == b"confState" {
+            bytes[i + 8] = b'X';
+            renamed += 1;
+        }
+    }
+    assert!(renamed >= 1);
+    std::fs::write(&db, bytes).unwrap();
+    let path = copy.path().to_str().unwrap();
+    for (target, status) in [("3.6", "warning"), ("3.5", "info")] {
+        // etcd 3.6 starts on it (schema.Validate only warns): said, not blocking.
+        let (code, out, stderr) =
+            common::run_cli(&["gate", path, "--target", target, "--format", "json"]);
+        assert_eq!(code, 0, "{target}: {stderr}");
+        let report = json(&out);
+        let rule = report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == "storage.schema_version")
+            .unwrap()
+            .clone();
+        assert_eq!(rule["status"], status, "{rule}");
+        let message = rule["message"].as_str().unwrap();
+        assert!(
+            message.contains("missing confstate information") && message.contains("member update"),
+            "{message}"
+        );
     }
 }
 

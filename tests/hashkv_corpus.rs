@@ -10,7 +10,7 @@ use serde_json::Value;
 
 #[test]
 fn hashkv_matches_etcd_at_every_checkpoint_of_every_capture() {
-    let mut compared = 0;
+    let (mut compared, mut unreachable) = (0, 0);
     let mut versions_compared = 0;
     for capture in common::captures() {
         let manifest = common::manifest(&capture);
@@ -32,6 +32,12 @@ fn hashkv_matches_etcd_at_every_checkpoint_of_every_capture() {
                 let index = member["raft_applied_index"].as_u64().unwrap().to_string();
                 let (code, stdout, stderr) =
                     common::run_cli(&["hashkv", path.to_str().unwrap(), "--index", &index]);
+                if code == 2 && stderr.contains("below the db's consistent index") {
+                    // A WAL purged or reset past this checkpoint: the member's files hold only
+                    // the state at its db's consistent index and after (said, not guessed).
+                    unreachable += 1;
+                    continue;
+                }
                 assert_eq!(
                     code, 0,
                     "{capture} {} {name}: {stderr}",
@@ -70,6 +76,10 @@ fn hashkv_matches_etcd_at_every_checkpoint_of_every_capture() {
     assert!(
         versions_compared >= 20,
         "compared {versions_compared} cluster versions"
+    );
+    assert!(
+        unreachable < compared,
+        "{unreachable} checkpoints unreachable, {compared} compared"
     );
 }
 
@@ -205,7 +215,7 @@ fn follower_reexecution_reproduces_every_persisted_batch_of_every_capture() {
             "{name}: {:#?}",
             outcome.findings
         );
-        assert!(outcome.batches > 0);
+        assert!(outcome.batches > 0, "{name}: {outcome:?}");
         assert_eq!(
             outcome.entries_persisted as usize,
             read.contents.entries.len() + read.contents.overwrites.len(),

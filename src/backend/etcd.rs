@@ -142,6 +142,19 @@ impl EtcdSchema {
     }
 }
 
+/// Which etcd generation wrote `db`, by [`EtcdSchema::generation`]'s rule, from its `meta` bucket
+/// alone (a walk of the root leaf and that bucket: the rules of the full read depend on it).
+pub fn generation_of(db: &Db<'_>) -> Result<&'static str, DbError> {
+    let mut schema = EtcdSchema::default();
+    for_each_in_bucket(db, b"meta", &mut |k, v| match k {
+        b"term" => schema.term = be64(v),
+        b"confState" => schema.conf_state = Some(serde_json::Value::Null),
+        b"storageVersion" => schema.storage_version = Some(String::new()),
+        _ => {}
+    })?;
+    Ok(schema.generation())
+}
+
 /// The outcome of reading a db's etcd state.
 #[derive(Debug)]
 pub struct EtcdRead {

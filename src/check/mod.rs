@@ -28,6 +28,9 @@
 //! | db ≤ log: consistent index ≤ last WAL index | `db.consistent_index_beyond_log` ([`db_log_bound`]) | db_backend (CI bumped past the log) |
 //! | db covers the boot snapshot: consistent index ≥ its index | `db.older_than_snapshot` ([`db_boot_snapshot`]) | db_backend (CI lowered below the `.snap`) |
 //! | db = the log's state: key bucket = WAL replayed to the consistent index; replay from the db = replay from index 1 | `db.kv_mismatch` `db.replay_diverged` ([`db_kv`]) | db_backend (a value changed in a leaf page) |
+//! | db `meta/term` (3.5+) = the WAL's term at the consistent index | `db.term_mismatch` ([`db_term`]) | db_log_checks (term rewritten in cluster-f) |
+//! | db `confState` (3.5+) = the log's configuration at the consistent index | `db.conf_state_mismatch` `db.conf_state_earlier` (warning) ([`db_conf_state`]) | db_log_checks (a voter id rewritten) |
+//! | db `members`/`members_removed` (3.5+) = `.snap` + conf changes at the consistent index | `db.members_mismatch` `db.promoted_learner_flag` (warning, etcd#19557) ([`db_members`]) | db_log_checks (a member key rewritten; `isLearner` set on a voter) |
 //! | cluster identity | `cluster.identity` `cluster.duplicate_member` ([`cluster`]) | check_cluster |
 //! | log matching | `cluster.log_matching` ([`log_matching`]) | check_cluster |
 //! | committed prefixes agree | `cluster.committed_prefix` ([`committed_prefix`]) | check_cluster |
@@ -56,8 +59,11 @@ pub mod conf_pending;
 pub mod conf_state;
 pub mod contiguity;
 pub mod db_boot_snapshot;
+pub mod db_conf_state;
 pub mod db_kv;
 pub mod db_log_bound;
+pub mod db_members;
+pub mod db_term;
 pub mod election_safety;
 pub mod hardstate_term;
 pub mod joint;
@@ -209,6 +215,18 @@ pub const INVARIANTS: &[Invariant] = &[
         kinds: &[db_kv::KIND, db_kv::BOTH_WAYS],
     },
     Invariant {
+        name: "db.term_at_consistent_index",
+        kinds: &[db_term::KIND],
+    },
+    Invariant {
+        name: "db.conf_state_at_consistent_index",
+        kinds: &[db_conf_state::KIND, db_conf_state::EARLIER],
+    },
+    Invariant {
+        name: "db.members_at_consistent_index",
+        kinds: &[db_members::KIND, db_members::PROMOTED_LEARNER],
+    },
+    Invariant {
         name: "cluster.identity",
         kinds: &[cluster::IDENTITY, cluster::DUPLICATE_MEMBER],
     },
@@ -286,6 +304,9 @@ mod catalogue_tests {
             include_str!("db_log_bound.rs"),
             include_str!("db_boot_snapshot.rs"),
             include_str!("db_kv.rs"),
+            include_str!("db_term.rs"),
+            include_str!("db_conf_state.rs"),
+            include_str!("db_members.rs"),
             include_str!("mod.rs"),
         ];
         let catalogued: Vec<&str> = INVARIANTS

@@ -32,12 +32,21 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, format: Format, summary: bool, fore
     // A log read whole from its first segment is read without keeping its entries: a summary
     // needs none, and a dump streams them (memory does not grow with the log).
     let read = read_for_streaming(&files, mode);
-    if read.start.reason == ReadFrom::GapFallback {
+    let why = match read.start.reason {
+        ReadFrom::GapFallback => Some("the WAL has a gap left by a leader snapshot"),
+        ReadFrom::Purged => Some("the WAL's older segments were purged"),
+        ReadFrom::Beginning | ReadFrom::Snapshot => None,
+    };
+    if let Some(why) = why {
         eprintln!(
-            "note: the WAL has a gap left by a leader snapshot; reading from snapshot index {} term {}{}, as etcd does",
+            "note: {why}; reading from snapshot index {} term {}{}, as etcd does",
             read.start.index,
             read.start.term,
-            read.start.snap_file.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
+            read.start
+                .snap_file
+                .as_ref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default()
         );
     }
     for warning in &read.contents.warnings {

@@ -115,6 +115,8 @@ pub struct MemberFacts {
     /// Entries after the boot snapshot etcd panics applying: raft index and why.
     pub apply_panics: Vec<(u64, String)>,
     pub kv: Result<KvState, String>,
+    /// The backend db the replay read (None: no db, or an unreadable one).
+    pub db: Option<crate::replay::from_db::DbSummary>,
     /// Invariant findings: this member's, cross-member ones filed under it, the replay's.
     pub findings: Vec<Finding>,
 }
@@ -251,6 +253,7 @@ pub fn gather(
         downgrade,
         apply_panics,
         kv: Err("not replayed".into()),
+        db: None,
         findings,
         read,
         scan,

@@ -136,6 +136,7 @@ pub fn run_gate(
         } = report;
         let mut facts = gather(name, path, read, scan, findings);
         facts.kv = kv_state(replay.as_ref());
+        facts.db = replay.as_ref().and_then(|r| r.db.clone());
         let boot = facts.boot_snapshot.as_ref().map_or(0, |s| s.index);
         let panicking = replay.iter().flat_map(|r| &r.panicking_entries);
         for p in panicking.filter(|p| p.index > boot) {

@@ -57,6 +57,7 @@ pub const RULES: &[&str] = &[
     "membership.learners",
     "membership.learner_promotion",
     "auth.rolling_upgrade",
+    "storage.schema_version",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +81,7 @@ const SRC_APPLY: &str = "etcdserver/server.go EtcdServer.apply / applyEntryNorma
 const SRC_CONF: &str = "etcdserver/server.go EtcdServer.apply (3.4–3.7): only EntryNormal and EntryConfChange; ConfChangeV2 panics \"unknown entry type\"";
 const SRC_LEARNERS: &str = "3.6 server/etcdserver/bootstrap.go Finalize → membership.ValidateMaxLearnerConfig (--max-learners, DefaultMaxLearners = 1)";
 const SRC_PROMOTION: &str = "etcd#19557 (3.5.1–3.5.19 do not persist learner promotion in the v3 store; fixed 3.5.20); 3.6 bootstrap.go SyncLearnerPromotionIfNeeded";
+const SRC_SCHEMA: &str = "3.6 server/storage/schema/schema.go UnsafeDetectSchemaVersion (\"missing confstate information\"), unsafeValidate (warns only), UnsafeMigrate; 3.5.30 server/etcdserver/server.go applyConfChange (beHooks.SetConfState: the only writer of meta/confState, for every accepted conf change, UpdateNode included)";
 const SRC_AUTH: &str = "etcd.io/docs/v3.5/upgrades/upgrade_3_5: \"If your cluster enables auth, rolling upgrade from 3.4 or older version isn't supported\"";
 
 fn result(
@@ -121,7 +123,60 @@ pub fn evaluate(m: &MemberFacts, target: Version, options: Options) -> Vec<RuleR
         learners(m, target, options),
         learner_promotion(m, target),
         auth_rolling(m, target),
+        schema_version(m, target),
     ]
+}
+
+/// etcd 3.6 reads the storage version from the db (`meta/storageVersion`), or detects it: with
+/// `meta/term` and `meta/confState` the db is 3.5. A db upgraded 3.4 → 3.5 has no ConfState
+/// until 3.5 applies a conf change: 3.6 starts on it (`schema.Validate` only warns when it
+/// cannot detect the schema) but its schema migration fails ("cannot detect storage schema
+/// version: missing confstate information"), so the storage version stays unset and `etcdutl
+/// migrate` refuses the data dir.
+fn schema_version(m: &MemberFacts, target: Version) -> RuleResult {
+    const RULE: &str = "storage.schema_version";
+    let Some(db) = &m.db else {
+        return result(
+            RULE,
+            Status::Pass,
+            m,
+            "no backend db read (a WAL-only copy, or an unreadable db): the schema is not checked"
+                .into(),
+            SRC_SCHEMA,
+        );
+    };
+    let to_3_6 = target.at_least(3, 6);
+    let remedy = "apply one membership change under 3.5, e.g. `etcdctl member update <id> --peer-urls=<its current peer URLs>` (3.5 saves the ConfState of every conf change it applies)";
+    let mut r = result(RULE, Status::Pass, m, String::new(), SRC_SCHEMA);
+    r.raft_indexes = vec![db.consistent_index];
+    match (db.generation, db.term.filter(|&t| t > 0), db.has_conf_state) {
+        ("3.6", _, _) => r.message = "the db records its storage version (3.6)".into(),
+        (_, Some(_), false) => {
+            r.status = if to_3_6 {
+                Status::Warning
+            } else {
+                Status::Info
+            };
+            r.message = format!(
+                "the db ({}) has meta/term but no meta/confState, the shape of a db upgraded from 3.4 to 3.5 that has applied no conf change since: etcd 3.6 starts on it (schema.Validate only warns) but cannot migrate its schema (\"cannot detect storage schema version: missing confstate information\"), so meta/storageVersion stays unset and `etcdutl migrate` refuses the data dir. Remedy: {remedy}",
+                db.path.display()
+            );
+        }
+        (_, None, _) if target.at_least(3, 5) => {
+            r.status = Status::Info;
+            r.message = format!(
+                "a 3.4 db (no meta/term): etcd 3.5 writes meta/term with the next entry it applies, but meta/confState only with the next conf change; without one, etcd 3.6 cannot migrate the schema (\"missing confstate information\"). On 3.5, {remedy}"
+            );
+        }
+        (_, None, _) => r.message = "a 3.4 db (no meta/term)".into(),
+        _ => {
+            r.message = format!(
+                "the db has meta/term and meta/confState: etcd {} detects its schema as 3.5",
+                target.trim()
+            )
+        }
+    }
+    r
 }
 
 fn snapshot_phrase(m: &MemberFacts) -> String {

@@ -125,8 +125,6 @@ pub fn parse_semver(text: &[u8]) -> Option<(u64, u64, u64)> {
 }
 
 impl EtcdVersion {
-    pub const V3_5_30: EtcdVersion = EtcdVersion::new(3, 5, 30);
-
     /// The release whose apply semantics a cluster at `major.minor` runs (module docs).
     pub fn for_cluster_version(major: u64, minor: u64) -> EtcdVersion {
         match (major, minor) {

@@ -99,6 +99,20 @@ impl std::fmt::Display for EtcdVersion {
 
 impl EtcdVersion {
     pub const V3_4_23: EtcdVersion = EtcdVersion::new(3, 4, 23);
+    /// The newest 3.5 release modelled: what a db written by "3.5" is read as.
+    pub const V3_5_30: EtcdVersion = EtcdVersion::new(3, 5, 30);
+    pub const V3_6_0: EtcdVersion = EtcdVersion::new(3, 6, 0);
+
+    /// The release whose rules a db written by etcd `generation` (`3.4`, `3.5`, `3.6`: see
+    /// `backend::etcd::generation_of`) is read and replayed with. The db does not record the
+    /// patch release: 3.4 is 3.4.23 (Debian's), 3.5 the newest 3.5 modelled.
+    pub fn for_generation(generation: &str) -> EtcdVersion {
+        match generation {
+            "3.5" => EtcdVersion::V3_5_30,
+            "3.6" => EtcdVersion::V3_6_0,
+            _ => EtcdVersion::V3_4_23,
+        }
+    }
 
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         EtcdVersion {

@@ -18,7 +18,7 @@ use super::{discard_logger, replay_config, run_guarded};
 use crate::check::{Finding, Severity};
 use crate::proto::raftpb::{ConfState, Entry, HardState};
 use crate::proto::translate;
-use crate::proto::walpb::{ENTRY_TYPE, STATE_TYPE};
+use crate::proto::walpb::{CRC_TYPE, ENTRY_TYPE, STATE_TYPE};
 use crate::wal::decoder::{DecodeEnd, Decoder};
 use crate::wal::Location;
 
@@ -106,6 +106,10 @@ pub fn reexecute(
         let location = decoder.location(decoded.segment_index, decoded.offset, None);
         let data = decoded.record.data.clone().unwrap_or_else(Bytes::new);
         match decoded.record.r#type {
+            // A read starting at a later segment (segments before it purged) takes the chain
+            // from that segment's crc record, as etcd's decoder does (`updateCRC`); the chain
+            // itself is checked by the read the scan and `ReadAll` make.
+            CRC_TYPE => decoder.reseed(decoded.record.crc),
             ENTRY_TYPE => {
                 if let Ok(entry) = Entry::decode(data) {
                     decoder.last_entry_index = entry.index;

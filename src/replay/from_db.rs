@@ -1,6 +1,9 @@
 //! The start from the backend db: the KV model restored from `member/snap/db` at its consistent
-//! index (CI) exactly as etcd's boot restores it, then the WAL entries above CI applied through
-//! raft-rs with etcd's rules (etcd 3.4 `etcdserver/server.go: NewServer`, `applyEntryNormal`):
+//! index (CI) exactly as etcd's boot restores it, with the rules of the generation that wrote
+//! the db ([`load_member_db_as_written`]), then the WAL entries above CI applied through raft-rs
+//! with etcd's rules (etcd 3.4 `etcdserver/server.go: NewServer`, `applyEntryNormal`; 3.5.30
+//! `server/etcdserver/server.go: apply`, `applyEntryNormal`, where CI moves with every applied
+//! entry, so nothing above it is in the db):
 //!
 //! * entries ≤ CI are not re-applied to the KV store (`shouldApplyV3`: `e.Index > consistIndex`);
 //!   raft-rs still hands them out and conf changes among them are applied to its configuration
@@ -23,7 +26,7 @@ use serde::Serialize;
 
 use super::kv::{replay_into, KvReplay, KvReplayError};
 use super::restart::LogSource;
-use crate::backend::etcd::{load_store, read_etcd};
+use crate::backend::etcd::{generation_of, load_store, read_etcd, MemberRecord};
 use crate::backend::{Db, DbError};
 use crate::member::{MemberFiles, MemberRead, ReadFrom};
 use crate::mvcc::{EtcdVersion, MvccStore};
@@ -40,13 +43,22 @@ pub struct DbSummary {
     pub term: Option<u64>,
     /// The etcd generation that wrote it (`3.4`, `3.5`, `3.6`).
     pub generation: &'static str,
+    /// Whether it has `meta/confState` (3.5 writes it with the first conf change it applies).
+    pub has_conf_state: bool,
 }
 
-/// A member's db read and restored: its summary and the full KV model at its CI.
+/// A member's db read and restored: its summary, the full KV model at its CI and the
+/// membership it records (for the db ↔ log checks).
 pub struct LoadedDb {
     pub summary: DbSummary,
     /// The KV model etcd boots with (values loaded), its consistent index set to CI.
     pub store: MvccStore,
+    /// `meta/confState` (3.5+).
+    pub conf_state: Option<serde_json::Value>,
+    /// The `members` bucket.
+    pub members: Vec<MemberRecord>,
+    /// The `members_removed` bucket's ids (hex).
+    pub removed_members: Vec<String>,
 }
 
 /// Why a member's KV replay cannot start from its db.
@@ -131,6 +143,7 @@ pub fn load_member_db(
         consistent_index,
         term: read.schema.term,
         generation: read.schema.generation(),
+        has_conf_state: read.schema.conf_state.is_some(),
     };
     let cluster_version = read.schema.cluster_version.clone();
     let mut store = load_store(&db, read.restored).map_err(|e| unreadable(&path, &e))?;
@@ -141,7 +154,29 @@ pub fn load_member_db(
         // `RaftCluster.Recover` reads, takes precedence (`replay_kv_from_db_source`).
         store.set_cluster_version_text(text.as_bytes(), consistent_index);
     }
-    Ok(LoadedDb { summary, store })
+    Ok(LoadedDb {
+        summary,
+        store,
+        conf_state: read.schema.conf_state,
+        members: read.schema.members,
+        removed_members: read.schema.removed_members,
+    })
+}
+
+/// [`load_member_db`] with the rules of the etcd generation that wrote the db (its `meta`
+/// bucket: `storageVersion` 3.6, `confState`/`term` 3.5, else 3.4; [`EtcdVersion::for_generation`]).
+/// In 3.5.3+ the consistent index moves with every applied entry (`applyEntryNormal` sets it
+/// for entries of any kind, `apply` for conf changes), in 3.4 only with KV/auth writes and
+/// snapshots; the replay above CI is the same under both (entries at or below CI are not
+/// re-applied to the KV store, and re-applied 3.4 entries get etcd's no-op outcomes), but the
+/// applier must know the requests of the generation (3.5's `ClusterVersionSet`,
+/// `ClusterMemberAttrSet`, `DowngradeInfoSet`) and its compaction rules.
+pub fn load_member_db_as_written(files: &MemberFiles<'_>) -> Result<LoadedDb, DbStartError> {
+    let path = db_path(files).ok_or(DbStartError::Absent)?;
+    let db = Db::open(files.fs, &path).map_err(|e| unreadable(&path, &e))?;
+    let generation = generation_of(&db).map_err(|e| unreadable(&path, &e))?;
+    drop(db);
+    load_member_db(files, EtcdVersion::for_generation(generation))
 }
 
 /// Why a member's WAL starts after index 1, in words.
@@ -149,6 +184,10 @@ pub fn late_start_reason(read: &MemberRead) -> String {
     match read.start.reason {
         ReadFrom::GapFallback => format!(
             "a leader snapshot left a gap in the WAL; it is read from the snapshot at index {}",
+            read.start.index
+        ),
+        ReadFrom::Purged => format!(
+            "the WAL's older segments were purged; it is read from the snapshot at index {}",
             read.start.index
         ),
         ReadFrom::Snapshot | ReadFrom::Beginning if read.start.index > 0 => format!(

@@ -8,16 +8,19 @@ use serde::Serialize;
 
 use super::follower::reexecute;
 use super::from_db::{
-    last_wal_index, late_start_reason, load_member_db, replay_kv_from_db, DbStartError, DbSummary,
+    last_wal_index, late_start_reason, load_member_db_as_written, replay_kv_from_db, DbStartError,
+    DbSummary, LoadedDb,
 };
 use super::kv::{needs_history, node_id, replay_kv, restart_state, KvReplay, KvReplayError};
 use super::restart::restart_and_apply;
 use super::stream::{replay_kv_streaming, replay_kv_streaming_from_db, streamable};
+use crate::check::conf_model::Config;
 use crate::check::resolved_log::ResolvedLog;
 use crate::check::state_hash::{self, StatePoint};
-use crate::check::{db_boot_snapshot, db_kv, db_log_bound, Finding};
+use crate::check::{
+    db_boot_snapshot, db_conf_state, db_kv, db_log_bound, db_members, db_term, Finding, MemberScan,
+};
 use crate::member::{read_member, MemberFiles, MemberRead};
-use crate::mvcc::EtcdVersion;
 use crate::wal::name::search_index;
 use crate::wal::DecoderMode;
 
@@ -62,7 +65,7 @@ pub fn replay_kv_held(
     if !needs_history(read) {
         return replay_kv(member, read, through, progress);
     }
-    let db = load_member_db(files, EtcdVersion::default())?;
+    let db = load_member_db_as_written(files)?;
     replay_kv_from_db(member, read, db, through, progress)
 }
 
@@ -95,15 +98,17 @@ pub fn replay_kv_any(
     )
 }
 
-/// Replays one member that decoded cleanly. Findings go to `findings`. `log` is the member's
-/// scan's resolved log (what a summary read is streamed against).
+/// Replays one member that decoded cleanly. Findings go to `findings`. `scan`: the member's
+/// invariant scan (its resolved log is what a summary read is streamed against; its
+/// configuration timeline what the db's membership is checked against).
 pub fn replay_member(
     member: &str,
     files: &MemberFiles<'_>,
     read: &MemberRead,
-    log: &ResolvedLog,
+    scan: &MemberScan,
     findings: &mut Vec<Finding>,
 ) -> MemberState {
+    let log = &scan.log;
     let mut state = MemberState::default();
     let conf = read
         .snapshot
@@ -158,7 +163,7 @@ pub fn replay_member(
         member,
         files,
         read,
-        log,
+        scan,
         kv.as_ref().ok(),
         &mut state,
         findings,
@@ -167,19 +172,21 @@ pub fn replay_member(
 }
 
 /// The db ↔ log checks of one member (`check::db_log_bound`, `check::db_boot_snapshot`,
-/// `check::db_kv`). `kv`: the member's replay through its commit. A member without a db (a
-/// WAL-only copy) or with an unreadable one gets no finding here: the state says why the checks
-/// did not run (`raft-replay db` reports a damaged db).
+/// `check::db_term`, `check::db_conf_state`, `check::db_members`, `check::db_kv`). `kv`: the
+/// member's replay through its commit. A member without a db (a WAL-only copy) or with an
+/// unreadable one gets no finding here: the state says why the checks did not run
+/// (`raft-replay db` reports a damaged db).
 fn db_checks(
     member: &str,
     files: &MemberFiles<'_>,
     read: &MemberRead,
-    log: &ResolvedLog,
+    scan: &MemberScan,
     kv: Option<&KvReplay>,
     state: &mut MemberState,
     findings: &mut Vec<Finding>,
 ) {
-    let db = match load_member_db(files, EtcdVersion::default()) {
+    let log = &scan.log;
+    let db = match load_member_db_as_written(files) {
         Ok(db) => db,
         Err(DbStartError::Absent) => {
             state.db_checks_skipped = Some(DbStartError::Absent.to_string());
@@ -207,6 +214,9 @@ fn db_checks(
         boot_index,
         snap_db_present,
     ));
+    if ci <= last_index {
+        findings.extend(db_meta_checks(member, read, scan, &db));
+    }
     // The db's state can be compared with the log's only where the log holds it: from index 1
     // through CI. A member whose WAL starts later was replayed from this db.
     if needs_history(read) || ci > last_index {
@@ -257,6 +267,105 @@ fn db_checks(
             findings.extend(db_kv::check_both_ways(member, kv.applied_index, a, b));
         }
     }
+}
+
+/// The 3.5+ meta and membership checks: `meta/term` against the WAL's term at CI, `confState`
+/// and the `members`/`members_removed` buckets against the log's configuration at CI (the
+/// scan's timeline: the boot `.snap` plus the conf changes after it). Each needs what it
+/// compares to be known: a 3.4 db has neither term nor confState, and a configuration the
+/// member's files do not reach is not guessed.
+fn db_meta_checks(
+    member: &str,
+    read: &MemberRead,
+    scan: &MemberScan,
+    db: &LoadedDb,
+) -> Vec<Finding> {
+    let ci = db.summary.consistent_index;
+    let wal_term = if ci == read.start.index && ci > 0 {
+        Some(read.start.term)
+    } else {
+        scan.log.term_at(ci)
+    };
+    let mut out: Vec<Finding> = db_term::check(member, ci, db.summary.term, wal_term)
+        .into_iter()
+        .collect();
+    if db.summary.generation == "3.4" {
+        return out;
+    }
+    let Some(at_ci) = config_at(scan, ci) else {
+        return out;
+    };
+    if let Some(conf_state) = &db.conf_state {
+        let (boot_index, _) = read.boot_start();
+        let earlier: Vec<(u64, Config)> = scan
+            .timeline
+            .points
+            .iter()
+            .filter(|(i, _)| *i > boot_index && *i < ci)
+            .filter_map(|(i, c)| Some((*i, c.clone()?)))
+            .collect();
+        out.extend(db_conf_state::check(
+            member, ci, conf_state, &at_ci, &earlier,
+        ));
+    }
+    let removed = removed_at(read, scan, ci, &at_ci);
+    out.extend(db_members::check(
+        member,
+        ci,
+        &db.members,
+        &db.removed_members,
+        &at_ci,
+        removed.as_ref(),
+    ));
+    out
+}
+
+/// The configuration after the entries up to `index`: the scan's timeline where it has applied
+/// them; above its applied (committed) part, when no conf change lies between.
+fn config_at(scan: &MemberScan, index: u64) -> Option<Config> {
+    let through = scan.timeline.applied_through;
+    if index <= through {
+        return scan.timeline.at(index).cloned();
+    }
+    let conf_change = |i: u64| {
+        scan.log.get(i).map(|e| {
+            e.entry_type == crate::proto::raftpb::EntryType::EntryConfChange as i32
+                || e.entry_type == crate::proto::raftpb::EntryType::EntryConfChangeV2 as i32
+        })
+    };
+    (through + 1..=index)
+        .all(|i| conf_change(i) == Some(false))
+        .then(|| scan.timeline.at(through).cloned())
+        .flatten()
+}
+
+/// The ids removed by `index`: the boot `.snap`'s `removed_members` (v2 store) plus every id of a
+/// configuration the timeline knows up to `index` that `at` no longer has (etcd never re-admits a
+/// removed id). None when the boot `.snap` holds no v2 store to read them from.
+fn removed_at(
+    read: &MemberRead,
+    scan: &MemberScan,
+    index: u64,
+    at: &Config,
+) -> Option<std::collections::BTreeSet<u64>> {
+    let mut removed: std::collections::BTreeSet<u64> = match &read.snapshot {
+        Some(snap) => crate::snap::membership::parse_membership(snap.snapshot.data.as_deref()?)?
+            .removed
+            .into_iter()
+            .collect(),
+        None => Default::default(),
+    };
+    let current: std::collections::BTreeSet<u64> = at.ids().collect();
+    removed.extend(
+        scan.timeline
+            .points
+            .iter()
+            .filter(|(i, _)| *i <= index)
+            .filter_map(|(_, c)| c.as_ref())
+            .flat_map(|c| c.ids())
+            .filter(|id| !current.contains(id)),
+    );
+    Some(removed)
 }
 
 /// HashKV of `read` after applying through `index` (None when the KV state is unavailable).

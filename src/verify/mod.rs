@@ -393,7 +393,7 @@ fn replay_clean(report: &mut MemberReport, files: &MemberFiles<'_>) -> Option<Me
         &report.name,
         files,
         &report.read,
-        &report.scan.log,
+        &report.scan,
         &mut findings,
     );
     report.findings.extend(findings);

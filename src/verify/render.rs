@@ -101,6 +101,10 @@ fn text(reports: &[MemberReport]) -> String {
                 "read from the snapshot at index {} (a leader snapshot left a gap)",
                 report.read.start.index
             ),
+            ReadFrom::Purged => format!(
+                "read from the snapshot at index {} (older WAL segments purged)",
+                report.read.start.index
+            ),
             ReadFrom::Snapshot => format!("read from snapshot {}", report.read.start.index),
         };
         text.push_str(&format!(

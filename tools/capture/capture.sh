@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/capture/capture.sh — capture real etcd 3.4 and 3.5 data dirs for the raft-replay corpus.
 #
-# Usage:  tools/capture/capture.sh [all|a|b|c|d|e]  (default: all; `make corpus` runs `all`)
+# Usage:  tools/capture/capture.sh [all|a|b|c|d|e|f]  (default: all; `make corpus` runs `all`)
 #
 # Environment (all optional):
 #   OUT_DIR      where corpus/<capture>/ is written        (default: <repo>/corpus)
@@ -40,6 +40,14 @@
 #              each member in turn is stopped (SIGTERM), written around, restarted on 3.5.30
 #              from its data dir; wait (deadline) for cluster version 3.5.0 on every member;
 #              workload on 3.5 (lease, txns, compaction, endpoint health), downgrade round.
+#   cluster-f: etcd 3.5.30 (tools/etcd-bin/fetch.sh 3.5.30 sid), --snapshot-count 100
+#              --max-wals 2 --max-snapshots 2: f1 restored (etcdutl snapshot restore) from an
+#              `etcdctl snapshot save` of a single-member source cluster that is not archived;
+#              learners f2, f3 join through a leader snapshot (asserted) and are promoted; 150
+#              puts of 1 MiB so every member purges its first WAL segment (asserted); f3 SIGKILLed
+#              in a burst of puts from 16 clients (its db >= 10 entries behind its WAL, asserted
+#              where raft-replay is built); etcd --force-new-cluster on a copy of f3's data dir
+#              records etcd's own HashKV of that state (checkpoint f3-killed-restarted-on-copy).
 #   At quiescent checkpoints the script records, per live member, `endpoint status`,
 #   `endpoint hashkv` (rev 0) and `member list` as printed by etcdctl -w json, and
 #   GET /version (server and cluster version). Every start and stop of an etcd process goes to
@@ -424,7 +432,7 @@ EOF
 # Many small puts quickly: curl config files through the gRPC gateway (one keep-alive
 # connection per curl process, a few processes in parallel, each to a different voter).
 bulk_puts() { # bulk_puts COUNT KEYPREFIX KEYSPACE [MEMBER...]   (default: all live voters)
-    local count=$1 prefix=$2 space=$3 procs=4; shift 3
+    local count=$1 prefix=$2 space=$3 procs=${BULK_PROCS:-4}; shift 3
     local vs=("$@"); ((${#vs[@]})) || mapfile -t vs < <(voters)
     local targets=() n; for n in "${vs[@]}"; do targets+=("$(curl_url "$n")"); done
     # key = <prefix><i % space, 5 digits>, value = "v<i>"; request i goes to process i % procs
@@ -1061,9 +1069,233 @@ capture_e() {
     finish_capture
 }
 
+# ============================================================================== capture F (etcd 3.5)
+# Production-shaped data dirs on etcd 3.5.30: a cluster restored from `etcdctl snapshot save`,
+# members that joined through a leader snapshot, WAL segments purged (--max-wals 2), and a member
+# SIGKILLed in the middle of a write burst (its db behind its WAL). Self-contained: its own etcd
+# binaries (tools/etcd-bin/fetch.sh), its own start function (extra flags), its own checkpoint of
+# the killed member restarted on a copy of its data dir.
+F_BIN=""
+F_FLAGS=(--max-wals 2 --max-snapshots 2)
+
+f_start() { # f_start NAME DATADIR CLIENTPORT PEERPORT [ETCD FLAGS...]  (tracked like start_member)
+    local n=$1 dd=$2 cp=$3 pp=$4; shift 4
+    port_free "$cp" && port_free "$pp" || die "port $cp or $pp in use"
+    "$F_BIN/etcd" --name "$n" --data-dir "$dd" \
+        --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
+        --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
+        --initial-cluster-token "$TOKEN" --snapshot-count "$SNAPCOUNT" "${F_FLAGS[@]}" \
+        --logger zap --log-outputs stderr "$@" >>"$LOGDIR/$CAPNAME-$n.log" 2>&1 &
+    PIDS[$n]=$!
+    event "start $n on $dd (pid ${PIDS[$n]}; $*)"
+}
+
+f_member() { # f_member NAME new|existing INITIAL_CLUSTER (a cluster-f member on its own ports)
+    f_start "$1" "$CAP/data/$1" "${CPORT[$1]}" "${PPORT[$1]}" \
+        --initial-cluster "$3" --initial-cluster-state "$2"
+    LIVE+=("$1")
+}
+
+f_add_learner() { # member add --learner, start it; wait until it has caught up
+    local n=$1 f="$CAP/tmp.add.$1.json" ml="$CAP/tmp.ml.json" id ic v
+    v=$(voters | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    ctl_member -w json --endpoints="$(urls $v)" member add "$n" --learner --peer-urls="$(peer_url "$n")" >"$f" || die "member add $n failed"
+    id=$(python3 "$HELPER" add-id "$f")
+    event "member add --learner $n (id $id)"
+    member_list_json >"$ml" || die "member list failed"
+    ic=$(python3 "$HELPER" initial-cluster "$ml" "$n" "$(peer_url "$n")")
+    LEARNERS+=("$n")
+    f_member "$n" existing "$ic"
+    wait_up "$n" 120
+    wait_caught_up "$n" 180
+}
+
+f_assert_leader_snapshot() { # the member's WAL: a snapshot record S > 0, entries from S+1
+    python3 "$HELPER" walsummary "$CAP/data/$1" >"$CAP/tmp.ws.$1.json"
+    python3 - "$CAP/tmp.ws.$1.json" "$1" <<'EOF' || die "$1 did not join through a leader snapshot"
+import json, sys
+s = json.load(open(sys.argv[1]))
+snaps = [x["index"] for x in s["snapshot_records"] if x["index"] > 0]
+assert snaps and s["first_entry_index"] == snaps[0] + 1, (snaps, s["first_entry_index"])
+print("%s: WAL snapshot record at %d, first entry %d" % (sys.argv[2], snaps[0], s["first_entry_index"]), file=sys.stderr)
+EOF
+    event "verified: $1's WAL starts with a leader snapshot record"
+}
+
+f_assert_purged() { # every live member's first WAL segment is gone (purged by --max-wals 2)
+    local n deadline=$(( $(date +%s) + 90 ))
+    for n in "${LIVE[@]}"; do
+        until ! ls "$CAP/data/$n/member/wal" | grep -q '^0000000000000000-'; do
+            (( $(date +%s) < deadline )) || die "$n: WAL segment 0 never purged: $(ls "$CAP/data/$n/member/wal")"
+            sleep 2   # etcd purges every 30 s
+        done
+        event "verified: $n's WAL segments purged ($(ls "$CAP/data/$n/member/wal" | tr '\n' ' '))"
+    done
+}
+
+f_assert_db_behind() { # the SIGKILLed member's db is behind its WAL (where raft-replay is built)
+    local tool="$REPO_ROOT/target/debug/raft-replay" ci last
+    [ -x "$tool" ] || tool="$REPO_ROOT/target/release/raft-replay"
+    if [ ! -x "$tool" ]; then log "raft-replay not built: the db/WAL gap of $1 is not checked"; return 0; fi
+    ci=$("$tool" db "$CAP/data/$1" 2>/dev/null | sed -n 's/.*consistent index \([0-9]*\).*/\1/p' | head -n 1)
+    last=$("$tool" dump --summary "$CAP/data/$1" 2>/dev/null | sed -n 's/^index range: [0-9]* ..= \([0-9]*\)$/\1/p')
+    [ -n "$ci" ] && [ -n "$last" ] || die "cannot read $1's consistent index ($ci) or last WAL index ($last)"
+    event "$1: db consistent index $ci, last WAL entry $last ($((last - ci)) entries behind)"
+    [ $((last - ci)) -ge 10 ] || die "$1's db is only $((last - ci)) entries behind its WAL"
+}
+
+f_source_snapshot() { # a single-member source cluster (not archived); `etcdctl snapshot save`
+    local src="$CAP/source" out=$1 L
+    CPORT[src]=28790; PPORT[src]=28890
+    f_start src "$src" 28790 28890 --initial-cluster "src=$(peer_url src)" --initial-cluster-state new
+    LIVE+=(src)
+    wait_up src 60
+    for i in $(seq 1 30); do kv put "app/config/$i" "v$i"; done
+    for i in $(seq 1 10); do kv put "app/config/$i" "w$i"; done
+    L=$(ctl --endpoints="$(urls src)" lease grant 86400 | awk '{print $2}')
+    kv put app/session/1 s1 --lease="$L"; kv put app/session/2 s2 --lease="$L"
+    printf 'value("app/config/1") = "w1"\n\nput app/txn ok\ndel app/config/30\n\nput app/txn no\n\n' | kv_txn
+    kv del --prefix app/config/2            # app/config/2, 20..29
+    kv compaction "$(( $(current_rev) - 5 ))"
+    ctl --endpoints="$(urls src)" snapshot save "$out" >>"$LOGDIR/$CAPNAME-client.log" 2>&1 || die "snapshot save failed"
+    event "source cluster: snapshot save (revision $(current_rev), lease $L with 2 keys)"
+    stop_member src
+    unset 'CPORT[src]' 'PPORT[src]'
+    rm -rf "$src"
+}
+
+f_killed_copy_checkpoint() { # NAME: restart etcd on a copy of NAME's data dir, alone; record HashKV
+    local n=$1 copy="$CAP/$1-copy" dir line
+    cp -a "$CAP/data/$n" "$copy"
+    # --force-new-cluster: the copy boots alone (the live members never learn of it) and applies
+    # its WAL up to max(HardState.commit, consistent index), discarding what lies above
+    # (server/etcdserver/raft.go restartAsStandaloneNode); its conf changes add no KV revision.
+    CPORT[$n-copy]=28799; PPORT[$n-copy]=28899
+    f_start "$n-copy" "$copy" 28799 28899 --force-new-cluster
+    LIVE+=("$n-copy")
+    wait_up "$n-copy" 90
+    dir="$CAP/checkpoints/$(printf '%02d' "$CPN")-$n-killed-restarted-on-copy"
+    mkdir -p "$dir"
+    status_json "$n-copy" >"$dir/$n.status1.json" || die "status of $n-copy"
+    ctl -w json --endpoints="$(curl_url "$n-copy")" endpoint hashkv >"$dir/$n.hashkv.json" || die "hashkv of $n-copy"
+    status_json "$n-copy" >"$dir/$n.status2.json" || die "status of $n-copy"
+    ctl -w json --endpoints="$(curl_url "$n-copy")" member list >"$dir/memberlist.json" || die "member list of $n-copy"
+    line=$(grep -h '"forcing restart member"\|discarding uncommitted WAL entries' "$LOGDIR/$CAPNAME-$n-copy.log" | tr '\n' ' ')
+    python3 - "$dir" "$n" "$line" <<'EOF'
+import json, sys
+d, n, line = sys.argv[1:4]
+json.dump({"label": n + "-killed-restarted-on-copy",
+           "after_event": "etcd restarted alone (--force-new-cluster) on a copy of %s's data dir as SIGKILL left it" % n,
+           "live": [n], "learners": [], "etcd_log": line}, open(d + "/meta.json", "w"))
+EOF
+    CPN=$((CPN + 1))
+    stop_member "$n-copy"
+    unset "CPORT[$n-copy]" "PPORT[$n-copy]"
+    rm -rf "$copy"
+}
+
+f_fix_manifest() { # the killed member's checkpoint: the index whose KV state etcd hashed
+    python3 - "$OUT_DIR/$CAPNAME/manifest.json" "$CAP/checkpoints" <<'EOF'
+import json, os, re, sys
+p, cps = sys.argv[1:3]
+m = json.load(open(p))
+m["etcd_flags"]["other"] = "--max-wals 2 --max-snapshots 2; otherwise defaults (heartbeat 100ms, election 1000ms, backend batch interval 100ms, no auto-compaction)"
+m["field_notes"]["raft_index"] = "Status.raftIndex (the commit index)"
+m["field_notes"]["killed_restarted_on_copy"] = ("checkpoint <name>-killed-restarted-on-copy: etcd --force-new-cluster on a copy of the SIGKILLed member's data dir; "
+    "raft_applied_index is the index whose KV state it hashed: its WAL applied up to max(HardState.commit, consistent index) (etcd log 'discarding uncommitted WAL entries' "
+    "commit-index-from-wal, else the last WAL entry); etcd_status_applied_index is what Status reported, after the conf changes --force-new-cluster appends (no KV revision)")
+for cp in m["checkpoints"]:
+    if not cp["label"].endswith("-killed-restarted-on-copy"):
+        continue
+    meta = json.load(open(os.path.join(cps, [x for x in sorted(os.listdir(cps)) if x.endswith(cp["label"])][0], "meta.json")))
+    e = cp["members"][0]
+    name = e["name"]
+    ws = [x for x in m["members"] if x["name"] == name][0]["wal_summary"]
+    hit = re.search(r'"commit-index-from-wal":(\d+)', meta["etcd_log"])
+    idx = int(hit.group(1)) if hit else ws["last_entry_index"]
+    e["etcd_status_applied_index"] = e["raft_applied_index"]
+    e["raft_applied_index"] = idx
+    e["etcd_log"] = meta["etcd_log"]
+json.dump(m, open(p, "w"), indent=1)
+open(p, "a").write("\n")
+EOF
+}
+
+capture_f() {
+    "$REPO_ROOT/tools/etcd-bin/fetch.sh" 3.5.30 sid || die "tools/etcd-bin/fetch.sh 3.5.30 sid failed"
+    F_BIN="$REPO_ROOT/target/etcd/3.5.30/usr/bin"
+    local saved_path=$PATH saved_version=$ETCD_VERSION
+    PATH="$F_BIN:$PATH"   # etcdctl 3.5.30 for every ctl/kv call of this capture
+    ETCD_VERSION=$("$F_BIN/etcd" --version | awk '/^etcd Version:/ {print $3}')
+    begin_capture cluster-f raft-replay-cluster-f 100 \
+        "etcd 3.5.30, production-shaped (--snapshot-count 100 --max-wals 2 --max-snapshots 2): a single-member source cluster (not archived: puts, a leased pair, txn, deletes, compaction) saved with etcdctl snapshot save; f1 restored from that file with etcdutl snapshot restore, serving; learners f2, f3 join through a leader snapshot and are promoted; 150 puts of 1 MiB values so every member cuts WAL segments and purges the first (asserted); big keys deleted, compacted, defragmented; a burst of small puts during which f3 is SIGKILLed (its db, committed every 100 ms, behind its WAL); etcd restarted alone (--force-new-cluster) on a copy of f3's data dir gives the expected HashKV; more writes on f1, f2; clean SIGTERM stop of f1, f2 (f3 stays as SIGKILL left it)"
+    local i snap="$CAP/source.snapshot.db" IC
+    define_member f1 28791 28891 "restored from snapshot save; voter" "etcdutl snapshot restore of a snapshot save file from a single-member source cluster (its db starts at the source's revision, consistent index 1), then served and led; WAL segments purged (--max-wals 2)"
+    define_member f2 28792 28892 "learner from leader snapshot -> voter" "joined the restored cluster as a learner through a leader snapshot, promoted; WAL segments purged"
+    define_member f3 28793 28893 "learner from leader snapshot -> voter; SIGKILL mid-burst" "joined through a leader snapshot, promoted; WAL segments purged; killed with SIGKILL in a burst of puts and never restarted: its db's consistent index is behind its last WAL entry; checkpoint f3-killed-restarted-on-copy has etcd's own HashKV after a restart on a copy"
+    IC="f1=$(peer_url f1)"
+
+    # -- source cluster -> snapshot save -> restore into f1 ------------------------------------
+    f_source_snapshot "$snap"
+    "$F_BIN/etcdutl" snapshot restore "$snap" --name f1 --data-dir "$CAP/data/f1" \
+        --initial-cluster "$IC" --initial-cluster-token "$TOKEN" --initial-advertise-peer-urls "$(peer_url f1)" \
+        >>"$LOGDIR/$CAPNAME-client.log" 2>&1 || die "etcdutl snapshot restore failed"
+    event "etcdutl snapshot restore into f1"
+    f_member f1 new "$IC"
+    wait_up f1 60
+    for i in $(seq 1 10); do kv put "restored/$i" "r$i"; done
+    kv del app/config/3
+    checkpoint restored-f1-serving
+
+    # -- learners join through a leader snapshot, promoted --------------------------------------
+    f_add_learner f2; f_assert_leader_snapshot f2; promote f2; wait_caught_up f2
+    f_add_learner f3; f_assert_leader_snapshot f3; promote f3; wait_caught_up f3
+    printf 'value("restored/1") = "r1"\n\nput grown/txn yes\ndel restored/2\n\nput grown/txn no\n\n' | kv_txn
+    checkpoint grown-to-three
+
+    # -- large values: segments cut, the first purged (--max-wals 2) ----------------------------
+    local chars=abcdefghijklmnopqrstuvwxyz0123456789 c R
+    for i in $(seq 0 149); do
+        c=${chars:$((i % ${#chars})):1}
+        head -c 1048576 /dev/zero | tr '\0' "$c" | kv put "big/$((i % 6))"
+        if (( i % 50 == 49 )); then kv compaction --physical "$(current_rev)"; fi
+    done
+    event "150 puts of 1 MiB values (keys big/0..big/5), compacted every 50"
+    kv del --prefix big/
+    R=$(current_rev); kv compaction --physical "$R"
+    event "del --prefix big/; compaction --physical $R"
+    sleep 2
+    for i in "${LIVE[@]}"; do ctl --endpoints="$(curl_url "$i")" defrag >>"$LOGDIR/$CAPNAME-client.log" 2>&1 || die "defrag $i"; done
+    event "defrag f1 f2 f3 (local, no raft entry)"
+    f_assert_purged
+    checkpoint segments-purged
+
+    # -- burst; SIGKILL f3 in the middle --------------------------------------------------------
+    # 16 clients keep raft batching entries, so the 100 ms backend commit lags the WAL by tens
+    BULK_PROCS=16 bulk_puts 6000 burst/ 400 f1 f2 &
+    local bp=$! a0 deadline=$(( $(date +%s) + 60 ))
+    a0=$(applied_of f3)
+    until [ "$(applied_of f3 || echo 0)" -ge $((a0 + 1500)) ]; do
+        (( $(date +%s) < deadline )) || die "the burst did not reach f3"; sleep 0.2
+    done
+    kill9_member f3
+    wait "$bp" || die "bulk puts during the kill failed"
+    f_assert_db_behind f3
+    f_killed_copy_checkpoint f3
+    for i in $(seq 1 20); do kv put "after-kill/$i" "$i"; done
+    printf 'version("after-kill/1") = "1"\n\nput after-kill/txn yes\n\nput after-kill/txn no\n\n' | kv_txn
+    R=$(current_rev); kv compaction "$((R - 100))"
+    event "writes after the kill; compaction $((R - 100))"
+    checkpoint final
+    finish_capture
+    f_fix_manifest
+    PATH=$saved_path; ETCD_VERSION=$saved_version
+}
+
 # ============================================================================== main
 main() {
-    case "$WHAT" in all|a|b|c|d|e) ;; *) echo "usage: $0 [all|a|b|c|d|e]" >&2; exit 2;; esac
+    case "$WHAT" in all|a|b|c|d|e|f) ;; *) echo "usage: $0 [all|a|b|c|d|e|f]" >&2; exit 2;; esac
     exec </dev/null      # etcdctl put/txn read stdin when no value is given; never block on a tty
     ensure_deps
     WORK="${WORK_DIR:-$(mktemp -d /tmp/raft-replay-capture.XXXXXX)}"
@@ -1080,12 +1312,13 @@ main() {
     case "$WHAT" in all|d|e) ensure_etcd35;; esac
     log "etcd $ETCD_VERSION; work dir $WORK; logs in $LOGDIR; output $OUT_DIR"
     case "$WHAT" in
-        all) capture_a; capture_b; capture_c; capture_d; capture_e;;
+        all) capture_a; capture_b; capture_c; capture_d; capture_e; capture_f;;
         a) capture_a;;
         b) capture_b;;
         c) capture_c;;
         d) capture_d;;
         e) capture_e;;
+        f) capture_f;;
     esac
     FAILED=0
     log "done in $(( $(date +%s) - T0 ))s"

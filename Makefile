@@ -13,13 +13,13 @@ help:
 	@echo "make run        verify the bundled corpus (main job)"
 	@echo "make test       cargo test + differential test vs etcd 3.4.23 (needs: make deps)"
 	@echo "make test-quick cargo test only"
-	@echo "make deps       apt-get install golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev"
+	@echo "make deps       apt-get install golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev etcd-server etcd-client"
 	@echo "make etcd35     fetch etcd 3.5.30 (etcd, etcdctl, etcdutl) into target/etcd/ (gate --rehearse)"
 	@echo "make corpus     re-capture the corpus from real etcd 3.4.23 (apt) and 3.5.30 (tools/etcd-bin/fetch.sh)"
 
 deps:
-	@if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/go.etcd.io/etcd/wal ] || [ ! -f /usr/share/gocode/src/go.etcd.io/bbolt/db.go ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev; \
+	@if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/go.etcd.io/etcd/wal ] || [ ! -f /usr/share/gocode/src/go.etcd.io/bbolt/db.go ] || ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev etcd-server etcd-client; \
 	fi
 
 $(RELEASE_BIN): Cargo.toml Cargo.lock $(shell find src -name '*.rs')

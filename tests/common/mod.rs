@@ -420,3 +420,127 @@ pub fn etcd_35() -> Option<PathBuf> {
     }
     Some(path)
 }
+
+/// The system's etcd 3.4 server and client (Debian 12's `etcd-server`/`etcd-client` 3.4.23,
+/// installed by `make deps`), or None with `RAFT_REPLAY_ETCD34=skip` (said on stderr).
+pub fn etcd_34() -> Option<(PathBuf, PathBuf)> {
+    if std::env::var("RAFT_REPLAY_ETCD34").as_deref() == Ok("skip") {
+        eprintln!("RAFT_REPLAY_ETCD34=skip: the checks on a live etcd 3.4 are NOT run");
+        return None;
+    }
+    let find = |name: &str| {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    };
+    let (Some(etcd), Some(etcdctl)) = (find("etcd"), find("etcdctl")) else {
+        panic!("etcd 3.4 (etcd, etcdctl on PATH) is needed: `make deps` installs Debian's etcd-server and etcd-client, or set RAFT_REPLAY_ETCD34=skip");
+    };
+    let version = std::process::Command::new(&etcd)
+        .arg("--version")
+        .output()
+        .expect("etcd --version");
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    assert!(
+        version.contains("etcd Version: 3.4."),
+        "{} is not etcd 3.4: {version}",
+        etcd.display()
+    );
+    Some((etcd, etcdctl))
+}
+
+/// A free loopback port (bound and released: another process may take it first, rarely).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A single-member etcd on loopback in `data_dir`, killed when dropped.
+pub struct LiveEtcd {
+    pub child: std::process::Child,
+    pub client_url: String,
+    pub etcdctl: PathBuf,
+}
+
+impl LiveEtcd {
+    pub fn start(etcd: &Path, etcdctl: &Path, data_dir: &Path) -> LiveEtcd {
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(data_dir.with_extension("log")).expect("etcd log");
+        let mut command = std::process::Command::new(etcd);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ETCD") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .args(["--name", "s1", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("s1={peer_url}")])
+            .stdout(log.try_clone().expect("etcd log"))
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        let live = LiveEtcd {
+            child,
+            client_url,
+            etcdctl: etcdctl.to_path_buf(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while live.ctl(&["endpoint", "health"]).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "etcd did not serve within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        live
+    }
+
+    /// etcdctl (v3 API) against this member: its stdout, or its stderr as the error.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let output = std::process::Command::new(&self.etcdctl)
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.client_url, "--command-timeout", "10s"])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    /// SIGTERM, then wait (etcd flushes its backend on a clean stop).
+    pub fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for LiveEtcd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

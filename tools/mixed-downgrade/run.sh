@@ -14,7 +14,9 @@ base=${2:-28790}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 b35=$repo/target/etcd/3.5.30/usr/bin
 [ -x "$b35/etcd" ] || "$repo/tools/etcd-bin/fetch.sh" 3.5.30 sid >&2
-etcd --version | grep -q "etcd Version: 3.4.23" || { echo "run.sh: etcd 3.4.23 must be on PATH" >&2; exit 2; }
+# (read whole first: `grep -q` closing the pipe early would fail the pipeline under pipefail)
+v34=$(etcd --version 2>/dev/null || true)
+case $v34 in *"etcd Version: 3.4.23"*) ;; *) echo "run.sh: etcd 3.4.23 must be on PATH (make deps)" >&2; exit 2;; esac
 mkdir -p "$out"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

@@ -103,6 +103,8 @@ pub struct ClusterRun {
     pub max_crashed: usize,
     pub committed: u64,
     pub combinations: usize,
+    /// Failing combinations whose moment Raft cannot reach ([`QuorumView::moment_reachable`]).
+    pub unreachable: usize,
     pub findings: Vec<ClusterFinding>,
     pub notes: Vec<String>,
 }
@@ -213,6 +215,7 @@ pub fn enumerate_cluster(
     // Crash sets.
     let voter_idx: Vec<usize> = voter_members.iter().flatten().copied().collect();
     let mut combinations = 0usize;
+    let mut unreachable = 0usize;
     let quorum_view = QuorumView {
         members: &members,
         voter_members: &voter_members,
@@ -224,12 +227,19 @@ pub fn enumerate_cluster(
     for size in 1..=max_crashed.min(voter_idx.len()) {
         for set in subsets(&voter_idx, size) {
             let (checked, set_findings) = quorum_view.check_crash_set(&set, committed);
-            combinations += checked;
+            combinations += checked.combinations;
+            unreachable += checked.unreachable;
             findings.extend(set_findings);
         }
     }
+    if unreachable > 0 {
+        notes.push(format!(
+            "{unreachable} combination(s) not judged: the crashed member knew a commit that its fsynced log and the other voters' logs do not hold on a quorum, a moment no leader can produce (a commit-only HardState read as part of the Save before it)"
+        ));
+    }
     Ok(ClusterRun {
         members,
+        unreachable,
         paths: paths.to_vec(),
         voters,
         quorum,
@@ -255,18 +265,32 @@ struct QuorumView<'a> {
 /// One crashed member's state: (commit it knew, entries it holds after recovery, result index).
 type HeldState = (u64, u64, usize);
 
+/// What one crash set's check covered.
+struct CrashSetCheck {
+    /// (crash set, commit) combinations checked.
+    combinations: usize,
+    /// Failing combinations set aside because their moment is not one Raft can reach
+    /// ([`QuorumView::moment_reachable`]).
+    unreachable: usize,
+}
+
 impl QuorumView<'_> {
     /// Crashes the members of `set` together: one member's state sets the moment (the commit c
     /// it knew); each other member crashed no later (its worst state that knew at most c). Returns
     /// the combinations checked and, per kind of loss, the most telling failing combination
     /// (silent losses before refusals) with the number failing that way.
-    fn check_crash_set(&self, set: &[usize], committed: u64) -> (usize, Vec<ClusterFinding>) {
+    fn check_crash_set(
+        &self,
+        set: &[usize],
+        committed: u64,
+    ) -> (CrashSetCheck, Vec<ClusterFinding>) {
         let per: Vec<Vec<HeldState>> = set
             .iter()
             .map(|&m| self.states_by_commit(m, committed))
             .collect();
         let prefix_min: Vec<Vec<(u64, usize)>> = per.iter().map(|s| worst_so_far(s)).collect();
         let mut combinations = 0usize;
+        let mut unreachable = 0usize;
         // Per kind of loss: (refusals in the combination, finding).
         let mut best: BTreeMap<QuorumLoss, (usize, ClusterFinding)> = BTreeMap::new();
         for (setter, states) in per.iter().enumerate() {
@@ -291,6 +315,11 @@ impl QuorumView<'_> {
                 if q >= c {
                     continue;
                 }
+                let setter_result = &self.members[set[setter]].results[i_setter];
+                if !self.moment_reachable(set[setter], setter_result, c) {
+                    unreachable += 1;
+                    continue;
+                }
                 let chosen: Vec<(usize, &StateResult)> = set
                     .iter()
                     .zip(&worst)
@@ -312,7 +341,42 @@ impl QuorumView<'_> {
                 }
             }
         }
-        (combinations, best.into_values().map(|(_, f)| f).collect())
+        (
+            CrashSetCheck {
+                combinations,
+                unreachable,
+            },
+            best.into_values().map(|(_, f)| f).collect(),
+        )
+    }
+
+    /// Whether a crash moment is one Raft can reach: a member knows commit `c` only once `c`
+    /// is persisted on a quorum (Raft §5.3: the leader commits an entry once it is replicated
+    /// on a majority; a follower learns the commit from the leader's AppendEntries). At the
+    /// moment of crash state `r` of member `m`, `m` had persisted through `r.acked`; every
+    /// other voter holds at most its log as given (for a voter that stopped long before, like a
+    /// member SIGKILLed and never restarted, exactly that). If even these do not reach `c` on
+    /// a quorum, no leader could have committed `c` then: the state pairs a commit-only
+    /// HardState with the Save before it. etcd writes them as separate Saves when a Ready has
+    /// entries and an unchanged HardState (server/wal/wal.go `Save` skips an empty HardState;
+    /// raft `MustSync` does not sync a commit-only one), and the record stream cannot tell the
+    /// two apart. Only crash classes have such a moment; a storage fault strikes the finished
+    /// log.
+    fn moment_reachable(&self, m: usize, r: &StateResult, c: u64) -> bool {
+        if !r.class.is_crash() {
+            return true;
+        }
+        let mut held: Vec<u64> = self
+            .voter_members
+            .iter()
+            .map(|vm| match vm {
+                Some(i) if *i == m => r.acked,
+                Some(i) => self.live_held[*i],
+                None => u64::MAX,
+            })
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        held.get(self.quorum - 1).copied().unwrap_or(0) >= c
     }
 
     /// A crashed member's states sorted by the commit each knew.

@@ -5,7 +5,12 @@
 //! (`known_commit`, a lower bound of the cluster's commit when it crashed); a live member holds
 //! its whole log. For every set F of at most f voters, every state s of one of them sets the
 //! moment (c = what s knew committed); each other member of F takes its worst state among those
-//! that knew no more than c (it crashed no later); the quorum-th largest holding must reach c. A crash that loses only unsynced entries can never fail this
+//! that knew no more than c (it crashed no later); the quorum-th largest holding must reach c.
+//! A voter not in F holds its log as given — for a voter that stopped long before the others
+//! (SIGKILLed, never restarted), exactly the log it had at every later moment; it is not
+//! assumed up to date. A moment is judged only if Raft can reach it: c persisted on a quorum
+//! counting the crashed member at what it had fsynced ([`QuorumView::moment_reachable`]).
+//! A crash that loses only unsynced entries can never fail this
 //! (those entries were not acknowledged); a storage fault on f members can only fail it when
 //! the live members lack committed entries — and a member that lost entries it acknowledged is
 //! handed a commit beyond its log by its leader on restart ("tocommit out of range").
@@ -589,6 +594,39 @@ mod tests {
             QuorumLoss::of(&[(0, &zeroed), (1, &broken)], 40),
             QuorumLoss::Violation
         );
+    }
+
+    /// cluster-f's shape: voter 3 stopped with its log at 2389; member 1 (a follower) crashes
+    /// in a state that knew commit 2418.
+    #[test]
+    fn a_commit_no_quorum_of_fsynced_logs_holds_is_not_a_moment_but_lost_acked_entries_are() {
+        let voter_members = [Some(0), Some(1), Some(2)];
+        let live_held = [6200, 6200, 2389];
+        let view = QuorumView {
+            members: &[],
+            voter_members: &voter_members,
+            live_held: &live_held,
+            quorum: 2,
+            voters: 3,
+            paths: &[],
+        };
+        let mut lost_unsynced = state(FaultClass::LostUnsynced, Outcome::ExpectedLoss, 2417);
+        lost_unsynced.acked = 2417;
+        assert!(!view.moment_reachable(1, &lost_unsynced, 2418));
+        // It had fsynced 2418 and lost it: a reachable moment, judged (and a violation).
+        let mut lost_acked = state(FaultClass::RecordBoundary, Outcome::Violation, 2417);
+        lost_acked.acked = 2418;
+        assert!(view.moment_reachable(1, &lost_acked, 2418));
+        // The same commit with voter 3 up to date: reachable.
+        let live_held = [6200, 6200, 6200];
+        let view = QuorumView {
+            live_held: &live_held,
+            ..view
+        };
+        assert!(view.moment_reachable(1, &lost_unsynced, 2418));
+        // A storage fault strikes the finished log: always judged.
+        let zeroed = state(FaultClass::ZeroedSector, Outcome::UndetectedLoss, 10);
+        assert!(view.moment_reachable(1, &zeroed, 6200));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `raft-replay crash` on the real etcd 3.4.23 captures: every record boundary of every member
+//! `raft-replay crash` on the real etcd captures (3.4.23 and 3.5.30, cluster-f with purged
+//! segments and `.snap` files): every record boundary of every member
 //! recovers without a violation, cluster mode finds none, every fault class runs, and the input
 //! is left byte-identical. The full enumeration of every class on every member runs in release
 //! behind `RAFT_REPLAY_CRASH_FULL=1` (and in `cargo bench --bench crash`).
@@ -26,17 +27,20 @@ fn boundaries_only() -> Options {
     }
 }
 
-/// The captures the crash enumeration models: every write since the member's first segment is
-/// in its files. Not cluster-f: its members purged their first segments and `.snap` files
-/// (`--max-wals 2`, `--max-snapshots 2`), so the early prefixes of what the files hold are states
-/// that never existed (the purged files were still there then) and etcd cannot boot them ("file
-/// not found"); and its f3 was SIGKILLed and never restarted, so the cluster mode's "committed
-/// survives on a quorum" counts a member that had stopped. Modelling purges is not done.
+/// Every capture. cluster-f's members purged their first segments and `.snap` files
+/// (`--max-wals 2`, `--max-snapshots 2`): the crash states before the first prefix etcd can
+/// boot from the files left are not modelled (counted, never judged); its f3 was SIGKILLed and
+/// never restarted, and cluster mode holds it to the log it has.
 fn crash_captures() -> Vec<String> {
     common::captures()
-        .into_iter()
-        .filter(|c| c != "cluster-f")
-        .collect()
+}
+
+/// Whether the member's first segment is the one etcd's `wal.Create` wrote (named with raft
+/// index 0, holding the `{0, 0}` snapshot record): nothing was purged, every state is modelled.
+fn wal_from_create(h: &raft_replay::crash::history::History) -> bool {
+    h.segments
+        .first()
+        .is_some_and(|s| s.name.raft_index == 0 && s.name.seq == 0)
 }
 
 fn violations(run: &raft_replay::crash::MemberRun) -> Vec<String> {
@@ -65,8 +69,30 @@ fn every_record_boundary_of_every_member_recovers() {
         let h = &run.history;
         let name = format!("{capture}/{}", member.display());
         assert!(h.damage.is_none(), "{name}: {:?}", h.damage);
+        let not_modelled = |c| run.not_modelled.get(&c).copied().unwrap_or(0);
+        if wal_from_create(h) {
+            assert_eq!(run.not_modelled_count(), 0, "{name}: nothing was purged");
+            assert_eq!(run.first_modelled, None, "{name}");
+        } else {
+            assert_eq!(
+                capture, "cluster-f",
+                "{name}: only cluster-f purged segments"
+            );
+            let first = run
+                .first_modelled
+                .expect("a bootable prefix past the header");
+            assert!(
+                not_modelled(FaultClass::RecordBoundary) > 0 && first > h.first_cut(),
+                "{name}: the cuts before the first bootable prefix are not modelled"
+            );
+            assert_eq!(
+                not_modelled(FaultClass::RecordBoundary),
+                first - h.first_cut(),
+                "{name}: exactly the cuts before record {first}"
+            );
+        }
         assert_eq!(
-            run.record_boundaries_checked(),
+            run.record_boundaries_checked() + not_modelled(FaultClass::RecordBoundary),
             h.records.len() - h.first_cut() + 1,
             "{name}: every record boundary from the first synced header on"
         );
@@ -74,7 +100,8 @@ fn every_record_boundary_of_every_member_recovers() {
             run.results
                 .iter()
                 .filter(|r| r.class == FaultClass::FsyncPoint)
-                .count(),
+                .count()
+                + not_modelled(FaultClass::FsyncPoint),
             h.syncs.len(),
             "{name}: every fsync point"
         );
@@ -107,7 +134,7 @@ fn every_record_boundary_of_every_member_recovers() {
 }
 
 #[test]
-fn cluster_mode_finds_no_violation_in_either_capture() {
+fn cluster_mode_finds_no_violation_in_any_capture() {
     for capture in crash_captures() {
         let members: Vec<PathBuf> = common::members(&capture);
         let run = enumerate_cluster(&RealFs, &members, &boundaries_only()).unwrap();
@@ -197,6 +224,65 @@ fn every_class_runs_through_the_cli_and_leaves_the_input_untouched() {
     assert_eq!(common::fingerprint(root), before, "input changed");
 }
 
+/// A member whose first segments and `.snap` files were purged, through the command line: the
+/// states before the first bootable prefix are reported as not modelled, with how many, in the
+/// text and the JSON report, and the run holds (exit 0); the input is left untouched.
+#[test]
+fn purged_files_are_reported_as_not_modelled_through_the_cli() {
+    let root = common::unpacked("cluster-f");
+    let before = common::fingerprint(root);
+    let members = common::members("cluster-f");
+    let f3 = members.iter().find(|m| m.ends_with("f3")).unwrap();
+    let path = f3.display().to_string();
+    let args = ["crash", &path, "--classes", "abd", "--cross-checks", "2"];
+    let (code, stdout, stderr) = common::run_cli(&args);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let run = enumerate_member(
+        &RealFs,
+        f3,
+        &Options {
+            classes: vec![
+                FaultClass::FsyncPoint,
+                FaultClass::RecordBoundary,
+                FaultClass::LostUnsynced,
+            ],
+            cross_checks: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let n = run.not_modelled_count();
+    assert!(n > 0);
+    assert!(
+        stdout.contains(&format!(
+            "not modelled: {n} crash state(s) written before record"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{n} crash state(s) not modelled (the files of that time were purged)"
+        )),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = common::run_cli(&[&args[..], &["--format", "json"]].concat());
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["verdict"], "ok");
+    assert_eq!(report["not_modelled_count"], n);
+    let m = &report["members"][0]["not_modelled"];
+    assert_eq!(m["count"], n);
+    assert_eq!(
+        m["first_modelled_record"].as_u64(),
+        run.first_modelled.map(|k| k as u64)
+    );
+    assert_eq!(
+        m["by_class"]["record_boundary"],
+        run.not_modelled[&FaultClass::RecordBoundary]
+    );
+    assert_eq!(common::fingerprint(root), before, "input changed");
+}
+
 /// A member whose records are ~1 MB (cluster-b, a cut segment): every class with small caps.
 #[test]
 fn every_class_on_a_member_with_a_cut_segment() {
@@ -227,7 +313,7 @@ fn every_class_on_a_member_with_a_cut_segment() {
     );
 }
 
-/// The whole enumeration, every class, every member and both clusters (release only).
+/// The whole enumeration, every class, every member and every capture (release only).
 #[test]
 fn full_enumeration_of_every_member() {
     if std::env::var_os("RAFT_REPLAY_CRASH_FULL").is_none() {

@@ -456,3 +456,63 @@ fn a_start_snapshot_without_its_wal_record_boots() {
     let refused = real.refused.expect("raft.RestartNode panics");
     assert!(refused.contains("cannot use none as id"), "{refused}");
 }
+
+/// A member whose oldest segments and `.snap` files were purged (`--max-wals`,
+/// `--max-snapshots`): the crash states before the first prefix etcd can boot from the files
+/// left are not modelled — the real recovery path refuses exactly those ("file not found":
+/// no snapshot record naming a `.snap` present, no segment at raft index 0) — and every state
+/// from that prefix on is judged and recovers.
+#[test]
+fn purged_segments_and_snap_files_leave_early_states_not_modelled() {
+    use raft_replay::crash::history::History;
+    use raft_replay::crash::recover::{recover, DiskState};
+    let dir = tempfile::tempdir().unwrap();
+    let m = synthetic_member(2, 400, 8 * 1024, 50);
+    let mut state = m.disk();
+    assert!(state.segments.len() > 4, "{}", state.segments.len());
+    assert!(state.snaps.len() > 3, "{}", state.snaps.len());
+    state.segments.drain(..3);
+    let kept = state.snaps.len() - 2;
+    state.snaps.drain(..kept);
+    let path = dir.path().join("purged");
+    write_disk(&state, &path).unwrap();
+
+    let classes = [
+        FaultClass::FsyncPoint,
+        FaultClass::RecordBoundary,
+        FaultClass::LostUnsynced,
+    ];
+    let run = enumerate_member(&RealFs, &path, &opts(&classes)).unwrap();
+    let h: &History = &run.history;
+    let first = run.first_modelled.expect("states before a bootable prefix");
+    assert!(first > h.first_cut());
+    assert!(run.not_modelled_count() > 0);
+    assert_eq!(
+        run.not_modelled[&FaultClass::RecordBoundary],
+        first - h.first_cut()
+    );
+    assert!(run.baseline_finding.is_none(), "{:?}", run.baseline_finding);
+    assert_eq!(run.count(Outcome::Violation), 0);
+    assert_eq!(run.count(Outcome::Refused), 0);
+    assert!(
+        run.cross_checks.iter().all(|c| c.ok),
+        "{:?}",
+        run.cross_checks
+    );
+    // The boundary is etcd's: one record short, the files do not boot; at it, they do.
+    let (before, _) = recover(&DiskState::prefix(h, first - 1));
+    let refused = before
+        .refused
+        .expect("no bootable snapshot one record earlier");
+    assert!(refused.contains("file not found"), "{refused}");
+    let (at, _) = recover(&DiskState::prefix(h, first));
+    assert_eq!(at.refused, None);
+    assert!(at.snap_file.is_some(), "boots from a .snap still present");
+
+    // The same member with its files unpurged: every state is modelled.
+    let whole = dir.path().join("whole");
+    m.write_to(&whole).unwrap();
+    let run = enumerate_member(&RealFs, &whole, &opts(&classes)).unwrap();
+    assert_eq!(run.not_modelled_count(), 0);
+    assert_eq!(run.first_modelled, None);
+}

@@ -5,7 +5,12 @@
 //! (`known_commit`, a lower bound of the cluster's commit when it crashed); a live member holds
 //! its whole log. For every set F of at most f voters, every state s of one of them sets the
 //! moment (c = what s knew committed); each other member of F takes its worst state among those
-//! that knew no more than c (it crashed no later); the quorum-th largest holding must reach c. A crash that loses only unsynced entries can never fail this
+//! that knew no more than c (it crashed no later); the quorum-th largest holding must reach c.
+//! A voter not in F holds its log as given — for a voter that stopped long before the others
+//! (SIGKILLed, never restarted), exactly the log it had at every later moment; it is not
+//! assumed up to date. A moment is judged only if Raft can reach it: c persisted on a quorum
+//! counting the crashed member at what it had fsynced ([`QuorumView::moment_reachable`]).
+//! A crash that loses only unsynced entries can never fail this
 //! (those entries were not acknowledged); a storage fault on f members can only fail it when
 //! the live members lack committed entries — and a member that lost entries it acknowledged is
 //! handed a commit beyond its log by its leader on restart ("tocommit out of range").
@@ -103,6 +108,8 @@ pub struct ClusterRun {
     pub max_crashed: usize,
     pub committed: u64,
     pub combinations: usize,
+    /// Failing combinations whose moment Raft cannot reach ([`QuorumView::moment_reachable`]).
+    pub unreachable: usize,
     pub findings: Vec<ClusterFinding>,
     pub notes: Vec<String>,
 }
@@ -213,6 +220,7 @@ pub fn enumerate_cluster(
     // Crash sets.
     let voter_idx: Vec<usize> = voter_members.iter().flatten().copied().collect();
     let mut combinations = 0usize;
+    let mut unreachable = 0usize;
     let quorum_view = QuorumView {
         members: &members,
         voter_members: &voter_members,
@@ -224,12 +232,19 @@ pub fn enumerate_cluster(
     for size in 1..=max_crashed.min(voter_idx.len()) {
         for set in subsets(&voter_idx, size) {
             let (checked, set_findings) = quorum_view.check_crash_set(&set, committed);
-            combinations += checked;
+            combinations += checked.combinations;
+            unreachable += checked.unreachable;
             findings.extend(set_findings);
         }
     }
+    if unreachable > 0 {
+        notes.push(format!(
+            "{unreachable} combination(s) not judged: the crashed member knew a commit that its fsynced log and the other voters' logs do not hold on a quorum, a moment no leader can produce (a commit-only HardState read as part of the Save before it)"
+        ));
+    }
     Ok(ClusterRun {
         members,
+        unreachable,
         paths: paths.to_vec(),
         voters,
         quorum,
@@ -255,18 +270,32 @@ struct QuorumView<'a> {
 /// One crashed member's state: (commit it knew, entries it holds after recovery, result index).
 type HeldState = (u64, u64, usize);
 
+/// What one crash set's check covered.
+struct CrashSetCheck {
+    /// (crash set, commit) combinations checked.
+    combinations: usize,
+    /// Failing combinations set aside because their moment is not one Raft can reach
+    /// ([`QuorumView::moment_reachable`]).
+    unreachable: usize,
+}
+
 impl QuorumView<'_> {
     /// Crashes the members of `set` together: one member's state sets the moment (the commit c
     /// it knew); each other member crashed no later (its worst state that knew at most c). Returns
     /// the combinations checked and, per kind of loss, the most telling failing combination
     /// (silent losses before refusals) with the number failing that way.
-    fn check_crash_set(&self, set: &[usize], committed: u64) -> (usize, Vec<ClusterFinding>) {
+    fn check_crash_set(
+        &self,
+        set: &[usize],
+        committed: u64,
+    ) -> (CrashSetCheck, Vec<ClusterFinding>) {
         let per: Vec<Vec<HeldState>> = set
             .iter()
             .map(|&m| self.states_by_commit(m, committed))
             .collect();
         let prefix_min: Vec<Vec<(u64, usize)>> = per.iter().map(|s| worst_so_far(s)).collect();
         let mut combinations = 0usize;
+        let mut unreachable = 0usize;
         // Per kind of loss: (refusals in the combination, finding).
         let mut best: BTreeMap<QuorumLoss, (usize, ClusterFinding)> = BTreeMap::new();
         for (setter, states) in per.iter().enumerate() {
@@ -291,6 +320,11 @@ impl QuorumView<'_> {
                 if q >= c {
                     continue;
                 }
+                let setter_result = &self.members[set[setter]].results[i_setter];
+                if !self.moment_reachable(set[setter], setter_result, c) {
+                    unreachable += 1;
+                    continue;
+                }
                 let chosen: Vec<(usize, &StateResult)> = set
                     .iter()
                     .zip(&worst)
@@ -312,7 +346,42 @@ impl QuorumView<'_> {
                 }
             }
         }
-        (combinations, best.into_values().map(|(_, f)| f).collect())
+        (
+            CrashSetCheck {
+                combinations,
+                unreachable,
+            },
+            best.into_values().map(|(_, f)| f).collect(),
+        )
+    }
+
+    /// Whether a crash moment is one Raft can reach: a member knows commit `c` only once `c`
+    /// is persisted on a quorum (Raft §5.3: the leader commits an entry once it is replicated
+    /// on a majority; a follower learns the commit from the leader's AppendEntries). At the
+    /// moment of crash state `r` of member `m`, `m` had persisted through `r.acked`; every
+    /// other voter holds at most its log as given (for a voter that stopped long before, like a
+    /// member SIGKILLed and never restarted, exactly that). If even these do not reach `c` on
+    /// a quorum, no leader could have committed `c` then: the state pairs a commit-only
+    /// HardState with the Save before it. etcd writes them as separate Saves when a Ready has
+    /// entries and an unchanged HardState (server/wal/wal.go `Save` skips an empty HardState;
+    /// raft `MustSync` does not sync a commit-only one), and the record stream cannot tell the
+    /// two apart. Only crash classes have such a moment; a storage fault strikes the finished
+    /// log.
+    fn moment_reachable(&self, m: usize, r: &StateResult, c: u64) -> bool {
+        if !r.class.is_crash() {
+            return true;
+        }
+        let mut held: Vec<u64> = self
+            .voter_members
+            .iter()
+            .map(|vm| match vm {
+                Some(i) if *i == m => r.acked,
+                Some(i) => self.live_held[*i],
+                None => u64::MAX,
+            })
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        held.get(self.quorum - 1).copied().unwrap_or(0) >= c
     }
 
     /// A crashed member's states sorted by the commit each knew.
@@ -525,6 +594,39 @@ mod tests {
             QuorumLoss::of(&[(0, &zeroed), (1, &broken)], 40),
             QuorumLoss::Violation
         );
+    }
+
+    /// cluster-f's shape: voter 3 stopped with its log at 2389; member 1 (a follower) crashes
+    /// in a state that knew commit 2418.
+    #[test]
+    fn a_commit_no_quorum_of_fsynced_logs_holds_is_not_a_moment_but_lost_acked_entries_are() {
+        let voter_members = [Some(0), Some(1), Some(2)];
+        let live_held = [6200, 6200, 2389];
+        let view = QuorumView {
+            members: &[],
+            voter_members: &voter_members,
+            live_held: &live_held,
+            quorum: 2,
+            voters: 3,
+            paths: &[],
+        };
+        let mut lost_unsynced = state(FaultClass::LostUnsynced, Outcome::ExpectedLoss, 2417);
+        lost_unsynced.acked = 2417;
+        assert!(!view.moment_reachable(1, &lost_unsynced, 2418));
+        // It had fsynced 2418 and lost it: a reachable moment, judged (and a violation).
+        let mut lost_acked = state(FaultClass::RecordBoundary, Outcome::Violation, 2417);
+        lost_acked.acked = 2418;
+        assert!(view.moment_reachable(1, &lost_acked, 2418));
+        // The same commit with voter 3 up to date: reachable.
+        let live_held = [6200, 6200, 6200];
+        let view = QuorumView {
+            live_held: &live_held,
+            ..view
+        };
+        assert!(view.moment_reachable(1, &lost_unsynced, 2418));
+        // A storage fault strikes the finished log: always judged.
+        let zeroed = state(FaultClass::ZeroedSector, Outcome::UndetectedLoss, 10);
+        assert!(view.moment_reachable(1, &zeroed, 6200));
     }
 
     #[test]

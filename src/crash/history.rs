@@ -392,6 +392,37 @@ impl History {
         self.segments.first().map(|s| s.header_end).unwrap_or(0)
     }
 
+    /// The shortest record prefix etcd can boot from the files we have: it must hold a WAL
+    /// snapshot record that a file present names. etcd 3.5.30 `NewServer`
+    /// (server/etcdserver/server.go: `wal.ValidSnapshotEntries`, then
+    /// `snap.LoadNewestAvailable(walSnaps)`) boots from the newest `.snap` whose (index, term)
+    /// a WAL snapshot record carries; without one it opens the WAL at index 0, and
+    /// `wal.Open` → `selectWALFiles` needs a segment named at or below that index
+    /// (server/wal/wal.go, util.go `searchIndex`: `ErrFileNotFound`). So Create's `{0, 0}`
+    /// record counts only in a segment named with raft index 0, and a `.snap` record only at
+    /// or above the first segment's index. A prefix shorter than this is a moment when the
+    /// files it would boot from — earlier segments, older `.snap` files — still existed and
+    /// have since been purged (`--max-wals`, `--max-snapshots`): not a state these files can
+    /// show. `None`: no prefix boots (the input itself does not; that is judged, not hidden).
+    pub fn first_bootable(&self) -> Option<usize> {
+        let first = self.segments.first()?;
+        let create = self
+            .records
+            .iter()
+            .position(|r| matches!(&r.kind, RecKind::Snapshot(s) if s.index == 0 && s.term == 0))
+            .filter(|_| first.name.raft_index == 0);
+        let snap = self
+            .snaps
+            .iter()
+            .filter_map(|s| match (&s.meta, s.wal_record) {
+                (Some((_, index, _)), Some(r)) if *index >= first.name.raft_index => Some(r),
+                _ => None,
+            })
+            .min();
+        let r = create.into_iter().chain(snap).min()?;
+        Some((r + 1).max(self.first_cut()))
+    }
+
     /// The last sync point at or before `k` (records durable if a crash happens after `k`
     /// records were written).
     pub fn durable_at(&self, k: usize) -> usize {

@@ -61,6 +61,11 @@ pub struct MemberRun {
     pub voters: Vec<u64>,
     pub elapsed: Duration,
     pub notes: Vec<String>,
+    /// Crash states not judged, per class: moments before the shortest prefix etcd can boot
+    /// from the files we have ([`History::first_bootable`]), when the purged files existed.
+    pub not_modelled: BTreeMap<FaultClass, usize>,
+    /// That shortest prefix (records), when it is past the first segment's header.
+    pub first_modelled: Option<usize>,
 }
 
 impl MemberRun {
@@ -74,6 +79,11 @@ impl MemberRun {
 
     pub fn count(&self, outcome: Outcome) -> usize {
         self.results.iter().filter(|r| r.outcome == outcome).count()
+    }
+
+    /// Crash states not judged because the files of their moment were purged.
+    pub fn not_modelled_count(&self) -> usize {
+        self.not_modelled.values().sum()
     }
 
     pub fn record_boundaries_checked(&self) -> usize {
@@ -97,6 +107,7 @@ pub fn enumerate_member(
     let mut notes: Vec<String> = input_damage_note(&history).into_iter().collect();
     let only = only_member_state(opts)?;
     let planned = plan_states(&history, opts, only.as_ref())?;
+    let (planned, purged) = split_purged(&history, planned);
 
     // `--only` evaluates one state: no cross-checks, no KV replay.
     let cross_checks_wanted = if only.is_some() { 0 } else { opts.cross_checks };
@@ -141,7 +152,55 @@ pub fn enumerate_member(
         voters: uncrashed.voters,
         elapsed: started.elapsed(),
         notes,
+        not_modelled: purged.counts,
+        first_modelled: purged.first_modelled,
     })
+}
+
+/// The crash states whose moment precedes the shortest bootable prefix, set apart and counted.
+struct Purged {
+    counts: BTreeMap<FaultClass, usize>,
+    first_modelled: Option<usize>,
+}
+
+/// Sets apart the crash states (a–e) whose fsynced prefix is shorter than
+/// [`History::first_bootable`]: at that moment the purged segments and `.snap` files were still
+/// on disk (etcd purges only the oldest, once newer ones cover them), and the state etcd would
+/// boot from them is not one these files can show. From that prefix on, the boot snapshot is
+/// the newest `.snap` a surviving WAL record names, the same with or without the older files
+/// (`selectWALFiles` reads from the segment at or below its index). Storage faults (f–i)
+/// strike the finished log and are all judged.
+fn split_purged(history: &History, planned: Vec<Planned>) -> (Vec<Planned>, Purged) {
+    let first_modelled = history
+        .first_bootable()
+        .filter(|k| *k > history.first_cut());
+    let mut counts = BTreeMap::new();
+    let Some(first) = first_modelled else {
+        return (
+            planned,
+            Purged {
+                counts,
+                first_modelled,
+            },
+        );
+    };
+    let kept = planned
+        .into_iter()
+        .filter(|p| {
+            let purged = p.class.is_crash() && p.durable < first;
+            if purged {
+                *counts.entry(p.class).or_insert(0) += 1;
+            }
+            !purged
+        })
+        .collect();
+    (
+        kept,
+        Purged {
+            counts,
+            first_modelled,
+        },
+    )
 }
 
 /// When the input WAL itself is damaged: the states are enumerated over its readable records.

@@ -192,10 +192,32 @@ fn member_header(m: &MemberRun) -> String {
         kv,
         m.elapsed.as_secs_f64()
     ));
+    if let Some(line) = not_modelled_line(m) {
+        text.push_str(&line);
+    }
     for note in &m.notes {
         text.push_str(&format!("  note: {note}\n"));
     }
     text
+}
+
+/// The crash states set aside because the files of their moment were purged, by class.
+fn not_modelled_line(m: &MemberRun) -> Option<String> {
+    let first = m.first_modelled?;
+    let by_class: Vec<String> = m
+        .not_modelled
+        .iter()
+        .map(|(class, n)| format!("({}) {n}", class.letter()))
+        .collect();
+    Some(format!(
+        "  not modelled: {} crash state(s) written before record {first}, the first prefix etcd can boot from these files (its WAL snapshot record names a .snap still present): at those moments the purged segments and .snap files were still on disk{}\n",
+        m.not_modelled_count(),
+        if by_class.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", by_class.join(", "))
+        }
+    ))
 }
 
 /// `captured`: the failing findings of the verify pipeline on the inputs as captured.
@@ -321,6 +343,16 @@ pub fn text(
         0 => refused,
         n => format!("{refused}, {n} invariant failure(s) as captured"),
     };
+    let refused = match members
+        .iter()
+        .map(|m| m.not_modelled_count())
+        .sum::<usize>()
+    {
+        0 => refused,
+        n => format!(
+            "{refused}, {n} crash state(s) not modelled (the files of that time were purged)"
+        ),
+    };
     out.push_str(&format!(
         "\n{}: {states} crash state(s), {} violation(s), {} undetected loss(es){refused}{}\n",
         if verdict.failed() { "FAILED" } else { "OK" },
@@ -442,6 +474,12 @@ pub fn json_report(
                     "disagreements": m.cross_checks.iter().filter(|c| !c.ok).map(|c| json!({"k": c.k, "message": c.message})).collect::<Vec<_>>(),
                 },
                 "classes": classes_json(&m.tally(), opts),
+                "not_modelled": {
+                    "count": m.not_modelled_count(),
+                    "first_modelled_record": m.first_modelled,
+                    "reason": m.first_modelled.map(|_| "files of that time were purged: the prefix holds no WAL snapshot record naming a .snap still present, and no segment at or below raft index 0"),
+                    "by_class": m.not_modelled.iter().map(|(c, n)| (c.key().to_string(), json!(n))).collect::<serde_json::Map<String, Value>>(),
+                },
                 "findings": findings,
                 "notes": m.notes,
             })
@@ -459,6 +497,7 @@ pub fn json_report(
         "refused_input_count": verdict.refused_inputs,
         "as_captured_verify": { "failure_count": verdict.captured_failures, "findings": captured },
         "undetected_loss_count": verdict.undetected,
+        "not_modelled_count": members.iter().map(|m| m.not_modelled_count()).sum::<usize>(),
         "strict": strict,
         "classes": classes_json(&tally(members), opts),
         "members": members_json,
@@ -468,6 +507,7 @@ pub fn json_report(
             "max_crashed": c.max_crashed,
             "committed": c.committed,
             "combinations": c.combinations,
+            "unreachable_combinations": c.unreachable,
             "notes": c.notes,
             "findings": c.findings.iter().map(|f| json!({
                 "kind": f.kind,

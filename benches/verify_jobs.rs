@@ -9,7 +9,38 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use raft_replay::fsio::RealFs;
-use raft_replay::verify::{verify_cluster, VerifyOptions};
+use raft_replay::verify::{verify_cluster, verify_observed, Step, StepObserver, VerifyOptions};
+
+/// Wall time per step of the pipeline (with several workers, a step spans every member).
+#[derive(Default)]
+struct StepTimes(std::collections::BTreeMap<Step, f64>);
+
+impl StepObserver for StepTimes {
+    fn step(&mut self, step: Step, work: &mut dyn FnMut()) {
+        let start = Instant::now();
+        work();
+        *self.0.entry(step).or_default() += start.elapsed().as_secs_f64();
+    }
+}
+
+fn steps(paths: &[PathBuf], jobs: usize) -> String {
+    let named: Vec<(String, PathBuf)> = paths
+        .iter()
+        .map(|p| (p.display().to_string(), p.clone()))
+        .collect();
+    let options = VerifyOptions {
+        jobs,
+        ..VerifyOptions::default()
+    };
+    let mut times = StepTimes::default();
+    verify_observed(&RealFs, &named, &options, &mut times).expect("cluster-a verifies");
+    times
+        .0
+        .iter()
+        .map(|(step, t)| format!("{step:?} {t:.3} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn once(paths: &[PathBuf], jobs: usize) -> f64 {
     let options = VerifyOptions {
@@ -48,6 +79,8 @@ fn main() {
         parallel.push(once(&paths, cores));
     }
     let (s, p) = (median(serial), median(parallel));
+    println!("  steps, --jobs 1: {}", steps(&paths, 1));
+    println!("  steps, --jobs {cores}: {}", steps(&paths, cores));
     println!(
         "verify cluster-a ({} members): --jobs 1 {:.3} s, --jobs {cores} {:.3} s: speedup {:.2}× on {cores} core(s) (target on 2 cores: ≥ 1.7×)",
         paths.len(),

@@ -89,7 +89,7 @@ struct FileRanges {
     window: std::cell::RefCell<Window>,
 }
 
-/// Largest read-ahead window of [`FileRanges`].
+/// Largest read-ahead window of `FileRanges`.
 pub const READ_AHEAD_MAX: usize = 64 * 1024;
 /// First read-ahead window after a sequential read.
 const READ_AHEAD_MIN: usize = 16 * 1024;

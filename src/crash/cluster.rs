@@ -9,14 +9,14 @@
 //! A voter not in F holds its log as given — for a voter that stopped long before the others
 //! (SIGKILLed, never restarted), exactly the log it had at every later moment; it is not
 //! assumed up to date. A moment is judged only if Raft can reach it: c persisted on a quorum
-//! counting the crashed member at what it had fsynced ([`QuorumView::moment_reachable`]).
+//! counting the crashed member at what it had fsynced (`QuorumView::moment_reachable`).
 //! A crash that loses only unsynced entries can never fail this
 //! (those entries were not acknowledged); a storage fault on f members can only fail it when
 //! the live members lack committed entries — and a member that lost entries it acknowledged is
 //! handed a commit beyond its log by its leader on restart ("tocommit out of range").
 //!
 //! A failing combination is classified by the members that fell below the commit
-//! ([`QuorumLoss::of`]): crash classes alone, or a state that is itself a violation, break
+//! (`QuorumLoss::of`): crash classes alone, or a state that is itself a violation, break
 //! durability; a storage fault etcd cannot detect is a cluster-wide undetected loss (its known
 //! weakness, failing only with `--strict`); one it detects leaves the member refusing to start.
 
@@ -108,7 +108,7 @@ pub struct ClusterRun {
     pub max_crashed: usize,
     pub committed: u64,
     pub combinations: usize,
-    /// Failing combinations whose moment Raft cannot reach ([`QuorumView::moment_reachable`]).
+    /// Failing combinations whose moment Raft cannot reach (`QuorumView::moment_reachable`).
     pub unreachable: usize,
     pub findings: Vec<ClusterFinding>,
     pub notes: Vec<String>,

@@ -1,8 +1,8 @@
 //! One member: plan the states, evaluate etcd's recovery of every record prefix once (the fold
-//! pass, with checkpointed raft-rs restarts: [`super::prefix_model`]), recover the uncrashed
+//! pass, with checkpointed raft-rs restarts: `prefix_model`), recover the uncrashed
 //! member, cross-check the model against the real recovery path and replay the KV model at the
-//! cross-check points ([`super::cross_check`]), then classify each state
-//! ([`super::classify`]).
+//! cross-check points (`cross_check`), then classify each state
+//! (`classify`).
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! in a process group of its own on loopback ports, polled until it serves, asked what it holds,
 //! and stopped (SIGTERM to the group, SIGKILL after the stop timeout).
 //!
-//! Every process started is stopped: by [`Running`]'s `Drop` on every return path, and on
+//! Every process started is stopped: by `Running`'s `Drop` on every return path, and on
 //! SIGINT/SIGTERM by a handler that SIGKILLs the running group and makes the wait return
 //! [`RehearseError::Interrupted`]. Every wait has a deadline. The input is only read; the copy,
 //! etcd's log and everything etcd writes live in the temporary dir, removed afterwards.

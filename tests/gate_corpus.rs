@@ -73,6 +73,8 @@ fn every_capture_passes_its_checked_in_baseline_for_3_5() {
             m["path"] = Value::Null;
         }
         report["baseline"]["file"] = Value::Null;
+        // Messages may name a member's files: the unpacked corpus's path is not part of it.
+        let report: Value = serde_json::from_str(&redact(&report.to_string(), &capture)).unwrap();
         insta::assert_json_snapshot!(format!("gate_{capture}_3_5_json"), report);
     }
 }

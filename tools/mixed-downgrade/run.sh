@@ -40,6 +40,22 @@ for _ in $(seq 1 60); do
 done
 curl -sf "$(client 3)/version" >&2
 ETCDCTL_API=3 etcdctl --endpoints "$(client 1)" put a 1 >&2
+# x3 (3.5.30) leads: a leader saves the commit of an entry (HardState) before it applies it,
+# so x3's WAL holds the DowngradeInfoSet as committed whatever happens to the 3.4 members.
+# (A follower learns the commit only from the leader, which may panic first.)
+status_json() { ETCDCTL_API=3 etcdctl --endpoints "$(client 1),$(client 2),$(client 3)" endpoint status -w json; }
+for _ in $(seq 1 20); do
+  ids=$(status_json | python3 -c 'import json,sys
+s = json.load(sys.stdin)
+x3 = [e for e in s if e["Endpoint"].endswith(":'"$((base + 3))"'")][0]["Status"]["header"]["member_id"]
+lead = [e["Endpoint"] for e in s if e["Status"]["leader"] == e["Status"]["header"]["member_id"]]
+print("%x %s" % (x3, lead[0] if lead else ""))') || true
+  x3id=${ids%% *}; leader=${ids#* }
+  [ "$leader" = "$(client 3)" ] && break
+  [ -n "$leader" ] && ETCDCTL_API=3 etcdctl --endpoints "$leader" move-leader "$x3id" >&2 || true
+  sleep 0.5
+done
+[ "$leader" = "$(client 3)" ] || { echo "run.sh: x3 did not become the leader" >&2; exit 1; }
 curl -s -m 10 -X POST "$(client 3)/v3/maintenance/downgrade" \
   -d '{"action":"ENABLE","version":"3.3"}' >&2 || true
 echo >&2

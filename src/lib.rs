@@ -4,6 +4,18 @@
 //!
 //! # The front door
 //!
+//! [`Capture`] is a cluster's members as you keep them: a capture directory in this repository's
+//! corpus layout (`data.tar.gz` + `manifest.json`, as `corpus/` holds them), or a directory of
+//! member data dirs. [`Capture::verify`] runs the pipeline below on all members together and
+//! compares each member's HashKV with what etcd reported in the manifest:
+//!
+//! ```no_run
+//! let report = raft_replay::Capture::open("captures/incident-2026-11-30")?.verify()?;
+//! report.assert_holds(); // panics with the report's text unless every check held
+//! println!("{report}");
+//! # Ok::<(), raft_replay::CaptureError>(())
+//! ```
+//!
 //! [`verify_cluster`] is the whole of `raft-replay verify`: etcd's boot read of each member,
 //! every invariant per member and across members, the raft-rs replay (restart and apply, a
 //! follower re-execution of every persisted batch), the KV replay's HashKV and its agreement
@@ -33,6 +45,7 @@
 
 #[doc(hidden)]
 pub mod backend;
+mod capture;
 #[doc(hidden)]
 pub mod check;
 #[doc(hidden)]
@@ -60,6 +73,7 @@ pub mod verify;
 #[doc(hidden)]
 pub mod wal;
 
+pub use capture::{Capture, CaptureError, CaptureReport, EtcdReported, MemberOutcome};
 pub use check::{Finding, Severity};
 pub use fsio::{MemFs, RangeReader, ReadOnlyFs, RealFs};
 pub use gate::version::Version;

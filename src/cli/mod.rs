@@ -123,23 +123,7 @@ pub enum Command {
         strict: bool,
     },
     /// Simulate clusters under failure scenarios (generated, shrunk on failure).
-    Sim {
-        /// Number of generated cases.
-        #[arg(long, default_value_t = 100)]
-        cases: u64,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// A test-only bug to inject (ack-before-fsync, apply-before-commit, skip-leave-joint,
-        /// persist-hardstate-before-entries, truncate-committed-on-conflict, stale-vote-after-restart).
-        #[arg(long)]
-        inject: Option<String>,
-        /// Where the shrunk scenario of a failing case is written (default: sim-failures).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Worker threads (default: available parallelism); results do not depend on it.
-        #[arg(long)]
-        jobs: Option<usize>,
-    },
+    Sim(sim::Args),
     /// Profile decode + replay + checks into flame graphs.
     Profile(profile::Args),
     /// Gate a cluster upgrade: can etcd TARGET start from this data, do the invariants hold, do
@@ -240,13 +224,7 @@ pub fn run(cli: Cli) -> i32 {
                 strict,
             },
         ),
-        Command::Sim {
-            cases,
-            seed,
-            inject,
-            out,
-            jobs,
-        } => sim::run(cases, seed, inject.as_deref(), out.as_deref(), jobs),
+        Command::Sim(args) => sim::run(args),
         Command::Profile(args) => profile::run(&fs, args),
         Command::Gate {
             paths,

@@ -421,17 +421,18 @@ impl Summary {
     }
 }
 
-/// Runs cases `0..cases` of `seed` on `jobs` threads; stops at the first failing case (the
-/// lowest-numbered, whatever the thread count), shrinks it and renders its scenario file.
+/// Runs cases `cases` (case numbers: `0..N` for a whole run, a shard's block of it) of `seed`
+/// on `jobs` threads; stops at the first failing case (the lowest-numbered, whatever the thread
+/// count), shrinks it and renders its scenario file.
 pub fn run_cases(
-    cases: u64,
+    cases: std::ops::Range<u64>,
     seed: u64,
     inject: Option<Inject>,
     jobs: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Summary {
     let start = Instant::now();
-    let next = AtomicU64::new(0);
+    let next = AtomicU64::new(cases.start);
     let first_failure = AtomicU64::new(u64::MAX);
     let results: Mutex<Vec<(u64, super::cluster::Stats)>> = Mutex::new(Vec::new());
     let failing: Mutex<Option<(u64, Vec<String>)>> = Mutex::new(None);
@@ -439,7 +440,7 @@ pub fn run_cases(
         for _ in 0..jobs.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= cases || i > first_failure.load(Ordering::SeqCst) {
+                if i >= cases.end || i > first_failure.load(Ordering::SeqCst) {
                     return;
                 }
                 let tree = case_tree(seed, i, inject);

@@ -37,6 +37,7 @@ pub mod net;
 mod ready;
 mod render;
 pub mod script;
+pub mod shard;
 pub mod verdict;
 
 pub use cluster::{Inject, Options, Sim};

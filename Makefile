@@ -13,6 +13,7 @@ help:
 	@echo "make run        verify the bundled corpus (main job)"
 	@echo "make test       cargo test + differential test vs etcd 3.4.23 (needs: make deps)"
 	@echo "make test-quick cargo test only"
+	@echo "make test-partitions  nextest partitions hash:K/3 run every capture once (needs cargo-nextest)"
 	@echo "make deps       apt-get install golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev etcd-server etcd-client"
 	@echo "make etcd35     fetch etcd 3.5.30 (etcd, etcdctl, etcdutl) into target/etcd/ (gate --rehearse)"
 	@echo "make corpus     re-capture the corpus from real etcd 3.4.23 (apt) and 3.5.30 (tools/etcd-bin/fetch.sh)"
@@ -42,6 +43,18 @@ test: deps etcd35
 	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "rustfmt not installed: formatting not checked"; fi
 	$(MAKE) etcd-ref bbolt-ref
 	RAFT_REPLAY_ETCD_REF=target/etcd-ref/etcd-ref RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) RAFT_REPLAY_ETCD35=$(ETCD35) cargo test
+	$(MAKE) test-example
+	@if cargo nextest --version >/dev/null 2>&1; then $(MAKE) test-partitions; else echo "cargo-nextest not installed: partitions not checked (cargo install cargo-nextest --locked)"; fi
+
+# examples/user-corpus: a user's crate (raft-replay as a path dependency) running the README's
+# one-test-per-capture harness on a directory of captures; a workspace member, so it shares target/.
+.PHONY: test-example test-partitions
+test-example:
+	cargo test -p user-corpus
+
+# cargo-nextest's hash partitions 1/3, 2/3, 3/3 of tests/etcd_corpus.rs run every capture once.
+test-partitions:
+	tools/ci/nextest-partitions.sh 3
 
 # etcd 3.5.30's binaries (etcd, etcdctl, etcdutl) from Debian sid, unpacked under target/etcd/
 # on a private apt state (tools/etcd-bin/fetch.sh): the target of `gate --rehearse` in

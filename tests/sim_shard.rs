@@ -105,10 +105,12 @@ fn the_first_failure_of_a_sharded_run_is_the_unsharded_runs() {
     assert_blocks_cover(&shards, 30);
     let failing: Vec<usize> = (0..3).filter(|&k| !shards[k]["failure"].is_null()).collect();
     let first = failing[0];
-    // Seed 5's first failing case (17) lies in the middle block (10..20), so shard 3/3 ran
-    // cases the unsharded run never reaches.
+    // Seed 5's first failing case lies in the middle block (10..20), so shard 3/3 ran cases
+    // the unsharded run never reaches (and stopped at a failure of its own, which the merge
+    // drops: the unsharded run reports only its first).
     assert_eq!(first, 1, "{shards:?}");
-    assert_eq!(shards[2]["cases"], 10);
+    assert!(shards[2]["cases"].as_u64().unwrap() > 0);
+    assert_ne!(whole["failure"], shards[2]["failure"]);
     assert_eq!(whole["failure"], shards[first]["failure"]);
     // The cases after the unsharded run's failure are not counted in the merged report.
     let before: u64 = shards[..first]

@@ -29,7 +29,11 @@ fn an_archive_and_its_unpacked_members_verify_alike_and_are_only_read() {
     let from_archive = capture.verify().unwrap();
     drop(capture);
     assert!(unpacked_to.iter().all(|p| !p.exists()), "temp dir removed");
-    assert_eq!(common::fingerprint(&archived), before, "capture dir untouched");
+    assert_eq!(
+        common::fingerprint(&archived),
+        before,
+        "capture dir untouched"
+    );
 
     // The same members as a plain directory (no manifest): found by their member/wal.
     let plain = common::unpacked("cluster-e");
@@ -46,7 +50,10 @@ fn an_archive_and_its_unpacked_members_verify_alike_and_are_only_read() {
     }
     // Without a manifest there is nothing of etcd's to compare with.
     assert!(from_dir.members.iter().all(|m| m.etcd.is_none()));
-    assert!(from_archive.members.iter().all(|m| m.agrees_with_etcd() == Some(true)));
+    assert!(from_archive
+        .members
+        .iter()
+        .all(|m| m.agrees_with_etcd() == Some(true)));
 
     // One member data dir is a capture of one member.
     let one = Capture::open(plain.join("e2")).unwrap();
@@ -60,7 +67,11 @@ fn a_hashkv_etcd_did_not_report_fails_the_capture() {
     let path = dir.path().join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let last = manifest["checkpoints"].as_array_mut().unwrap().last_mut().unwrap();
+    let last = manifest["checkpoints"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap();
     let e2 = last["members"]
         .as_array_mut()
         .unwrap()
@@ -78,7 +89,13 @@ fn a_hashkv_etcd_did_not_report_fails_the_capture() {
     assert_eq!(mismatches, ["e2"]);
     assert_eq!(report.hashkv("e2"), Some(hash as u32));
     let text = report.to_text();
-    assert!(text.contains(&format!("!= etcd's at checkpoint final: hashkv {}", hash ^ 1)), "{text}");
+    assert!(
+        text.contains(&format!(
+            "!= etcd's at checkpoint final: hashkv {}",
+            hash ^ 1
+        )),
+        "{text}"
+    );
     assert!(text.contains("FAILED"), "{text}");
     let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report.assert_holds()))
         .expect_err("assert_holds panics");
@@ -117,9 +134,15 @@ fn archive_with(name: &[u8], kind: tar::EntryType, data: &[u8]) -> Vec<u8> {
 fn bad_captures_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    assert!(matches!(open_err(&root.join("absent")), CaptureError::Io { .. }));
+    assert!(matches!(
+        open_err(&root.join("absent")),
+        CaptureError::Io { .. }
+    ));
     std::fs::write(root.join("file"), b"x").unwrap();
-    assert!(matches!(open_err(&root.join("file")), CaptureError::NotADirectory(_)));
+    assert!(matches!(
+        open_err(&root.join("file")),
+        CaptureError::NotADirectory(_)
+    ));
     assert!(matches!(open_err(root), CaptureError::NoMembers(_)));
 
     let case = |name: &str, files: &[(&str, Vec<u8>)]| {
@@ -138,8 +161,14 @@ fn bad_captures_are_typed_errors() {
     assert!(matches!(err, CaptureError::Manifest { .. }), "{err}");
     let outside = br#"{"members": [{"name": "m1", "data_dir": "../../etc"}]}"#.to_vec();
     let err = case("outside", &[("manifest.json", outside)]);
-    assert!(err.to_string().contains("not a relative path inside"), "{err}");
-    let err = case("not-gzip", &[("data.tar.gz", b"not a gzip stream".to_vec())]);
+    assert!(
+        err.to_string().contains("not a relative path inside"),
+        "{err}"
+    );
+    let err = case(
+        "not-gzip",
+        &[("data.tar.gz", b"not a gzip stream".to_vec())],
+    );
     assert!(matches!(err, CaptureError::Archive { .. }), "{err}");
     let link = archive_with(b"m1/member", tar::EntryType::Symlink, b"");
     let err = case("symlink", &[("data.tar.gz", link)]);
@@ -151,7 +180,10 @@ fn bad_captures_are_typed_errors() {
     // The manifest names a member the archive does not hold.
     let mut files = vec![];
     for file in ["data.tar.gz", "manifest.json"] {
-        files.push((file, std::fs::read(common::repo_dir().join("corpus/cluster-e").join(file)).unwrap()));
+        files.push((
+            file,
+            std::fs::read(common::repo_dir().join("corpus/cluster-e").join(file)).unwrap(),
+        ));
     }
     let mut manifest: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
     manifest["members"][0]["data_dir"] = "no-such-member".into();

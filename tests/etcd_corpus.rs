@@ -9,7 +9,9 @@
 use std::path::Path;
 
 fn verify_capture(manifest: &Path) -> datatest_stable::Result<()> {
-    let dir = manifest.parent().ok_or("manifest.json has a capture directory")?;
+    let dir = manifest
+        .parent()
+        .ok_or("manifest.json has a capture directory")?;
     let report = raft_replay::Capture::open(dir)?.verify()?;
     insta::assert_snapshot!(report.name.clone(), report.to_text());
     report.assert_holds();

@@ -28,7 +28,7 @@ fn jobs() -> usize {
 fn generated_cases_hold_on_the_unmodified_code() {
     let cases = env_u64("RAFT_REPLAY_SIM_CASES", 1000);
     let seed = env_u64("RAFT_REPLAY_SIM_SEED", 20240601);
-    let summary = run_cases(cases, seed, None, jobs(), &|_| {});
+    let summary = run_cases(0..cases, seed, None, jobs(), &|_| {});
     if let Some(failure) = &summary.failure {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/regressions");
         let path = scenario_path(&dir, seed, failure.case, None);
@@ -79,7 +79,7 @@ fn generated_cases_hold_on_the_unmodified_code() {
 #[test]
 fn every_injected_bug_is_caught_within_2000_cases() {
     for bug in Inject::ALL {
-        let summary = run_cases(2000, 1, Some(bug), jobs(), &|_| {});
+        let summary = run_cases(0..2000, 1, Some(bug), jobs(), &|_| {});
         let failure = summary
             .failure
             .unwrap_or_else(|| panic!("{} not caught in 2000 cases", bug.name()));

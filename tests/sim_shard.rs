@@ -32,7 +32,10 @@ fn text_without_time(text: &str) -> String {
     let mut lines = text.lines();
     let first = lines.next().unwrap_or_default();
     let first = first.split(" in ").next().unwrap_or_default();
-    std::iter::once(first).chain(lines).collect::<Vec<_>>().join("\n")
+    std::iter::once(first)
+        .chain(lines)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs the whole run and its 3 shards; returns (unsharded JSON, merged JSON, shard JSONs).
@@ -43,8 +46,10 @@ fn whole_and_shards(run: &[&str], dir: &Path) -> (i32, Value, Vec<Value>) {
     let mut shards = Vec::new();
     for k in 1..=3 {
         let shard = format!("{k}/3");
-        let (shard_code, json, stderr) =
-            sim(&[run, &["--format", "json", "--shard", &shard]].concat(), dir);
+        let (shard_code, json, stderr) = sim(
+            &[run, &["--format", "json", "--shard", &shard]].concat(),
+            dir,
+        );
         assert!(shard_code == 0 || shard_code == 1, "{shard}: {stderr}");
         let report: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(shard_code == 1, !report["failure"].is_null(), "{shard}");
@@ -63,7 +68,10 @@ fn whole_and_shards(run: &[&str], dir: &Path) -> (i32, Value, Vec<Value>) {
     // And the text a person reads.
     let (_, whole_text, _) = sim(run, dir);
     let (_, merged_text, _) = sim(&merge, dir);
-    assert_eq!(text_without_time(&merged_text), text_without_time(&whole_text));
+    assert_eq!(
+        text_without_time(&merged_text),
+        text_without_time(&whole_text)
+    );
     (code, whole, shards)
 }
 
@@ -103,7 +111,9 @@ fn the_first_failure_of_a_sharded_run_is_the_unsharded_runs() {
     let (code, whole, shards) = whole_and_shards(&run, dir.path());
     assert_eq!(code, 1, "the injected bug is caught: {whole}");
     assert_blocks_cover(&shards, 30);
-    let failing: Vec<usize> = (0..3).filter(|&k| !shards[k]["failure"].is_null()).collect();
+    let failing: Vec<usize> = (0..3)
+        .filter(|&k| !shards[k]["failure"].is_null())
+        .collect();
     let first = failing[0];
     // Seed 5's first failing case lies in the middle block (10..20), so shard 3/3 ran cases
     // the unsharded run never reaches (and stopped at a failure of its own, which the merge
@@ -129,10 +139,14 @@ fn reports_of_other_runs_or_missing_shards_do_not_merge() {
     let mut files = Vec::new();
     for (seed, shard) in [("5", "1/2"), ("6", "2/2"), ("5", "2/2")] {
         let (_, json, _) = sim(
-            &["--cases", "4", "--seed", seed, "--shard", shard, "--format", "json"],
+            &[
+                "--cases", "4", "--seed", seed, "--shard", shard, "--format", "json",
+            ],
             dir.path(),
         );
-        let file = dir.path().join(format!("{seed}-{}.json", shard.replace('/', "of")));
+        let file = dir
+            .path()
+            .join(format!("{seed}-{}.json", shard.replace('/', "of")));
         std::fs::write(&file, json).unwrap();
         files.push(file.to_str().unwrap().to_string());
     }

@@ -176,11 +176,7 @@ impl CaptureReport {
 
     /// The text report: one line per member, every finding, the verdict.
     pub fn to_text(&self) -> String {
-        let mut text = format!(
-            "capture {}: {} member(s)\n",
-            self.name,
-            self.members.len()
-        );
+        let mut text = format!("capture {}: {} member(s)\n", self.name, self.members.len());
         for member in &self.members {
             text.push_str(&format!("  {}\n", member.line()));
         }

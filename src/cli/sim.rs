@@ -155,7 +155,10 @@ pub fn run(args: Args) -> i32 {
         eprintln!("raft-replay sim: cannot write {}: {e}", path.display());
     }
     if args.format == super::Format::Json {
-        super::out(&format!("{}\n", serde_json::to_string(&report).unwrap_or_default()));
+        super::out(&format!(
+            "{}\n",
+            serde_json::to_string(&report).unwrap_or_default()
+        ));
     } else {
         let written = failure_file
             .as_ref()

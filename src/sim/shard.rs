@@ -254,13 +254,21 @@ fn same_run(first: &RunReport, report: &RunReport, shard: Shard) -> Result<(), S
     let first_count = Shard::parse(&first.shard)?.count;
     let fields = [
         ("seed", first.seed.to_string(), report.seed.to_string()),
-        ("inject", format!("{:?}", first.inject), format!("{:?}", report.inject)),
+        (
+            "inject",
+            format!("{:?}", first.inject),
+            format!("{:?}", report.inject),
+        ),
         (
             "cases",
             first.total_cases.to_string(),
             report.total_cases.to_string(),
         ),
-        ("shard count", first_count.to_string(), shard.count.to_string()),
+        (
+            "shard count",
+            first_count.to_string(),
+            shard.count.to_string(),
+        ),
     ];
     for (field, ours, theirs) in fields {
         if ours != theirs {

@@ -23,7 +23,7 @@ fn capture_copy(capture: &str) -> tempfile::TempDir {
 fn an_archive_and_its_unpacked_members_verify_alike_and_are_only_read() {
     let archived = common::repo_dir().join("corpus/cluster-e");
     let before = common::fingerprint(&archived);
-    let capture = Capture::open(&archived).unwrap();
+    let capture = common::capture("cluster-e");
     let unpacked_to: Vec<_> = capture.members().map(|(_, p)| p.to_path_buf()).collect();
     assert!(unpacked_to.iter().all(|p| !p.starts_with(&archived)));
     let from_archive = capture.verify().unwrap();

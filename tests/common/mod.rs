@@ -117,27 +117,21 @@ pub fn entry_term(member: &Path, index: u64) -> Option<u64> {
         .and_then(|e| e["term"].as_u64())
 }
 
-/// Every member data dir of a capture (a directory holding `member/wal`), sorted.
+/// Every member data dir of a capture (a directory holding `member/wal`), sorted: found in
+/// the shared unpacked copy by the library's own discovery (`raft_replay::Capture`).
 pub fn members(capture: &str) -> Vec<PathBuf> {
-    let root = unpacked(capture);
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        if dir.join("member").join("wal").is_dir() {
-            found.push(dir);
-            continue;
-        }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                if entry.path().is_dir() {
-                    stack.push(entry.path());
-                }
-            }
-        }
-    }
-    found.sort();
+    let opened = raft_replay::Capture::open(unpacked(capture))
+        .unwrap_or_else(|e| panic!("capture {capture}: {e}"));
+    let found: Vec<PathBuf> = opened.members().map(|(_, p)| p.to_path_buf()).collect();
     assert!(!found.is_empty(), "capture {capture} has members");
     found
+}
+
+/// corpus/`capture` through the public entry point, as a user's test opens a capture (its
+/// archive unpacked into a temp dir of its own, the manifest's checkpoints compared).
+pub fn capture(capture: &str) -> raft_replay::Capture {
+    raft_replay::Capture::open(repo_dir().join("corpus").join(capture))
+        .unwrap_or_else(|e| panic!("capture {capture}: {e}"))
 }
 
 /// All members of all captures.

@@ -162,6 +162,9 @@ fn reports_of_other_runs_or_missing_shards_do_not_merge() {
         assert!(stdout.is_empty());
         assert!(stderr.contains(says), "{says}: {stderr}");
     }
+    // --merge runs nothing: run arguments beside it are an error, not ignored.
+    let (code, _, stderr) = sim(&["--merge", &files[0], "--seed", "5"], dir.path());
+    assert_eq!(code, 2, "{stderr}");
     let (code, _, stderr) = sim(&["--cases", "4", "--shard", "4/3"], dir.path());
     assert_eq!(code, 2);
     assert!(stderr.contains("expected K/N"), "{stderr}");

@@ -37,7 +37,7 @@ pub struct Args {
     format: super::Format,
     /// Merge the JSON reports of shards 1/N..N/N of one run into the unsharded run's report
     /// (instead of running cases).
-    #[arg(long, num_args = 1.., value_name = "FILE", conflicts_with_all = ["shard", "inject"])]
+    #[arg(long, num_args = 1.., value_name = "FILE", conflicts_with_all = ["shard", "inject", "cases", "seed"])]
     merge: Vec<PathBuf>,
 }
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # cargo-nextest's hash partitions split the one-test-per-capture harness (tests/etcd_corpus.rs)
 # so that every capture under corpus/ runs exactly once: for K = 1..N this lists and runs
-# `cargo nextest run --test etcd_corpus --partition hash:K/N`, then checks that the captures
+# `cargo nextest run --test etcd_corpus --partition SCHEME:K/N`, then checks that the captures
 # the N partitions ran are every capture, each once, and that every partition passed.
-# Usage: tools/ci/nextest-partitions.sh [N]   (default 3; make test-partitions)
+# Usage: tools/ci/nextest-partitions.sh [N [SCHEME]]   (default 3 hash; make test-partitions)
+# SCHEME is nextest's: hash (a test keeps its partition as tests are added) or count (dealt out
+# in list order: even, but tests move when one is added).
 # Exit 0: covered exactly once and green; 1: a capture missed, run twice, or failed;
 # 2: cargo-nextest is not installed (`cargo install cargo-nextest --locked`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-3}
+scheme=${2:-hash}
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "cargo-nextest is not installed: cargo install cargo-nextest --locked" >&2
     exit 2
@@ -23,7 +26,7 @@ done | sort >"$work/expected"
 
 status=0
 for k in $(seq 1 "$n"); do
-    cargo nextest list --test etcd_corpus --partition "hash:$k/$n" --message-format json \
+    cargo nextest list --test etcd_corpus --partition "$scheme:$k/$n" --message-format json \
         2>/dev/null >"$work/list-$k.json"
     python3 - "$work/list-$k.json" >"$work/partition-$k" <<'PY'
 import json, sys
@@ -33,10 +36,10 @@ for suite in listing["rust-suites"].values():
         if case["filter-match"]["status"] == "matches":
             print(name)
 PY
-    echo "partition hash:$k/$n: $(tr '\n' ' ' <"$work/partition-$k")"
+    echo "partition $scheme:$k/$n: $(tr '\n' ' ' <"$work/partition-$k")"
     if [ -s "$work/partition-$k" ]; then
         # Run it as a CI runner would; a failing capture fails the partition.
-        cargo nextest run --test etcd_corpus --partition "hash:$k/$n" --no-fail-fast \
+        cargo nextest run --test etcd_corpus --partition "$scheme:$k/$n" --no-fail-fast \
             >"$work/run-$k.log" 2>&1 || { echo "partition $k/$n failed:"; tail -40 "$work/run-$k.log"; status=1; }
         ran=$(grep -c '^ *PASS ' "$work/run-$k.log" || true)
         listed=$(wc -l <"$work/partition-$k")

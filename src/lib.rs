@@ -7,7 +7,8 @@
 //! [`Capture`] is a cluster's members as you keep them: a capture directory in this repository's
 //! corpus layout (`data.tar.gz` + `manifest.json`, as `corpus/` holds them), or a directory of
 //! member data dirs. [`Capture::verify`] runs the pipeline below on all members together and
-//! compares each member's HashKV with what etcd reported in the manifest:
+//! compares each member's HashKV with what the manifest recorded (in the bundled corpus, what
+//! etcd itself reported):
 //!
 //! ```no_run
 //! let report = raft_replay::Capture::open("captures/incident-2026-11-30")?.verify()?;
@@ -73,7 +74,7 @@ pub mod verify;
 #[doc(hidden)]
 pub mod wal;
 
-pub use capture::{Capture, CaptureError, CaptureReport, EtcdReported, MemberOutcome};
+pub use capture::{Capture, CaptureError, CaptureReport, MemberOutcome, Recorded};
 pub use check::{Finding, Severity};
 pub use fsio::{MemFs, RangeReader, ReadOnlyFs, RealFs};
 pub use gate::version::Version;

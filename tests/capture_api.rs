@@ -1,6 +1,6 @@
 //! The public entry point for a user's own captures, `raft_replay::Capture`: a capture
 //! directory (archive + manifest) and a plain directory of member data dirs give the same
-//! verdict and HashKV; a HashKV etcd did not report fails the report; the capture's directory
+//! verdict and HashKV; a HashKV other than the manifest recorded fails the report; the capture's directory
 //! is only read; bad input is a typed error, never a panic.
 
 mod common;
@@ -48,12 +48,22 @@ fn an_archive_and_its_unpacked_members_verify_alike_and_are_only_read() {
         assert!(from_archive.hashkv(name).is_some());
         assert_eq!(from_archive.hashkv(name), from_dir.hashkv(name), "{name}");
     }
-    // Without a manifest there is nothing of etcd's to compare with.
-    assert!(from_dir.members.iter().all(|m| m.etcd.is_none()));
+    // Without a manifest there is no record to compare with.
+    assert!(from_dir.members.iter().all(|m| m.recorded.is_none()));
     assert!(from_archive
         .members
         .iter()
-        .all(|m| m.agrees_with_etcd() == Some(true)));
+        .all(|m| m.agrees_with_manifest() == Some(true)));
+
+    // A directory of links to member data dirs (backups kept elsewhere) is a capture too.
+    let links = tempfile::tempdir().unwrap();
+    for name in ["e1", "e2", "e3"] {
+        std::os::unix::fs::symlink(plain.join(name), links.path().join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(links.path(), links.path().join("loop")).unwrap();
+    let linked = Capture::open(links.path()).unwrap();
+    assert_eq!(linked.members().map(|(n, _)| n).collect::<Vec<_>>(), names);
+    assert_eq!(linked.verify().unwrap().hashkv("e3"), from_dir.hashkv("e3"));
 
     // One member data dir is a capture of one member.
     let one = Capture::open(plain.join("e2")).unwrap();
@@ -62,7 +72,7 @@ fn an_archive_and_its_unpacked_members_verify_alike_and_are_only_read() {
 }
 
 #[test]
-fn a_hashkv_etcd_did_not_report_fails_the_capture() {
+fn a_hashkv_other_than_the_manifests_fails_the_capture() {
     let dir = capture_copy("cluster-e");
     let path = dir.path().join("manifest.json");
     let mut manifest: serde_json::Value =
@@ -85,13 +95,16 @@ fn a_hashkv_etcd_did_not_report_fails_the_capture() {
     let report = Capture::open(dir.path()).unwrap().verify().unwrap();
     assert!(report.cluster.holds(), "the invariants still hold");
     assert!(!report.holds());
-    let mismatches: Vec<&str> = report.etcd_mismatches().map(|m| m.name.as_str()).collect();
+    let mismatches: Vec<&str> = report
+        .manifest_mismatches()
+        .map(|m| m.name.as_str())
+        .collect();
     assert_eq!(mismatches, ["e2"]);
     assert_eq!(report.hashkv("e2"), Some(hash as u32));
     let text = report.to_text();
     assert!(
         text.contains(&format!(
-            "!= etcd's at checkpoint final: hashkv {}",
+            "!= checkpoint final of the manifest: hashkv {}",
             hash ^ 1
         )),
         "{text}"

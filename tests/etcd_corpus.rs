@@ -17,7 +17,11 @@ fn verify_capture(manifest: &Path) -> datatest_stable::Result<()> {
     report.assert_holds();
     // The bundled captures end at a checkpoint: at least one member's HashKV is compared with
     // etcd's own (a capture whose manifest never matched would hold vacuously).
-    let compared = report.members.iter().filter(|m| m.etcd.is_some()).count();
+    let compared = report
+        .members
+        .iter()
+        .filter(|m| m.recorded.is_some())
+        .count();
     if compared == 0 {
         return Err(format!("{}: no member's HashKV compared with etcd's", report.name).into());
     }

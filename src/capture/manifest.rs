@@ -1,6 +1,8 @@
 //! The part of a capture's `manifest.json` a verification uses: where each member's data dir
-//! is, and what etcd itself reported at each checkpoint (`etcdctl endpoint status` and
-//! `endpoint hashkv`; `corpus/README.md` documents every field). Other fields are ignored.
+//! is, and what was recorded for each at each checkpoint: in the bundled corpus what etcd
+//! itself reported (`etcdctl endpoint status` and `endpoint hashkv`; `corpus/README.md`
+//! documents every field), in a capture `raft-replay pack` made the replay's at packing time.
+//! Other fields are ignored.
 
 use std::path::{Component, Path};
 
@@ -78,7 +80,7 @@ impl Manifest {
         Ok(Some(manifest))
     }
 
-    /// etcd's report for `member` at the latest checkpoint whose applied index is `index` and
+    /// The record for `member` at the latest checkpoint whose applied index is `index` and
     /// that has a HashKV, with that checkpoint's label.
     pub fn reported_at(&self, member: &str, index: u64) -> Option<(&str, &CheckpointMember)> {
         self.checkpoints.iter().rev().find_map(|checkpoint| {

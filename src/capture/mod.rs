@@ -2,8 +2,9 @@
 //! (`data.tar.gz` + `manifest.json`, `corpus/README.md`) or a plain directory holding member
 //! data dirs. [`Capture::open`] finds the members (unpacking an archive into a private temp
 //! dir: the capture's directory is only read); [`Capture::verify`] runs the one verify
-//! pipeline on all of them together and compares each member's HashKV with what etcd itself
-//! reported in the manifest's checkpoints at the same applied index.
+//! pipeline on all of them together and compares each member's HashKV with what the manifest
+//! recorded at a checkpoint with the same applied index (etcd's own report in the bundled
+//! corpus; the replay's at packing time in a `raft-replay pack` capture).
 
 mod archive;
 mod manifest;
@@ -11,7 +12,7 @@ mod report;
 
 use std::path::{Path, PathBuf};
 
-pub use report::{CaptureReport, EtcdReported, MemberOutcome};
+pub use report::{CaptureReport, MemberOutcome, Recorded};
 
 use crate::fsio::RealFs;
 use crate::verify::{verify_named, VerifyError, VerifyOptions};
@@ -78,8 +79,9 @@ pub enum CaptureError {
 /// let report = capture.verify()?;
 /// report.assert_holds(); // panics with the report's text unless every check held
 /// for member in &report.members {
-///     // each member's HashKV, equal to etcd's own where the manifest has a checkpoint there
-///     assert_ne!(member.agrees_with_etcd(), Some(false));
+///     // each member's HashKV, equal to the manifest's record where it has a checkpoint at the
+///     // member's applied index (the bundled corpus records what etcd itself reported)
+///     assert_ne!(member.agrees_with_manifest(), Some(false));
 ///     println!("{}: {:?}", member.name, member.hashkv);
 /// }
 /// # Ok::<(), raft_replay::CaptureError>(())
@@ -152,7 +154,7 @@ impl Capture {
     }
 
     /// Every member through the verify pipeline together (what `raft-replay verify` does with
-    /// all of them), findings named by member, then each member's HashKV against etcd's at the
+    /// all of them), findings named by member, then each member's HashKV against the record at the
     /// manifest's checkpoint with the same applied index.
     pub fn verify_with(&self, options: &VerifyOptions) -> Result<CaptureReport, CaptureError> {
         let cluster = verify_named(&RealFs, &self.members, options)?;
@@ -194,8 +196,9 @@ fn manifest_members(
     Ok(members)
 }
 
-/// Directories holding `member/wal` at most [`MAX_DEPTH`] below `root`, symlinks not followed,
-/// sorted by path; `root` itself is one member named `root_name`.
+/// Directories holding `member/wal` at most [`MAX_DEPTH`] below `root`, sorted by path; `root`
+/// itself is one member named `root_name`. A symlink is a member when it leads to a member data
+/// dir, and is never descended (no cycles).
 fn discover_members(root: &Path, root_name: &str) -> Result<Vec<(String, PathBuf)>, CaptureError> {
     if is_member_dir(root) {
         return Ok(vec![(root_name.to_string(), root.to_path_buf())]);
@@ -209,12 +212,12 @@ fn discover_members(root: &Path, root_name: &str) -> Result<Vec<(String, PathBuf
         })?;
         for entry in entries.flatten() {
             let path = entry.path();
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let Ok(kind) = entry.file_type() else {
                 continue;
-            }
-            if is_member_dir(&path) {
+            };
+            if (kind.is_dir() || kind.is_symlink()) && is_member_dir(&path) {
                 found.push(path);
-            } else if depth + 1 < MAX_DEPTH {
+            } else if kind.is_dir() && depth + 1 < MAX_DEPTH {
                 stack.push((path, depth + 1));
             }
         }

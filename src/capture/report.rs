@@ -1,6 +1,7 @@
 //! A capture's verification: the verify pipeline's [`ClusterReport`], and per member what the
-//! replay established (applied index, revision, HashKV) next to what etcd reported at the
-//! manifest's checkpoint with that applied index. Its text and JSON name members, never the
+//! replay established (applied index, revision, HashKV) next to what the manifest recorded at
+//! the checkpoint with that applied index: in the bundled corpus etcd's own `endpoint status`
+//! and `endpoint hashkv`, in a capture `raft-replay pack` made the replay's at packing time. Its text and JSON name members, never the
 //! temp dir an archive was unpacked into, so they are stable across runs and machines.
 
 use serde::Serialize;
@@ -10,10 +11,11 @@ use super::manifest::Manifest;
 use crate::check::Finding;
 use crate::verify::{ClusterReport, MemberReport};
 
-/// What etcd itself reported for a member at a checkpoint of the capture's manifest
-/// (`etcdctl endpoint status` and `endpoint hashkv`).
+/// What the capture's manifest recorded for a member at a checkpoint: etcd's own report
+/// (`etcdctl endpoint status` and `endpoint hashkv`) in the bundled corpus, the replay's at
+/// packing time in a capture `raft-replay pack` made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct EtcdReported {
+pub struct Recorded {
     /// The checkpoint's label.
     pub checkpoint: String,
     /// `HashKV.hash`.
@@ -41,19 +43,19 @@ pub struct MemberOutcome {
     pub compact_revision: Option<i64>,
     /// etcd's `HashKV` of the replayed KV state.
     pub hashkv: Option<u32>,
-    /// etcd's own report at the checkpoint with this applied index, when the manifest has one.
-    pub etcd: Option<EtcdReported>,
+    /// The manifest's record at the checkpoint with this applied index, when it has one.
+    pub recorded: Option<Recorded>,
 }
 
 impl MemberOutcome {
-    /// `Some(true)` when HashKV, revision and compact revision equal etcd's at the checkpoint,
+    /// `Some(true)` when HashKV, revision and compact revision equal the checkpoint's record,
     /// `Some(false)` when one differs, `None` when there is nothing to compare.
-    pub fn agrees_with_etcd(&self) -> Option<bool> {
-        let etcd = self.etcd.as_ref()?;
+    pub fn agrees_with_manifest(&self) -> Option<bool> {
+        let recorded = self.recorded.as_ref()?;
         Some(
-            self.hashkv == Some(etcd.hashkv)
-                && etcd.revision.map_or(true, |r| self.revision == Some(r))
-                && etcd
+            self.hashkv == Some(recorded.hashkv)
+                && recorded.revision.map_or(true, |r| self.revision == Some(r))
+                && recorded
                     .compact_revision
                     .map_or(true, |r| self.compact_revision == Some(r)),
         )
@@ -63,10 +65,10 @@ impl MemberOutcome {
         let contents = &report.read.contents;
         let replay = report.replay.as_ref();
         let applied_index = replay.map(|r| r.applied_index);
-        let etcd = applied_index
+        let recorded = applied_index
             .and_then(|index| manifest.reported_at(&report.name, index))
             .and_then(|(label, m)| {
-                Some(EtcdReported {
+                Some(Recorded {
                     checkpoint: label.to_string(),
                     hashkv: m.hash?,
                     revision: m.revision,
@@ -81,7 +83,7 @@ impl MemberOutcome {
             revision: replay.and_then(|r| r.revision),
             compact_revision: replay.and_then(|r| r.compact_revision),
             hashkv: replay.and_then(|r| r.hashkv),
-            etcd,
+            recorded,
         }
     }
 
@@ -101,18 +103,19 @@ impl MemberOutcome {
             (Some(applied), None) => line.push_str(&format!(", applied {applied}, no hashkv")),
             (None, _) => line.push_str(", not replayed"),
         }
-        match (&self.etcd, self.agrees_with_etcd()) {
-            (Some(etcd), Some(true)) => {
-                line.push_str(&format!(" = etcd's at checkpoint {}", etcd.checkpoint))
-            }
-            (Some(etcd), _) => line.push_str(&format!(
-                " != etcd's at checkpoint {}: hashkv {}, revision {}, compact revision {}",
-                etcd.checkpoint,
-                etcd.hashkv,
-                opt(etcd.revision),
-                opt(etcd.compact_revision)
+        match (&self.recorded, self.agrees_with_manifest()) {
+            (Some(recorded), Some(true)) => line.push_str(&format!(
+                " = checkpoint {} of the manifest",
+                recorded.checkpoint
             )),
-            (None, _) => line.push_str(" (no checkpoint of etcd's at this index)"),
+            (Some(recorded), _) => line.push_str(&format!(
+                " != checkpoint {} of the manifest: hashkv {}, revision {}, compact revision {}",
+                recorded.checkpoint,
+                recorded.hashkv,
+                opt(recorded.revision),
+                opt(recorded.compact_revision)
+            )),
+            (None, _) => line.push_str(" (no checkpoint of the manifest at this index)"),
         }
         line
     }
@@ -151,16 +154,17 @@ impl CaptureReport {
         self.cluster.findings()
     }
 
-    /// The members whose HashKV, revision or compact revision differ from etcd's own report.
-    pub fn etcd_mismatches(&self) -> impl Iterator<Item = &MemberOutcome> {
+    /// The members whose HashKV, revision or compact revision differ from the manifest's record.
+    pub fn manifest_mismatches(&self) -> impl Iterator<Item = &MemberOutcome> {
         self.members
             .iter()
-            .filter(|m| m.agrees_with_etcd() == Some(false))
+            .filter(|m| m.agrees_with_manifest() == Some(false))
     }
 
-    /// Every invariant held (warnings allowed) and every HashKV etcd reported was reproduced.
+    /// Every invariant held (warnings allowed) and every HashKV the manifest recorded at a
+    /// member's applied index was reproduced.
     pub fn holds(&self) -> bool {
-        self.cluster.holds() && self.etcd_mismatches().next().is_none()
+        self.cluster.holds() && self.manifest_mismatches().next().is_none()
     }
 
     /// Panics with the report's text unless [`CaptureReport::holds`]: for a user's own tests.
@@ -185,10 +189,10 @@ impl CaptureReport {
         }
         let failures = self.cluster.failures().count();
         let warnings = self.findings().count() - failures;
-        let compared = self.members.iter().filter(|m| m.etcd.is_some()).count();
-        let mismatches = self.etcd_mismatches().count();
+        let compared = self.members.iter().filter(|m| m.recorded.is_some()).count();
+        let mismatches = self.manifest_mismatches().count();
         text.push_str(&format!(
-            "{}: {failures} failure(s), {warnings} warning(s), {} of {compared} HashKV equal to etcd's\n",
+            "{}: {failures} failure(s), {warnings} warning(s), {} of {compared} HashKV equal to the manifest's\n",
             if self.holds() { "OK" } else { "FAILED" },
             compared - mismatches
         ));

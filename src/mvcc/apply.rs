@@ -383,7 +383,7 @@ impl MvccStore {
                 lease = existing.lease;
             }
             if put.ignore_value {
-                // The stored value borrows the bucket, which the put appends to: copy it.
+                // The stored value borrows the key's current value, which the put replaces.
                 let value = Bytes::copy_from_slice(existing.value);
                 self.txn_put(txn, &put.key, &value, lease);
                 return Ok(());
@@ -481,12 +481,9 @@ impl MvccStore {
         let at = self.current_revision;
         let mut any = false;
         let mut all = true;
-        self.for_each_alive(range, at, |_, found| {
+        self.for_each_alive(range, at, |_, found, ki| {
             any = true;
-            let kv = self
-                .bucket
-                .get_key_value(found.modified)
-                .unwrap_or_default();
+            let kv = self.stored_value(ki, found).unwrap_or_default();
             if !compare_key_value(
                 compare,
                 kv.value,

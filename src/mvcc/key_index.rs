@@ -40,6 +40,10 @@ pub(crate) struct KeyIndex {
     /// here rather than in a second map so a put needs a single lookup. Equal to the `lease`
     /// field of the key's current `KeyValue` while the key is alive; 0 while it is deleted.
     pub attached_lease: i64,
+    /// The marshaled `KeyValue` of the key's newest revision while the key is alive (what a
+    /// txn compares and an `ignore_value` put copies), empty while it is deleted. Only the
+    /// newest: apply reads keys at the current revision, and HashKV needs no values.
+    pub current: Vec<u8>,
 }
 
 /// What `keyIndex.get` returns: the revision visible at the asked revision, the generation's
@@ -56,6 +60,7 @@ impl Default for KeyIndex {
         KeyIndex {
             generations: vec![Generation::default()],
             attached_lease: 0,
+            current: Vec::new(),
         }
     }
 }
@@ -98,7 +103,20 @@ impl KeyIndex {
                 revisions: vec![modified],
             }],
             attached_lease: lease,
+            current: Vec::new(),
         }
+    }
+
+    /// The newest revision, if the key is alive (the one [`KeyIndex::current`] holds).
+    pub fn newest_alive(&self) -> Option<Revision> {
+        self.generations.last()?.revisions.last().copied()
+    }
+
+    /// Whether `revision` is in the key's history.
+    pub fn holds(&self, revision: Revision) -> bool {
+        self.generations
+            .iter()
+            .any(|g| g.revisions.binary_search(&revision).is_ok())
     }
 
     /// `keyIndex.tombstone`: false (etcd's `ErrRevisionNotFound`) if the key is not alive.

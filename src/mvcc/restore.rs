@@ -197,10 +197,9 @@ impl RestoredStore {
             .is_some_and(|(at, kept)| revision.main_revision <= *at && !kept.contains(&revision))
     }
 
-    /// Turns the index-only store into a full one by loading the `key` bucket's values: feed
-    /// every bucket entry in bucket order to the returned loader. A store that applies entries
-    /// above the consistent index needs the values (a txn compares them; a put keeps the
-    /// bucket that HashKV hashes).
+    /// Turns the index-only store into a full one from the `key` bucket: feed every bucket
+    /// entry in bucket order to the returned loader, which keeps a digest per entry (HashKV)
+    /// and each live key's current value (a txn compares it), never every value.
     pub fn into_loader(self) -> BucketLoader {
         BucketLoader {
             store: self.store,
@@ -230,7 +229,7 @@ impl RestoredStore {
     }
 }
 
-/// Loads a backend's `key` bucket into a restored store (see [`RestoredStore::into_loader`]).
+/// Streams a backend's `key` bucket into a restored store (see [`RestoredStore::into_loader`]).
 #[derive(Debug)]
 pub struct BucketLoader {
     store: MvccStore,
@@ -256,7 +255,23 @@ impl BucketLoader {
                 return;
             }
         }
-        self.store.bucket.append_raw(revision, tombstone, value);
+        self.store.bucket.append(revision, tombstone, value);
+        #[cfg(test)]
+        self.store
+            .bucket
+            .reference
+            .append_raw(revision, tombstone, value);
+        if tombstone {
+            return;
+        }
+        // The newest revision of a live key: its value is what apply reads from now on.
+        let key = super::bucket::decode_key_value(value).key;
+        if let Some(ki) = self.store.index.get_mut(key) {
+            if ki.newest_alive() == Some(revision) {
+                ki.current.clear();
+                ki.current.extend_from_slice(value);
+            }
+        }
     }
 
     /// Entries dropped as not restorable (a short key, a revision below 1).
@@ -382,10 +397,7 @@ mod tests {
         live.put(b"a", b"6", 0).unwrap();
         let mut restore = Restore::new(EtcdVersion::V3_4_23);
         restore.lease(7, 60, 0);
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = live
-            .bucket_entries()
-            .map(|(k, v)| (k, v.to_vec()))
-            .collect();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = live.bucket_entries();
         for (k, v) in &entries {
             let (rev, tomb) = Revision::from_bucket_key(k).unwrap();
             let kv = super::super::bucket::decode_key_value(v);

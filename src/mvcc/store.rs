@@ -346,18 +346,19 @@ impl MvccStore {
         ki: &'s KeyIndex,
         found: KeyAt,
     ) -> Option<StoredKeyValue<'s>> {
-        if ki.newest_alive() != Some(found.modified) || ki.current.is_empty() {
+        if ki.newest_alive() != Some(found.modified) {
             debug_assert!(false, "a read of an older revision than the key's newest");
             return None;
         }
+        let current = (!ki.current.is_empty()).then_some(&ki.current[..]);
         #[cfg(test)]
         assert_eq!(
-            Some(&ki.current[..]),
+            current,
             self.bucket.reference.get(found.modified),
             "the current value and the reference model at {:?}",
             found.modified
         );
-        Some(decode_key_value(&ki.current))
+        current.map(decode_key_value)
     }
 
     /// Calls `f` with each key alive at `at` in the range, in ascending key order
@@ -657,8 +658,19 @@ impl MvccStore {
         let rules = self.rules;
         let mut keep = RevisionSet::default();
         self.index.retain(|ki| {
-            if let Some(kept) = ki.compact(revision, rules) {
+            let kept = ki.compact(revision, rules);
+            if let Some(kept) = kept {
                 keep.insert(kept);
+            }
+            // The bucket loses every revision <= `revision` but the kept ones. A live key whose
+            // newest revision goes too (deleted and put again in one txn, under the 3.4.34+ /
+            // 3.5.16+ rules the tombstone is the one kept) has no stored value left, in etcd
+            // as here.
+            if ki
+                .newest_alive()
+                .is_some_and(|newest| newest.main_revision <= revision && Some(newest) != kept)
+            {
+                ki.current = Vec::new();
             }
             !ki.is_empty()
         });

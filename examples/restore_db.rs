@@ -19,11 +19,10 @@ fn main() {
         std::process::exit(2);
     };
     let fs = RealFs;
-    let restored = Db::open(&fs, std::path::Path::new(&path))
-        .and_then(|db| {
-            let read = read_etcd(&db, EtcdVersion::V3_4_23)?;
-            load_store(&db, read.restored)
-        });
+    let restored = Db::open(&fs, std::path::Path::new(&path)).and_then(|db| {
+        let read = read_etcd(&db, EtcdVersion::V3_4_23)?;
+        load_store(&db, read.restored)
+    });
     let store = match restored {
         Ok(store) => store,
         Err(e) => {

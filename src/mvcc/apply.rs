@@ -376,9 +376,10 @@ impl MvccStore {
     fn put_in_txn(&mut self, txn: &mut WriteTxn, put: &PutRequest) -> Result<(), ApplyError> {
         let mut lease = put.lease;
         if put.ignore_value || put.ignore_lease {
-            let Some(existing) = self.current_key_value(&put.key, txn.read_revision()) else {
+            let Some(stored) = self.current_key_value(&put.key, txn.read_revision()) else {
                 return Err(ApplyError::KeyNotFound);
             };
+            let existing = super::bucket::decode_key_value(&stored);
             if put.ignore_lease {
                 lease = existing.lease;
             }
@@ -483,7 +484,11 @@ impl MvccStore {
         let mut all = true;
         self.for_each_alive(range, at, |_, found, ki| {
             any = true;
-            let kv = self.stored_value(ki, found).unwrap_or_default();
+            let stored = self.stored_value(ki, found);
+            let kv = stored
+                .as_deref()
+                .map(super::bucket::decode_key_value)
+                .unwrap_or_default();
             if !compare_key_value(
                 compare,
                 kv.value,

@@ -180,6 +180,45 @@ impl SpillFile {
     }
 }
 
+/// The current values of keys restored from a backend db, back to back in an unlinked temporary
+/// file: written once, in bucket order, while the `key` bucket is streamed
+/// (`restore::BucketLoader`), then only read (a txn comparing a value, an `ignore_value` put).
+/// Clones share it. A failed read is remembered: HashKV then answers
+/// `MvccError::SpillUnreadable` rather than a state built on a value it could not read.
+#[derive(Debug)]
+pub(crate) struct ValueFile {
+    file: File,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl ValueFile {
+    pub fn create() -> Option<ValueFile> {
+        Some(ValueFile {
+            file: tempfile::tempfile().ok()?,
+            failed: Default::default(),
+        })
+    }
+
+    pub fn write(&self, offset: u64, value: &[u8]) -> bool {
+        self.file.write_all_at(value, offset).is_ok()
+    }
+
+    pub fn read(&self, offset: u64, len: u32) -> Option<Vec<u8>> {
+        let mut value = vec![0u8; len as usize];
+        match self.file.read_exact_at(&mut value, offset) {
+            Ok(()) => Some(value),
+            Err(_) => {
+                self.failed.store(true, Ordering::SeqCst);
+                None
+            }
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
 /// The `key` bucket's digests in revision order: `0 .. cold_len` in the spill file, the rest in
 /// memory.
 #[derive(Clone, Debug)]

@@ -41,9 +41,22 @@ pub(crate) struct KeyIndex {
     /// field of the key's current `KeyValue` while the key is alive; 0 while it is deleted.
     pub attached_lease: i64,
     /// The marshaled `KeyValue` of the key's newest revision while the key is alive (what a
-    /// txn compares and an `ignore_value` put copies), empty while it is deleted. Only the
+    /// txn compares and an `ignore_value` put copies), none while it is deleted. Only the
     /// newest: apply reads keys at the current revision, and HashKV needs no values.
-    pub current: Vec<u8>,
+    pub current: CurrentValue,
+}
+
+/// Where a live key's current marshaled `KeyValue` is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum CurrentValue {
+    /// Deleted, or its newest revision compacted out of the bucket.
+    #[default]
+    None,
+    /// Written by the replay: in memory.
+    Inline(Vec<u8>),
+    /// Restored from a backend db: in the store's value file (`bucket::ValueFile`), so a db
+    /// start holds none of the db's values in memory.
+    InFile { offset: u64, len: u32 },
 }
 
 /// What `keyIndex.get` returns: the revision visible at the asked revision, the generation's
@@ -60,7 +73,7 @@ impl Default for KeyIndex {
         KeyIndex {
             generations: vec![Generation::default()],
             attached_lease: 0,
-            current: Vec::new(),
+            current: CurrentValue::None,
         }
     }
 }
@@ -103,7 +116,7 @@ impl KeyIndex {
                 revisions: vec![modified],
             }],
             attached_lease: lease,
-            current: Vec::new(),
+            current: CurrentValue::None,
         }
     }
 

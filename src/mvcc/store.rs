@@ -2,14 +2,13 @@
 //! `kvstore_compaction.go`): key index, key bucket, lessor, write transactions, compaction and
 //! `HashByRev`.
 
+use std::borrow::Cow;
 use std::ops::Bound;
 
 use serde::Serialize;
 
-use super::bucket::{
-    crc32c_combine, decode_key_value, encode_key_value, KeyBucket, StoredKeyValue,
-};
-use super::key_index::{KeyAt, KeyIndex};
+use super::bucket::{crc32c_combine, decode_key_value, encode_key_value, KeyBucket};
+use super::key_index::{CurrentValue, KeyAt, KeyIndex};
 use super::keyspace::KeySpace;
 use super::lease::{Lease, Lessor, MAX_LEASE_TTL};
 use super::revision::{Revision, RevisionSet};
@@ -79,12 +78,12 @@ enum Undo {
         key: Box<[u8]>,
         previous_lease: i64,
         new_key: bool,
-        previous_current: Vec<u8>,
+        previous_current: CurrentValue,
     },
     Tombstone {
         key: Box<[u8]>,
         previous_lease: i64,
-        previous_current: Vec<u8>,
+        previous_current: CurrentValue,
     },
 }
 
@@ -138,6 +137,8 @@ pub struct MvccStore {
     pub(crate) scratch_keys: Vec<Box<[u8]>>,
     pub(crate) scratch_path: Vec<bool>,
     pub(crate) scratch_value: Vec<u8>,
+    /// The current values of keys restored from a db ([`CurrentValue::InFile`]).
+    pub(crate) values: Option<std::sync::Arc<super::bucket::ValueFile>>,
 }
 
 impl Default for MvccStore {
@@ -175,6 +176,7 @@ impl MvccStore {
             scratch_keys: Vec::new(),
             scratch_path: Vec::new(),
             scratch_value: Vec::new(),
+            values: None,
         }
     }
 
@@ -314,7 +316,8 @@ impl MvccStore {
     /// The current `KeyValue` of `key` as (create_revision, mod_revision, version, value,
     /// lease), if the key exists.
     pub fn get(&self, key: &[u8]) -> Option<(i64, i64, i64, Vec<u8>, i64)> {
-        let kv = self.current_key_value(key, self.current_revision)?;
+        let stored = self.current_key_value(key, self.current_revision)?;
+        let kv = decode_key_value(&stored);
         Some((
             kv.create_revision,
             kv.mod_revision,
@@ -334,31 +337,41 @@ impl MvccStore {
 
     /// The stored `KeyValue` of `key` visible at `at` (what `rangeKeys` returns). Apply reads
     /// only at the current revision (or a write txn's own), where that is the key's newest.
-    pub(crate) fn current_key_value(&self, key: &[u8], at: i64) -> Option<StoredKeyValue<'_>> {
+    /// Returns the marshaled `KeyValue`: decode it with [`decode_key_value`].
+    pub(crate) fn current_key_value(&self, key: &[u8], at: i64) -> Option<Cow<'_, [u8]>> {
         let ki = self.index.get(key)?;
         let found = ki.get(at)?;
         self.stored_value(ki, found)
     }
 
-    /// The `KeyValue` stored at `found` (a revision of `ki`), if it is the key's current one.
+    /// The marshaled `KeyValue` stored at `found` (a revision of `ki`), if it is the key's
+    /// current one: from memory, or read from the value file of a db start.
     pub(crate) fn stored_value<'s>(
         &'s self,
         ki: &'s KeyIndex,
         found: KeyAt,
-    ) -> Option<StoredKeyValue<'s>> {
+    ) -> Option<Cow<'s, [u8]>> {
         if ki.newest_alive() != Some(found.modified) {
             debug_assert!(false, "a read of an older revision than the key's newest");
             return None;
         }
-        let current = (!ki.current.is_empty()).then_some(&ki.current[..]);
+        let current = match &ki.current {
+            CurrentValue::None => None,
+            CurrentValue::Inline(value) => Some(Cow::Borrowed(&value[..])),
+            CurrentValue::InFile { offset, len } => self
+                .values
+                .as_ref()
+                .and_then(|file| file.read(*offset, *len))
+                .map(Cow::Owned),
+        };
         #[cfg(test)]
         assert_eq!(
-            current,
+            current.as_deref(),
             self.bucket.reference.get(found.modified),
             "the current value and the reference model at {:?}",
             found.modified
         );
-        current.map(decode_key_value)
+        current
     }
 
     /// Calls `f` with each key alive at `at` in the range, in ascending key order
@@ -474,13 +487,14 @@ impl MvccStore {
         let previous_lease = ki.attached_lease;
         // The previous value is kept only where the txn may be rolled back; otherwise its
         // buffer is reused (no allocation per put).
-        let previous_current = match txn.undo {
-            Some(_) => std::mem::take(&mut ki.current),
-            None => Vec::new(),
+        let previous_current = std::mem::take(&mut ki.current);
+        let (mut current, previous_current) = match (previous_current, &txn.undo) {
+            (CurrentValue::Inline(buffer), None) => (buffer, CurrentValue::None),
+            (previous, _) => (Vec::new(), previous),
         };
-        ki.current.clear();
+        current.clear();
         encode_key_value(
-            &mut ki.current,
+            &mut current,
             key,
             create_revision,
             revision,
@@ -488,7 +502,8 @@ impl MvccStore {
             value,
             lease,
         );
-        self.bucket.append(index_revision, false, &ki.current);
+        self.bucket.append(index_revision, false, &current);
+        ki.current = CurrentValue::Inline(current);
         #[cfg(test)]
         self.bucket.reference.append_put(
             index_revision,
@@ -670,7 +685,7 @@ impl MvccStore {
                 .newest_alive()
                 .is_some_and(|newest| newest.main_revision <= revision && Some(newest) != kept)
             {
-                ki.current = Vec::new();
+                ki.current = CurrentValue::None;
             }
             !ki.is_empty()
         });
@@ -800,7 +815,8 @@ impl MvccStore {
             }
             crc = crc32c_combine(crc, entry.crc, entry.len as usize);
         }
-        if digests.error().is_some() || self.bucket.spill_error().is_some() {
+        let value_read_failed = self.values.as_ref().is_some_and(|v| v.failed());
+        if digests.error().is_some() || self.bucket.spill_error().is_some() || value_read_failed {
             return Err(MvccError::SpillUnreadable);
         }
         Ok(HashKv {

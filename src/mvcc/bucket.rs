@@ -214,6 +214,10 @@ impl ValueFile {
         }
     }
 
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
     }

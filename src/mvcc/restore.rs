@@ -210,6 +210,7 @@ impl RestoredStore {
             skipped: 0,
             values: None,
             values_len: 0,
+            pending: Vec::new(),
             values_unavailable: false,
         }
     }
@@ -244,9 +245,14 @@ pub struct BucketLoader {
     /// The live keys' current values, and how many bytes of it are written.
     values: Option<Arc<ValueFile>>,
     values_len: u64,
+    /// Values not yet written, to go at `values_len` (one write a MiB, not one per key).
+    pending: Vec<u8>,
     /// Creating the value file failed: values stay in memory.
     values_unavailable: bool,
 }
+
+/// The value file is written in pieces of about this size.
+const VALUE_WRITE_BYTES: usize = 1 << 20;
 
 impl BucketLoader {
     /// One bucket entry, in bucket order. Entries the resumed compaction's job deletes are
@@ -295,13 +301,28 @@ impl BucketLoader {
         };
         let len = u32::try_from(value.len()).ok();
         ki.current = match (file, len) {
-            (Some(file), Some(len)) if file.write(self.values_len, value) => {
-                let offset = self.values_len;
-                self.values_len += u64::from(len);
+            (Some(_), Some(len)) => {
+                let offset = self.values_len + self.pending.len() as u64;
+                self.pending.extend_from_slice(value);
                 CurrentValue::InFile { offset, len }
             }
             _ => CurrentValue::Inline(value.to_vec()),
         };
+        if self.pending.len() >= VALUE_WRITE_BYTES {
+            self.flush_values();
+        }
+    }
+
+    /// Writes the buffered values to the value file. A failed write marks the file failed:
+    /// HashKV then answers `MvccError::SpillUnreadable` (the values it holds are lost).
+    fn flush_values(&mut self) {
+        if let Some(file) = &self.values {
+            if !self.pending.is_empty() && !file.write(self.values_len, &self.pending) {
+                file.mark_failed();
+            }
+        }
+        self.values_len += self.pending.len() as u64;
+        self.pending.clear();
     }
 
     /// Entries dropped as not restorable (a short key, a revision below 1).
@@ -311,6 +332,7 @@ impl BucketLoader {
 
     /// The full store.
     pub fn finish(mut self) -> MvccStore {
+        self.flush_values();
         self.store.values = self.values;
         self.store
     }

@@ -130,6 +130,7 @@ bench: deps
 	cargo bench --bench replay
 	cargo bench --bench verify_jobs
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench decode_vs_etcd
+	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench memory
 	tools/etcd-bin/fetch.sh $(ETCDUTL_VERSION) sid || echo "etcdutl $(ETCDUTL_VERSION) not fetched: the db bench will skip"
 	RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) RAFT_REPLAY_ETCDUTL=$(ETCDUTL) cargo bench --bench db
 

@@ -790,8 +790,9 @@ pub fn hash_kv_pass2(
     Ok(Ok(stream.finish()))
 }
 
-/// The full store etcd boots with from this db: `restored` (pass 1) with the `key` bucket's
-/// values loaded (a third, untracked walk of that bucket). Memory holds the bucket's values.
+/// The full store etcd boots with from this db: `restored` (pass 1) with the `key` bucket
+/// streamed into it (a third, untracked walk of that bucket): a digest per entry (spilled to a
+/// temporary file past a bounded window) and each live key's current value, never every value.
 pub fn load_store(db: &Db<'_>, restored: RestoredStore) -> Result<MvccStore, DbError> {
     let mut loader = restored.into_loader();
     for_each_in_bucket(db, b"key", &mut |k, v| loader.feed(k, v))?;

@@ -10,12 +10,9 @@
 //! thing across members (`etcdserver/corrupt.go`: HashKV at a revision); this is the per-member
 //! form, naming the first differing revision and key.
 
-use prost::Message;
-
 use super::{Finding, Severity};
 use crate::backend::etcd::display_key;
-use crate::mvcc::{MvccStore, Revision};
-use crate::proto::etcdserverpb::KeyValue;
+use crate::mvcc::{BucketDigest, MvccStore};
 use crate::wal::Location;
 
 pub const KIND: &str = "db.kv_mismatch";
@@ -24,22 +21,69 @@ pub const BOTH_WAYS: &str = "db.replay_diverged";
 pub const REFERENCE: &str =
     "etcd 3.4 mvcc/kvstore.go restore (the db is the applied state at consistent_index); etcdserver/corrupt.go (HashKV agreement)";
 
-fn user_key(value: &[u8]) -> String {
-    KeyValue::decode(value)
-        .map(|kv| display_key(&kv.key))
-        .unwrap_or_else(|_| "(KeyValue does not decode)".into())
+/// The bucket entry `d` of `store`, named: revision, tombstone mark and user key.
+fn describe(store: &MvccStore, d: &BucketDigest) -> String {
+    let key = store
+        .key_of_revision(d.revision)
+        .map(|k| display_key(&k))
+        .unwrap_or_else(|| "(not in the key index)".into());
+    format!(
+        "revision {}_{}{} key {key}",
+        d.revision.main_revision,
+        d.revision.sub_revision,
+        if d.tombstone { " (tombstone)" } else { "" }
+    )
 }
 
-fn describe(bucket_key: &[u8]) -> String {
-    match Revision::from_bucket_key(bucket_key) {
-        Some((r, tombstone)) => format!(
-            "revision {}_{}{}",
-            r.main_revision,
-            r.sub_revision,
-            if tombstone { " (tombstone)" } else { "" }
-        ),
-        None => format!("bucket key 0x{}", hex::encode(bucket_key)),
-    }
+/// The first bucket entry where the two stores differ, described; entries are compared by
+/// their digests (revision, tombstone mark, CRC-32C and length of `bucket key ‖ KeyValue`).
+fn first_difference(db: &MvccStore, replayed: &MvccStore) -> Option<String> {
+    let mut ours = db.bucket_digests();
+    let mut theirs = replayed.bucket_digests();
+    let difference = loop {
+        match (ours.next(), theirs.next()) {
+            (None, None) => break None,
+            (Some(d), None) => {
+                break Some(format!(
+                    "{} is in the db but not in the replay",
+                    describe(db, &d)
+                ))
+            }
+            (None, Some(r)) => {
+                break Some(format!(
+                    "{} is in the replay but not in the db",
+                    describe(replayed, &r)
+                ))
+            }
+            (Some(d), Some(r)) => {
+                let (dk, rk) = ((d.revision, d.tombstone), (r.revision, r.tombstone));
+                if dk < rk {
+                    break Some(format!(
+                        "{} is in the db but not in the replay",
+                        describe(db, &d)
+                    ));
+                }
+                if rk < dk {
+                    break Some(format!(
+                        "{} is in the replay but not in the db",
+                        describe(replayed, &r)
+                    ));
+                }
+                if (d.crc, d.len) != (r.crc, r.len) {
+                    break Some(format!(
+                        "{}: the stored KeyValue differs from the replayed one (CRC-32C {:#010x} of {} bytes in the db, {:#010x} of {} bytes replayed)",
+                        describe(replayed, &r),
+                        d.crc,
+                        d.value_len(),
+                        r.crc,
+                        r.value_len()
+                    ));
+                }
+            }
+        }
+    };
+    let unreadable = ours.error().or(theirs.error()).map(str::to_string);
+    difference.or(unreadable)
 }
 
 /// The db's restored store against the store replayed from the WAL through `consistent_index`.
@@ -49,54 +93,7 @@ pub fn check(
     db: &MvccStore,
     replayed: &MvccStore,
 ) -> Option<Finding> {
-    let mut ours = db.bucket_entries();
-    let mut theirs = replayed.bucket_entries();
-    let difference = loop {
-        match (ours.next(), theirs.next()) {
-            (None, None) => break None,
-            (Some((k, v)), None) => {
-                break Some(format!(
-                    "{} key {} is in the db but not in the replay",
-                    describe(&k),
-                    user_key(v)
-                ))
-            }
-            (None, Some((k, v))) => {
-                break Some(format!(
-                    "{} key {} is in the replay but not in the db",
-                    describe(&k),
-                    user_key(v)
-                ))
-            }
-            (Some((dk, dv)), Some((rk, rv))) => {
-                if dk != rk {
-                    let (first, value, side) = if dk < rk {
-                        (dk, dv, "in the db but not in the replay")
-                    } else {
-                        (rk, rv, "in the replay but not in the db")
-                    };
-                    break Some(format!(
-                        "{} key {} is {side}",
-                        describe(&first),
-                        user_key(value)
-                    ));
-                }
-                if dv != rv {
-                    let at = dv
-                        .iter()
-                        .zip(rv.iter())
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(dv.len().min(rv.len()));
-                    break Some(format!(
-                        "{} key {}: the stored KeyValue differs from the replayed one at byte {at} of {}",
-                        describe(&dk),
-                        user_key(rv),
-                        rv.len()
-                    ));
-                }
-            }
-        }
-    };
+    let difference = first_difference(db, replayed);
     let difference = difference.or_else(|| {
         let (d, r) = (
             (db.current_revision(), db.compact_revision()),

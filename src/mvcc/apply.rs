@@ -376,14 +376,15 @@ impl MvccStore {
     fn put_in_txn(&mut self, txn: &mut WriteTxn, put: &PutRequest) -> Result<(), ApplyError> {
         let mut lease = put.lease;
         if put.ignore_value || put.ignore_lease {
-            let Some(existing) = self.current_key_value(&put.key, txn.read_revision()) else {
+            let Some(stored) = self.current_key_value(&put.key, txn.read_revision()) else {
                 return Err(ApplyError::KeyNotFound);
             };
+            let existing = super::bucket::decode_key_value(&stored);
             if put.ignore_lease {
                 lease = existing.lease;
             }
             if put.ignore_value {
-                // The stored value borrows the bucket, which the put appends to: copy it.
+                // The stored value borrows the key's current value, which the put replaces.
                 let value = Bytes::copy_from_slice(existing.value);
                 self.txn_put(txn, &put.key, &value, lease);
                 return Ok(());
@@ -481,11 +482,12 @@ impl MvccStore {
         let at = self.current_revision;
         let mut any = false;
         let mut all = true;
-        self.for_each_alive(range, at, |_, found| {
+        self.for_each_alive(range, at, |_, found, ki| {
             any = true;
-            let kv = self
-                .bucket
-                .get_key_value(found.modified)
+            let stored = self.stored_value(ki, found);
+            let kv = stored
+                .as_deref()
+                .map(super::bucket::decode_key_value)
                 .unwrap_or_default();
             if !compare_key_value(
                 compare,

@@ -1,34 +1,489 @@
-//! The model of etcd's bbolt `key` bucket: revision key → gogo-marshaled `mvccpb.KeyValue`.
+//! The model of etcd's bbolt `key` bucket (revision key → gogo-marshaled `mvccpb.KeyValue`),
+//! kept as one digest per entry, never the entry's bytes.
+//!
+//! HashKV is CRC-32C over `"key"` and then `bucket key ‖ marshaled KeyValue` of the selected
+//! entries in revision order (`kvstore.go: HashByRev`). CRC-32C is linear: the CRC of a
+//! concatenation follows from the CRCs of its parts and the length of the second
+//! ([`crc32c_combine`]). So an entry is kept as its revision, tombstone flag, the CRC-32C of its
+//! `bucket key ‖ value` and that length ([`BucketDigest`], 25 bytes on disk), and any ordered
+//! subset hashes from those. What apply reads — a key's current `KeyValue` (txn compares,
+//! `ignore_value` / `ignore_lease` puts) — lives with the key in the index
+//! (`KeyIndex::current`), not here.
 //!
 //! etcd only ever appends to this bucket with increasing revisions, and only compaction deletes
-//! from it. We therefore keep the records in a `Vec` sorted by revision (append is O(1), lookup
-//! is a binary search) and the marshaled values back to back in one byte arena, so a put costs
-//! no allocation of its own and HashKV can feed the stored bytes straight into the CRC.
+//! from it. The newest digests stay in memory (`hot`, at most [`hot_limit`] of them); older ones
+//! spill to an unlinked temporary file (`tempfile::tempfile`, in `std::env::temp_dir()`, never
+//! the user's directory) that is written once and then only read, in order. Clones of a store
+//! share that file: a clone appends to it only while the file ends where the clone's part ends
+//! (nobody else appended since), otherwise it first copies its own part to a file of its own.
+//! Compaction writes the surviving digests to a new file. When no temporary file can be made or
+//! written, the digests stay in memory; a failed read-back is kept ([`KeyBucket::spill_error`])
+//! and HashKV answers `MvccError::SpillUnreadable`.
 
-use super::revision::{Revision, RevisionSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
-/// Where one bucket entry lives in the arena.
-#[derive(Clone, Copy, Debug)]
-struct Record {
-    revision: Revision,
-    tombstone: bool,
-    value_start: usize,
-    value_len: usize,
+use super::revision::{Revision, RevisionSet, REVISION_KEY_LEN, TOMBSTONE_KEY_LEN};
+
+/// Digests kept in memory before older ones go to the file (32 B each: 8 MiB).
+pub const DEFAULT_HOT_REVISIONS: usize = 1 << 18;
+
+/// Overrides [`DEFAULT_HOT_REVISIONS`] (tests force spilling on small stores with it).
+pub const HOT_REVISIONS_ENV: &str = "RAFT_REPLAY_STORE_HOT_REVISIONS";
+
+/// Bytes of one digest in the spill file: main, sub (LE i64), CRC, length (LE u32), tombstone.
+const RECORD_BYTES: usize = 25;
+
+/// Digests read from the file per read (1.6 MiB).
+const READ_CHUNK: usize = 1 << 16;
+
+/// The in-memory limit: [`HOT_REVISIONS_ENV`] when set to a number ≥ 4, else the default.
+pub fn hot_limit() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var(HOT_REVISIONS_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n >= 4)
+            .unwrap_or(DEFAULT_HOT_REVISIONS)
+    })
 }
 
-/// One bucket entry as seen by readers: the revision, whether its key carries the tombstone
-/// mark, and the marshaled `KeyValue` exactly as etcd stores it.
-#[derive(Clone, Copy, Debug)]
-pub struct BucketEntry<'a> {
+/// A zero run fed through the CRC: shifting a CRC by `n` bytes is hashing `n` zero bytes.
+static ZEROS: [u8; 4096] = [0; 4096];
+
+/// `crc32c(A ‖ B)` from `crc_a = crc32c(A)`, `crc_b = crc32c(B)` and `len_b = |B|` (zlib's
+/// `crc32_combine` idea). With `r(s, D)` the raw CRC register after `D` from state `s`, which is
+/// linear in `s` and `D` together, `crc32c(D) = !r(!0, D)`, and
+/// `r(s, 0ⁿ)` is `s · x^(8n) mod P`, so `crc32c(A‖B) = crc_b ^ r(crc_a, 0^|B|)`, and
+/// `r(c, 0ⁿ) = !crc32c_append(!c, 0ⁿ)`: the shift runs on the CPU's CRC instruction at the
+/// speed of hashing `|B|` bytes, which is what hashing the bytes themselves cost.
+pub fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+    let mut state = !crc_a;
+    let mut left = len_b;
+    while left > 0 {
+        let n = left.min(ZEROS.len());
+        state = crc32c::crc32c_append(state, &ZEROS[..n]);
+        left -= n;
+    }
+    crc_b ^ !state
+}
+
+/// One bucket entry as the store keeps it: its revision, whether its key carries the
+/// tombstone mark, and CRC-32C and length of `bucket key ‖ marshaled KeyValue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketDigest {
     pub revision: Revision,
     pub tombstone: bool,
-    pub value: &'a [u8],
+    /// CRC-32C of the bucket key (17 or 18 bytes) followed by the marshaled `KeyValue`.
+    pub crc: u32,
+    /// Length of the bucket key plus the marshaled `KeyValue`.
+    pub len: u32,
 }
 
-#[derive(Clone, Debug, Default)]
+impl BucketDigest {
+    /// The digest of the entry `revision` (a tombstone or not) holding `value`.
+    pub fn of(revision: Revision, tombstone: bool, value: &[u8]) -> Self {
+        let (key, key_len) = revision.bucket_key(tombstone);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&key[..key_len]), value);
+        // bbolt values are below 2 GiB (`maxAllocSize`), as are WAL entries: this never clamps.
+        let len = u32::try_from(key_len + value.len()).unwrap_or(u32::MAX);
+        BucketDigest {
+            revision,
+            tombstone,
+            crc,
+            len,
+        }
+    }
+
+    /// Length of the marshaled `KeyValue` alone.
+    pub fn value_len(&self) -> usize {
+        let key_len = if self.tombstone {
+            TOMBSTONE_KEY_LEN
+        } else {
+            REVISION_KEY_LEN
+        };
+        (self.len as usize).saturating_sub(key_len)
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.revision.main_revision.to_le_bytes());
+        out.extend_from_slice(&self.revision.sub_revision.to_le_bytes());
+        out.extend_from_slice(&self.crc.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.push(u8::from(self.tombstone));
+    }
+
+    fn read_from(bytes: &[u8]) -> Self {
+        let word = |at: usize| -> [u8; 8] {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            b
+        };
+        let half = |at: usize| -> [u8; 4] {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&bytes[at..at + 4]);
+            b
+        };
+        BucketDigest {
+            revision: Revision::new(i64::from_le_bytes(word(0)), i64::from_le_bytes(word(8))),
+            crc: u32::from_le_bytes(half(16)),
+            len: u32::from_le_bytes(half(20)),
+            tombstone: bytes[24] != 0,
+        }
+    }
+}
+
+/// The spill file and how many digests have been written to it (by whichever clone).
+#[derive(Debug)]
+struct SpillFile {
+    file: File,
+    written: AtomicUsize,
+}
+
+impl SpillFile {
+    fn create() -> Option<Arc<SpillFile>> {
+        let file = tempfile::tempfile().ok()?;
+        Some(Arc::new(SpillFile {
+            file,
+            written: AtomicUsize::new(0),
+        }))
+    }
+
+    fn write(&self, at: usize, digests: &[BucketDigest]) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(digests.len().min(READ_CHUNK) * RECORD_BYTES);
+        for (i, chunk) in digests.chunks(READ_CHUNK).enumerate() {
+            bytes.clear();
+            for d in chunk {
+                d.write_to(&mut bytes);
+            }
+            let offset = (at + i * READ_CHUNK) * RECORD_BYTES;
+            self.file.write_all_at(&bytes, offset as u64)?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, from: usize, to: usize, out: &mut Vec<BucketDigest>) -> Result<(), String> {
+        let mut bytes = vec![0u8; (to - from) * RECORD_BYTES];
+        self.file
+            .read_exact_at(&mut bytes, (from * RECORD_BYTES) as u64)
+            .map_err(|e| format!("reading back the store's spill file: {e}"))?;
+        out.clear();
+        out.extend(
+            bytes
+                .chunks_exact(RECORD_BYTES)
+                .map(BucketDigest::read_from),
+        );
+        Ok(())
+    }
+}
+
+/// The current values of keys restored from a backend db, back to back in an unlinked temporary
+/// file: written once, in bucket order, while the `key` bucket is streamed
+/// (`restore::BucketLoader`), then only read (a txn comparing a value, an `ignore_value` put).
+/// Clones share it. A failed read is remembered: HashKV then answers
+/// `MvccError::SpillUnreadable` rather than a state built on a value it could not read.
+#[derive(Debug)]
+pub(crate) struct ValueFile {
+    file: File,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl ValueFile {
+    pub fn create() -> Option<ValueFile> {
+        Some(ValueFile {
+            file: tempfile::tempfile().ok()?,
+            failed: Default::default(),
+        })
+    }
+
+    pub fn write(&self, offset: u64, value: &[u8]) -> bool {
+        self.file.write_all_at(value, offset).is_ok()
+    }
+
+    pub fn read(&self, offset: u64, len: u32) -> Option<Vec<u8>> {
+        let mut value = vec![0u8; len as usize];
+        match self.file.read_exact_at(&mut value, offset) {
+            Ok(()) => Some(value),
+            Err(_) => {
+                self.failed.store(true, Ordering::SeqCst);
+                None
+            }
+        }
+    }
+
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// The `key` bucket's digests in revision order: `0 .. cold_len` in the spill file, the rest in
+/// memory.
+#[derive(Clone, Debug)]
 pub(crate) struct KeyBucket {
-    records: Vec<Record>,
-    arena: Vec<u8>,
+    spill: Option<Arc<SpillFile>>,
+    cold_len: usize,
+    hot: Vec<BucketDigest>,
+    hot_limit: usize,
+    /// Set once creating or writing a file failed: everything stays in memory from then on.
+    spill_disabled: bool,
+    /// Sum of the marshaled `KeyValue` lengths (a size measure, [`KeyBucket::value_bytes`]).
+    value_bytes: usize,
+    spill_error: Option<String>,
+    /// The test-only reference model, updated by the same calls.
+    #[cfg(test)]
+    pub(crate) reference: super::reference::ArenaBucket,
+}
+
+impl Default for KeyBucket {
+    fn default() -> Self {
+        KeyBucket::with_limit(hot_limit())
+    }
+}
+
+impl KeyBucket {
+    /// At most `hot_limit` digests in memory.
+    pub fn with_limit(hot_limit: usize) -> Self {
+        KeyBucket {
+            spill: None,
+            cold_len: 0,
+            hot: Vec::new(),
+            hot_limit: hot_limit.max(4),
+            spill_disabled: false,
+            value_bytes: 0,
+            spill_error: None,
+            #[cfg(test)]
+            reference: Default::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cold_len + self.hot.len()
+    }
+
+    /// Digests held in the spill file.
+    pub fn spilled(&self) -> usize {
+        self.cold_len
+    }
+
+    /// Bytes of marshaled `KeyValue`s the bucket holds (as etcd stores them).
+    pub fn value_bytes(&self) -> usize {
+        self.value_bytes
+    }
+
+    /// Why reading the spill file back failed, if it did.
+    pub fn spill_error(&self) -> Option<&str> {
+        self.spill_error.as_deref()
+    }
+
+    /// Appends the entry `revision` holding `value` (the marshaled `KeyValue`). The caller
+    /// guarantees `revision` is greater than every stored revision (bbolt keys ascend, and
+    /// `BE64(main) '_' BE64(sub)` sorts as the revision for main ≥ 1).
+    pub fn append(&mut self, revision: Revision, tombstone: bool, value: &[u8]) {
+        self.push(BucketDigest::of(revision, tombstone, value));
+    }
+
+    fn push(&mut self, digest: BucketDigest) {
+        self.value_bytes += digest.value_len();
+        self.hot.push(digest);
+        if self.hot.len() >= self.hot_limit && !self.spill_disabled {
+            self.spill();
+        }
+    }
+
+    /// Moves the older three quarters of `hot` to the file (the newest quarter stays: a write
+    /// transaction etcd would crash in is rolled back from the tail).
+    fn spill(&mut self) {
+        let count = self.hot.len() - self.hot_limit / 4;
+        if count == 0 {
+            return;
+        }
+        let Some(file) = self.writable_spill() else {
+            self.spill_disabled = true;
+            return;
+        };
+        if file.write(self.cold_len, &self.hot[..count]).is_err() {
+            // A full or failing temp directory: keep everything in memory instead.
+            file.written.store(self.cold_len, Ordering::SeqCst);
+            self.spill_disabled = true;
+            return;
+        }
+        self.cold_len += count;
+        self.hot.drain(..count);
+    }
+
+    /// A spill file this bucket may append to at `cold_len`, with the region after it reserved.
+    /// A file another clone appended to since is left to it: this bucket's part is copied to a
+    /// new file first.
+    fn writable_spill(&mut self) -> Option<Arc<SpillFile>> {
+        if let Some(file) = &self.spill {
+            if file
+                .written
+                .compare_exchange(
+                    self.cold_len,
+                    usize::MAX,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+            {
+                let file = file.clone();
+                let end = self.cold_len + self.hot.len() - self.hot_limit / 4;
+                file.written.store(end, Ordering::SeqCst);
+                return Some(file);
+            }
+        }
+        let fresh = SpillFile::create()?;
+        if let Some(shared) = &self.spill {
+            let mut chunk = Vec::new();
+            let mut at = 0;
+            while at < self.cold_len {
+                let to = (at + READ_CHUNK).min(self.cold_len);
+                shared.read(at, to, &mut chunk).ok()?;
+                fresh.write(at, &chunk).ok()?;
+                at = to;
+            }
+        }
+        let end = self.cold_len + self.hot.len() - self.hot_limit / 4;
+        fresh.written.store(end, Ordering::SeqCst);
+        self.spill = Some(fresh.clone());
+        Some(fresh)
+    }
+
+    /// Removes every entry with `main_revision >= main_revision` (they are all at the end).
+    /// Used to roll back a write transaction that etcd would have crashed in.
+    pub fn truncate_from_main(&mut self, main_revision: i64) {
+        #[cfg(test)]
+        self.reference.truncate_from_main(main_revision);
+        let keep = self
+            .hot
+            .partition_point(|d| d.revision.main_revision < main_revision);
+        for d in &self.hot[keep..] {
+            self.value_bytes -= d.value_len();
+        }
+        self.hot.truncate(keep);
+        if keep > 0 || self.cold_len == 0 {
+            return;
+        }
+        // The transaction reaches into the file: bring back the part of it before the cut.
+        let Some(file) = self.spill.clone() else {
+            return;
+        };
+        let mut from = self.cold_len;
+        let mut chunk = Vec::new();
+        while from > 0 {
+            let start = from.saturating_sub(READ_CHUNK);
+            if let Err(why) = file.read(start, from, &mut chunk) {
+                self.spill_error.get_or_insert(why);
+                return;
+            }
+            let kept = chunk.partition_point(|d| d.revision.main_revision < main_revision);
+            for d in &chunk[kept..] {
+                self.value_bytes -= d.value_len();
+            }
+            chunk.truncate(kept);
+            self.cold_len = start;
+            if kept > 0 || start == 0 {
+                self.hot = chunk;
+                return;
+            }
+            from = start;
+        }
+    }
+
+    /// The digests in bucket (= revision) order. Stops early, recording why, if the spill file
+    /// cannot be read back.
+    pub fn iter(&self) -> Digests<'_> {
+        Digests {
+            bucket: self,
+            position: 0,
+            chunk: Vec::new(),
+            chunk_start: 0,
+            error: None,
+        }
+    }
+
+    /// Physical compaction (`scheduleCompaction`): delete every entry with
+    /// `main_revision <= compact_revision` whose revision is not in `keep`.
+    /// Returns the number of deleted entries.
+    pub fn compact(&mut self, compact_revision: i64, keep: &RevisionSet) -> usize {
+        let mut survivors = KeyBucket::with_limit(self.hot_limit);
+        survivors.spill_disabled = self.spill_disabled;
+        let mut deleted = 0usize;
+        let mut digests = self.iter();
+        for d in digests.by_ref() {
+            if d.revision.main_revision <= compact_revision && !keep.contains(&d.revision) {
+                deleted += 1;
+            } else {
+                survivors.push(d);
+            }
+        }
+        if let Some(why) = digests.error {
+            self.spill_error.get_or_insert(why);
+            return 0;
+        }
+        #[cfg(test)]
+        {
+            survivors.reference = std::mem::take(&mut self.reference);
+            survivors.reference.compact(compact_revision, keep);
+        }
+        *self = survivors;
+        deleted
+    }
+}
+
+/// An iterator over a [`KeyBucket`]'s digests, reading the spilled part in chunks.
+pub struct Digests<'b> {
+    bucket: &'b KeyBucket,
+    position: usize,
+    chunk: Vec<BucketDigest>,
+    chunk_start: usize,
+    error: Option<String>,
+}
+
+impl Digests<'_> {
+    /// Why the iteration stopped before the end, if it did.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+impl Iterator for Digests<'_> {
+    type Item = BucketDigest;
+
+    fn next(&mut self) -> Option<BucketDigest> {
+        let bucket = self.bucket;
+        if self.error.is_some() {
+            return None;
+        }
+        if self.position >= bucket.cold_len {
+            let d = bucket.hot.get(self.position - bucket.cold_len).copied()?;
+            self.position += 1;
+            return Some(d);
+        }
+        let offset = self.position - self.chunk_start;
+        if offset >= self.chunk.len() {
+            let to = (self.position + READ_CHUNK).min(bucket.cold_len);
+            let read = match &bucket.spill {
+                Some(file) => file.read(self.position, to, &mut self.chunk),
+                None => Err("the store's spill file is missing".to_string()),
+            };
+            if let Err(why) = read {
+                self.error = Some(why);
+                return None;
+            }
+            self.chunk_start = self.position;
+        }
+        let d = self.chunk.get(self.position - self.chunk_start).copied()?;
+        self.position += 1;
+        Some(d)
+    }
 }
 
 /// The fields of a stored `KeyValue`, borrowed from the bucket.
@@ -40,156 +495,6 @@ pub(crate) struct StoredKeyValue<'a> {
     pub version: i64,
     pub value: &'a [u8],
     pub lease: i64,
-}
-
-impl KeyBucket {
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn arena_bytes(&self) -> usize {
-        self.arena.len()
-    }
-
-    /// Appends a put. The caller guarantees `revision` is greater than every stored revision.
-    #[allow(clippy::too_many_arguments)]
-    pub fn append_put(
-        &mut self,
-        revision: Revision,
-        key: &[u8],
-        create_revision: i64,
-        version: i64,
-        value: &[u8],
-        lease: i64,
-    ) {
-        let value_start = self.arena.len();
-        encode_key_value(
-            &mut self.arena,
-            key,
-            create_revision,
-            revision.main_revision,
-            version,
-            value,
-            lease,
-        );
-        self.records.push(Record {
-            revision,
-            tombstone: false,
-            value_start,
-            value_len: self.arena.len() - value_start,
-        });
-    }
-
-    /// Appends an entry read from a backend's `key` bucket as stored (the marshaled
-    /// `KeyValue` bytes verbatim). The caller guarantees `revision` is greater than every
-    /// stored revision (bbolt keys ascend, and `BE64(main) '_' BE64(sub)` sorts as the revision
-    /// for main ≥ 1).
-    pub fn append_raw(&mut self, revision: Revision, tombstone: bool, value: &[u8]) {
-        let value_start = self.arena.len();
-        self.arena.extend_from_slice(value);
-        self.records.push(Record {
-            revision,
-            tombstone,
-            value_start,
-            value_len: value.len(),
-        });
-    }
-
-    /// Appends a tombstone: etcd stores `KeyValue{key}` under the `'t'`-marked revision key.
-    pub fn append_tombstone(&mut self, revision: Revision, key: &[u8]) {
-        let value_start = self.arena.len();
-        encode_key_value(&mut self.arena, key, 0, 0, 0, &[], 0);
-        self.records.push(Record {
-            revision,
-            tombstone: true,
-            value_start,
-            value_len: self.arena.len() - value_start,
-        });
-    }
-
-    /// Removes every record with `main_revision >= main_revision` (they are all at the end).
-    /// Used to roll back a write transaction that etcd would have crashed in.
-    pub fn truncate_from_main(&mut self, main_revision: i64) {
-        let keep = self
-            .records
-            .partition_point(|r| r.revision.main_revision < main_revision);
-        if let Some(first_removed) = self.records.get(keep) {
-            self.arena.truncate(first_removed.value_start);
-        }
-        self.records.truncate(keep);
-    }
-
-    /// The marshaled `KeyValue` stored at exactly `revision`.
-    pub fn get(&self, revision: Revision) -> Option<&[u8]> {
-        let i = self
-            .records
-            .binary_search_by(|r| r.revision.cmp(&revision))
-            .ok()?;
-        let r = &self.records[i];
-        self.arena.get(r.value_start..r.value_start + r.value_len)
-    }
-
-    /// The decoded `KeyValue` stored at exactly `revision`.
-    pub fn get_key_value(&self, revision: Revision) -> Option<StoredKeyValue<'_>> {
-        self.get(revision).map(decode_key_value)
-    }
-
-    /// All entries in bucket (= revision) order.
-    pub fn iter(&self) -> impl Iterator<Item = BucketEntry<'_>> + '_ {
-        self.records.iter().map(move |r| BucketEntry {
-            revision: r.revision,
-            tombstone: r.tombstone,
-            value: &self.arena[r.value_start..r.value_start + r.value_len],
-        })
-    }
-
-    /// The entries with `main_revision <= upper_main_revision`, in order.
-    pub fn iter_up_to(&self, upper_main_revision: i64) -> impl Iterator<Item = BucketEntry<'_>> {
-        let end = self
-            .records
-            .partition_point(|r| r.revision.main_revision <= upper_main_revision);
-        self.records[..end].iter().map(move |r| BucketEntry {
-            revision: r.revision,
-            tombstone: r.tombstone,
-            value: &self.arena[r.value_start..r.value_start + r.value_len],
-        })
-    }
-
-    /// Physical compaction (`scheduleCompaction`): delete every entry with
-    /// `main_revision <= compact_revision` whose revision is not in `keep`.
-    /// Returns the number of deleted entries.
-    pub fn compact(&mut self, compact_revision: i64, keep: &RevisionSet) -> usize {
-        let boundary = self
-            .records
-            .partition_point(|r| r.revision.main_revision <= compact_revision);
-        // Slide the surviving records (and their bytes) to the front, in order; the arena only
-        // ever moves bytes towards lower offsets, so copy_within never overwrites unread data.
-        let mut write = 0usize;
-        let mut arena_write = 0usize;
-        let mut deleted = 0usize;
-        for read in 0..self.records.len() {
-            let record = self.records[read];
-            if read < boundary && !keep.contains(&record.revision) {
-                deleted += 1;
-                continue;
-            }
-            if arena_write != record.value_start {
-                self.arena.copy_within(
-                    record.value_start..record.value_start + record.value_len,
-                    arena_write,
-                );
-            }
-            self.records[write] = Record {
-                value_start: arena_write,
-                ..record
-            };
-            arena_write += record.value_len;
-            write += 1;
-        }
-        self.records.truncate(write);
-        self.arena.truncate(arena_write);
-        deleted
-    }
 }
 
 fn put_varint(out: &mut Vec<u8>, value: u64) {
@@ -353,52 +658,5 @@ mod tests {
             let back = decode_key_value(&ours);
             prop_assert_eq!(back, StoredKeyValue { key: &key, create_revision: c, mod_revision: m, version: v, value: &value, lease });
         }
-    }
-
-    #[test]
-    fn compact_slides_records_and_bytes() {
-        let mut bucket = KeyBucket::default();
-        for main in 2..8 {
-            bucket.append_put(
-                Revision::new(main, 0),
-                b"k",
-                2,
-                main - 1,
-                format!("v{main}").as_bytes(),
-                0,
-            );
-        }
-        let keep: RevisionSet = [Revision::new(4, 0)].into_iter().collect();
-        assert_eq!(bucket.compact(5, &keep), 3);
-        let left: Vec<(i64, Vec<u8>)> = bucket
-            .iter()
-            .map(|e| {
-                (
-                    e.revision.main_revision,
-                    decode_key_value(e.value).value.to_vec(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            left,
-            vec![
-                (4, b"v4".to_vec()),
-                (6, b"v6".to_vec()),
-                (7, b"v7".to_vec())
-            ]
-        );
-        assert_eq!(
-            bucket
-                .get_key_value(Revision::new(6, 0))
-                .unwrap()
-                .mod_revision,
-            6
-        );
-        bucket.truncate_from_main(6);
-        assert_eq!(bucket.len(), 1);
-        assert_eq!(
-            bucket.arena_bytes(),
-            bucket.get(Revision::new(4, 0)).unwrap().len()
-        );
     }
 }

@@ -40,6 +40,23 @@ pub(crate) struct KeyIndex {
     /// here rather than in a second map so a put needs a single lookup. Equal to the `lease`
     /// field of the key's current `KeyValue` while the key is alive; 0 while it is deleted.
     pub attached_lease: i64,
+    /// The marshaled `KeyValue` of the key's newest revision while the key is alive (what a
+    /// txn compares and an `ignore_value` put copies), none while it is deleted. Only the
+    /// newest: apply reads keys at the current revision, and HashKV needs no values.
+    pub current: CurrentValue,
+}
+
+/// Where a live key's current marshaled `KeyValue` is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum CurrentValue {
+    /// Deleted, or its newest revision compacted out of the bucket.
+    #[default]
+    None,
+    /// Written by the replay: in memory.
+    Inline(Vec<u8>),
+    /// Restored from a backend db: in the store's value file (`bucket::ValueFile`), so a db
+    /// start holds none of the db's values in memory.
+    InFile { offset: u64, len: u32 },
 }
 
 /// What `keyIndex.get` returns: the revision visible at the asked revision, the generation's
@@ -56,6 +73,7 @@ impl Default for KeyIndex {
         KeyIndex {
             generations: vec![Generation::default()],
             attached_lease: 0,
+            current: CurrentValue::None,
         }
     }
 }
@@ -98,7 +116,20 @@ impl KeyIndex {
                 revisions: vec![modified],
             }],
             attached_lease: lease,
+            current: CurrentValue::None,
         }
+    }
+
+    /// The newest revision, if the key is alive (the one [`KeyIndex::current`] holds).
+    pub fn newest_alive(&self) -> Option<Revision> {
+        self.generations.last()?.revisions.last().copied()
+    }
+
+    /// Whether `revision` is in the key's history.
+    pub fn holds(&self, revision: Revision) -> bool {
+        self.generations
+            .iter()
+            .any(|g| g.revisions.binary_search(&revision).is_ok())
     }
 
     /// `keyIndex.tombstone`: false (etcd's `ErrRevisionNotFound`) if the key is not alive.

@@ -101,6 +101,11 @@ impl KeySpace {
         self.histories.iter_mut().map(|(k, ki)| (&**k, ki))
     }
 
+    /// Every key with its history, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &KeyIndex)> {
+        self.histories.iter().map(|(k, ki)| (&**k, ki))
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &KeyIndex> {
         self.histories.values()
     }

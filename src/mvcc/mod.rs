@@ -28,8 +28,14 @@
 //! the 3.5.5+ compaction-hash cache of `HashKV(rev)` for recent compaction revisions.
 //!
 //! The replay starts from an empty store (genesis, WAL from index 1), or from the store a
-//! backend db restores ([`Restore`], values loaded by [`BucketLoader`]) for a member whose WAL
-//! starts at a leader snapshot (`replay::from_db`); `.snap` files hold only the v2 store.
+//! backend db restores ([`Restore`], the bucket streamed into digests and current values by
+//! [`BucketLoader`]) for a member whose WAL starts late (`replay::from_db`); `.snap` files hold
+//! only the v2 store.
+//!
+//! Memory: the key bucket is kept as a [`BucketDigest`] per entry (HashKV combines their
+//! CRCs), the older ones spilled to an unlinked temporary file past [`DEFAULT_HOT_REVISIONS`];
+//! values are kept only as each live key's current `KeyValue`. What grows with the history is
+//! the key index (a 16-byte revision per uncompacted revision, as etcd's own `treeIndex`).
 //!
 //! # etcd 3.5 differences (select with [`EtcdVersion`])
 //!
@@ -56,6 +62,8 @@ pub mod cluster;
 mod key_index;
 mod keyspace;
 mod lease;
+#[cfg(test)]
+mod reference;
 mod restore;
 mod revision;
 mod store;
@@ -70,7 +78,10 @@ use crate::proto::etcdserverpb::InternalRaftRequest;
 use crate::proto::raftpb::Entry;
 
 pub use apply::ApplierMode;
-pub use bucket::{encode_key_value, BucketEntry};
+pub use bucket::{
+    crc32c_combine, encode_key_value, BucketDigest, Digests, DEFAULT_HOT_REVISIONS,
+    HOT_REVISIONS_ENV,
+};
 pub use cluster::{ClusterVersionInForce, DowngradeInForce};
 pub use lease::{Lease, MAX_LEASE_TTL};
 pub use restore::{BucketLoader, HashKvStream, Restore, RestoreSummary, RestoredStore};
@@ -186,6 +197,10 @@ pub enum MvccError {
     /// `rev > current revision`.
     #[error("mvcc: required revision is a future revision")]
     FutureRevision { current_revision: i64 },
+    /// The store's spill file of older revisions' digests could not be read back (not an
+    /// etcd outcome: the temporary directory failed under the replay).
+    #[error("the store's temporary spill file could not be read back")]
+    SpillUnreadable,
 }
 
 /// The error etcd's applier returns to the client for a request that changed nothing.

@@ -9,7 +9,10 @@
 
 use serde::Serialize;
 
-use super::key_index::KeyIndex;
+use std::sync::Arc;
+
+use super::bucket::ValueFile;
+use super::key_index::{CurrentValue, KeyIndex};
 use super::lease::Lease;
 use super::revision::{Revision, RevisionSet};
 use super::store::{HashKv, MvccStore};
@@ -197,15 +200,18 @@ impl RestoredStore {
             .is_some_and(|(at, kept)| revision.main_revision <= *at && !kept.contains(&revision))
     }
 
-    /// Turns the index-only store into a full one by loading the `key` bucket's values: feed
-    /// every bucket entry in bucket order to the returned loader. A store that applies entries
-    /// above the consistent index needs the values (a txn compares them; a put keeps the
-    /// bucket that HashKV hashes).
+    /// Turns the index-only store into a full one from the `key` bucket: feed every bucket
+    /// entry in bucket order to the returned loader, which keeps a digest per entry (HashKV)
+    /// and each live key's current value (a txn compares it), never every value.
     pub fn into_loader(self) -> BucketLoader {
         BucketLoader {
             store: self.store,
             pending_compaction: self.pending_compaction,
             skipped: 0,
+            values: None,
+            values_len: 0,
+            pending: Vec::new(),
+            values_unavailable: false,
         }
     }
 
@@ -230,13 +236,23 @@ impl RestoredStore {
     }
 }
 
-/// Loads a backend's `key` bucket into a restored store (see [`RestoredStore::into_loader`]).
+/// Streams a backend's `key` bucket into a restored store (see [`RestoredStore::into_loader`]).
 #[derive(Debug)]
 pub struct BucketLoader {
     store: MvccStore,
     pending_compaction: Option<(i64, RevisionSet)>,
     skipped: u64,
+    /// The live keys' current values, and how many bytes of it are written.
+    values: Option<Arc<ValueFile>>,
+    values_len: u64,
+    /// Values not yet written, to go at `values_len` (one write a MiB, not one per key).
+    pending: Vec<u8>,
+    /// Creating the value file failed: values stay in memory.
+    values_unavailable: bool,
 }
+
+/// The value file is written in pieces of about this size.
+const VALUE_WRITE_BYTES: usize = 1 << 20;
 
 impl BucketLoader {
     /// One bucket entry, in bucket order. Entries the resumed compaction's job deletes are
@@ -256,7 +272,57 @@ impl BucketLoader {
                 return;
             }
         }
-        self.store.bucket.append_raw(revision, tombstone, value);
+        self.store.bucket.append(revision, tombstone, value);
+        #[cfg(test)]
+        self.store
+            .bucket
+            .reference
+            .append_raw(revision, tombstone, value);
+        if tombstone {
+            return;
+        }
+        // The newest revision of a live key: its value is what apply reads from now on. It
+        // goes to the value file (in memory only when no temporary file can be written).
+        let key = super::bucket::decode_key_value(value).key;
+        let Some(ki) = self.store.index.get_mut(key) else {
+            return;
+        };
+        if ki.newest_alive() != Some(revision) {
+            return;
+        }
+        let file = match &self.values {
+            Some(file) => Some(file),
+            None if !self.values_unavailable => {
+                self.values = ValueFile::create().map(Arc::new);
+                self.values_unavailable = self.values.is_none();
+                self.values.as_ref()
+            }
+            None => None,
+        };
+        let len = u32::try_from(value.len()).ok();
+        ki.current = match (file, len) {
+            (Some(_), Some(len)) => {
+                let offset = self.values_len + self.pending.len() as u64;
+                self.pending.extend_from_slice(value);
+                CurrentValue::InFile { offset, len }
+            }
+            _ => CurrentValue::Inline(value.to_vec()),
+        };
+        if self.pending.len() >= VALUE_WRITE_BYTES {
+            self.flush_values();
+        }
+    }
+
+    /// Writes the buffered values to the value file. A failed write marks the file failed:
+    /// HashKV then answers `MvccError::SpillUnreadable` (the values it holds are lost).
+    fn flush_values(&mut self) {
+        if let Some(file) = &self.values {
+            if !self.pending.is_empty() && !file.write(self.values_len, &self.pending) {
+                file.mark_failed();
+            }
+        }
+        self.values_len += self.pending.len() as u64;
+        self.pending.clear();
     }
 
     /// Entries dropped as not restorable (a short key, a revision below 1).
@@ -265,7 +331,9 @@ impl BucketLoader {
     }
 
     /// The full store.
-    pub fn finish(self) -> MvccStore {
+    pub fn finish(mut self) -> MvccStore {
+        self.flush_values();
+        self.store.values = self.values;
         self.store
     }
 }
@@ -382,10 +450,7 @@ mod tests {
         live.put(b"a", b"6", 0).unwrap();
         let mut restore = Restore::new(EtcdVersion::V3_4_23);
         restore.lease(7, 60, 0);
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = live
-            .bucket_entries()
-            .map(|(k, v)| (k, v.to_vec()))
-            .collect();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = live.bucket_entries();
         for (k, v) in &entries {
             let (rev, tomb) = Revision::from_bucket_key(k).unwrap();
             let kv = super::super::bucket::decode_key_value(v);
@@ -402,5 +467,72 @@ mod tests {
             assert_eq!(stream.finish(), live.hash_kv(rev).unwrap(), "rev {rev}");
         }
         assert_eq!(restored.store.leases()[&7].keys.len(), 1);
+    }
+
+    /// A store loaded from its own bucket (current values in the loader's value file) applies
+    /// value compares and `ignore_value` puts as the live store does, and hashes the same.
+    #[test]
+    fn a_loaded_store_reads_its_values_from_the_value_file() {
+        use crate::proto::etcdserverpb::{
+            compare::TargetUnion, request_op, Compare, CompareResult, CompareTarget,
+            InternalRaftRequest, PutRequest, RequestHeader, RequestOp, TxnRequest,
+        };
+        let mut live = MvccStore::new();
+        live.put(b"a", b"1", 0).unwrap();
+        live.put(b"b", b"2", 0).unwrap();
+        live.put(b"a", b"3", 0).unwrap();
+        live.delete_range(super::super::KeyRange::Single(b"b"));
+        live.put(b"c", b"4", 0).unwrap();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = live.bucket_entries();
+        let mut restore = Restore::new(EtcdVersion::V3_4_23);
+        for (k, v) in &entries {
+            let (rev, tomb) = Revision::from_bucket_key(k).unwrap();
+            let kv = super::super::bucket::decode_key_value(v);
+            restore.entry(rev, tomb, kv.key, kv.create_revision, kv.version, kv.lease);
+        }
+        let mut loader = restore.finish(None, None).into_loader();
+        for (k, v) in &entries {
+            loader.feed(k, v);
+        }
+        let mut loaded = loader.finish();
+        assert!(loaded.values.is_some(), "values went to the file");
+        assert_eq!(loaded.get(b"a"), live.get(b"a"));
+        assert_eq!(loaded.get(b"b"), None);
+        let put = |key: &[u8], ignore_value: bool| RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: bytes::Bytes::copy_from_slice(key),
+                value: bytes::Bytes::from_static(b"new"),
+                ignore_value,
+                ..Default::default()
+            })),
+        };
+        let txn = InternalRaftRequest {
+            header: Some(RequestHeader {
+                id: 1,
+                ..Default::default()
+            }),
+            txn: Some(TxnRequest {
+                compare: vec![Compare {
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Value as i32,
+                    key: bytes::Bytes::from_static(b"a"),
+                    target_union: Some(TargetUnion::Value(bytes::Bytes::from_static(b"3"))),
+                    ..Default::default()
+                }],
+                success: vec![put(b"c", true), put(b"d", false)],
+                failure: vec![put(b"e", false)],
+            }),
+            ..Default::default()
+        };
+        let outcome = loaded.apply_request(&txn);
+        assert_eq!(outcome, live.apply_request(&txn));
+        assert_eq!(outcome.revision(), Some(7));
+        assert_eq!(
+            loaded.get(b"c").unwrap().3,
+            b"4".to_vec(),
+            "ignore_value kept it"
+        );
+        assert!(loaded.get(b"e").is_none(), "the compare held");
+        assert_eq!(loaded.hash_kv(0), live.hash_kv(0));
     }
 }

@@ -2,12 +2,13 @@
 //! `kvstore_compaction.go`): key index, key bucket, lessor, write transactions, compaction and
 //! `HashByRev`.
 
+use std::borrow::Cow;
 use std::ops::Bound;
 
 use serde::Serialize;
 
-use super::bucket::{KeyBucket, StoredKeyValue};
-use super::key_index::KeyAt;
+use super::bucket::{crc32c_combine, decode_key_value, encode_key_value, KeyBucket};
+use super::key_index::{CurrentValue, KeyAt, KeyIndex};
 use super::keyspace::KeySpace;
 use super::lease::{Lease, Lessor, MAX_LEASE_TTL};
 use super::revision::{Revision, RevisionSet};
@@ -77,10 +78,12 @@ enum Undo {
         key: Box<[u8]>,
         previous_lease: i64,
         new_key: bool,
+        previous_current: CurrentValue,
     },
     Tombstone {
         key: Box<[u8]>,
         previous_lease: i64,
+        previous_current: CurrentValue,
     },
 }
 
@@ -133,6 +136,9 @@ pub struct MvccStore {
     /// Reused buffers (no per-request allocation on the hot paths).
     pub(crate) scratch_keys: Vec<Box<[u8]>>,
     pub(crate) scratch_path: Vec<bool>,
+    pub(crate) scratch_value: Vec<u8>,
+    /// The current values of keys restored from a db ([`CurrentValue::InFile`]).
+    pub(crate) values: Option<std::sync::Arc<super::bucket::ValueFile>>,
 }
 
 impl Default for MvccStore {
@@ -169,6 +175,8 @@ impl MvccStore {
             stats: ApplyStats::default(),
             scratch_keys: Vec::new(),
             scratch_path: Vec::new(),
+            scratch_value: Vec::new(),
+            values: None,
         }
     }
 
@@ -225,7 +233,7 @@ impl MvccStore {
             live_keys: self.live_key_count(),
             indexed_keys: self.indexed_key_count(),
             bucket_entries: self.bucket.len(),
-            bucket_value_bytes: self.bucket.arena_bytes(),
+            bucket_value_bytes: self.bucket.value_bytes(),
             leases: self.lessor.leases.len(),
             applier_mode: self.applier_mode,
             alarms: self.alarms.iter().copied().collect(),
@@ -251,17 +259,53 @@ impl MvccStore {
         self.bucket.len()
     }
 
-    /// Bytes of marshaled `KeyValue`s held for the bucket (a memory measure).
+    /// Bytes of marshaled `KeyValue`s in the modelled bucket (as etcd stores them; the store
+    /// itself keeps only their digests and each live key's current one).
     pub fn bucket_value_bytes(&self) -> usize {
-        self.bucket.arena_bytes()
+        self.bucket.value_bytes()
     }
 
-    /// The bucket entries in bbolt key order: (revision key bytes, marshaled `KeyValue`).
-    pub fn bucket_entries(&self) -> impl Iterator<Item = (Vec<u8>, &[u8])> + '_ {
-        self.bucket.iter().map(|e| {
-            let (key, len) = e.revision.bucket_key(e.tombstone);
-            (key[..len].to_vec(), e.value)
-        })
+    /// Bucket entries whose digests are in the spill file rather than in memory.
+    pub fn bucket_entries_spilled(&self) -> usize {
+        self.bucket.spilled()
+    }
+
+    /// The bucket entries' digests in bbolt key order (revision, tombstone flag, CRC-32C and
+    /// length of `bucket key ‖ marshaled KeyValue`). The iteration stops early if the spill file
+    /// cannot be read back: [`crate::mvcc::Digests::error`] then says why.
+    pub fn bucket_digests(&self) -> super::bucket::Digests<'_> {
+        self.bucket.iter()
+    }
+
+    /// The key whose history holds `revision` (a put or a tombstone not compacted away).
+    /// A scan of the index: for naming a bucket entry in a report, not for the hot path.
+    pub fn key_of_revision(&self, revision: super::Revision) -> Option<Vec<u8>> {
+        self.index
+            .iter()
+            .find(|(_, ki)| ki.holds(revision))
+            .map(|(key, _)| key.to_vec())
+    }
+
+    /// The bucket entries in bbolt key order with their values, from the test-only reference
+    /// model that runs beside the digests (each checked against its digest).
+    #[cfg(test)]
+    pub(crate) fn bucket_entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let digests: Vec<_> = self.bucket.iter().collect();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = self
+            .bucket
+            .reference
+            .iter()
+            .map(|e| {
+                let (key, len) = e.revision.bucket_key(e.tombstone);
+                (key[..len].to_vec(), e.value.to_vec())
+            })
+            .collect();
+        assert_eq!(digests.len(), entries.len(), "digests and reference model");
+        for (d, e) in digests.iter().zip(&entries) {
+            let (revision, tombstone) = super::Revision::from_bucket_key(&e.0).unwrap();
+            assert_eq!(*d, super::BucketDigest::of(revision, tombstone, &e.1));
+        }
+        entries
     }
 
     /// The lease table (granted and not revoked).
@@ -272,7 +316,8 @@ impl MvccStore {
     /// The current `KeyValue` of `key` as (create_revision, mod_revision, version, value,
     /// lease), if the key exists.
     pub fn get(&self, key: &[u8]) -> Option<(i64, i64, i64, Vec<u8>, i64)> {
-        let kv = self.current_key_value(key, self.current_revision)?;
+        let stored = self.current_key_value(key, self.current_revision)?;
+        let kv = decode_key_value(&stored);
         Some((
             kv.create_revision,
             kv.mod_revision,
@@ -290,10 +335,43 @@ impl MvccStore {
         self.index.get(key)?.get(at)
     }
 
-    /// The stored `KeyValue` of `key` visible at `at` (what `rangeKeys` returns).
-    pub(crate) fn current_key_value(&self, key: &[u8], at: i64) -> Option<StoredKeyValue<'_>> {
-        let found = self.key_at(key, at)?;
-        self.bucket.get_key_value(found.modified)
+    /// The stored `KeyValue` of `key` visible at `at` (what `rangeKeys` returns). Apply reads
+    /// only at the current revision (or a write txn's own), where that is the key's newest.
+    /// Returns the marshaled `KeyValue`: decode it with [`decode_key_value`].
+    pub(crate) fn current_key_value(&self, key: &[u8], at: i64) -> Option<Cow<'_, [u8]>> {
+        let ki = self.index.get(key)?;
+        let found = ki.get(at)?;
+        self.stored_value(ki, found)
+    }
+
+    /// The marshaled `KeyValue` stored at `found` (a revision of `ki`), if it is the key's
+    /// current one: from memory, or read from the value file of a db start.
+    pub(crate) fn stored_value<'s>(
+        &'s self,
+        ki: &'s KeyIndex,
+        found: KeyAt,
+    ) -> Option<Cow<'s, [u8]>> {
+        if ki.newest_alive() != Some(found.modified) {
+            debug_assert!(false, "a read of an older revision than the key's newest");
+            return None;
+        }
+        let current = match &ki.current {
+            CurrentValue::None => None,
+            CurrentValue::Inline(value) => Some(Cow::Borrowed(&value[..])),
+            CurrentValue::InFile { offset, len } => self
+                .values
+                .as_ref()
+                .and_then(|file| file.read(*offset, *len))
+                .map(Cow::Owned),
+        };
+        #[cfg(test)]
+        assert_eq!(
+            current.as_deref(),
+            self.bucket.reference.get(found.modified),
+            "the current value and the reference model at {:?}",
+            found.modified
+        );
+        current
     }
 
     /// Calls `f` with each key alive at `at` in the range, in ascending key order
@@ -302,13 +380,13 @@ impl MvccStore {
         &'s self,
         range: KeyRange<'_>,
         at: i64,
-        mut f: impl FnMut(&'s [u8], KeyAt) -> bool,
+        mut f: impl FnMut(&'s [u8], KeyAt, &'s KeyIndex) -> bool,
     ) {
         let (start, end) = match range {
             KeyRange::Single(key) => {
                 if let Some((k, ki)) = self.index.get_key_value(key) {
                     if let Some(found) = ki.get(at) {
-                        f(k, found);
+                        f(k, found, ki);
                     }
                 }
                 return;
@@ -318,7 +396,7 @@ impl MvccStore {
         };
         self.index
             .for_each_in_range(start, end, |k, ki| match ki.get(at) {
-                Some(found) => f(k, found),
+                Some(found) => f(k, found, ki),
                 None => true,
             });
     }
@@ -358,9 +436,11 @@ impl MvccStore {
                     key,
                     previous_lease,
                     new_key,
+                    previous_current,
                 } => {
                     if let Some(ki) = self.index.get_mut(&key) {
                         ki.undo_put();
+                        ki.current = previous_current;
                         if ki.attached_lease != 0 {
                             self.lessor.detach(ki.attached_lease, &key);
                         }
@@ -376,9 +456,11 @@ impl MvccStore {
                 Undo::Tombstone {
                     key,
                     previous_lease,
+                    previous_current,
                 } => {
                     if let Some(ki) = self.index.get_mut(&key) {
                         ki.undo_tombstone();
+                        ki.current = previous_current;
                         ki.attached_lease = previous_lease;
                         if previous_lease != 0 {
                             self.lessor.attach(previous_lease, &key);
@@ -403,7 +485,27 @@ impl MvccStore {
         };
         // Alive keys carry their lease here; deleted keys have none (detached on delete).
         let previous_lease = ki.attached_lease;
-        self.bucket.append_put(
+        // The previous value is kept only where the txn may be rolled back; otherwise its
+        // buffer is reused (no allocation per put).
+        let previous_current = std::mem::take(&mut ki.current);
+        let (mut current, previous_current) = match (previous_current, &txn.undo) {
+            (CurrentValue::Inline(buffer), None) => (buffer, CurrentValue::None),
+            (previous, _) => (Vec::new(), previous),
+        };
+        current.clear();
+        encode_key_value(
+            &mut current,
+            key,
+            create_revision,
+            revision,
+            previous_version + 1,
+            value,
+            lease,
+        );
+        self.bucket.append(index_revision, false, &current);
+        ki.current = CurrentValue::Inline(current);
+        #[cfg(test)]
+        self.bucket.reference.append_put(
             index_revision,
             key,
             create_revision,
@@ -425,6 +527,7 @@ impl MvccStore {
                 key: key.into(),
                 previous_lease,
                 new_key,
+                previous_current,
             });
         }
     }
@@ -438,7 +541,7 @@ impl MvccStore {
         }
         let mut keys = std::mem::take(&mut self.scratch_keys);
         keys.clear();
-        self.for_each_alive(range, read_revision, |k, _| {
+        self.for_each_alive(range, read_revision, |k, _, _| {
             keys.push(k.into());
             true
         });
@@ -460,7 +563,15 @@ impl MvccStore {
         if !ki.tombstone(index_revision) {
             return; // etcd: lg.Fatal("failed to tombstone an existing key"); callers prevent it
         }
-        self.bucket.append_tombstone(index_revision, key);
+        let mut tombstone = std::mem::take(&mut self.scratch_value);
+        tombstone.clear();
+        encode_key_value(&mut tombstone, key, 0, 0, 0, &[], 0);
+        self.bucket.append(index_revision, true, &tombstone);
+        self.scratch_value = tombstone;
+        #[cfg(test)]
+        self.bucket.reference.append_tombstone(index_revision, key);
+        // A deleted key holds no value (its buffer is freed: deleted keys may be many).
+        let previous_current = std::mem::take(&mut ki.current);
         txn.changes += 1;
         let previous_lease = ki.attached_lease;
         if previous_lease != 0 {
@@ -471,6 +582,7 @@ impl MvccStore {
             undo.push(Undo::Tombstone {
                 key: key.into(),
                 previous_lease,
+                previous_current,
             });
         }
     }
@@ -561,8 +673,19 @@ impl MvccStore {
         let rules = self.rules;
         let mut keep = RevisionSet::default();
         self.index.retain(|ki| {
-            if let Some(kept) = ki.compact(revision, rules) {
+            let kept = ki.compact(revision, rules);
+            if let Some(kept) = kept {
                 keep.insert(kept);
+            }
+            // The bucket loses every revision <= `revision` but the kept ones. A live key whose
+            // newest revision goes too (deleted and put again in one txn, under the 3.4.34+ /
+            // 3.5.16+ rules the tombstone is the one kept) has no stored value left, in etcd
+            // as here.
+            if ki
+                .newest_alive()
+                .is_some_and(|newest| newest.main_revision <= revision && Some(newest) != kept)
+            {
+                ki.current = CurrentValue::None;
             }
             !ki.is_empty()
         });
@@ -633,6 +756,34 @@ impl MvccStore {
         })
     }
 
+    /// [`MvccStore::hash_kv`] computed from the test-only reference model (every value in an
+    /// arena, hashed byte by byte).
+    #[cfg(test)]
+    pub(crate) fn hash_kv_reference(&self, revision: i64) -> Result<HashKv, MvccError> {
+        let hash_revision = self.hash_revision(revision)?;
+        let (keep_any, keep) = self.keep_for_hash(hash_revision);
+        let hash = super::reference::hash_arena(
+            &self.bucket.reference,
+            hash_revision,
+            self.compact_revision,
+            (keep_any, &keep),
+            self.rules.keep_tombstone_at_compaction,
+        );
+        Ok(HashKv {
+            hash,
+            revision: self.current_revision,
+            compact_revision: self.compact_revision,
+            hash_revision,
+        })
+    }
+
+    /// Keeps at most `limit` bucket digests in memory (tests force spilling with a small one).
+    #[cfg(test)]
+    pub(crate) fn set_bucket_hot_limit(&mut self, limit: usize) {
+        assert_eq!(self.bucket.len(), 0, "set before the first write");
+        self.bucket = KeyBucket::with_limit(limit);
+    }
+
     /// etcd's `HashByRev(revision)` (`etcdctl endpoint hashkv --rev`), 0 = current revision.
     ///
     /// CRC-32C over `"key"` and then `bucket key ‖ marshaled KeyValue` of every bucket entry
@@ -650,17 +801,23 @@ impl MvccStore {
         let (keep_any, keep) = self.keep_for_hash(hash_revision);
         let skip_tombstone_at_compaction = self.rules.keep_tombstone_at_compaction;
         let mut crc = crc32c::crc32c(b"key");
-        for entry in self.bucket.iter_up_to(hash_revision) {
+        let mut digests = self.bucket.iter();
+        for entry in digests.by_ref() {
             let main = entry.revision.main_revision;
+            if main > hash_revision {
+                break;
+            }
             if main <= compact_revision && keep_any && !keep.contains(&entry.revision) {
                 continue;
             }
             if skip_tombstone_at_compaction && main == compact_revision && entry.tombstone {
                 continue;
             }
-            let (key, len) = entry.revision.bucket_key(entry.tombstone);
-            crc = crc32c::crc32c_append(crc, &key[..len]);
-            crc = crc32c::crc32c_append(crc, entry.value);
+            crc = crc32c_combine(crc, entry.crc, entry.len as usize);
+        }
+        let value_read_failed = self.values.as_ref().is_some_and(|v| v.failed());
+        if digests.error().is_some() || self.bucket.spill_error().is_some() || value_read_failed {
+            return Err(MvccError::SpillUnreadable);
         }
         Ok(HashKv {
             hash: crc,

@@ -118,7 +118,8 @@ corpus:
 # 10 M synthetic puts: entries/s on one core, linearity, peak RSS, profiler overhead), decode vs
 # etcd's own ReadAll on the real captures (ratio), and `raft-replay db` vs etcd 3.5.30's
 # `etcdutl snapshot status` on a 1.4 GB etcd db (time ratio, peak RSS at 130 MB and 1.4 GB; the
-# dbs are written once into target/bench-db by bbolt-ref, ~2 min each). Not part of `cargo test`.
+# dbs are written once into target/bench-db by bbolt-ref, ~2 min each), and issue 17's table (each row
+# a ratio measured in one run: benches/issue17.rs). Not part of `cargo test`.
 # Needs Go + Debian's etcd/bbolt source (make deps) and etcdutl, fetched from Debian sid into
 # target/etcd/ (tools/etcd-bin/fetch.sh; without it the db bench says so and skips).
 # BENCH_SIZES / BENCH_RUNS / BENCH_PAIRS tune the first, BENCH_PAIRS / BENCH_DB_* the last.
@@ -131,6 +132,7 @@ bench: deps
 	cargo bench --bench verify_jobs
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench decode_vs_etcd
 	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench memory
+	RAFT_REPLAY_ETCD_REF=$(ETCD_REF) cargo bench --bench issue17
 	tools/etcd-bin/fetch.sh $(ETCDUTL_VERSION) sid || echo "etcdutl $(ETCDUTL_VERSION) not fetched: the db bench will skip"
 	RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) RAFT_REPLAY_ETCDUTL=$(ETCDUTL) cargo bench --bench db
 

@@ -21,12 +21,14 @@
 //! `BENCH_DB_DELETE_EVERY` (100), `BENCH_DB_COMPACT_EVERY` (100000), `RAFT_REPLAY_ETCDUTL`,
 //! `RAFT_REPLAY_BBOLT_REF`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
+
+mod common;
+use common::child::{measure, Measured};
 
 const ETCDUTL_VERSION: &str = "3.5.30";
 
@@ -116,51 +118,6 @@ fn ensure_db(dir: &Path, shape: Shape, bbolt_ref: Option<&Path>) -> Option<PathB
 
 fn file_mb(path: &Path) -> f64 {
     std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1e6)
-}
-
-/// One run of a child process: wall time, CPU time and peak RSS from `wait4`, its stdout.
-struct Measured {
-    wall: f64,
-    cpu: f64,
-    rss: u64,
-    stdout: String,
-}
-
-fn timeval_s(t: libc::timeval) -> f64 {
-    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
-}
-
-// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
-fn measure(cmd: &mut Command, scratch: &Path) -> Measured {
-    let out_path = scratch.join("stdout");
-    let err_path = scratch.join("stderr");
-    // Files, not pipes: nothing to drain while the child runs, so the wait is the child's alone.
-    cmd.stdout(File::create(&out_path).unwrap())
-        .stderr(File::create(&err_path).unwrap());
-    let start = Instant::now();
-    let child = cmd.spawn().expect("spawn");
-    let mut status = 0;
-    // SAFETY: all-zero is a valid `rusage` (integers and timevals).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `child` is our own unwaited child; `status` and `usage` outlive the call. std's
-    // `Child` is not waited afterwards (dropping it does not wait).
-    let rc = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let wall = start.elapsed().as_secs_f64();
-    assert_eq!(rc, child.id() as libc::pid_t, "wait4");
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed (status {status}): {}",
-        std::fs::read_to_string(&err_path).unwrap_or_default()
-    );
-    Measured {
-        wall,
-        cpu: timeval_s(usage.ru_utime) + timeval_s(usage.ru_stime),
-        // Linux reports kilobytes.
-        rss: usage.ru_maxrss as u64 * 1024,
-        stdout,
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

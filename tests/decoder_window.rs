@@ -110,6 +110,57 @@ fn decoder_buffers_a_window_not_a_segment() {
     }
 }
 
+/// Large frames back to back, then small ones, then large ones again: each large frame is read
+/// exactly (a probe read after one), with the in-memory result, in both modes.
+#[test]
+fn runs_of_large_frames_decode_as_in_memory() {
+    use raft_replay::proto::raftpb::{Entry, HardState};
+    let mut writer =
+        raft_replay::wal::writer::WalWriter::create_with_segment_size(b"meta", SEGMENT);
+    let sizes = [
+        700_000, 1_100_000, 520_000, 3_000, 100, 900_000, 2_000_000, 10, 600_000, 40_000,
+    ];
+    for (i, size) in sizes.iter().cycle().take(40).enumerate() {
+        let index = i as u64 + 1;
+        let entry = Entry {
+            r#type: 0,
+            term: 1,
+            index,
+            data: Some(Bytes::from(vec![(index % 251) as u8; *size])),
+        };
+        let state = HardState {
+            term: 1,
+            vote: 1,
+            commit: index - 1,
+        };
+        writer.save(&state, &[entry]);
+    }
+    let files = writer.files(true);
+    let names: Vec<SegmentName> = files
+        .iter()
+        .map(|(name, _)| raft_replay::wal::name::parse_wal_name(name).unwrap())
+        .collect();
+    let bytes: Vec<Bytes> = files.iter().map(|(_, b)| b.clone()).collect();
+    assert!(names.len() >= 2, "the log crosses a cut");
+    let fs = mem_fs(&names, &bytes);
+    for mode in [DecoderMode::Strict, DecoderMode::Forensic] {
+        let (expected, _) = in_memory(&names, &bytes, mode);
+        assert_eq!(expected.end, DecodeEnd::Eof);
+        let entries = expected
+            .records
+            .iter()
+            .filter(|r| r.4.r#type == raft_replay::proto::walpb::ENTRY_TYPE)
+            .count();
+        assert_eq!(entries, 40);
+        let (outcome, held) = from_files(&fs, &names, mode);
+        assert_eq!(outcome, expected, "{mode:?}");
+        assert!(
+            held <= 1024 * 1024 + 2_100_000,
+            "{mode:?}: held {held} bytes"
+        );
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Damage {
     Flip {

@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[allow(dead_code)]
+pub mod child;
+#[allow(dead_code)]
+pub mod jobs;
+
 /// The capture `corpus/<capture>/data.tar.gz` unpacked once under `target/bench-corpus/<capture>`
 /// (a copy: the archive is never touched). Unpacked into a sibling first and renamed, so an
 /// interrupted run never leaves a half-unpacked capture behind for the next one.

@@ -12,6 +12,15 @@
 //! keeping the last [`SynthSpec::compact_retention`] revisions, so the MVCC history the replay
 //! rebuilds stays bounded however long the log is.
 //!
+//! The issue-17 workload mixes in what `etcdctl txn` and `etcdctl del` propose
+//! ([`SynthSpec::txn_every`], [`SynthSpec::delete_every`]): a request is a txn or a delete with
+//! probability 1 / n each, chosen by a hash of its number so every key sees all three kinds. A
+//! txn compares the key's version (or, every other txn, its value) with what the log wrote last
+//! and puts on success, as `etcdctl txn` sends `Compare{EQUAL, VERSION|VALUE, key}` and a success
+//! `RequestOp{put}`; the writer tracks each key's version and last value (O(keys)), so every
+//! compare holds and every delete removes a live key. The compactions target the revision the
+//! store really reached (a delete of a live key is a revision too).
+//!
 //! Memory stays bounded while writing: each closed segment goes to disk at the cut and the
 //! writer continues from the new tail ([`WalWriter::resume`] with empty placeholders for the
 //! segments already written, so sequence numbers and the CRC chain continue exactly).
@@ -23,7 +32,9 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::proto::etcdserverpb::{
-    CompactionRequest, InternalRaftRequest, Metadata, PutRequest, RequestHeader,
+    compare, request_op, CompactionRequest, Compare, CompareResult, CompareTarget,
+    DeleteRangeRequest, InternalRaftRequest, Metadata, PutRequest, RequestHeader, RequestOp,
+    TxnRequest,
 };
 use crate::proto::raftpb::{ConfChange, Entry, HardState};
 use crate::wal::writer::WalWriter;
@@ -32,8 +43,9 @@ use crate::wal::SEGMENT_SIZE_BYTES;
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct SynthSpec {
-    /// Number of put entries (the log also holds the bootstrap conf change, the leader's empty
-    /// entry and the compaction requests).
+    /// Number of KV request entries: puts, and txns and deletes when [`Self::txn_every`] /
+    /// [`Self::delete_every`] ask for them (the log also holds the bootstrap conf change, the
+    /// leader's empty entry and the compaction requests).
     pub puts: u64,
     /// Distinct keys, written round-robin (`key/000042`).
     pub keys: u64,
@@ -49,6 +61,27 @@ pub struct SynthSpec {
     pub compact_every: u64,
     /// Revisions each compaction keeps: it compacts at `current revision - compact_retention`.
     pub compact_retention: u64,
+    /// One request in this many is a txn (compare on the key's version or value, put on
+    /// success); 0: none.
+    pub txn_every: u64,
+    /// One request in this many is a delete of a live key; 0: none.
+    pub delete_every: u64,
+}
+
+impl SynthSpec {
+    /// The issue-17 workload: 10,000 keys, 100-byte values, 1 in 50 a txn, 1 in 50 a delete,
+    /// no compaction (the MVCC history grows with the log).
+    pub fn issue17(requests: u64) -> SynthSpec {
+        SynthSpec {
+            puts: requests,
+            keys: 10_000,
+            value_len: 100,
+            compact_every: 0,
+            txn_every: 50,
+            delete_every: 50,
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for SynthSpec {
@@ -62,6 +95,8 @@ impl Default for SynthSpec {
             preallocate_tail: true,
             compact_every: 100_000,
             compact_retention: 10_000,
+            txn_every: 0,
+            delete_every: 0,
         }
     }
 }
@@ -103,25 +138,136 @@ fn bootstrap_entry() -> Entry {
     }
 }
 
-/// The put request of entry number `n` (0-based).
-pub fn put_request(n: u64, spec: &SynthSpec) -> InternalRaftRequest {
-    let key = format!("key/{:06}", n % spec.keys.max(1));
+fn key_of(n: u64, spec: &SynthSpec) -> u64 {
+    n % spec.keys.max(1)
+}
+
+fn key_bytes(key: u64) -> Bytes {
+    Bytes::from(format!("key/{key:06}"))
+}
+
+/// The value request number `n` writes.
+fn value_of(n: u64, spec: &SynthSpec) -> Bytes {
     let mut value = vec![b'v'; spec.value_len];
     // Vary the value so the bucket holds distinct bytes.
     for (i, b) in n.to_le_bytes().iter().enumerate().take(spec.value_len) {
         value[i] = b'a' + b % 26;
     }
-    InternalRaftRequest {
-        header: Some(RequestHeader {
-            id: 0x1000_0000 + n,
-            ..Default::default()
-        }),
-        put: Some(PutRequest {
-            key: Bytes::from(key),
-            value: Bytes::from(value),
-            ..Default::default()
-        }),
+    Bytes::from(value)
+}
+
+fn header(n: u64) -> Option<RequestHeader> {
+    Some(RequestHeader {
+        id: 0x1000_0000 + n,
         ..Default::default()
+    })
+}
+
+fn put(n: u64, spec: &SynthSpec) -> PutRequest {
+    PutRequest {
+        key: key_bytes(key_of(n, spec)),
+        value: value_of(n, spec),
+        ..Default::default()
+    }
+}
+
+/// The put request of entry number `n` (0-based).
+pub fn put_request(n: u64, spec: &SynthSpec) -> InternalRaftRequest {
+    InternalRaftRequest {
+        header: header(n),
+        put: Some(put(n, spec)),
+        ..Default::default()
+    }
+}
+
+/// SplitMix64: a fixed, well-mixed choice of each request's kind from its number.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// What the writer knows of each key, to write compares that hold and deletes of live keys:
+/// the key's version (0: absent) and the request number whose value it holds.
+struct KeyStates {
+    version: Vec<i64>,
+    written_by: Vec<u64>,
+}
+
+impl KeyStates {
+    fn new(spec: &SynthSpec) -> KeyStates {
+        let keys = spec.keys.max(1) as usize;
+        KeyStates {
+            version: vec![0; keys],
+            written_by: vec![0; keys],
+        }
+    }
+
+    /// The request number `n` (0-based): a put, a txn or a delete (see the module docs). Every
+    /// request advances the store's revision by exactly one.
+    fn request(&mut self, n: u64, spec: &SynthSpec) -> InternalRaftRequest {
+        let key = key_of(n, spec) as usize;
+        let h = mix(n);
+        let txn = spec.txn_every != 0 && h % spec.txn_every == 0;
+        let delete = !txn
+            && spec.delete_every != 0
+            && (h >> 32) % spec.delete_every == 0
+            && self.version[key] != 0;
+        if delete {
+            self.version[key] = 0;
+            return InternalRaftRequest {
+                header: header(n),
+                delete_range: Some(DeleteRangeRequest {
+                    key: key_bytes(key as u64),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+        }
+        let request = if txn {
+            InternalRaftRequest {
+                header: header(n),
+                txn: Some(self.txn(n, key, spec)),
+                ..Default::default()
+            }
+        } else {
+            put_request(n, spec)
+        };
+        self.version[key] += 1;
+        self.written_by[key] = n;
+        request
+    }
+
+    /// `etcdctl txn`'s shape: one compare that holds (the version, or every other txn the value
+    /// of a live key), the put on success, nothing on failure.
+    fn txn(&self, n: u64, key: usize, spec: &SynthSpec) -> TxnRequest {
+        let version = self.version[key];
+        let on_value = version != 0 && (mix(n) >> 8) % 2 == 0;
+        let (target, target_union) = if on_value {
+            (
+                CompareTarget::Value,
+                compare::TargetUnion::Value(value_of(self.written_by[key], spec)),
+            )
+        } else {
+            (
+                CompareTarget::Version,
+                compare::TargetUnion::Version(version),
+            )
+        };
+        TxnRequest {
+            compare: vec![Compare {
+                result: CompareResult::Equal as i32,
+                target: target as i32,
+                key: key_bytes(key as u64),
+                target_union: Some(target_union),
+                range_end: Bytes::new(),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(put(n, spec))),
+            }],
+            failure: Vec::new(),
+        }
     }
 }
 
@@ -192,6 +338,7 @@ pub fn write_synthetic(data_dir: &Path, spec: &SynthSpec) -> io::Result<SynthLog
         }],
     );
     let mut batch = Vec::with_capacity(spec.batch.max(1));
+    let mut keys = KeyStates::new(spec);
     let mut n = 0u64;
     while n < spec.puts {
         batch.clear();
@@ -202,7 +349,7 @@ pub fn write_synthetic(data_dir: &Path, spec: &SynthSpec) -> io::Result<SynthLog
                 r#type: 0,
                 term: 2,
                 index: last_index,
-                data: Some(Bytes::from(put_request(n, spec).encode_to_vec())),
+                data: Some(Bytes::from(keys.request(n, spec).encode_to_vec())),
             });
             n += 1;
             if let Some(request) = compaction_request(n, spec) {
@@ -333,5 +480,52 @@ mod tests {
             "{:?}",
             check.findings
         );
+    }
+
+    #[test]
+    fn txn_and_delete_mix_applies_every_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SynthSpec {
+            segment_size: 256 * 1024,
+            keys: 200,
+            ..SynthSpec::issue17(20_000)
+        };
+        let log = write_synthetic(dir.path(), &spec).unwrap();
+        assert_eq!(log.entries, 20_002);
+        let files = MemberFiles::open(&RealFs, dir.path()).unwrap();
+        let read = read_member(&files, DecoderMode::Strict);
+        assert!(
+            read.contents.errors.is_empty(),
+            "{:?}",
+            read.contents.errors
+        );
+        let (mut txns, mut deletes, mut value_compares) = (0, 0, 0);
+        for entry in &read.contents.entries[2..] {
+            let data = entry.data.as_deref().unwrap_or_default();
+            let request = InternalRaftRequest::decode(data).unwrap();
+            if let Some(txn) = &request.txn {
+                txns += 1;
+                assert_eq!(txn.compare.len(), 1);
+                assert_eq!(txn.success.len(), 1);
+                if txn.compare[0].target == CompareTarget::Value as i32 {
+                    value_compares += 1;
+                }
+            }
+            deletes += usize::from(request.delete_range.is_some());
+        }
+        // 1 in 50 each (±30% on 20,000 draws), both compare targets present.
+        assert!((280..=520).contains(&txns), "{txns} txns");
+        assert!((280..=520).contains(&deletes), "{deletes} deletes");
+        assert!(
+            value_compares > 0 && value_compares < txns,
+            "{value_compares}"
+        );
+        let kv = crate::replay::kv::replay_kv("m", &read, None, &mut |_| {}).unwrap();
+        assert!(kv.panicking_entries.is_empty());
+        // One revision per request: every compare held and every delete removed a live key.
+        assert_eq!(kv.store.current_revision(), 20_001);
+        let summary = kv.store.summary();
+        assert!(summary.live_keys < 200, "{summary:?}");
+        assert_eq!(summary.bucket_entries, 20_000);
     }
 }

@@ -101,7 +101,65 @@ pub fn replay_kv_any(
 /// Replays one member that decoded cleanly. Findings go to `findings`. `scan`: the member's
 /// invariant scan (its resolved log is what a summary read is streamed against; its
 /// configuration timeline what the db's membership is checked against).
+///
+/// The two parts are independent ([`FollowerInput::reexecute`], [`replay_state`]); `verify` runs
+/// them on separate workers and joins them with [`join_parts`], the same result.
 pub fn replay_member(
+    member: &str,
+    files: &MemberFiles<'_>,
+    read: &MemberRead,
+    scan: &MemberScan,
+    findings: &mut Vec<Finding>,
+) -> MemberState {
+    let follower = FollowerInput::of(read).reexecute(member, files);
+    let mut rest = Vec::new();
+    let state = replay_state(member, files, read, scan, &mut rest);
+    join_parts(state, follower, rest, findings)
+}
+
+/// What the follower re-execution of a member needs from its read: where its log starts and the
+/// boot snapshot's configuration (owned, so it runs apart from the rest of the replay).
+#[derive(Clone, Debug)]
+pub struct FollowerInput {
+    start_index: u64,
+    start_term: u64,
+    conf: crate::proto::raftpb::ConfState,
+}
+
+impl FollowerInput {
+    pub fn of(read: &MemberRead) -> FollowerInput {
+        FollowerInput {
+            start_index: read.start.index,
+            start_term: read.start.term,
+            conf: read
+                .snapshot
+                .as_ref()
+                .map(|s| s.snapshot.metadata.conf_state.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every persisted batch re-executed as a follower ([`reexecute`]) from the segment holding
+    /// the start; `None` when no segment does.
+    pub fn reexecute(
+        &self,
+        member: &str,
+        files: &MemberFiles<'_>,
+    ) -> Option<super::follower::FollowerOutcome> {
+        let from = search_index(&files.segments, self.start_index)?;
+        Some(reexecute(
+            member,
+            files.decoder(from, DecoderMode::Strict),
+            self.start_index,
+            self.start_term,
+            &self.conf,
+        ))
+    }
+}
+
+/// [`replay_member`] without the follower re-execution: the KV replay (or the raft-level one
+/// when there is no KV state), its HashKV and the db ↔ log checks.
+pub fn replay_state(
     member: &str,
     files: &MemberFiles<'_>,
     read: &MemberRead,
@@ -110,22 +168,6 @@ pub fn replay_member(
 ) -> MemberState {
     let log = &scan.log;
     let mut state = MemberState::default();
-    let conf = read
-        .snapshot
-        .as_ref()
-        .map(|s| s.snapshot.metadata.conf_state.clone())
-        .unwrap_or_default();
-    if let Some(from) = search_index(&files.segments, read.start.index) {
-        let follower = reexecute(
-            member,
-            files.decoder(from, DecoderMode::Strict),
-            read.start.index,
-            read.start.term,
-            &conf,
-        );
-        state.follower_batches = follower.batches;
-        findings.extend(follower.findings);
-    }
     let (kv, full) = replay_kv_any(member, files, read, log, None, &mut |_| {});
     let read = full.as_ref().unwrap_or(read);
     match &kv {
@@ -168,6 +210,22 @@ pub fn replay_member(
         &mut state,
         findings,
     );
+    state
+}
+
+/// The member's state and findings from its two parts: the follower's findings first, then the
+/// rest's, as [`replay_member`] files them.
+pub fn join_parts(
+    mut state: MemberState,
+    follower: Option<super::follower::FollowerOutcome>,
+    rest: Vec<Finding>,
+    findings: &mut Vec<Finding>,
+) -> MemberState {
+    if let Some(follower) = follower {
+        state.follower_batches = follower.batches;
+        findings.extend(follower.findings);
+    }
+    findings.extend(rest);
     state
 }
 
@@ -457,6 +515,29 @@ pub struct Agreement {
     pub findings: Vec<Finding>,
 }
 
+/// The lowest applied index of the members with a HashKV, when two or more have one.
+fn common_index(members: &[(String, &MemberState)]) -> Option<u64> {
+    let with_kv = members.iter().filter(|(_, s)| s.hashkv.is_some());
+    (with_kv.clone().count() >= 2)
+        .then(|| with_kv.map(|(_, s)| s.applied_index).min())
+        .flatten()
+}
+
+/// The (position in `members`, raft index) pairs [`agreement`] asks its `hash_at` for, in the
+/// order it asks: each member with a HashKV applied past the common index, at that index.
+/// Independent of each other, so a caller may compute them at once beforehand.
+pub fn agreement_requests(members: &[(String, &MemberState)]) -> Vec<(usize, u64)> {
+    let Some(common) = common_index(members) else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, s))| s.hashkv.is_some() && s.applied_index > common)
+        .map(|(i, _)| (i, common))
+        .collect()
+}
+
 /// State-hash agreement across members: at each member's own applied index, and at the highest
 /// index every member with a KV state has applied (so members that stopped at different points
 /// are still compared). `hash_at(i, index)`: member `i`'s HashKV after applying through `index`.
@@ -485,21 +566,15 @@ pub fn agreement(
             }
         })
         .collect();
-    let common_index = (with_kv.len() >= 2)
-        .then(|| with_kv.iter().map(|(_, (_, s))| s.applied_index).min())
-        .flatten();
-    if let Some(common) = common_index {
-        for (i, (name, s)) in &with_kv {
-            if s.applied_index > common {
-                if let Some(at) = hash_at(*i, common) {
-                    points.push(StatePoint {
-                        member: name.clone(),
-                        applied_index: common,
-                        hash: u64::from(at.hash),
-                        what: at.describe(),
-                    });
-                }
-            }
+    let common_index = common_index(members);
+    for (i, common) in agreement_requests(members) {
+        if let Some(at) = hash_at(i, common) {
+            points.push(StatePoint {
+                member: members[i].0.clone(),
+                applied_index: common,
+                hash: u64::from(at.hash),
+                what: at.describe(),
+            });
         }
     }
     let findings = state_hash::check(&points);

@@ -22,12 +22,18 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::check::state_hash::StatePoint;
 use crate::check::{self, vote, Finding, MemberScan};
 use crate::fsio::ReadOnlyFs;
 use crate::member::{read_member, MemberFiles, MemberRead, OpenError};
-use crate::replay::member_state::{agreement, hash_at_member, replay_member, MemberState};
+use crate::profile::clock::thread_cpu;
+use crate::replay::follower::FollowerOutcome;
+use crate::replay::member_state::{
+    agreement, agreement_requests, hash_at_member, join_parts, replay_member, replay_state,
+    FollowerInput, MemberState,
+};
 use crate::replay::stream::read_for_streaming;
 use crate::wal::DecoderMode;
 
@@ -183,6 +189,10 @@ pub enum Step {
 pub trait StepObserver {
     /// Runs `work`, which is one `step`.
     fn step(&mut self, step: Step, work: &mut dyn FnMut());
+
+    /// After a step that ran on several workers: each worker's CPU time in it. On idle cores the
+    /// busiest worker bounds the step's wall time, whatever else runs on the machine.
+    fn workers(&mut self, _step: Step, _cpu: &[Duration]) {}
 }
 
 struct Unobserved;
@@ -209,7 +219,9 @@ fn observe<T>(observer: &mut dyn StepObserver, step: Step, work: impl FnOnce() -
 }
 
 /// [`verify_named`], each step run through `observer`. With one worker each member's steps are
-/// observed one by one; with several, a step spans that phase's work on every member.
+/// observed one by one; with several, a step spans that phase's work on every member: one
+/// Decode step every member's read and own checks (one task per member), one Checks step the
+/// cross-member checks, Replay steps the replays (two tasks per member) and the agreement.
 pub fn verify_observed(
     fs: &dyn ReadOnlyFs,
     members: &[(String, PathBuf)],
@@ -230,23 +242,18 @@ pub fn verify_observed(
         }
         (files, reports)
     } else {
-        let read = observe(observer, Step::Decode, || {
-            parallel_map(members.iter().collect(), workers, |(_, path)| {
-                read_one(fs, path, options)
+        // A member's read and its own checks run as one task.
+        let done = observe_parallel(observer, Step::Decode, || {
+            parallel_map(members.iter().collect(), workers, |(name, path)| {
+                let (opened, read) = read_one(fs, path, options)?;
+                let report = check_one(name, path, &opened, read);
+                Ok::<_, VerifyError>((opened, report))
             })
         });
-        let (files, reads): (Vec<_>, Vec<_>) = read
-            .into_iter()
+        done.into_iter()
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
-            .unzip();
-        let reports = observe(observer, Step::Checks, || {
-            let work: Vec<_> = members.iter().zip(&files).zip(reads).collect();
-            parallel_map(work, workers, |(((name, path), opened), read)| {
-                check_one(name, path, opened, read)
-            })
-        });
-        (files, reports)
+            .unzip()
     };
     observe(observer, Step::Checks, || check_across(&mut reports));
     digests_complete(&reports)?;
@@ -255,15 +262,16 @@ pub fn verify_observed(
             report.replay = observe(observer, Step::Replay, || replay_clean(report, files));
         }
     } else {
-        observe(observer, Step::Replay, || {
-            let work: Vec<_> = reports.iter_mut().zip(&files).collect();
-            parallel_map(work, workers, |(report, files)| {
-                report.replay = replay_clean(report, files);
-            });
+        let parts = observe_parallel(observer, Step::Replay, || {
+            replay_parts(&mut reports, &files, workers)
         });
+        join_replays(&mut reports, parts);
     }
-    let (state_points, common_index) =
-        observe(observer, Step::Replay, || agree(&mut reports, &files));
+    let (state_points, common_index) = observe_parallel(observer, Step::Replay, || {
+        agree(&mut reports, &files, workers)
+    })
+    .pop()
+    .unwrap_or_default();
     digests_complete(&reports)?;
     Ok(ClusterReport {
         members: reports,
@@ -298,20 +306,44 @@ fn parallel_map<T: Send, R: Send>(
     items: Vec<T>,
     workers: usize,
     f: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
+) -> Parallel<R> {
+    let order: Vec<usize> = (0..items.len()).collect();
+    parallel_map_ordered(items, &order, workers, f)
+}
+
+/// Results in the order of the items, and each worker's CPU time.
+struct Parallel<R> {
+    results: Vec<R>,
+    worker_cpu: Vec<Duration>,
+}
+
+/// [`parallel_map`], the items started in `order` (a permutation of their positions: the
+/// longest first keeps the workers busy to the end); results still in the order of `items`.
+fn parallel_map_ordered<T: Send, R: Send>(
+    items: Vec<T>,
+    order: &[usize],
+    workers: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Parallel<R> {
     let count = items.len();
+    let workers = workers.min(count);
     let queue: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
     let results: Vec<Mutex<Option<R>>> = (0..count).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = queue.get(i) else { break };
-        let item = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(item) = item {
-            let value = f(item);
-            *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+    let work = || {
+        let start = thread_cpu();
+        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let item = queue
+                .get(i)
+                .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
+            if let Some(item) = item {
+                let value = f(item);
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+            }
         }
+        thread_cpu().saturating_sub(start)
     };
+    let mut worker_cpu = Vec::with_capacity(workers);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -322,24 +354,45 @@ fn parallel_map<T: Send, R: Send>(
             .collect();
         for handle in handles {
             match handle {
-                Ok(handle) => {
-                    if let Err(panic) = handle.join() {
-                        std::panic::resume_unwind(panic);
-                    }
-                }
+                Ok(handle) => match handle.join() {
+                    Ok(cpu) => worker_cpu.push(cpu),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
                 // No thread to spare: this one does the work.
-                Err(_) => work(),
+                Err(_) => worker_cpu.push(work()),
             }
         }
     });
-    results
+    let results = results
         .into_iter()
         .map(|slot| {
             slot.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
                 .expect("every item was mapped by a worker that returned")
         })
-        .collect()
+        .collect();
+    Parallel {
+        results,
+        worker_cpu,
+    }
+}
+
+/// [`observe`] of a step run by [`parallel_map`]: the observer also gets each worker's CPU time.
+fn observe_parallel<R>(
+    observer: &mut dyn StepObserver,
+    step: Step,
+    work: impl FnOnce() -> Parallel<R>,
+) -> Vec<R> {
+    let done = observe(observer, step, work);
+    observer.workers(step, &done.worker_cpu);
+    done.results
+}
+
+/// Positions of `costs` from the largest cost to the smallest (ties in input order).
+fn largest_first(costs: &[u64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..costs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(costs[i]));
+    order
 }
 
 /// The decode-level findings and the invariant scan of one member read as etcd boots it.
@@ -381,11 +434,15 @@ fn check_across(reports: &mut [MemberReport]) {
     }
 }
 
+/// Whether a member is replayed: etcd's reader accepts it and the checks found no failure.
+fn is_clean(report: &MemberReport) -> bool {
+    report.read.contents.errors.is_empty()
+        && !report.findings.iter().any(|f| f.severity.is_failure())
+}
+
 /// The replay of a member etcd's reader accepts and the checks found no failure in.
 fn replay_clean(report: &mut MemberReport, files: &MemberFiles<'_>) -> Option<MemberState> {
-    let clean = report.read.contents.errors.is_empty()
-        && !report.findings.iter().any(|f| f.severity.is_failure());
-    if !clean {
+    if !is_clean(report) {
         return None;
     }
     let mut findings = Vec::new();
@@ -400,31 +457,149 @@ fn replay_clean(report: &mut MemberReport, files: &MemberFiles<'_>) -> Option<Me
     Some(state)
 }
 
-/// HashKV agreement across the replayed members; findings filed under their member.
+/// One of a clean member's two independent replay parts ([`replay_member`]'s).
+enum ReplayTask<'r, 'fs> {
+    Follower {
+        member: usize,
+        name: String,
+        input: FollowerInput,
+        files: &'r MemberFiles<'fs>,
+    },
+    State {
+        member: usize,
+        report: &'r mut MemberReport,
+        files: &'r MemberFiles<'fs>,
+    },
+}
+
+enum ReplayPart {
+    Follower(Option<FollowerOutcome>),
+    State(MemberState, Vec<Finding>),
+}
+
+/// The follower re-execution costs about twice the KV replay per entry (cluster-a, release
+/// build): the weights that order the tasks, longest first.
+const FOLLOWER_WEIGHT: u64 = 2;
+
+/// The two replay parts of every member [`replay_clean`] replays, as separate tasks on `workers`
+/// threads (longest first, by entries); each result with its member's position.
+fn replay_parts(
+    reports: &mut [MemberReport],
+    files: &[MemberFiles<'_>],
+    workers: usize,
+) -> Parallel<(usize, ReplayPart)> {
+    let mut tasks = Vec::new();
+    let mut costs = Vec::new();
+    for (i, (report, files)) in reports.iter_mut().zip(files).enumerate() {
+        if !is_clean(report) {
+            continue;
+        }
+        let entries = report.scan.log.len() as u64 + 1;
+        tasks.push(ReplayTask::Follower {
+            member: i,
+            name: report.name.clone(),
+            input: FollowerInput::of(&report.read),
+            files,
+        });
+        costs.push(entries * FOLLOWER_WEIGHT);
+        tasks.push(ReplayTask::State {
+            member: i,
+            report,
+            files,
+        });
+        costs.push(entries);
+    }
+    let order = largest_first(&costs);
+    parallel_map_ordered(tasks, &order, workers, |task| match task {
+        ReplayTask::Follower {
+            member,
+            name,
+            input,
+            files,
+        } => (member, ReplayPart::Follower(input.reexecute(&name, files))),
+        ReplayTask::State {
+            member,
+            report,
+            files,
+        } => {
+            let mut findings = Vec::new();
+            let state = replay_state(
+                &report.name,
+                files,
+                &report.read,
+                &report.scan,
+                &mut findings,
+            );
+            (member, ReplayPart::State(state, findings))
+        }
+    })
+}
+
+/// Each member's two parts (consecutive, follower first) joined into its replay: the reports
+/// [`replay_clean`] one by one gives.
+fn join_replays(reports: &mut [MemberReport], parts: Vec<(usize, ReplayPart)>) {
+    let mut parts = parts.into_iter();
+    while let (
+        Some((i, ReplayPart::Follower(follower))),
+        Some((j, ReplayPart::State(state, rest))),
+    ) = (parts.next(), parts.next())
+    {
+        debug_assert_eq!(i, j, "a member's two parts are consecutive");
+        let report = &mut reports[i];
+        report.replay = Some(join_parts(state, follower, rest, &mut report.findings));
+    }
+}
+
+/// HashKV agreement across the replayed members (one result); findings filed under their
+/// member. The replays to the common index it needs run on `workers` threads first.
 fn agree(
     reports: &mut [MemberReport],
     files: &[MemberFiles<'_>],
-) -> (Vec<StatePoint>, Option<u64>) {
+    workers: usize,
+) -> Parallel<(Vec<StatePoint>, Option<u64>)> {
     let replayed: Vec<usize> = (0..reports.len())
         .filter(|&i| reports[i].replay.is_some())
         .collect();
     if replayed.len() < 2 {
-        return (Vec::new(), None);
+        return Parallel {
+            results: vec![(Vec::new(), None)],
+            worker_cpu: Vec::new(),
+        };
     }
+    let requests = agreement_requests(&replayed_states(reports, &replayed));
+    // Each request is a different member's: its report is lent to one task.
+    let mut wanted: Vec<Option<u64>> = vec![None; reports.len()];
+    for &(k, index) in &requests {
+        wanted[replayed[k]] = Some(index);
+    }
+    let work: Vec<(usize, &mut MemberReport, &MemberFiles<'_>, u64)> = reports
+        .iter_mut()
+        .zip(files)
+        .zip(&wanted)
+        .enumerate()
+        .filter_map(|(i, ((report, files), index))| Some((i, report, files, (*index)?)))
+        .collect();
+    let costs: Vec<u64> = work.iter().map(|w| w.3).collect();
+    let Parallel {
+        results: computed,
+        worker_cpu,
+    } = parallel_map_ordered(
+        work,
+        &largest_first(&costs),
+        workers,
+        |(i, report, files, index)| {
+            let at = hash_at_member(&report.name, files, &report.read, &report.scan.log, index);
+            ((i, index), at)
+        },
+    );
     let outcome = {
-        let members: Vec<(String, &MemberState)> = replayed
-            .iter()
-            .filter_map(|&i| Some((reports[i].name.clone(), reports[i].replay.as_ref()?)))
-            .collect();
+        let members = replayed_states(reports, &replayed);
         let hash_at = |k: usize, index: u64| {
-            let report = &reports[replayed[k]];
-            hash_at_member(
-                &report.name,
-                &files[replayed[k]],
-                &report.read,
-                &report.scan.log,
-                index,
-            )
+            let key = (*replayed.get(k)?, index);
+            computed
+                .iter()
+                .find(|(c, _)| *c == key)
+                .and_then(|(_, at)| *at)
         };
         agreement(&members, &hash_at)
     };
@@ -433,7 +608,21 @@ fn agree(
             report.findings.push(finding);
         }
     }
-    (outcome.points, outcome.common_index)
+    Parallel {
+        results: vec![(outcome.points, outcome.common_index)],
+        worker_cpu,
+    }
+}
+
+/// (name, replay) of the members at positions `replayed` (each has a replay).
+fn replayed_states<'r>(
+    reports: &'r [MemberReport],
+    replayed: &[usize],
+) -> Vec<(String, &'r MemberState)> {
+    replayed
+        .iter()
+        .filter_map(|&i| Some((reports[i].name.clone(), reports[i].replay.as_ref()?)))
+        .collect()
 }
 
 /// Err when a member's spilled digests could not be read back.

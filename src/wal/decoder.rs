@@ -108,6 +108,10 @@ struct Current<'a> {
     pending_tails: Vec<(usize, u64)>,
     /// Read from a file through the window (not a segment held whole in memory).
     windowed: bool,
+    /// The window was last read exactly to a large frame's end: the next read is a short probe
+    /// ([`PROBE_READ_BYTES`]), so a large frame following it is read exactly too instead of
+    /// being read once into a full window and copied into its own.
+    after_large: bool,
 }
 
 impl Current<'_> {
@@ -132,6 +136,9 @@ const FIRST_READ_BYTES: u64 = 1024 * 1024;
 
 /// Spans at least this long are read exactly (see `ensure_upto`).
 const LARGE_SPAN_BYTES: u64 = FIRST_READ_BYTES / 2;
+
+/// The least read right after a large frame (see [`Current::after_large`]).
+const PROBE_READ_BYTES: u64 = 16 * 1024;
 
 type Loader<'a> = Box<dyn FnMut(&SegmentName) -> io::Result<SegmentSource<'a>> + 'a>;
 
@@ -291,6 +298,7 @@ impl<'a> Decoder<'a> {
                 reader: None,
                 pending_tails: Vec::new(),
                 windowed: false,
+                after_large: false,
             },
             None => Current {
                 index,
@@ -300,6 +308,7 @@ impl<'a> Decoder<'a> {
                 reader: Some(source.reader),
                 pending_tails: Vec::new(),
                 windowed: true,
+                after_large: false,
             },
         };
         self.max_buffered = self.max_buffered.max(current.buf.len() as u64);
@@ -313,7 +322,8 @@ impl<'a> Decoder<'a> {
     }
 
     /// Makes the window reach segment offset `end` (or the segment's end). A new window holds
-    /// the old one's bytes from `keep_from` on, then a read of at least [`FIRST_READ_BYTES`]; its
+    /// the old one's bytes from `keep_from` on, then a read of at least [`FIRST_READ_BYTES`]
+    /// ([`PROBE_READ_BYTES`] right after a large frame); its
     /// size never exceeds what the file system says remains, and `end` is only ever a frame
     /// end that passed the size checks.
     fn ensure_upto(&mut self, keep_from: u64, end: u64) -> Result<(), DecodeEnd> {
@@ -330,13 +340,21 @@ impl<'a> Decoder<'a> {
         };
         let keep_from = keep_from.clamp(current.start, have);
         // A long span (a large frame) is read exactly, so its window is that frame alone: a
-        // large entry held as a slice then pins only its own bytes.
-        let read = if end - keep_from >= LARGE_SPAN_BYTES {
+        // large entry held as a slice then pins only its own bytes. After one, the next read is
+        // a probe: large frames tend to follow each other.
+        let large = end - keep_from >= LARGE_SPAN_BYTES;
+        let least = if current.after_large {
+            PROBE_READ_BYTES
+        } else {
+            FIRST_READ_BYTES
+        };
+        let read = if large {
             end - have
         } else {
-            (end - have).max(FIRST_READ_BYTES)
+            (end - have).max(least)
         }
         .min(current.len - have);
+        current.after_large = large;
         let tail = &current.buf[(keep_from - current.start) as usize..];
         let mut grown = Vec::with_capacity(usize::try_from(tail.len() as u64 + read).unwrap_or(0));
         grown.extend_from_slice(tail);

@@ -62,10 +62,21 @@ pub fn redact_wal(member: &Path, out: &Path, redactor: &mut Redactor) -> Result<
             current = Some((decoded.segment_index, Vec::new()));
         }
         let record = decoded.record;
-        if record.r#type == CRC_TYPE && first {
-            // The chain before the first segment copied is not here to recompute (purged
-            // segments): etcd's reader takes the first crc record's value as the seed.
-            crc = record.crc;
+        if record.r#type == CRC_TYPE {
+            // etcd's ReadAll: a crc record must match a non-zero running CRC, then re-seeds
+            // it. The chain before the first segment copied is not here to recompute (purged
+            // segments): its value seeds ours.
+            let running = decoder.running_crc();
+            if running != 0 && running != record.crc {
+                return Err(RedactError::Wal(format!(
+                    "crc record at {} offset {} does not match the chain: a damaged WAL cannot be redacted",
+                    names[decoded.segment_index], decoded.offset
+                )));
+            }
+            decoder.reseed(record.crc);
+            if first {
+                crc = record.crc;
+            }
         }
         first = false;
         let mut data = record.data.map(|d| d.to_vec());

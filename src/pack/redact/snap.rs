@@ -25,14 +25,24 @@ pub fn redact_snap(bytes: &[u8], redactor: &mut Redactor) -> Result<Option<Vec<u
     let Ok(mut store) = serde_json::from_slice::<Value>(data) else {
         return Ok(None);
     };
+    let mut replaced = 0;
     let user_tree = store
         .get_mut("Root")
         .and_then(|r| r.get_mut("Children"))
         .and_then(|c| c.get_mut("1"));
-    let Some(user_tree) = user_tree else {
-        return Ok(None);
-    };
-    let replaced = redact_node(user_tree, redactor, 0)?;
+    if let Some(user_tree) = user_tree {
+        replaced += redact_node(user_tree, redactor, 0)?;
+    }
+    let events = store
+        .pointer_mut("/WatcherHub/EventHistory/Queue/Events")
+        .and_then(Value::as_array_mut);
+    for event in events.into_iter().flatten() {
+        for side in ["node", "prevNode"] {
+            if let Some(node) = event.get_mut(side) {
+                replaced += redact_event_node(node, redactor, 0)?;
+            }
+        }
+    }
     if replaced == 0 {
         return Ok(None);
     }
@@ -57,19 +67,45 @@ fn redact_node(node: &mut Value, redactor: &Redactor, depth: usize) -> Result<u6
     if depth > 512 {
         return Err(RedactError::Snap("v2 store nested too deep".into()));
     }
-    let mut replaced = 0;
-    if let Some(Value::String(value)) = node.get_mut("Value") {
-        let new = redactor.text(value.as_bytes());
-        // ASCII letters and digits: always UTF-8.
-        *value = String::from_utf8_lossy(&new).into_owned();
-        replaced += 1;
-    }
+    let mut replaced = replace_text(node, "Value", redactor);
     if let Some(Value::Object(children)) = node.get_mut("Children") {
         for child in children.values_mut() {
             replaced += redact_node(child, redactor, depth + 1)?;
         }
     }
     Ok(replaced)
+}
+
+/// The watcher history's copy of a node (`v2store.NodeExtern`: `key`, `value`, `nodes`): its
+/// value replaced when its key is under `/1`.
+fn redact_event_node(node: &mut Value, redactor: &Redactor, depth: usize) -> Result<u64, RedactError> {
+    if depth > 512 {
+        return Err(RedactError::Snap("v2 store nested too deep".into()));
+    }
+    let user = node
+        .get("key")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k == "/1" || k.starts_with("/1/"));
+    let mut replaced = if user { replace_text(node, "value", redactor) } else { 0 };
+    if let Some(Value::Array(nodes)) = node.get_mut("nodes") {
+        for child in nodes {
+            replaced += redact_event_node(child, redactor, depth + 1)?;
+        }
+    }
+    Ok(replaced)
+}
+
+/// Replaces the non-empty string `node[field]` by [`Redactor::text`]; 1 if it did.
+fn replace_text(node: &mut Value, field: &str, redactor: &Redactor) -> u64 {
+    match node.get_mut(field) {
+        Some(Value::String(value)) if !value.is_empty() => {
+            let new = redactor.text(value.as_bytes());
+            // ASCII letters and digits: always UTF-8.
+            *value = String::from_utf8_lossy(&new).into_owned();
+            1
+        }
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
@@ -88,7 +124,10 @@ mod tests {
     fn user_values_change_cluster_values_stay() {
         let json = r#"{"Root":{"Path":"/","Children":{
             "0":{"Path":"/0","Children":{"version":{"Path":"/0/version","Value":"3.4.0"}}},
-            "1":{"Path":"/1","Children":{"foo":{"Path":"/1/foo","Value":"topsecret"}}}}}}"#;
+            "1":{"Path":"/1","Value":"","Children":{"foo":{"Path":"/1/foo","Value":"topsecret"}}}}},
+            "WatcherHub":{"EventHistory":{"Queue":{"Events":[
+                {"action":"set","node":{"key":"/1/foo","value":"topsecret"}},
+                {"action":"set","node":{"key":"/0/version","value":"3.4.0"}}]}}}}"#;
         let mut r = Redactor::with_key([3; 32]);
         let out = redact_snap(&snap_file(json), &mut r).unwrap().expect("rewritten");
         let snap = crate::snap::read_snap(Bytes::from(out)).expect("valid CRC");
@@ -105,7 +144,10 @@ mod tests {
             store["Root"]["Children"]["0"]["Children"]["version"]["Value"],
             "3.4.0"
         );
-        assert_eq!(r.stats.snap_values, 1);
+        let events = &store["WatcherHub"]["EventHistory"]["Queue"]["Events"];
+        assert_eq!(events[0]["node"]["value"], foo.clone());
+        assert_eq!(events[1]["node"]["value"], "3.4.0");
+        assert_eq!(r.stats.snap_values, 2);
         let only_cluster = r#"{"Root":{"Path":"/","Children":{"0":{"Path":"/0"}}}}"#;
         assert_eq!(redact_snap(&snap_file(only_cluster), &mut r).unwrap(), None);
     }

@@ -99,6 +99,9 @@ pub enum Command {
         /// Replace every value by pseudo-random bytes of the same length (keys kept).
         #[arg(long)]
         redact: bool,
+        /// With --redact: map every v3 key too, keeping its length and the keys' order.
+        #[arg(long, requires = "redact")]
+        redact_keys: bool,
         /// The capture's name in the manifest (default: DIR's name).
         #[arg(long)]
         name: Option<String>,
@@ -235,8 +238,9 @@ pub fn run(cli: Cli) -> i32 {
             paths,
             out,
             redact,
+            redact_keys,
             name,
-        } => pack::run(&fs, &paths, &out, redact, name),
+        } => pack::run(&fs, &paths, &out, redact, redact_keys, name),
         Command::Crash {
             paths,
             format,

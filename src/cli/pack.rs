@@ -1,4 +1,4 @@
-//! `raft-replay pack PATH... --out DIR [--redact] [--name NAME]`: the library's
+//! `raft-replay pack PATH... --out DIR [--redact [--redact-keys]] [--name NAME]`: the library's
 //! `raft_replay::pack::pack`, its summary as JSON on stdout. Exit 0: packed and every invariant
 //! holds; 1: packed, with findings (they are in the manifest); 2: nothing packed.
 
@@ -15,10 +15,12 @@ pub fn run(
     paths: &[PathBuf],
     dir: &Path,
     redact: bool,
+    redact_keys: bool,
     name: Option<String>,
 ) -> i32 {
     let options = PackOptions {
         redact,
+        redact_keys,
         capture_name: name.unwrap_or_default(),
     };
     let packed = match pack(fs, paths, dir, &options) {

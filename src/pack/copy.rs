@@ -118,7 +118,11 @@ pub fn copy_member(
             &mut copied,
         );
     }
-    if let Some(last) = segments.iter().rev().find(|s| wal_out.join(&s.file_name).exists()) {
+    if let Some(last) = segments
+        .iter()
+        .rev()
+        .find(|s| wal_out.join(&s.file_name).exists())
+    {
         let path = wal_out.join(&last.file_name);
         let (before, after) = trim_zero_tail(&path)?;
         copied.trimmed = Some((last.file_name.clone(), before, after));

@@ -110,7 +110,10 @@ fn checkpoint(copies: &[CopiedMember], report: &ClusterReport) -> Value {
 /// else the newest db schema generation.
 fn etcd_version(dbs: &[Option<DbReport>]) -> Option<String> {
     let versions = dbs.iter().flatten();
-    let cluster = versions.clone().filter_map(|d| d.cluster_version.clone()).max();
+    let cluster = versions
+        .clone()
+        .filter_map(|d| d.cluster_version.clone())
+        .max();
     cluster.or_else(|| {
         versions
             .filter_map(|d| d.schema)
@@ -143,7 +146,7 @@ pub fn manifest(
         },
         "redacted": redaction.is_some(),
         "redaction": redaction.map(|stats| json!({
-            "keys": "kept",
+            "keys": if options.redact_keys { "mapped (order- and length-preserving)" } else { "kept" },
             "stats": stats,
         })),
         "verify": {

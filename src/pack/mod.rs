@@ -30,6 +30,8 @@ use redact::{RedactError, RedactStats, Redactor};
 pub struct PackOptions {
     /// Replace every value (see [`redact`]).
     pub redact: bool,
+    /// With `redact`: map every key too, preserving order and length ([`redact::keys`]).
+    pub redact_keys: bool,
     /// The capture's name in the manifest (default: `DIR`'s file name).
     pub capture_name: String,
 }
@@ -124,7 +126,7 @@ pub fn pack(
     let original = verify_copies(&copies)?;
     check_copy(&copies, &original)?;
     let (report, redaction) = if options.redact {
-        let stats = redact_copies(&copies, staging.path())?;
+        let stats = redact_copies(&copies, staging.path(), options.redact_keys)?;
         let redacted = verify_copies(&copies)?;
         let differences = compare_verdicts(&original, &redacted);
         if !differences.is_empty() {
@@ -159,8 +161,8 @@ fn check_out(out: &Path, inputs: &[PathBuf]) -> Result<(), PackError> {
         reason,
     };
     if out.exists() {
-        let mut entries = std::fs::read_dir(out)
-            .map_err(|e| bad(format!("not a readable directory ({e})")))?;
+        let mut entries =
+            std::fs::read_dir(out).map_err(|e| bad(format!("not a readable directory ({e})")))?;
         if entries.next().is_some() {
             return Err(bad("exists and is not empty".into()));
         }
@@ -244,9 +246,29 @@ fn check_copy(copies: &[CopiedMember], report: &ClusterReport) -> Result<(), Pac
 }
 
 /// Redacts every copy with one key: WAL (re-encoded into a fresh directory that replaces the
-/// copy's), `.snap` files, db.
-fn redact_copies(copies: &[CopiedMember], scratch: &Path) -> Result<RedactStats, PackError> {
-    let mut redactor = Redactor::new().map_err(|e| io_err(Path::new("/dev/urandom"), e))?;
+/// copy's), `.snap` files, db. With `redact_keys`, a first walk over every copy collects the
+/// keys (writing nothing).
+fn redact_copies(
+    copies: &[CopiedMember],
+    scratch: &Path,
+    redact_keys: bool,
+) -> Result<RedactStats, PackError> {
+    let mut redactor =
+        Redactor::new(redact_keys).map_err(|e| io_err(Path::new("/dev/urandom"), e))?;
+    if redact_keys {
+        redact_each(copies, scratch, &mut redactor)?;
+        redactor.seal_keys();
+    }
+    redact_each(copies, scratch, &mut redactor)?;
+    Ok(redactor.stats)
+}
+
+fn redact_each(
+    copies: &[CopiedMember],
+    scratch: &Path,
+    redactor: &mut Redactor,
+) -> Result<(), PackError> {
+    let collecting = redactor.collecting();
     for copy in copies {
         let fail = |source| PackError::Redact {
             member: copy.name.clone(),
@@ -254,25 +276,27 @@ fn redact_copies(copies: &[CopiedMember], scratch: &Path) -> Result<RedactStats,
         };
         let wal = copy.dir.join("member/wal");
         let fresh = scratch.join("redacted-wal");
-        redact::wal::redact_wal(&copy.dir, &fresh, &mut redactor).map_err(fail)?;
-        std::fs::remove_dir_all(&wal).map_err(|e| io_err(&wal, e))?;
-        std::fs::rename(&fresh, &wal).map_err(|e| io_err(&wal, e))?;
+        redact::wal::redact_wal(&copy.dir, &fresh, redactor).map_err(fail)?;
+        if !collecting {
+            std::fs::remove_dir_all(&wal).map_err(|e| io_err(&wal, e))?;
+            std::fs::rename(&fresh, &wal).map_err(|e| io_err(&wal, e))?;
+        }
         let snap = copy.dir.join("member/snap");
         for entry in std::fs::read_dir(&snap).map_err(|e| io_err(&snap, e))? {
             let path = entry.map_err(|e| io_err(&snap, e))?.path();
             if path.extension().is_some_and(|e| e == "snap") {
                 let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-                if let Some(new) = redact::snap::redact_snap(&bytes, &mut redactor).map_err(fail)? {
+                if let Some(new) = redact::snap::redact_snap(&bytes, redactor).map_err(fail)? {
                     std::fs::write(&path, new).map_err(|e| io_err(&path, e))?;
                 }
             }
         }
         let db = snap.join("db");
         if db.is_file() {
-            redact::db::redact_db(&db, &mut redactor).map_err(fail)?;
+            redact::db::redact_db(&db, redactor).map_err(fail)?;
         }
     }
-    Ok(redactor.stats)
+    Ok(())
 }
 
 /// The differences between two verifications of the same members, in words: findings by
@@ -293,7 +317,12 @@ pub fn compare_verdicts(a: &ClusterReport, b: &ClusterReport) -> Vec<String> {
             )
         };
         if shape(ma) != shape(mb) {
-            out.push(format!("{}: log {:?} became {:?}", ma.name, shape(ma), shape(mb)));
+            out.push(format!(
+                "{}: log {:?} became {:?}",
+                ma.name,
+                shape(ma),
+                shape(mb)
+            ));
         }
         let key = |m: &crate::verify::MemberReport| {
             m.findings

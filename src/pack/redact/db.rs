@@ -22,14 +22,16 @@ fn bucket_msg(name: &[u8]) -> Option<Msg> {
     match name {
         b"key" => Some(Msg::KeyValue),
         b"authUsers" => Some(Msg::User),
+        b"authRoles" => Some(Msg::Role),
         _ => None,
     }
 }
 
-/// Redacts the db file at `path` in place.
+/// Redacts the db file at `path` in place (while the redactor collects keys: only reads).
 pub fn redact_db(path: &Path, redactor: &mut Redactor) -> Result<(), RedactError> {
     let fs = RealFs;
     let db = Db::open(&fs, path).map_err(|e| RedactError::Db(e.to_string()))?;
+    let write = !redactor.collecting();
     let out = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -58,7 +60,7 @@ pub fn redact_db(path: &Path, redactor: &mut Redactor) -> Result<(), RedactError
                     });
                     return Ok(());
                 }
-                if new != value {
+                if write && new != value {
                     if msg == Msg::KeyValue {
                         redactor.stats.db_values += 1;
                     }
@@ -72,6 +74,9 @@ pub fn redact_db(path: &Path, redactor: &mut Redactor) -> Result<(), RedactError
         .map_err(|e| RedactError::Db(e.to_string()))?;
     if let Some(e) = write_error {
         return Err(e);
+    }
+    if !write {
+        return Ok(());
     }
     let mut reached = walker
         .reached

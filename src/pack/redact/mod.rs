@@ -17,6 +17,7 @@
 //! cluster version, auth user and role names and permissions.
 
 pub mod db;
+pub mod keys;
 pub mod snap;
 pub mod wal;
 pub mod wire;
@@ -79,6 +80,18 @@ pub enum Msg {
     V2,
     /// `PutRequest`.
     Put,
+    /// `RangeRequest`.
+    Range,
+    /// `DeleteRangeRequest`.
+    DeleteRange,
+    /// `AuthRoleGrantPermissionRequest`.
+    RoleGrant,
+    /// `AuthRoleRevokePermissionRequest`.
+    RoleRevoke,
+    /// `authpb.Permission`.
+    Permission,
+    /// `authpb.Role` (the db's `authRoles` bucket).
+    Role,
     /// `TxnRequest`.
     Txn,
     /// `Compare`.
@@ -96,6 +109,7 @@ pub enum Msg {
 }
 
 enum Action {
+    Key,
     Value,
     Password,
     Sub(Msg),
@@ -106,6 +120,16 @@ fn action(msg: Msg, number: u64) -> Action {
     use Action::*;
     match (msg, number) {
         (Msg::Internal, 2) => Sub(Msg::V2),
+        (Msg::Internal, 3) | (Msg::RequestOp, 1) => Sub(Msg::Range),
+        (Msg::Internal, 5) | (Msg::RequestOp, 3) => Sub(Msg::DeleteRange),
+        (Msg::Internal, 1203) => Sub(Msg::RoleGrant),
+        (Msg::Internal, 1204) => Sub(Msg::RoleRevoke),
+        (Msg::RoleGrant, 2) | (Msg::Role, 2) => Sub(Msg::Permission),
+        (Msg::Put, 1)
+        | (Msg::Range | Msg::DeleteRange, 1 | 2)
+        | (Msg::RoleRevoke | Msg::Permission, 2 | 3)
+        | (Msg::Compare, 3 | 64)
+        | (Msg::KeyValue, 1) => Key,
         (Msg::Internal, 4) | (Msg::RequestOp, 2) => Sub(Msg::Put),
         (Msg::Internal, 6) | (Msg::RequestOp, 4) => Sub(Msg::Txn),
         (Msg::Internal, 1100) => Sub(Msg::UserAdd),
@@ -130,7 +154,7 @@ pub struct RedactStats {
     /// Txn value compares with `Less`/`Greater`: a keyed hash keeps equality, not order, so
     /// these may take the other branch (`pack` then refuses: the verdict would differ).
     pub ordered_value_compares: u64,
-    /// `key`-bucket values in dbs.
+    /// `key`-bucket entries rewritten in dbs (a value or, with keys mapped, a key changed).
     pub db_values: u64,
     /// Unreachable db pages zeroed (old versions of values).
     pub db_pages_zeroed: u64,
@@ -138,29 +162,53 @@ pub struct RedactStats {
     pub snap_values: u64,
     /// WAL records re-encoded.
     pub wal_records: u64,
+    /// Keys mapped (`--redact-keys`; every occurrence counted).
+    pub keys: u64,
 }
 
 /// The keyed value map of one `pack --redact` run.
 pub struct Redactor {
     key: [u8; 32],
+    /// `--redact-keys`: collecting every key first, then mapping them.
+    keys: Option<keys::KeyMap>,
     /// What was replaced so far.
     pub stats: RedactStats,
 }
 
 impl Redactor {
-    /// A redactor with a fresh key from the OS (`/dev/urandom`).
-    pub fn new() -> std::io::Result<Redactor> {
+    /// A redactor with a fresh key from the OS (`/dev/urandom`). With `redact_keys` it starts
+    /// collecting keys: every member is walked once so ([`Redactor::collecting`]: nothing is
+    /// written), then [`Redactor::seal_keys`], then the redacting walk.
+    pub fn new(redact_keys: bool) -> std::io::Result<Redactor> {
         use std::io::Read;
         let mut key = [0u8; 32];
         std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
-        Ok(Redactor::with_key(key))
+        let mut redactor = Redactor::with_key(key);
+        if redact_keys {
+            redactor.keys = Some(keys::KeyMap::new());
+        }
+        Ok(redactor)
     }
 
-    /// A redactor with a given key (tests: reproducible output).
+    /// A redactor with a given key (tests: reproducible output), keys kept.
     pub fn with_key(key: [u8; 32]) -> Redactor {
         Redactor {
             key,
+            keys: None,
             stats: RedactStats::default(),
+        }
+    }
+
+    /// Whether this walk only collects keys (and must write nothing).
+    pub fn collecting(&self) -> bool {
+        self.keys.as_ref().is_some_and(|k| !k.is_sealed())
+    }
+
+    /// Ends key collection: the key map is fixed from now on.
+    pub fn seal_keys(&mut self) {
+        let secret = self.key;
+        if let Some(keys) = self.keys.as_mut() {
+            keys.seal(&secret);
         }
     }
 
@@ -214,12 +262,15 @@ impl Redactor {
         if msg == Msg::V2 {
             return self.redact_v2(buf, &list);
         }
-        if msg == Msg::Compare && is_ordered_value_compare(buf, &list) {
+        let collecting = self.collecting();
+        if msg == Msg::Compare && !collecting && is_ordered_value_compare(buf, &list) {
             self.stats.ordered_value_compares += 1;
         }
         for f in list.iter().filter(|f| f.wire == 2) {
             let span = f.start..f.end;
             match action(msg, f.number) {
+                Action::Key => self.key(&mut buf[span])?,
+                Action::Value | Action::Password if collecting => {}
                 Action::Value => {
                     let new = self.value(&buf[span.clone()]);
                     buf[span].copy_from_slice(&new);
@@ -239,13 +290,30 @@ impl Redactor {
         Ok(())
     }
 
+    /// A key: collected, or replaced by its image, or kept (no `--redact-keys`).
+    fn key(&mut self, key: &mut [u8]) -> Result<(), WireError> {
+        let Some(map) = self.keys.as_mut() else {
+            return Ok(());
+        };
+        if !map.is_sealed() {
+            map.insert(key);
+            return Ok(());
+        }
+        let image = map
+            .map(key)
+            .ok_or(WireError("a key the collecting walk did not see"))?;
+        key.copy_from_slice(&image);
+        self.stats.keys += 1;
+        Ok(())
+    }
+
     /// The v2 `Request`: `Val` (field 4) unless `Path` (field 3) is in etcd's own `/0` tree.
     fn redact_v2(&mut self, buf: &mut [u8], list: &[wire::Field]) -> Result<(), WireError> {
         let path = list
             .iter()
             .rfind(|f| f.number == 3 && f.wire == 2)
             .map(|f| &buf[f.start..f.end]);
-        if path.is_some_and(|p| p == b"/0" || p.starts_with(b"/0/")) {
+        if self.collecting() || path.is_some_and(|p| p == b"/0" || p.starts_with(b"/0/")) {
             return Ok(());
         }
         for f in list.iter().filter(|f| f.number == 4 && f.wire == 2) {

@@ -16,6 +16,9 @@ use crate::proto::snappb::SnapFile;
 /// The redacted file, or `None` when nothing in it is a user value (the file is kept as is;
 /// also for a file the snapshot reader rejects, whose findings must stay those of the original).
 pub fn redact_snap(bytes: &[u8], redactor: &mut Redactor) -> Result<Option<Vec<u8>>, RedactError> {
+    if redactor.collecting() {
+        return Ok(None);
+    }
     let Ok(mut snapshot) = crate::snap::read_snap(Bytes::copy_from_slice(bytes)) else {
         return Ok(None);
     };
@@ -78,7 +81,11 @@ fn redact_node(node: &mut Value, redactor: &Redactor, depth: usize) -> Result<u6
 
 /// The watcher history's copy of a node (`v2store.NodeExtern`: `key`, `value`, `nodes`): its
 /// value replaced when its key is under `/1`.
-fn redact_event_node(node: &mut Value, redactor: &Redactor, depth: usize) -> Result<u64, RedactError> {
+fn redact_event_node(
+    node: &mut Value,
+    redactor: &Redactor,
+    depth: usize,
+) -> Result<u64, RedactError> {
     if depth > 512 {
         return Err(RedactError::Snap("v2 store nested too deep".into()));
     }
@@ -86,7 +93,11 @@ fn redact_event_node(node: &mut Value, redactor: &Redactor, depth: usize) -> Res
         .get("key")
         .and_then(Value::as_str)
         .is_some_and(|k| k == "/1" || k.starts_with("/1/"));
-    let mut replaced = if user { replace_text(node, "value", redactor) } else { 0 };
+    let mut replaced = if user {
+        replace_text(node, "value", redactor)
+    } else {
+        0
+    };
     if let Some(Value::Array(nodes)) = node.get_mut("nodes") {
         for child in nodes {
             replaced += redact_event_node(child, redactor, depth + 1)?;
@@ -129,7 +140,9 @@ mod tests {
                 {"action":"set","node":{"key":"/1/foo","value":"topsecret"}},
                 {"action":"set","node":{"key":"/0/version","value":"3.4.0"}}]}}}}"#;
         let mut r = Redactor::with_key([3; 32]);
-        let out = redact_snap(&snap_file(json), &mut r).unwrap().expect("rewritten");
+        let out = redact_snap(&snap_file(json), &mut r)
+            .unwrap()
+            .expect("rewritten");
         let snap = crate::snap::read_snap(Bytes::from(out)).expect("valid CRC");
         let store: Value = serde_json::from_slice(snap.data.as_ref().unwrap()).unwrap();
         let foo = &store["Root"]["Children"]["1"]["Children"]["foo"]["Value"];

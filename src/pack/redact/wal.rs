@@ -22,24 +22,23 @@ use crate::wal::writer::encode_record;
 use crate::wal::DecoderMode;
 
 /// Redacts the WAL of the member copy at `member` into the directory `out` (created), segment
-/// for segment. The decode must end where etcd's does without an error, or on a torn last
+/// for segment (while the redactor collects keys: only reads). The decode must end where etcd's does without an error, or on a torn last
 /// record (a live member's tail: dropped, with everything after it); anything else is refused,
 /// since a re-encoded copy would not keep the damage.
 pub fn redact_wal(member: &Path, out: &Path, redactor: &mut Redactor) -> Result<(), RedactError> {
     let fs = RealFs;
     let files = MemberFiles::open(&fs, member).map_err(|e| RedactError::Wal(e.to_string()))?;
-    let names: Vec<String> = files
-        .segments
-        .iter()
-        .map(|s| s.file_name.clone())
-        .collect();
-    std::fs::create_dir_all(out).map_err(|e| RedactError::io(out, e))?;
+    let names: Vec<String> = files.segments.iter().map(|s| s.file_name.clone()).collect();
+    let write = !redactor.collecting();
+    if write {
+        std::fs::create_dir_all(out).map_err(|e| RedactError::io(out, e))?;
+    }
     let mut decoder = files.decoder(0, DecoderMode::Strict);
     let mut crc = 0u32;
     let mut first = true;
     let mut current: Option<(usize, Vec<u8>)> = None;
     let flush = |seg: Option<(usize, Vec<u8>)>| -> Result<(), RedactError> {
-        if let Some((index, bytes)) = seg {
+        if let Some((index, bytes)) = seg.filter(|_| write) {
             let path = out.join(&names[index]);
             std::fs::write(&path, bytes).map_err(|e| RedactError::io(&path, e))?;
         }
@@ -89,11 +88,13 @@ pub fn redact_wal(member: &Path, out: &Path, redactor: &mut Redactor) -> Result<
                 })?;
             }
         }
-        let frame = encode_record(&mut crc, record.r#type, data.as_deref());
-        if let Some((_, bytes)) = current.as_mut() {
-            bytes.extend_from_slice(&frame);
+        if write {
+            let frame = encode_record(&mut crc, record.r#type, data.as_deref());
+            if let Some((_, bytes)) = current.as_mut() {
+                bytes.extend_from_slice(&frame);
+            }
+            redactor.stats.wal_records += 1;
         }
-        redactor.stats.wal_records += 1;
     }
     flush(current.take())
 }

@@ -51,9 +51,7 @@ pub fn fields(buf: &[u8]) -> Result<Vec<Field>, WireError> {
                 let len = varint(buf, &mut at)?;
                 let len = usize::try_from(len).map_err(|_| WireError("length overflow"))?;
                 let start = at;
-                let end = start
-                    .checked_add(len)
-                    .ok_or(WireError("length overflow"))?;
+                let end = start.checked_add(len).ok_or(WireError("length overflow"))?;
                 if end > buf.len() {
                     return Err(WireError("length-delimited field runs past the end"));
                 }

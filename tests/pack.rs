@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use raft_replay::fsio::RealFs;
@@ -286,26 +286,54 @@ fn assert_no_leak(capture: &str, dir: &Path, values: &HashSet<Vec<u8>>) {
     );
 }
 
+/// A bundled capture packed with `extra` flags: the pack exits 0 or 1, leaves the input
+/// byte-identical, and the unpacked result verifies as the original.
+struct Packed {
+    members: Vec<PathBuf>,
+    summary: serde_json::Value,
+    out: PathBuf,
+    packed: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+fn pack_capture(capture: &str, extra: &[&str]) -> Packed {
+    let members = common::members(capture);
+    let root = common::unpacked(capture);
+    let before = common::fingerprint(root);
+    let (code, stdout, stderr, dir, out) = pack(&members, extra);
+    assert!(
+        code == 0 || code == 1,
+        "{capture}: pack {extra:?} exit {code}: {stderr}"
+    );
+    assert_eq!(
+        common::fingerprint(root),
+        before,
+        "{capture}: input changed"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["redacted"], extra.contains(&"--redact"));
+    let packed = unpack(&out);
+    assert_same_verdict(capture, &members, &packed);
+    Packed {
+        members,
+        summary,
+        out,
+        packed,
+        _dir: dir,
+    }
+}
+
 #[test]
 fn packed_captures_verify_like_the_originals_and_match_etcds_hashkv() {
+    let mut total = 0;
     for capture in common::captures() {
-        let members = common::members(&capture);
-        let root = common::unpacked(&capture);
-        let before = common::fingerprint(root);
-        let (code, stdout, stderr, _dir, out) = pack(&members, &[]);
-        assert!(
-            code == 0 || code == 1,
-            "{capture}: pack exit {code}: {stderr}"
-        );
-        assert_eq!(
-            common::fingerprint(root),
-            before,
-            "{capture}: input changed"
-        );
-        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(summary["redacted"], false);
-        let packed = unpack(&out);
-        assert_same_verdict(&capture, &members, &packed);
+        let Packed {
+            members,
+            summary,
+            out,
+            packed,
+            _dir,
+        } = pack_capture(&capture, &[]);
         // The replay's HashKV of each packed member equals etcd's own at the capture's last
         // checkpoint, wherever both are at the same applied index.
         let ours = manifest(&out);
@@ -326,31 +354,23 @@ fn packed_captures_verify_like_the_originals_and_match_etcds_hashkv() {
             }
         }
         eprintln!("{capture}: {compared} member(s) HashKV-compared with etcd's report");
+        total += compared;
         let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
         assert!(readme.contains("data.tar.gz"), "{capture}: README");
     }
+    assert!(total > 0, "no member's HashKV compared with etcd's");
 }
 
 #[test]
 fn redacted_captures_verify_alike_and_hold_no_original_value() {
     for capture in common::captures() {
-        let members = common::members(&capture);
-        let root = common::unpacked(&capture);
-        let before = common::fingerprint(root);
-        let (code, stdout, stderr, _dir, out) = pack(&members, &["--redact"]);
-        assert!(
-            code == 0 || code == 1,
-            "{capture}: pack --redact exit {code}: {stderr}"
-        );
-        assert_eq!(
-            common::fingerprint(root),
-            before,
-            "{capture}: input changed"
-        );
-        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(summary["redacted"], true);
-        let packed = unpack(&out);
-        assert_same_verdict(&capture, &members, &packed);
+        let Packed {
+            members,
+            summary,
+            out,
+            packed,
+            _dir,
+        } = pack_capture(&capture, &["--redact"]);
 
         let values = original_values(&members);
         assert!(
@@ -389,23 +409,13 @@ fn redacted_captures_verify_alike_and_hold_no_original_value() {
 #[test]
 fn redacted_keys_keep_the_verdict_and_leave_no_original_key() {
     for capture in common::captures() {
-        let members = common::members(&capture);
-        let root = common::unpacked(&capture);
-        let before = common::fingerprint(root);
-        let (code, stdout, stderr, _dir, out) = pack(&members, &["--redact", "--redact-keys"]);
-        assert!(code == 0 || code == 1, "{capture}: exit {code}: {stderr}");
-        assert_eq!(
-            common::fingerprint(root),
-            before,
-            "{capture}: input changed"
-        );
-        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert!(
-            summary["redaction"]["keys"].as_u64().unwrap() > 0,
-            "{capture}"
-        );
-        let packed = unpack(&out);
-        assert_same_verdict(&capture, &members, &packed);
+        let Packed {
+            members,
+            summary,
+            out,
+            packed,
+            _dir,
+        } = pack_capture(&capture, &["--redact", "--redact-keys"]);
         let (values, keys) = original_values_and_keys(&members);
         let mut keys: HashSet<Vec<u8>> = keys.into_iter().filter(|k| k.len() >= 6).collect();
         keys.extend(values);

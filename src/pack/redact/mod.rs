@@ -12,9 +12,10 @@
 //! under `/1`, `etcdserver/api/v2store`'s `StoreKeysPrefix`), v2 store node values under `/1` in
 //! `.snap` files, `mvccpb.KeyValue.value` in the db's `key` bucket, and passwords
 //! (`AuthUserAddRequest.password`/`hashedPassword`, `AuthUserChangePasswordRequest`'s, the
-//! `authUsers` bucket's `User.password`). Kept: keys, lease IDs and TTLs, revisions, member
-//! names and URLs (etcd's membership is what `verify` checks; they name hosts, not data), the
-//! cluster version, auth user and role names and permissions.
+//! `authUsers` bucket's `User.password`). Keys are kept, or with `--redact-keys` mapped by
+//! [`keys::KeyMap`] (order-, prefix- and length-preserving). Kept: lease IDs and TTLs,
+//! revisions, member names and URLs (etcd's membership is what `verify` checks; they name
+//! hosts, not data), the cluster version, v2 paths, auth user and role names.
 
 pub mod db;
 pub mod keys;

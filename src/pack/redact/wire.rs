@@ -40,36 +40,24 @@ pub fn fields(buf: &[u8]) -> Result<Vec<Field>, WireError> {
     while at < buf.len() {
         let key = varint(buf, &mut at)?;
         let (number, wire) = (key >> 3, (key & 7) as u8);
-        let start = at;
+        let mut start = at;
         let end = match wire {
             0 => {
                 varint(buf, &mut at)?;
-                at
+                Some(at)
             }
-            1 => start.checked_add(8).ok_or(WireError("fixed64 overflow"))?,
+            1 => start.checked_add(8),
             2 => {
                 let len = varint(buf, &mut at)?;
-                let len = usize::try_from(len).map_err(|_| WireError("length overflow"))?;
-                let start = at;
-                let end = start.checked_add(len).ok_or(WireError("length overflow"))?;
-                if end > buf.len() {
-                    return Err(WireError("length-delimited field runs past the end"));
-                }
-                out.push(Field {
-                    number,
-                    wire,
-                    start,
-                    end,
-                });
-                at = end;
-                continue;
+                start = at;
+                usize::try_from(len).ok().and_then(|l| start.checked_add(l))
             }
-            5 => start.checked_add(4).ok_or(WireError("fixed32 overflow"))?,
+            5 => start.checked_add(4),
             _ => return Err(WireError("group or unknown wire type")),
         };
-        if end > buf.len() {
-            return Err(WireError("field runs past the end"));
-        }
+        let end = end
+            .filter(|e| *e <= buf.len())
+            .ok_or(WireError("field runs past the end"))?;
         out.push(Field {
             number,
             wire,

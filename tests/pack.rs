@@ -349,6 +349,11 @@ fn packed_captures_verify_like_the_originals_and_match_etcds_hashkv() {
         }
         eprintln!("{capture}: {compared} member(s) HashKV-compared with etcd's report");
         total += compared;
+        let text = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+        assert!(
+            !text.contains("raft-replay-pack-"),
+            "{capture}: the manifest names the staging dir"
+        );
         let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
         assert!(readme.contains("data.tar.gz"), "{capture}: README");
     }
@@ -529,4 +534,39 @@ fn bad_input_is_exit_2_with_a_message_and_nothing_written() {
     no_panic(&stderr);
     assert!(stderr.contains("cannot redact"), "{stderr}");
     assert!(!out.exists());
+}
+
+/// etcd itself reads a redacted capture: etcd 3.5.30 boots each member's copy (`gate
+/// --rehearse`) and serves the HashKV the manifest records for it (values and keys redacted).
+#[test]
+fn etcd_boots_a_redacted_capture_and_serves_the_recorded_hashkv() {
+    let Some(etcd) = common::etcd_35() else {
+        return;
+    };
+    let Packed {
+        out, packed, _dir, ..
+    } = pack_capture("cluster-d", &["--redact", "--redact-keys"]);
+    let mut args = vec!["gate"];
+    args.extend(packed.iter().map(|p| path_str(p)));
+    args.extend(["--target", "3.5.30", "--rehearse", path_str(&etcd)]);
+    let (code, stdout, stderr) = common::run_cli(&args);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let m = manifest(&out);
+    let mut served = 0;
+    for member in m["checkpoints"][0]["members"].as_array().unwrap() {
+        let name = member["name"].as_str().unwrap();
+        let Some(line) = stdout.lines().find(|l| {
+            l.trim_start()
+                .starts_with(&format!("ok       {name}: etcd 3.5.30"))
+        }) else {
+            continue;
+        };
+        let hash = format!("HashKV {:#010x}", member["hash"].as_u64().unwrap());
+        assert!(
+            line.contains(&hash) && line.contains("equals the replay's"),
+            "{line} vs {hash}"
+        );
+        served += 1;
+    }
+    assert_eq!(served, 3, "d1, d2, d4 serve (d3 was removed):\n{stdout}");
 }

@@ -145,6 +145,7 @@ pub fn pack(
             .unwrap_or_else(|| "capture".into());
     }
     let manifest = manifest::manifest(&copies, &report, &dbs, &options, redaction.as_ref());
+    let manifest = archive_relative(manifest, &root);
     write_capture(&root, out, &manifest)?;
     Ok(PackReport {
         out: out.to_path_buf(),
@@ -152,6 +153,15 @@ pub fn pack(
         report,
         redaction,
     })
+}
+
+/// The manifest with the staging directory's paths (the replay's db path, messages naming a
+/// file) made relative to the archive's root, `<name>/member/...`.
+fn archive_relative(manifest: serde_json::Value, root: &Path) -> serde_json::Value {
+    let text = manifest.to_string();
+    let prefix = serde_json::Value::String(format!("{}/", root.display())).to_string();
+    let prefix = prefix.trim_matches('"');
+    serde_json::from_str(&text.replace(prefix, "")).unwrap_or(manifest)
 }
 
 /// `DIR` must not exist or be an empty directory, and must not lie inside an input.

@@ -60,6 +60,8 @@ pub mod member;
 #[doc(hidden)]
 pub mod mvcc;
 #[doc(hidden)]
+pub mod pack;
+#[doc(hidden)]
 pub mod profile;
 #[doc(hidden)]
 pub mod proto;

@@ -483,6 +483,7 @@ pub struct Walker<'d, 'fs> {
     /// Pages reached so far, when tracking.
     pub reached: Option<PageSet>,
     depth: usize,
+    value_offset: u64,
 }
 
 impl<'d, 'fs> Walker<'d, 'fs> {
@@ -492,7 +493,14 @@ impl<'d, 'fs> Walker<'d, 'fs> {
             db,
             reached: track.then(|| PageSet::new(db.page_limit())),
             depth: 0,
+            value_offset: 0,
         }
+    }
+
+    /// Absolute file offset of the value of the [`Item::Value`] being visited (inline buckets
+    /// included: their image lies in the parent's leaf).
+    pub fn value_offset(&self) -> u64 {
+        self.value_offset
     }
 
     /// Calls `visit` with each item of `bucket` in key order (bbolt's `Bucket.ForEach`),
@@ -644,6 +652,8 @@ impl<'d, 'fs> Walker<'d, 'fs> {
                 };
                 visit(self, e.key, Item::Bucket(sub))?;
             } else {
+                self.value_offset = img.file_offset
+                    + (e.value.as_ptr() as usize - img.bytes.as_ptr() as usize) as u64;
                 visit(self, e.key, Item::Value(e.value))?;
             }
         }

@@ -6,6 +6,7 @@ mod db;
 mod dump;
 mod gate;
 mod hashkv;
+mod pack;
 mod profile;
 mod sim;
 mod verify;
@@ -85,6 +86,25 @@ pub enum Command {
         index: Option<u64>,
         #[arg(long)]
         rev: Option<i64>,
+    },
+    /// Pack one cluster's members (read only, also while etcd runs) into a capture directory in
+    /// the corpus layout: data.tar.gz, manifest.json (verify/hashkv/db per member), README.md.
+    Pack {
+        /// Every member's data dir (or member/ or wal/ dir) of one cluster.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The capture directory to create (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace every value by pseudo-random bytes of the same length (keys kept).
+        #[arg(long)]
+        redact: bool,
+        /// With --redact: map every v3 key too, keeping its length and the keys' order.
+        #[arg(long, requires = "redact")]
+        redact_keys: bool,
+        /// The capture's name in the manifest (default: DIR's name).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Enumerate the on-disk states a crash or a storage fault could leave at fsync/commit
     /// boundaries, recover each as etcd would, and classify: recovered / expected loss /
@@ -198,6 +218,13 @@ pub fn run(cli: Cli) -> i32 {
             etcd_version,
         } => db::run(&fs, &path, format, rev, etcd_version.as_deref()),
         Command::Hashkv { path, index, rev } => hashkv::run(&fs, &path, index, rev),
+        Command::Pack {
+            paths,
+            out,
+            redact,
+            redact_keys,
+            name,
+        } => pack::run(&fs, &paths, &out, redact, redact_keys, name),
         Command::Crash {
             paths,
             format,

@@ -9,14 +9,16 @@
 //! by a count inside the file); a damaged file is findings, never an error (`Err` is for I/O only,
 //! and `MemFs` never fails); every error-level finding is typed and located: page damage names
 //! its page and a byte offset inside the file (a truncation: the offset of the structure the file
-//! ends before, and the byte it needed), a schema problem names its bucket and key.
+//! ends before, and the byte it needed; a page id that cannot be read — beyond the high-water mark,
+//! a meta page referred to as a tree page, a meta page the file is too short for — names that page
+//! and where it would be), a schema problem names its bucket and key.
 #![no_main]
 
 use std::path::Path;
 
 use fuzz_support::Budget;
 use libfuzzer_sys::fuzz_target;
-use raft_replay::backend::error::{Damage, DbError};
+use raft_replay::backend::error::{Damage, DbError, MetaProblem};
 use raft_replay::backend::DbReport;
 use raft_replay::mvcc::EtcdVersion;
 use raft_replay::MemFs;
@@ -39,6 +41,19 @@ fuzz_target!(|data: &[u8]| {
                     // The structure the file ends before: its offset may lie past the end.
                     assert_eq!(*file_len, len, "{f:?}");
                     assert!(*offset < *needed && *needed > len, "{f:?}");
+                }
+                (
+                    Some(DbError::Damage {
+                        damage:
+                            Damage::MetaInvalid { reason: MetaProblem::Missing, .. }
+                            | Damage::BeyondHighWater { overflow: 0, .. }
+                            | Damage::MetaReferenced { .. },
+                        ..
+                    }),
+                    _,
+                ) => {
+                    // About a page id that is referred to (or a meta page the file is too short
+                    // for): the page id is the location, the offset where that page would be.
                 }
                 (Some(DbError::Damage { offset, .. }), _) => {
                     assert!(*offset < len, "damage at byte {offset} of a {len}-byte file: {f:?}");

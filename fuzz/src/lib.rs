@@ -93,7 +93,7 @@ pub struct Budget {
     pub live_slack: usize,
 }
 
-/// Ends the budget when the run returns or unwinds (a failed assertion's report allocates).
+/// Ends the budget when the run returns or unwinds.
 struct Deactivate;
 
 impl Drop for Deactivate {
@@ -130,6 +130,15 @@ impl Budget {
 
     /// Runs `f` with the caps for an input of `input_len` bytes.
     pub fn enforce<R>(self, input_len: usize, f: impl FnOnce() -> R) -> (R, Usage) {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            // A failed assertion's report (message, backtrace) is not the code under test.
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                ACTIVE.store(false, Ordering::SeqCst);
+                report(info)
+            }));
+        });
         let base = LIVE.load(Ordering::SeqCst);
         let single = input_len
             .saturating_mul(self.single_factor)

@@ -721,7 +721,9 @@ pub fn parse_script(text: &str) -> Result<Vec<Block>, String> {
             i += 1;
             continue;
         }
-        if line.starts_with('#') {
+        // A command is the line trimmed: one that trims to `#…` is a comment, or it would print
+        // (`render_script`) as one.
+        if line.trim_start().starts_with('#') {
             comments.push(line.to_string());
             i += 1;
             continue;

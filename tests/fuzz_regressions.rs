@@ -22,7 +22,8 @@ fn assert_render_round_trips(text: &str) -> Vec<Block> {
 #[test]
 fn an_expected_line_ending_in_a_carriage_return_renders_back_unchanged() {
     // `str::lines` drops one `\r` before each `\n`: "x\r\r\n" is the line "x\r".
-    let blocks = assert_render_round_trips("stabilize\n----\nn1: leader\r\r\n# c\r\r\n\nnext\r\n----\n");
+    let blocks =
+        assert_render_round_trips("stabilize\n----\nn1: leader\r\r\n# c\r\r\n\nnext\r\n----\n");
     assert_eq!(blocks[0].expected, "n1: leader\r\n# c\r");
     assert_eq!(blocks[1].command, "next");
 }

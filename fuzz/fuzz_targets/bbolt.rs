@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, file)) = data.split_first() else {
         return;
     };
-    let version = if pick & 1 == 0 { EtcdVersion::V3_4_23 } else { EtcdVersion::V3_5_30 };
+    let version = if pick & 1 == 0 {
+        EtcdVersion::V3_4_23
+    } else {
+        EtcdVersion::V3_5_30
+    };
     let revision = i64::from(pick >> 1);
     let mut fs = MemFs::default();
     fs.insert("/db", bytes::Bytes::copy_from_slice(file));
@@ -35,9 +39,20 @@ fuzz_target!(|data: &[u8]| {
     Budget::READER.enforce(data.len(), || {
         let report = DbReport::build(&fs, Path::new("/db"), revision, version)
             .expect("a db in memory is always readable: damage is findings");
-        for f in report.findings.iter().filter(|f| f.level == raft_replay::backend::report::Level::Error) {
+        for f in report
+            .findings
+            .iter()
+            .filter(|f| f.level == raft_replay::backend::report::Level::Error)
+        {
             match (&f.damage, &f.schema) {
-                (Some(DbError::Damage { offset, damage: Damage::Truncated { needed, file_len }, .. }), _) => {
+                (
+                    Some(DbError::Damage {
+                        offset,
+                        damage: Damage::Truncated { needed, file_len },
+                        ..
+                    }),
+                    _,
+                ) => {
                     // The structure the file ends before: its offset may lie past the end.
                     assert_eq!(*file_len, len, "{f:?}");
                     assert!(*offset < *needed && *needed > len, "{f:?}");
@@ -45,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
                 (
                     Some(DbError::Damage {
                         damage:
-                            Damage::MetaInvalid { reason: MetaProblem::Missing, .. }
+                            Damage::MetaInvalid {
+                                reason: MetaProblem::Missing,
+                                ..
+                            }
                             | Damage::BeyondHighWater { overflow: 0, .. }
                             | Damage::MetaReferenced { .. },
                         ..
@@ -56,7 +74,10 @@ fuzz_target!(|data: &[u8]| {
                     // for): the page id is the location, the offset where that page would be.
                 }
                 (Some(DbError::Damage { offset, .. }), _) => {
-                    assert!(*offset < len, "damage at byte {offset} of a {len}-byte file: {f:?}");
+                    assert!(
+                        *offset < len,
+                        "damage at byte {offset} of a {len}-byte file: {f:?}"
+                    );
                 }
                 (Some(DbError::Io { .. }), _) => panic!("I/O error from MemFs: {f:?}"),
                 (None, Some(schema)) => assert!(!schema.bucket.is_empty(), "{f:?}"),

@@ -36,7 +36,9 @@ fn check_finding(f: &Finding, fs: &MemFs) {
     }
     if f.kind.starts_with("snap.") {
         assert!(
-            f.location.segment.is_some() || f.location.raft_index.is_some() || f.message.contains(".snap"),
+            f.location.segment.is_some()
+                || f.location.raft_index.is_some()
+                || f.message.contains(".snap"),
             "{} without a file or index: {f:?}",
             f.kind
         );
@@ -44,7 +46,10 @@ fn check_finding(f: &Finding, fs: &MemFs) {
 }
 
 fn summary(findings: &[Finding]) -> Vec<(&'static str, String)> {
-    let mut s: Vec<_> = findings.iter().map(|f| (f.kind, f.location.to_string())).collect();
+    let mut s: Vec<_> = findings
+        .iter()
+        .map(|f| (f.kind, f.location.to_string()))
+        .collect();
     s.sort();
     s
 }
@@ -58,7 +63,11 @@ fuzz_target!(|data: &[u8]| {
     Budget::PIPELINE.enforce(data.len(), || {
         let mut all = Vec::new();
         for entries in [EntryReading::Stream, EntryReading::Hold] {
-            let options = VerifyOptions { entries, jobs: 1, ..Default::default() };
+            let options = VerifyOptions {
+                entries,
+                jobs: 1,
+                ..Default::default()
+            };
             let report = verify_cluster(&fs, &members, &options)
                 .unwrap_or_else(|e| panic!("a member with a WAL gives a report: {e}"));
             let findings: Vec<Finding> = report.findings().cloned().collect();
@@ -69,6 +78,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = report.to_text();
             all.push(findings);
         }
-        assert_eq!(summary(&all[0]), summary(&all[1]), "stream and hold disagree");
+        assert_eq!(
+            summary(&all[0]),
+            summary(&all[1]),
+            "stream and hold disagree"
+        );
     });
 });

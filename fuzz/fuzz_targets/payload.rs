@@ -18,7 +18,9 @@ use prost::Message;
 use raft_replay::gate::version::Version;
 use raft_replay::proto::etcdserverpb::{InternalRaftRequest, Request};
 use raft_replay::proto::member::Member;
-use raft_replay::proto::payload::{decode_payload, internal_kind, payload_json, payload_text, Payload};
+use raft_replay::proto::payload::{
+    decode_payload, internal_kind, payload_json, payload_text, Payload,
+};
 use raft_replay::proto::raftpb::{ConfChange, ConfChangeV2, Entry};
 use raft_replay::proto::translate;
 
@@ -33,7 +35,10 @@ fn member(data: &[u8]) {
             let json = serde_json::to_vec(&m).expect("a member serialises");
             assert_eq!(Member::parse(&json).expect("serialised member parses"), m);
         }
-        Err(e) => assert!(e.line() >= 1 || e.is_eof(), "member JSON error without a line: {e}"),
+        Err(e) => assert!(
+            e.line() >= 1 || e.is_eof(),
+            "member JSON error without a line: {e}"
+        ),
     }
 }
 

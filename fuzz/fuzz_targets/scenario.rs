@@ -16,7 +16,9 @@ fn line_of(error: &str) -> usize {
         .strip_prefix("line ")
         .unwrap_or_else(|| panic!("scenario error without a line: {error:?}"));
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().unwrap_or_else(|_| panic!("scenario error without a line number: {error:?}"))
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("scenario error without a line number: {error:?}"))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -29,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
             Ok(blocks) => blocks,
             Err(e) => {
                 let line = line_of(&e);
-                assert!(line >= 1 && line <= lines.max(1), "line {line} of {lines}: {e}");
+                assert!(
+                    line >= 1 && line <= lines.max(1),
+                    "line {line} of {lines}: {e}"
+                );
                 return;
             }
         };
@@ -37,15 +42,18 @@ fuzz_target!(|data: &[u8]| {
         let again = parse_script(&rendered).expect("rendered blocks parse");
         assert_eq!(again.len(), blocks.len());
         for (a, b) in again.iter().zip(&blocks) {
-            assert_eq!((&a.comments, &a.command, &a.expected), (&b.comments, &b.command, &b.expected));
+            assert_eq!(
+                (&a.comments, &a.command, &a.expected),
+                (&b.comments, &b.command, &b.expected)
+            );
         }
         for b in &blocks {
             assert!(b.line >= 1 && b.line <= lines);
             if let Ok(command) = b.command.parse::<Command>() {
                 let printed = command.to_string();
-                let back: Command = printed
-                    .parse()
-                    .unwrap_or_else(|e| panic!("{printed:?} (from {:?}) does not parse: {e}", b.command));
+                let back: Command = printed.parse().unwrap_or_else(|e| {
+                    panic!("{printed:?} (from {:?}) does not parse: {e}", b.command)
+                });
                 assert_eq!(back, command, "{printed:?} from {:?}", b.command);
             }
         }

@@ -31,7 +31,11 @@ fuzz_target!(|data: &[u8]| {
     let wal: Vec<WalSnapshot> = parts
         .iter()
         .filter(|f| f.tag & 1 == 1)
-        .map(|f| WalSnapshot { index: f.arg & 0xffff_ffff, term: f.arg >> 32, conf_state: None })
+        .map(|f| WalSnapshot {
+            index: f.arg & 0xffff_ffff,
+            term: f.arg >> 32,
+            conf_state: None,
+        })
         .collect();
     Budget::READER.enforce(data.len(), || {
         for (_, bytes) in &files {
@@ -52,7 +56,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let (loaded, skipped) = load_newest_available(&files, &wal);
         for s in &skipped {
-            assert!(files.iter().any(|(n, _)| *n == s.file_name), "skipped {s:?} is no file");
+            assert!(
+                files.iter().any(|(n, _)| *n == s.file_name),
+                "skipped {s:?} is no file"
+            );
             assert!(!s.reason.is_empty());
         }
         if let Some(l) = &loaded {

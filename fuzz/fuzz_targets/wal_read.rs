@@ -25,15 +25,27 @@ fuzz_target!(|data: &[u8]| {
         let forensic = read_member(&files, DecoderMode::Forensic);
         for read in [&strict, &forensic] {
             let c = &read.contents;
-            for e in c.errors.iter().chain(&c.warnings).chain(&c.accepted_by_etcd) {
+            for e in c
+                .errors
+                .iter()
+                .chain(&c.warnings)
+                .chain(&c.accepted_by_etcd)
+            {
                 assert_wal_error_located(e, &fs, "/m/member/wal");
             }
             for (_, location) in &c.overwrites {
-                assert!(location.segment.is_some() && location.offset.is_some(), "{location:?}");
+                assert!(
+                    location.segment.is_some() && location.offset.is_some(),
+                    "{location:?}"
+                );
             }
             // Entries held are contiguous from the start index.
             for (i, e) in c.entries.iter().enumerate() {
-                assert_eq!(e.index, c.start_index + 1 + i as u64, "held entries not contiguous");
+                assert_eq!(
+                    e.index,
+                    c.start_index + 1 + i as u64,
+                    "held entries not contiguous"
+                );
             }
             assert_eq!(c.entries.len(), c.entry_positions.len());
         }

@@ -41,17 +41,27 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let mut writer =
-        WalWriter::create_with_segment_size(&input.metadata, 4096 * (1 + u64::from(input.pages % 16)));
+    let mut writer = WalWriter::create_with_segment_size(
+        &input.metadata,
+        4096 * (1 + u64::from(input.pages % 16)),
+    );
     let mut model: Vec<Entry> = Vec::new();
     let mut term = 1u64;
     let mut state = HardState::default();
     let mut snapshots = vec![(0u64, 0u64)];
     for op in input.ops.iter().take(64) {
         match op {
-            Op::Save { entries, rewind, term_bump, vote, commit_step } => {
+            Op::Save {
+                entries,
+                rewind,
+                term_bump,
+                vote,
+                commit_step,
+            } => {
                 let last = model.last().map_or(0, |e| e.index);
-                let first = (last + 1).saturating_sub(u64::from(*rewind % 4)).max(state.commit + 1);
+                let first = (last + 1)
+                    .saturating_sub(u64::from(*rewind % 4))
+                    .max(state.commit + 1);
                 if *term_bump {
                     term += 1;
                 }
@@ -83,8 +93,16 @@ fuzz_target!(|input: Input| {
             }
             Op::Snapshot => {
                 let index = state.commit;
-                let snap_term = if index == 0 { 0 } else { model[(index - 1) as usize].term };
-                writer.save_snapshot(&WalSnapshot { index, term: snap_term, conf_state: None });
+                let snap_term = if index == 0 {
+                    0
+                } else {
+                    model[(index - 1) as usize].term
+                };
+                writer.save_snapshot(&WalSnapshot {
+                    index,
+                    term: snap_term,
+                    conf_state: None,
+                });
                 snapshots.push((index, snap_term));
             }
         }
@@ -101,13 +119,20 @@ fuzz_target!(|input: Input| {
         let c = &read.contents;
         assert!(c.errors.is_empty(), "errors: {:?}", c.errors);
         assert!(c.warnings.is_empty(), "warnings: {:?}", c.warnings);
-        assert!(c.accepted_by_etcd.is_empty(), "accepted: {:?}", c.accepted_by_etcd);
+        assert!(
+            c.accepted_by_etcd.is_empty(),
+            "accepted: {:?}",
+            c.accepted_by_etcd
+        );
         assert_eq!(c.start_index, 0);
         assert_eq!(c.entries, model);
         assert_eq!(c.hard_state, state);
         assert_eq!(c.metadata.as_deref(), Some(&input.metadata[..]));
-        let seen: Vec<(u64, u64)> =
-            c.snapshots.iter().map(|s| (s.snapshot.index, s.snapshot.term)).collect();
+        let seen: Vec<(u64, u64)> = c
+            .snapshots
+            .iter()
+            .map(|s| (s.snapshot.index, s.snapshot.term))
+            .collect();
         assert_eq!(seen, snapshots);
     });
 });

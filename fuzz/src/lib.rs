@@ -164,7 +164,7 @@ impl Budget {
 }
 
 /// The separator between files in a packed input: unlikely inside real WAL, `.snap` or db
-/// bytes, easy for the fuzzer to insert or remove.
+/// bytes, easy for the fuzzer to insert or remove. `tools/fuzz/seeds.py` packs the seeds.
 pub const SEPARATOR: &[u8] = b"\xffRRFUZZ\xfe";
 
 /// A packed input's files, each `tag` (1 byte), `arg` (8 bytes, big-endian), then its bytes up to
@@ -199,20 +199,6 @@ pub fn unpack(data: &[u8]) -> Vec<PackedFile<'_>> {
         }
     }
     parts
-}
-
-/// The inverse of [`unpack`] (for seed generation).
-pub fn pack(files: &[(u8, u64, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (n, (tag, arg, bytes)) in files.iter().enumerate() {
-        if n > 0 {
-            out.extend_from_slice(SEPARATOR);
-        }
-        out.push(*tag);
-        out.extend_from_slice(&arg.to_be_bytes());
-        out.extend_from_slice(bytes);
-    }
-    out
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -16,6 +16,9 @@ import os
 import struct
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "capture"))
+import capture_helper  # noqa: E402  (tools/capture: its protobuf reader)
+
 SEPARATOR = b"\xffRRFUZZ\xfe"
 TAG_WAL, TAG_SNAP, TAG_DB = 0, 1, 2
 ENTRY_TYPE = 2
@@ -40,32 +43,10 @@ def frames(seg):
         off += 8 + length + pad
 
 
-def varint(b, i):
-    v, shift = 0, 0
-    while i < len(b):
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << shift
-        shift += 7
-        if not c & 0x80:
-            return v, i
-    raise ValueError("varint runs off")
-
-
 def fields(b):
-    """{field number: [value]} of a protobuf message (varints and length-delimited only)."""
-    out, i = {}, 0
-    while i < len(b):
-        key, i = varint(b, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            v, i = varint(b, i)
-        elif wire == 2:
-            n, i = varint(b, i)
-            v = b[i: i + n]
-            i += n
-        else:
-            raise ValueError("wire type")
+    """{field number: [value]} of a protobuf message (the capture helper's minimal reader)."""
+    out = {}
+    for num, v in capture_helper.fields(b):
         out.setdefault(num, []).append(v)
     return out
 
@@ -169,7 +150,7 @@ def main(corpus, out):
                 if r.get(1, [0])[0] != ENTRY_TYPE:
                     continue
                 e = fields(r.get(3, [b""])[0])
-            except ValueError:
+            except (ValueError, IndexError):
                 continue
             etype = e.get(1, [0])[0]
             data = e.get(4, [b""])[0]

@@ -2,12 +2,13 @@
 # Runs fuzz targets one at a time for SECONDS each (libFuzzer, no sanitizer: safe Rust; debug
 # assertions and overflow checks on), going on after a crash until the time is spent, and logs
 # each target's executions. Usage: fuzz/run.sh SECONDS LOG_DIR TARGET...
-# The corpus grows in fuzz/corpus/<target>; crashes land in fuzz/artifacts/<target>/.
+# The corpus grows in fuzz/corpus/<target>; crashes land in fuzz/artifacts/<target>/. The binaries
+# are cargo fuzz build's, under $CARGO_TARGET_DIR (relative to fuzz/) or fuzz/target.
 set -uo pipefail
 cd "$(dirname "$0")"
 seconds=$1 logs=$2
 shift 2
-bin=target/x86_64-unknown-linux-gnu/release
+bin=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release
 mkdir -p "$logs"
 status=0
 for t in "$@"; do

@@ -1,7 +1,15 @@
 //! Inputs the fuzz targets (`fuzz/`, `make fuzz`) failed on, minimised, as plain tests: each
 //! asserts the property the target checks, on the input that broke it.
 
+mod common;
+
+use std::path::Path;
+
+use raft_replay::backend::error::{Damage, DbError};
+use raft_replay::backend::DbReport;
+use raft_replay::mvcc::EtcdVersion;
 use raft_replay::sim::script::{parse_script, render_script, Block};
+use raft_replay::MemFs;
 
 /// What `render_script` writes, `parse_script` reads back as the same blocks (fuzz target
 /// `scenario`): the writer `REWRITE=1` uses must not change a script it did not run.
@@ -42,4 +50,44 @@ fn an_indented_hash_line_is_a_comment_not_a_command() {
     assert_eq!(blocks.len(), 1);
     assert_eq!(blocks[0].command, "stabilize");
     assert_eq!(blocks[0].comments, vec!["  # indented note".to_string()]);
+}
+
+/// Fuzz target `bbolt`: page damage is located inside the file. An element whose key position
+/// points past its page was located at the end of the page (the next page's first byte; for the
+/// last page of a file, a byte past its end) instead of at the element header whose field is
+/// wrong.
+#[test]
+fn a_key_outside_its_page_is_located_at_its_element_header() {
+    let member = common::damage::member("cluster-a", "m3");
+    let mut bytes = std::fs::read(member.join("member/snap/db")).unwrap();
+    // Page 4 of cluster-a/m3's db: a leaf of the `key` bucket, reachable.
+    let page = 4;
+    let base = page * 4096;
+    assert_eq!(bytes[base + 8], 0x02, "page 4 is a leaf");
+    let count = u16::from_le_bytes([bytes[base + 10], bytes[base + 11]]) as usize;
+    let header = base + 16 + (count - 1) * 16;
+    bytes[header + 4..header + 8].copy_from_slice(&0x4000_0000u32.to_le_bytes());
+    let len = bytes.len() as u64;
+    let mut fs = MemFs::default();
+    fs.insert("/db", bytes);
+    let report = DbReport::build(&fs, Path::new("/db"), 0, EtcdVersion::default()).unwrap();
+    let located: Vec<(u64, u64)> = report
+        .findings
+        .iter()
+        .filter_map(|f| match &f.damage {
+            Some(DbError::Damage {
+                page,
+                offset,
+                damage: Damage::ElementOutOfPage { what: "key", .. },
+            }) => Some((*page, *offset)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        located,
+        vec![(page as u64, header as u64)],
+        "{:?}",
+        report.findings
+    );
+    assert!(located.iter().all(|(_, offset)| *offset < len));
 }

@@ -91,3 +91,38 @@ fn a_key_outside_its_page_is_located_at_its_element_header() {
     );
     assert!(located.iter().all(|(_, offset)| *offset < len));
 }
+
+/// Fuzz target `bbolt`: a bucket value of 8 to 15 bytes whose root field is 0 (an inline bucket)
+/// was sliced past its end (a panic); it is `BadBucket` damage at its element.
+#[test]
+fn a_bucket_value_shorter_than_its_header_is_damage_not_a_panic() {
+    let member = common::damage::member("cluster-a", "m3");
+    let mut bytes = std::fs::read(member.join("member/snap/db")).unwrap();
+    let le64 = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    // The meta in use (higher txid) names the root bucket's page: a leaf of bucket elements.
+    let meta = if le64(&bytes, 4096 + 64) > le64(&bytes, 64) {
+        4096
+    } else {
+        0
+    };
+    let root = le64(&bytes, meta + 32) as usize * 4096;
+    assert_eq!(bytes[root + 8], 0x02, "the root bucket's page is a leaf");
+    let header = root + 16;
+    assert_eq!(le32(&bytes, header) & 1, 1, "element 0 is a bucket");
+    let value = header + le32(&bytes, header + 4) + le32(&bytes, header + 8);
+    bytes[header + 12..header + 16].copy_from_slice(&12u32.to_le_bytes());
+    bytes[value..value + 8].fill(0);
+    let mut fs = MemFs::default();
+    fs.insert("/db", bytes);
+    let report = DbReport::build(&fs, Path::new("/db"), 0, EtcdVersion::default()).unwrap();
+    assert!(
+        report.findings.iter().any(|f| matches!(
+            &f.damage,
+            Some(DbError::Damage { offset, damage: Damage::BadBucket { index: 0, .. }, .. })
+                if *offset == header as u64
+        )),
+        "{:?}",
+        report.findings
+    );
+}

@@ -65,7 +65,8 @@ fuzz_target!(|data: &[u8]| {
                                 ..
                             }
                             | Damage::BeyondHighWater { overflow: 0, .. }
-                            | Damage::MetaReferenced { .. },
+                            | Damage::MetaReferenced { .. }
+                            | Damage::NoValidMeta { .. },
                         ..
                     }),
                     _,

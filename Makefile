@@ -16,6 +16,7 @@ help:
 	@echo "make test-partitions  nextest partitions hash:K/3 run every capture once (needs cargo-nextest)"
 	@echo "make deps       apt-get install golang-go golang-etcd-server-dev golang-github-coreos-bbolt-dev etcd-server etcd-client"
 	@echo "make etcd35     fetch etcd 3.5.30 (etcd, etcdctl, etcdutl) into target/etcd/ (gate --rehearse)"
+	@echo "make fuzz       run every fuzz target for FUZZ_SECONDS (default 60) each (needs the nightly toolchain)"
 	@echo "make corpus     re-capture the corpus from real etcd 3.4.23 (apt) and 3.5.30 (tools/etcd-bin/fetch.sh)"
 
 deps:
@@ -177,3 +178,24 @@ sim-heavy:
 		test $$? -eq 1 || { echo "$$bug was not caught"; exit 1; }; echo "$$bug: caught"; \
 	done
 	RAFT_REPLAY_SIM_CASES=20000 cargo test --release --test sim_proptest --test sim_scenarios
+
+# --- fuzzing (fuzz/: cargo-fuzz, libFuzzer; README "Reliability") ---
+# Every target for FUZZ_SECONDS each, one at a time; seeds are cut from the unpacked captures,
+# the scenarios and the gate baselines at each run (tools/fuzz/seeds.py). Needs the nightly
+# toolchain (`rustup toolchain install nightly`) and python3; installs cargo-fuzz from crates.io
+# when it is missing. Exit 1 when a target crashed (the input is in fuzz/artifacts/<target>/;
+# `cargo +nightly fuzz tmin -s none -a TARGET INPUT` minimises it). Logs: target/fuzz-logs.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := wal_read wal_roundtrip member_verify snap payload scenario baseline bbolt
+FUZZ_LOGS := $(CURDIR)/target/fuzz-logs
+
+.PHONY: fuzz fuzz-build
+fuzz-build:
+	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || { echo "make fuzz: the nightly toolchain is not installed (rustup toolchain install nightly)"; exit 2; }
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cd fuzz && cargo +nightly fuzz build -s none -a
+
+fuzz: fuzz-build unpack-corpus
+	python3 tools/fuzz/seeds.py $(CORPUS_OUT) fuzz/corpus
+	rm -f $(FUZZ_LOGS)/summary.txt
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_LOGS) $(FUZZ_TARGETS)

@@ -200,8 +200,10 @@ impl<'a> PageImage<'a> {
         let end = start + ELEMENT_SIZE;
         match self.bytes.get(start..end) {
             Some(e) => Ok((start, e)),
+            // The page's element count claims more headers than it holds: the count is the
+            // damaged field (the header itself lies outside the page, maybe outside the file).
             None => Err(self.damage(
-                start as u64,
+                10,
                 Damage::ElementOutOfPage {
                     index: u32::from(index),
                     what: "element header",
@@ -212,11 +214,14 @@ impl<'a> PageImage<'a> {
         }
     }
 
-    /// `len` bytes at `elem_start + pos` (positions are relative to the element itself).
+    /// `len` bytes at `start` (relative to the page) for the element whose header is at `header`
+    /// (relative to the page). Out of the page, the damage is located at that header: its
+    /// position and size fields are what is wrong, the bytes they name are not in the page.
     fn span(
         &self,
         index: u16,
         what: &'static str,
+        header: usize,
         start: u64,
         len: u64,
     ) -> Result<&'a [u8], DbError> {
@@ -227,7 +232,7 @@ impl<'a> PageImage<'a> {
             .and_then(|(s, e)| self.bytes.get(s..e));
         ok.ok_or_else(|| {
             self.damage(
-                start.min(self.bytes.len() as u64),
+                header as u64,
                 Damage::ElementOutOfPage {
                     index: u32::from(index),
                     what,
@@ -246,8 +251,8 @@ impl<'a> PageImage<'a> {
         let ksize = u64::from(le32(e, 8).unwrap_or(0));
         let vsize = u64::from(le32(e, 12).unwrap_or(0));
         let key_start = at as u64 + pos;
-        let key = self.span(index, "key", key_start, ksize)?;
-        let value = self.span(index, "value", key_start + ksize, vsize)?;
+        let key = self.span(index, "key", at, key_start, ksize)?;
+        let value = self.span(index, "value", at, key_start + ksize, vsize)?;
         Ok(LeafElement {
             flags,
             key,
@@ -262,7 +267,7 @@ impl<'a> PageImage<'a> {
         let pos = u64::from(le32(e, 0).unwrap_or(0));
         let ksize = u64::from(le32(e, 4).unwrap_or(0));
         let child = le64(e, 8).unwrap_or(0);
-        let key = self.span(index, "key", at as u64 + pos, ksize)?;
+        let key = self.span(index, "key", at, at as u64 + pos, ksize)?;
         Ok(BranchElement {
             key,
             child,
@@ -301,7 +306,11 @@ mod tests {
             err.kind(),
             Some(Damage::ElementOutOfPage { what: "key", .. })
         ));
+        // Located at the element header whose position field is wrong, inside the page.
+        assert!(matches!(err, DbError::Damage { offset, .. } if offset == 7 * 4096 + 16));
         assert!(img.leaf(2).is_ok());
-        assert!(img.leaf(3).is_err());
+        // A fourth header is past the page: located at the page's element count.
+        let err = img.leaf(3).unwrap_err();
+        assert!(matches!(err, DbError::Damage { offset, .. } if offset == 7 * 4096 + 10));
     }
 }

@@ -629,8 +629,11 @@ impl<'d, 'fs> Walker<'d, 'fs> {
                         },
                     )
                 };
-                let root =
-                    le64(e.value, 0).ok_or_else(|| bad("value shorter than the bucket header"))?;
+                // The 16-byte header (root, sequence) is whole before either is read.
+                if e.value.len() < BUCKET_HEADER_SIZE {
+                    return Err(bad("value shorter than the bucket header"));
+                }
+                let root = le64(e.value, 0).unwrap_or(0);
                 let sequence = le64(e.value, 8).unwrap_or(0);
                 let value_offset = img.file_offset
                     + (e.value.as_ptr() as usize - img.bytes.as_ptr() as usize) as u64;

@@ -721,7 +721,9 @@ pub fn parse_script(text: &str) -> Result<Vec<Block>, String> {
             i += 1;
             continue;
         }
-        if line.starts_with('#') {
+        // A command is the line trimmed: one that trims to `#…` is a comment, or it would print
+        // (`render_script`) as one.
+        if line.trim_start().starts_with('#') {
             comments.push(line.to_string());
             i += 1;
             continue;
@@ -748,6 +750,7 @@ pub fn parse_script(text: &str) -> Result<Vec<Block>, String> {
     Ok(blocks)
 }
 
+/// The text [`parse_script`] reads back as `blocks`.
 pub fn render_script(blocks: &[Block]) -> String {
     let mut out = String::new();
     for (n, b) in blocks.iter().enumerate() {
@@ -755,17 +758,27 @@ pub fn render_script(blocks: &[Block]) -> String {
             out.push('\n');
         }
         for c in &b.comments {
-            out.push_str(c);
-            out.push('\n');
+            push_line(&mut out, c);
         }
-        out.push_str(&b.command);
-        out.push_str("\n----\n");
+        push_line(&mut out, &b.command);
+        out.push_str("----\n");
         if !b.expected.is_empty() {
-            out.push_str(&b.expected);
-            out.push('\n');
+            for line in b.expected.split('\n') {
+                push_line(&mut out, line);
+            }
         }
     }
     out
+}
+
+/// `line` and its end, as `str::lines` reads it back: that drops one `\r` before the `\n`, so a
+/// line that ends in `\r` itself is ended with `\r\n`.
+fn push_line(out: &mut String, line: &str) {
+    out.push_str(line);
+    if line.ends_with('\r') {
+        out.push('\r');
+    }
+    out.push('\n');
 }
 
 /// The result of running a scenario file.

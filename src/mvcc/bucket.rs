@@ -277,6 +277,14 @@ impl KeyBucket {
         self.value_bytes
     }
 
+    /// Empties the spill file under every clone, so that reading it back fails.
+    #[cfg(test)]
+    pub(crate) fn lose_spill_file(&self) {
+        if let Some(spill) = &self.spill {
+            spill.file.set_len(0).expect("truncate the spill file");
+        }
+    }
+
     /// Why reading the spill file back failed, if it did.
     pub fn spill_error(&self) -> Option<&str> {
         self.spill_error.as_deref()

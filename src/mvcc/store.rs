@@ -777,6 +777,12 @@ impl MvccStore {
         })
     }
 
+    /// Empties the bucket's spill file (tests of a temp file lost under a running check).
+    #[cfg(test)]
+    pub(crate) fn lose_bucket_spill_file(&self) {
+        self.bucket.lose_spill_file();
+    }
+
     /// Keeps at most `limit` bucket digests in memory (tests force spilling with a small one).
     #[cfg(test)]
     pub(crate) fn set_bucket_hot_limit(&mut self, limit: usize) {

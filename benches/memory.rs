@@ -13,40 +13,17 @@
 //! default: a tempdir, removed at the end).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use raft_replay::profile::synth::{write_synthetic, SynthSpec};
 use serde_json::json;
+
+mod common;
 
 const KEYS: u64 = 10_000;
 const VALUE_LEN: usize = 100;
 /// Target: raft-replay's peak RSS at most this fraction of etcd's ReadAll.
 const TARGET_RATIO: f64 = 0.10;
-
-/// Runs `command` to its end; returns (success, peak RSS in bytes, stdout).
-// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
-fn run_measured(command: &mut Command) -> (bool, u64, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        use std::io::Read;
-        stdout.read_to_string(&mut out).expect("read stdout");
-    }
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `usage` is a plain C struct written by the kernel; `pid` is our unwaited child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    // Linux reports ru_maxrss in KiB.
-    (ok, usage.ru_maxrss as u64 * 1024, out)
-}
 
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
@@ -108,17 +85,20 @@ fn main() {
                 .expect("spawn the writer");
             assert!(status.success(), "writing {} failed", dir.display());
         }
-        let (ok, ours, hash) = run_measured(Command::new(raft_replay).arg("hashkv").arg(&dir));
-        assert!(ok, "raft-replay hashkv failed on {}", dir.display());
+        let measured = common::child::measure(
+            Command::new(raft_replay).arg("hashkv").arg(&dir),
+            temp.path(),
+        );
+        let (ours, hash) = (measured.rss, measured.stdout);
         let theirs = etcd_ref.as_ref().map(|bin| {
-            let (ok, rss, _) = run_measured(
+            common::child::measure(
                 Command::new(bin)
                     .args(["bench"])
                     .arg(dir.join("member"))
                     .args(["--iters", "1", "--warmup", "0"]),
-            );
-            assert!(ok, "etcd-ref bench failed on {}", dir.display());
-            rss
+                temp.path(),
+            )
+            .rss
         });
         let ratio = theirs.map(|t| ours as f64 / t as f64);
         match (theirs, ratio) {

@@ -39,11 +39,12 @@ pub fn entry(e: &raftpb::Entry) -> Result<eraftpb::Entry, TranslateError> {
 }
 
 pub fn hard_state(hs: &raftpb::HardState) -> eraftpb::HardState {
-    let mut out = eraftpb::HardState::default();
-    out.term = hs.term;
-    out.vote = hs.vote;
-    out.commit = hs.commit;
-    out
+    eraftpb::HardState {
+        term: hs.term,
+        vote: hs.vote,
+        commit: hs.commit,
+        ..Default::default()
+    }
 }
 
 /// raft-rs's HardState as etcd persists it (the inverse of [`hard_state`]).
@@ -56,13 +57,14 @@ pub fn hard_state_from_raft(hs: &eraftpb::HardState) -> raftpb::HardState {
 }
 
 pub fn conf_state(cs: &raftpb::ConfState) -> eraftpb::ConfState {
-    let mut out = eraftpb::ConfState::default();
-    out.voters = cs.voters.clone();
-    out.learners = cs.learners.clone();
-    out.voters_outgoing = cs.voters_outgoing.clone();
-    out.learners_next = cs.learners_next.clone();
-    out.auto_leave = cs.auto_leave;
-    out
+    eraftpb::ConfState {
+        voters: cs.voters.clone(),
+        learners: cs.learners.clone(),
+        voters_outgoing: cs.voters_outgoing.clone(),
+        learners_next: cs.learners_next.clone(),
+        auto_leave: cs.auto_leave,
+        ..Default::default()
+    }
 }
 
 pub fn conf_state_from_raft(cs: &eraftpb::ConfState) -> raftpb::ConfState {
@@ -93,8 +95,10 @@ pub fn conf_change(cc: &raftpb::ConfChange) -> Result<Option<eraftpb::ConfChange
     let Some(change_type) = conf_change_type(cc.r#type)? else {
         return Ok(None);
     };
-    let mut out = eraftpb::ConfChange::default();
-    out.id = cc.id;
+    let mut out = eraftpb::ConfChange {
+        id: cc.id,
+        ..Default::default()
+    };
     out.set_change_type(change_type);
     out.node_id = cc.node_id;
     out.context = cc.context.clone().unwrap_or_default().into();

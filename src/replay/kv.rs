@@ -9,7 +9,7 @@ use super::restart::{restart_and_apply_from, LogSource, RestartOutcome};
 use crate::member::MemberRead;
 use crate::mvcc::{ApplyResult, MvccStore};
 use crate::proto::etcdserverpb::Metadata;
-use crate::proto::raftpb::{ConfState, Entry};
+use crate::proto::raftpb::Entry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KvReplayError {
@@ -72,7 +72,7 @@ pub fn restart_state<'a>(member: &'a str, read: &'a MemberRead) -> RestartState<
         .snapshot
         .as_ref()
         .map(|s| s.snapshot.metadata.conf_state.clone())
-        .unwrap_or_else(ConfState::default);
+        .unwrap_or_default();
     RestartState {
         member,
         snapshot_index: read.start.index,

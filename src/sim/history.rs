@@ -115,11 +115,10 @@ impl History {
         let mut by_key: BTreeMap<&str, Vec<&ClientOp>> = BTreeMap::new();
         for op in self.ops.values() {
             let keep = op.kind.is_key_op()
-                && match (&op.outcome, op.kind) {
-                    (Outcome::Failed, _) => false,
-                    (Outcome::Pending, OpKind::Get) => false,
-                    _ => true,
-                };
+                && !matches!(
+                    (&op.outcome, op.kind),
+                    (Outcome::Failed, _) | (Outcome::Pending, OpKind::Get)
+                );
             if keep {
                 by_key.entry(op.key.as_str()).or_default().push(op);
             }

@@ -19,7 +19,7 @@ pub struct SnapMember {
     pub name: Option<String>,
 }
 
-fn children<'a>(node: &'a Value) -> impl Iterator<Item = (&'a String, &'a Value)> {
+fn children(node: &Value) -> impl Iterator<Item = (&String, &Value)> {
     node.get("Children")
         .and_then(Value::as_object)
         .into_iter()

@@ -86,7 +86,16 @@ pub fn replay_kv_any(
         return (replay_kv_held(member, files, read, through, progress), None);
     }
     if streamable(files, read, log) {
-        if let Ok(Ok(kv)) = replay_kv_streaming(member, files, read, log, through, progress) {
+        // A log read whole from index 1 that still starts from the db: a restored member.
+        let streamed = if needs_history(read) {
+            match load_member_db_as_written(files) {
+                Ok(db) => replay_kv_streaming_from_db(member, files, read, log, db, through),
+                Err(e) => return (Err(e.into()), None),
+            }
+        } else {
+            replay_kv_streaming(member, files, read, log, through, progress)
+        };
+        if let Ok(Ok(kv)) = streamed {
             return (Ok(kv), None);
         }
     }
@@ -276,7 +285,8 @@ fn db_checks(
         findings.extend(db_meta_checks(member, read, scan, &db));
     }
     // The db's state can be compared with the log's only where the log holds it: from index 1
-    // through CI. A member whose WAL starts later was replayed from this db.
+    // through CI. A member whose WAL starts later, or that was restored from a snapshot, was
+    // replayed from this db.
     if needs_history(read) || ci > last_index {
         return;
     }

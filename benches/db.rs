@@ -471,7 +471,7 @@ fn members(etcdutl: &Path, large_db: &Path, small_db: &Path) {
                 col(|m| m.wall),
                 col(|m| m.cpu),
                 rss as f64 / 1e6,
-                0
+                runs[0].code.map_or("signal".to_string(), |c| c.to_string())
             );
         }
     }

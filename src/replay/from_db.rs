@@ -54,6 +54,12 @@ pub struct LoadedDb {
     pub summary: DbSummary,
     /// The KV model etcd boots with (values loaded), its consistent index set to CI.
     pub store: MvccStore,
+    pub records: DbRecords,
+}
+
+/// The membership a db records, for the db ↔ log checks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DbRecords {
     /// `meta/confState` (3.5+).
     pub conf_state: Option<serde_json::Value>,
     /// The `members` bucket.
@@ -158,9 +164,11 @@ pub fn load_member_db(
     Ok(LoadedDb {
         summary,
         store,
-        conf_state: read.schema.conf_state,
-        members: read.schema.members,
-        removed_members: read.schema.removed_members,
+        records: DbRecords {
+            conf_state: read.schema.conf_state,
+            members: read.schema.members,
+            removed_members: read.schema.removed_members,
+        },
     })
 }
 
@@ -270,6 +278,7 @@ pub fn replay_kv_from_db_source(
         progress,
     );
     kv.from_db = Some(db.summary);
+    kv.from_db_records = Some(db.records);
     Ok(kv)
 }
 

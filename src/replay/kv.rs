@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-use super::from_db::{DbStartError, DbSummary};
+use super::from_db::{DbRecords, DbStartError, DbSummary};
 use super::preflight::RestartState;
 use super::restart::{restart_and_apply_from, LogSource, RestartOutcome};
 use crate::member::MemberRead;
@@ -43,6 +43,9 @@ pub struct KvReplay {
     /// The db the replay started from (at its consistent index), when the WAL does not reach
     /// back to index 1.
     pub from_db: Option<DbSummary>,
+    /// The membership that db records (the db ↔ log checks read it from here rather than
+    /// restoring the db a second time).
+    pub from_db_records: Option<DbRecords>,
 }
 
 /// An entry etcd's applier panics on, as the release in force at its index applies it.
@@ -239,5 +242,6 @@ pub(crate) fn replay_into(
         applied_beyond_commit,
         panicking_entries,
         from_db: None,
+        from_db_records: None,
     }
 }

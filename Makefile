@@ -119,7 +119,9 @@ corpus:
 # 10 M synthetic puts: entries/s on one core, linearity, peak RSS, profiler overhead), decode vs
 # etcd's own ReadAll on the real captures (ratio), and `raft-replay db` vs etcd 3.5.30's
 # `etcdutl snapshot status` on a 1.4 GB etcd db (time ratio, peak RSS at 130 MB and 1.4 GB; the
-# dbs are written once into target/bench-db by bbolt-ref, ~2 min each), and issue 17's table (each row
+# dbs are written once into target/bench-db by bbolt-ref, ~2 min each; then `verify` and `hashkv` on a
+# member etcd 3.5.30 restored from each db and booted on 127.0.0.1, against etcd's own HashKV, and
+# their peak-RSS ratio 1.4 GB / 128 MB db), and issue 17's table (each row
 # a ratio measured in one run: benches/issue17.rs). Not part of `cargo test`.
 # Needs Go + Debian's etcd/bbolt source (make deps) and etcdutl, fetched from Debian sid into
 # target/etcd/ (tools/etcd-bin/fetch.sh; without it the db bench says so and skips).
@@ -137,7 +139,7 @@ bench: deps
 	tools/etcd-bin/fetch.sh $(ETCDUTL_VERSION) sid || echo "etcdutl $(ETCDUTL_VERSION) not fetched: the db bench will skip"
 	RAFT_REPLAY_BBOLT_REF=$(BBOLT_REF) RAFT_REPLAY_ETCDUTL=$(ETCDUTL) cargo bench --bench db
 
-# Only the db bench (the first run writes its two dbs, ~4 min).
+# Only the db bench (the first run writes its two dbs, ~4 min; BENCH_DB_ONLY=status|members: one part).
 .PHONY: bench-db
 bench-db: bbolt-ref
 	tools/etcd-bin/fetch.sh $(ETCDUTL_VERSION) sid

@@ -16,10 +16,20 @@
 //! (`tools/etcd-bin/fetch.sh 3.5.30 sid`) and runs this. Without etcdutl or without a db (and
 //! no bbolt-ref to write one) it says so and skips.
 //!
+//! Then a real member of each db ([`members`]): etcd 3.5's own `etcdutl snapshot restore` of the
+//! db, booted by etcd 3.5 on loopback for `BENCH_DB_MEMBER_PUTS` puts and SIGKILLed with its db
+//! uncommitted since the restore (`tools/etcd-bin/restored-member.sh … kill`: the WAL holds
+//! every entry above the db's consistent index); `raft-replay verify` and `hashkv` on each,
+//! `BENCH_DB_MEMBER_RUNS` times alternately: wall, CPU, peak RSS, exit code; `hashkv` must equal
+//! the HashKV etcd served before the kill, at the same revision, and `verify` must exit 0. The
+//! peak-RSS ratio large / small is the flatness: ≈ 1.0 when memory does not follow the db's
+//! bytes.
+//!
 //! Knobs: `BENCH_PAIRS` (5), `BENCH_DB_KEYS` (800000), `BENCH_DB_REVISIONS` (1200000),
 //! `BENCH_DB_VALUE` (1100 bytes; the small db: `BENCH_DB_SMALL_VALUE`, 32),
-//! `BENCH_DB_DELETE_EVERY` (100), `BENCH_DB_COMPACT_EVERY` (100000), `RAFT_REPLAY_ETCDUTL`,
-//! `RAFT_REPLAY_BBOLT_REF`.
+//! `BENCH_DB_DELETE_EVERY` (100), `BENCH_DB_COMPACT_EVERY` (100000), `BENCH_DB_MEMBER_PUTS`
+//! (300), `BENCH_DB_MEMBER_RUNS` (3), `BENCH_DB_ONLY` (`status`: only the `snapshot status`
+//! part; `members`: only the members'), `RAFT_REPLAY_ETCDUTL`, `RAFT_REPLAY_BBOLT_REF`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,7 +38,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 mod common;
-use common::child::{measure, Measured};
+use common::child::{measure, measure_status, Measured};
 
 const ETCDUTL_VERSION: &str = "3.5.30";
 
@@ -193,6 +203,17 @@ fn main() {
     let Some(small_db) = ensure_db(&dir, small, bbolt_ref.as_deref()) else {
         return;
     };
+    let only = std::env::var("BENCH_DB_ONLY").unwrap_or_default();
+    if only != "members" {
+        snapshot_status(&etcdutl, &large_db, &small_db, large, pairs);
+    }
+    if only != "status" {
+        members(&etcdutl, &large_db, &small_db);
+    }
+}
+
+/// `raft-replay db` vs `etcdutl snapshot status`: time on the large db, peak RSS on both.
+fn snapshot_status(etcdutl: &Path, large_db: &Path, small_db: &Path, large: Shape, pairs: usize) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let scratch = scratch.path();
     let version = measure(Command::new(&etcdutl).arg("version"), scratch).stdout;
@@ -312,4 +333,158 @@ fn main() {
         etcd_rss as f64 / 1e6,
         etcd_rss as f64 / small_etcd_rss.max(1) as f64,
     );
+}
+
+/// One `raft-replay` command on a member, measured.
+struct MemberRun {
+    measured: Measured,
+    code: Option<i32>,
+    stderr: String,
+}
+
+fn run_on_member(command: &str, member: &Path, scratch: &Path) -> MemberRun {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_raft-replay"));
+    c.arg(command).arg(member);
+    if command == "verify" {
+        c.args(["--format", "json"]);
+    }
+    let (measured, code, stderr) = measure_status(&mut c, scratch);
+    MemberRun {
+        measured,
+        code,
+        stderr,
+    }
+}
+
+/// A member restored from `db` by etcd 3.5 (see the module docs) in `dir`/`name`; etcd's HashKV
+/// and the revision it is at.
+fn restored_member(
+    bin: &Path,
+    db: &Path,
+    dir: &Path,
+    name: &str,
+    puts: u64,
+) -> (PathBuf, u64, i64) {
+    let out = dir.join(name);
+    let start = Instant::now();
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port")
+    };
+    let status = Command::new(repo().join("tools/etcd-bin/restored-member.sh"))
+        .arg(bin)
+        .arg(db)
+        .arg(&out)
+        .args([port().to_string(), port().to_string(), puts.to_string()])
+        .arg("kill")
+        .status()
+        .expect("run tools/etcd-bin/restored-member.sh");
+    assert!(
+        status.success(),
+        "restored-member.sh {}: {status}",
+        db.display()
+    );
+    let text = std::fs::read_to_string(out.join("etcd-hashkv.json")).expect("etcd's hashkv");
+    let v: Value = serde_json::from_str(&text).expect("etcd's hashkv JSON");
+    let hash = v[0]["HashKV"]["hash"].as_u64().expect("hash");
+    let revision = v[0]["HashKV"]["header"]["revision"]
+        .as_i64()
+        .expect("revision");
+    eprintln!(
+        "restored and booted {} with etcd 3.5 in {:.0} s",
+        db.display(),
+        start.elapsed().as_secs_f64()
+    );
+    (out.join("data"), hash, revision)
+}
+
+/// `verify` and `hashkv` on a real member of each db: wall, CPU, peak RSS, exit code; `hashkv`
+/// against etcd's own; the peak-RSS ratio large / small.
+fn members(etcdutl: &Path, large_db: &Path, small_db: &Path) {
+    let bin = etcdutl.parent().expect("etcdutl's directory");
+    if !bin.join("etcd").is_file() || !bin.join("etcdctl").is_file() {
+        println!(
+            "member bench skipped: no etcd and etcdctl beside {}",
+            etcdutl.display()
+        );
+        return;
+    }
+    let puts: u64 = env_or("BENCH_DB_MEMBER_PUTS", 300);
+    let runs: usize = env_or("BENCH_DB_MEMBER_RUNS", 3).max(1);
+    // Members (a copy of each db, 1.5 GB in all) in the temporary directory, removed at the end.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = dir.path();
+    let dbs = [("small", small_db), ("large", large_db)];
+    let members: Vec<(&str, PathBuf, u64, i64)> = dbs
+        .iter()
+        .map(|(name, db)| {
+            let (member, hash, revision) = restored_member(bin, db, scratch, name, puts);
+            (*name, member, hash, revision)
+        })
+        .collect();
+    println!(
+        "member bench: etcd 3.5 `snapshot restore` of each db, {puts} puts and a delete, SIGKILLed \
+         with the db at the restore's consistent index; raft-replay verify / hashkv, {runs} runs each"
+    );
+    println!(
+        "{:<22} {:>9} {:>8} {:>8} {:>10} {:>5}",
+        "(medians)", "db MB", "wall s", "CPU s", "peak RSS", "exit"
+    );
+    let mut peaks = std::collections::BTreeMap::new();
+    for command in ["verify", "hashkv"] {
+        let mut all: Vec<Vec<MemberRun>> = members.iter().map(|_| Vec::new()).collect();
+        for _ in 0..runs {
+            for (i, (_, member, _, _)) in members.iter().enumerate() {
+                all[i].push(run_on_member(command, member, scratch));
+            }
+        }
+        for ((name, member, hash, revision), runs) in members.iter().zip(&all) {
+            for r in runs {
+                assert_eq!(
+                    r.code,
+                    Some(0),
+                    "{command} {}: {}\n{}",
+                    member.display(),
+                    r.measured.stdout,
+                    r.stderr
+                );
+                if command == "hashkv" {
+                    let ours: Value =
+                        serde_json::from_str(&r.measured.stdout).expect("hashkv JSON");
+                    assert_eq!(
+                        (ours["hash"].as_u64(), ours["revision"].as_i64()),
+                        (Some(*hash), Some(*revision)),
+                        "{name}: hashkv vs etcd's own HashKV"
+                    );
+                }
+            }
+            let col =
+                |f: fn(&Measured) -> f64| median(runs.iter().map(|r| f(&r.measured)).collect());
+            let rss = runs.iter().map(|r| r.measured.rss).max().unwrap_or(0);
+            peaks.insert((command, *name), rss);
+            println!(
+                "{:<22} {:>9.0} {:>8.2} {:>8.2} {:>7.0} MB {:>5}",
+                format!("{command} ({name})"),
+                file_mb(&member.join("member/snap/db")),
+                col(|m| m.wall),
+                col(|m| m.cpu),
+                rss as f64 / 1e6,
+                runs[0].code.map_or("signal".to_string(), |c| c.to_string())
+            );
+        }
+    }
+    for (_, _, hash, revision) in &members {
+        println!("hashkv equals etcd's own: {hash} at revision {revision}");
+    }
+    for command in ["verify", "hashkv"] {
+        let (small, large) = (peaks[&(command, "small")], peaks[&(command, "large")]);
+        println!(
+            "peak RSS {command}, large / small db: {:.0} MB / {:.0} MB = {:.2} (flat: 1.0)",
+            large as f64 / 1e6,
+            small as f64 / 1e6,
+            large as f64 / small.max(1) as f64
+        );
+    }
 }

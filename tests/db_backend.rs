@@ -374,10 +374,11 @@ proptest! {
 /// HashKV from the pass's digest (each `key`-bucket entry's CRC, concatenated for the entries
 /// HashKV selects) equals a second walk of the bucket feeding HashKV's stream: at every revision
 /// from below the compaction to past the current one, under 3.4.23's and 3.5.16+'s rules, on
-/// every corpus db and on copies that resume a scheduled compaction at restore.
+/// every corpus db and on copies that resume a scheduled compaction at restore; and with the digests
+/// spilled to their temporary file past a window of 4 entries.
 #[test]
 fn hashkv_from_the_digest_equals_a_second_walk() {
-    use raft_replay::backend::etcd::{hash_kv, hash_kv_pass2, read_etcd};
+    use raft_replay::backend::etcd::{hash_kv, hash_kv_pass2, read_etcd, KeyBucketDigest};
     let check = |bytes: Vec<u8>, name: &str| -> (i64, i64, bool) {
         let (fs, path) = with(bytes);
         let db = Db::open(&fs, &path).unwrap();
@@ -387,11 +388,20 @@ fn hashkv_from_the_digest_equals_a_second_walk() {
             let store = &read.restored.store;
             let (compact, current) = (store.compact_revision(), store.current_revision());
             assert_eq!(read.key_digest.len(), read.schema.buckets["key"], "{name}");
+            // The same entries with a window of 4: all but the last few read back from the file.
+            let mut spilled = KeyBucketDigest::with_limit(4);
+            read.key_digest.iter().for_each(|e| spilled.push(e));
+            assert_eq!(spilled.spilled(), spilled.len() / 4 * 4, "{name}");
             let mut revisions: Vec<i64> = (compact - 2..=current + 1).collect();
             revisions.extend([0, -1, 1]);
             for rev in revisions {
-                let ours = hash_kv(&read.restored, &read.key_digest, rev);
+                let ours = hash_kv(&read.restored, &read.key_digest, rev).unwrap();
                 let walked = hash_kv_pass2(&db, &read.restored, rev).unwrap();
+                assert_eq!(
+                    hash_kv(&read.restored, &spilled, rev).unwrap(),
+                    ours,
+                    "{name} {version:?} rev {rev}, digests spilled"
+                );
                 assert_eq!(
                     ours.as_ref().map_err(ToString::to_string),
                     walked.as_ref().map_err(ToString::to_string),

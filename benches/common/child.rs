@@ -17,9 +17,17 @@ fn timeval_s(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
+/// [`measure_status`] of a child that must exit 0 (panics with its stderr otherwise).
+pub fn measure(cmd: &mut Command, scratch: &Path) -> Measured {
+    let (measured, code, stderr) = measure_status(cmd, scratch);
+    assert!(code == Some(0), "{cmd:?} failed (exit {code:?}): {stderr}");
+    measured
+}
+
+/// One run of `cmd`: the measurements, its exit code (`None`: killed by a signal), its stderr.
 // The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
 #[allow(clippy::zombie_processes)]
-pub fn measure(cmd: &mut Command, scratch: &Path) -> Measured {
+pub fn measure_status(cmd: &mut Command, scratch: &Path) -> (Measured, Option<i32>, String) {
     let out_path = scratch.join("stdout");
     let err_path = scratch.join("stderr");
     // Files, not pipes: nothing to drain while the child runs, so the wait is the child's alone.
@@ -36,16 +44,14 @@ pub fn measure(cmd: &mut Command, scratch: &Path) -> Measured {
     let wall = start.elapsed().as_secs_f64();
     assert_eq!(rc, child.id() as libc::pid_t, "wait4");
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed (status {status}): {}",
-        std::fs::read_to_string(&err_path).unwrap_or_default()
-    );
-    Measured {
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let measured = Measured {
         wall,
         cpu: timeval_s(usage.ru_utime) + timeval_s(usage.ru_stime),
         // Linux reports kilobytes.
         rss: usage.ru_maxrss as u64 * 1024,
         stdout,
-    }
+    };
+    (measured, code, stderr)
 }

@@ -15,6 +15,13 @@ pub enum DbError {
         /// The operating system's message.
         message: String,
     },
+    /// A temporary file of this tool's own (the `key` bucket's digests past the in-memory
+    /// window) could not be read back: not damage of the db, and no result over part of it.
+    #[error("{message}")]
+    Spill {
+        /// What failed.
+        message: String,
+    },
     /// The file's content is damaged at a known page and byte.
     #[error("page {page} (byte {offset}): {damage}")]
     Damage {
@@ -41,7 +48,7 @@ impl DbError {
     pub fn kind(&self) -> Option<&Damage> {
         match self {
             DbError::Damage { damage, .. } => Some(damage),
-            DbError::Io { .. } => None,
+            DbError::Io { .. } | DbError::Spill { .. } => None,
         }
     }
 }

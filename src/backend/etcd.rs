@@ -7,10 +7,10 @@
 //! leases, alarms, auth, and the key index restore. HashKV needs the whole index first (its
 //! `Keep` set), but which entries it hashes depends on their revision keys alone, so the pass
 //! keeps each `key`-bucket entry's revision and the CRC-32C and length of its `k‖v`
-//! ([`KeyBucketDigest`], about 7 bytes an entry) and [`hash_kv`] concatenates the CRCs of the
-//! entries HashKV selects ([`super::crc`]): the values are read once. [`hash_kv_pass2`] is the
-//! direct way, a second walk of the `key` bucket feeding HashKV's stream (the tests check that
-//! both agree).
+//! ([`KeyBucketDigest`], about 7 bytes an entry, the older ones in a temporary file) and
+//! [`hash_kv`] concatenates the CRCs of the entries HashKV selects ([`super::crc`]): the values
+//! are read once. [`hash_kv_pass2`] is the direct way, a second walk of the `key` bucket feeding
+//! HashKV's stream (the tests check that both agree).
 
 use std::collections::BTreeMap;
 
@@ -172,118 +172,7 @@ pub struct EtcdRead {
     pub key_digest: KeyBucketDigest,
 }
 
-/// The `key` bucket as the pass saw it: for each entry under a revision key (what HashKV's
-/// stream is fed), in bucket order, its revision, tombstone flag, and the length and CRC-32C of
-/// its `k‖v`. Packed: per entry one LEB128 number with the main revision's step from the
-/// previous entry, the tombstone flag and whether a sub revision follows (then a second LEB128
-/// number), the length as LEB128 and the CRC as 4 bytes — 7 bytes for the usual entry (next
-/// main revision, sub 0, value under 16 KiB). Memory grows with the entry count, not the values.
-#[derive(Clone, Debug, Default)]
-pub struct KeyBucketDigest {
-    bytes: Vec<u8>,
-    entries: u64,
-    last_main: i64,
-}
-
-/// One entry of a [`KeyBucketDigest`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DigestEntry {
-    /// The bucket key's revision.
-    pub revision: Revision,
-    /// The bucket key is a tombstone's.
-    pub tombstone: bool,
-    /// Length of `k‖v`.
-    pub len: usize,
-    /// CRC-32C of `k‖v`.
-    pub crc: u32,
-}
-
-fn put_leb128(out: &mut Vec<u8>, mut v: u128) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// Reads what [`put_leb128`] wrote (the digest is only ever read back by its writer).
-fn get_leb128(bytes: &[u8], at: &mut usize) -> u128 {
-    let mut v = 0u128;
-    let mut shift = 0;
-    while let Some(&byte) = bytes.get(*at) {
-        *at += 1;
-        if shift < 128 {
-            v |= u128::from(byte & 0x7f) << shift;
-        }
-        shift += 7;
-        if byte & 0x80 == 0 {
-            break;
-        }
-    }
-    v
-}
-
-impl KeyBucketDigest {
-    fn push(&mut self, e: DigestEntry) {
-        let step = e.revision.main_revision.wrapping_sub(self.last_main) as u64;
-        self.last_main = e.revision.main_revision;
-        let has_sub = e.revision.sub_revision != 0;
-        let head = (u128::from(step) << 2) | (u128::from(has_sub) << 1) | u128::from(e.tombstone);
-        put_leb128(&mut self.bytes, head);
-        if has_sub {
-            put_leb128(&mut self.bytes, u128::from(e.revision.sub_revision as u64));
-        }
-        put_leb128(&mut self.bytes, e.len as u128);
-        self.bytes.extend_from_slice(&e.crc.to_le_bytes());
-        self.entries += 1;
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> u64 {
-        self.entries
-    }
-
-    /// No entries (or no `key` bucket).
-    pub fn is_empty(&self) -> bool {
-        self.entries == 0
-    }
-
-    /// Bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
-    }
-
-    /// The entries in bucket order.
-    pub fn iter(&self) -> impl Iterator<Item = DigestEntry> + '_ {
-        let mut at = 0;
-        let mut main = 0i64;
-        (0..self.entries).map(move |_| {
-            let head = get_leb128(&self.bytes, &mut at);
-            main = main.wrapping_add((head >> 2) as u64 as i64);
-            let sub = if head & 2 != 0 {
-                get_leb128(&self.bytes, &mut at) as u64 as i64
-            } else {
-                0
-            };
-            let len = get_leb128(&self.bytes, &mut at) as usize;
-            let crc = self
-                .bytes
-                .get(at..at + 4)
-                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-            at += 4;
-            DigestEntry {
-                revision: Revision::new(main, sub),
-                tombstone: head & 1 != 0,
-                len,
-                crc,
-            }
-        })
-    }
-}
+pub use super::digest::{DigestEntry, DigestIter, KeyBucketDigest};
 
 /// Key bytes as text when printable ASCII, else hex.
 pub fn display_key(key: &[u8]) -> String {
@@ -759,20 +648,31 @@ impl<'a> KeyValueFields<'a> {
 
 /// etcd's `HashByRev(revision)` (0 = current) of the db's `key` bucket, from the pass's
 /// [`KeyBucketDigest`]: the CRCs of the entries HashKV selects, concatenated in bucket order.
+/// The outer `Err` is this tool's own failure (the digests' temporary file could not be read
+/// back), the inner one etcd's answer (compacted, future revision).
 pub fn hash_kv(
     restored: &RestoredStore,
     digest: &KeyBucketDigest,
     revision: i64,
-) -> Result<HashKv, MvccError> {
-    let stream = restored.hash_kv_stream(revision)?;
+) -> Result<Result<HashKv, MvccError>, DbError> {
+    let stream = match restored.hash_kv_stream(revision) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
     let mut concat = CrcConcat::default();
     let mut crc = crc32c::crc32c(b"key");
-    for e in digest.iter() {
+    let mut entries = digest.iter();
+    for e in entries.by_ref() {
         if stream.selects(e.revision, e.tombstone) {
             crc = concat.concat(crc, e.crc, e.len);
         }
     }
-    Ok(stream.finish_with_crc(crc))
+    if let Some(why) = entries.error() {
+        return Err(DbError::Spill {
+            message: why.to_string(),
+        });
+    }
+    Ok(Ok(stream.finish_with_crc(crc)))
 }
 
 /// etcd's `HashByRev(revision)` (0 = current) by a second walk of the db's `key` bucket, every

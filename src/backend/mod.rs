@@ -9,6 +9,8 @@
 //!   `tx.Check`);
 //! * [`crc`]: CRC-32C of a concatenation from its parts' CRCs (one hash per entry serves
 //!   `snapshot status` and HashKV);
+//! * [`digest`]: the `key` bucket's per-entry digests HashKV is computed from, the older ones
+//!   in an unlinked temporary file (memory bounded by a window, not by the bucket);
 //! * [`etcd`]: etcd's bucket schema 3.4–3.6 and the KV model restored as `mvcc/kvstore.go:
 //!   restore` does it, HashKV and `snapshot status`;
 //! * [`report`]: the `raft-replay db` report and its text/JSON rendering.
@@ -18,6 +20,7 @@
 //! meta, which is reported ([`Db::meta_newer_lost`]).
 
 pub mod crc;
+pub mod digest;
 pub mod error;
 pub mod etcd;
 pub mod page;

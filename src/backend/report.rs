@@ -207,7 +207,8 @@ impl DbReport {
     }
 
     /// Reads the db at `path` (see [`open_db_path`]) and hashes at `revision` (0 = current).
-    /// `Err` only when the file cannot be read at all (I/O); damage is in the findings.
+    /// `Err` only when the file cannot be read at all (I/O) or this tool's temporary file fails
+    /// it ([`DbError::Spill`]); damage is in the findings.
     pub fn build(
         fs: &dyn ReadOnlyFs,
         path: &Path,
@@ -309,7 +310,7 @@ impl DbReport {
             ));
         }
         report.restore = Some(summary);
-        match hash_kv(&read.restored, &read.key_digest, revision) {
+        match hash_kv(&read.restored, &read.key_digest, revision)? {
             Ok(h) => {
                 report.hash = Some(h.hash);
                 report.hash_revision = Some(h.hash_revision);

@@ -17,8 +17,9 @@
 //!   is raised to max(commit, CI), as etcd main does for `--force-new-cluster` (etcd-io/raft#300).
 //!
 //! A member needs this start when its WAL does not reach back to index 1 (a learner that joined
-//! through a leader snapshot, purged segments): its KV history before the WAL lives only in
-//! the db.
+//! through a leader snapshot, purged segments), or when it was restored from a snapshot
+//! (`etcdutl snapshot restore`: a WAL of conf changes up to a boot snapshot, the keys in the db;
+//! `kv::restored_from_snapshot`): its KV history before the WAL lives only in the db.
 
 use std::path::PathBuf;
 
@@ -53,6 +54,12 @@ pub struct LoadedDb {
     pub summary: DbSummary,
     /// The KV model etcd boots with (values loaded), its consistent index set to CI.
     pub store: MvccStore,
+    pub records: DbRecords,
+}
+
+/// The membership a db records, for the db ↔ log checks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DbRecords {
     /// `meta/confState` (3.5+).
     pub conf_state: Option<serde_json::Value>,
     /// The `members` bucket.
@@ -157,9 +164,11 @@ pub fn load_member_db(
     Ok(LoadedDb {
         summary,
         store,
-        conf_state: read.schema.conf_state,
-        members: read.schema.members,
-        removed_members: read.schema.removed_members,
+        records: DbRecords {
+            conf_state: read.schema.conf_state,
+            members: read.schema.members,
+            removed_members: read.schema.removed_members,
+        },
     })
 }
 
@@ -181,6 +190,13 @@ pub fn load_member_db_as_written(files: &MemberFiles<'_>) -> Result<LoadedDb, Db
 
 /// Why a member's WAL starts after index 1, in words.
 pub fn late_start_reason(read: &MemberRead) -> String {
+    if super::kv::restored_from_snapshot(read) {
+        return format!(
+            "restored from a snapshot: the WAL's entries up to the boot snapshot at index {} are \
+             conf changes only, the keys are the db's",
+            read.boot_start().0
+        );
+    }
     match read.start.reason {
         ReadFrom::GapFallback => format!(
             "a leader snapshot left a gap in the WAL; it is read from the snapshot at index {}",
@@ -262,6 +278,7 @@ pub fn replay_kv_from_db_source(
         progress,
     );
     kv.from_db = Some(db.summary);
+    kv.from_db_records = Some(db.records);
     Ok(kv)
 }
 

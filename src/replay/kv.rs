@@ -3,13 +3,13 @@
 
 use prost::Message;
 
-use super::from_db::{DbStartError, DbSummary};
+use super::from_db::{DbRecords, DbStartError, DbSummary};
 use super::preflight::RestartState;
 use super::restart::{restart_and_apply_from, LogSource, RestartOutcome};
 use crate::member::MemberRead;
 use crate::mvcc::{ApplyResult, MvccStore};
 use crate::proto::etcdserverpb::Metadata;
-use crate::proto::raftpb::Entry;
+use crate::proto::raftpb::{Entry, EntryType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KvReplayError {
@@ -43,6 +43,9 @@ pub struct KvReplay {
     /// The db the replay started from (at its consistent index), when the WAL does not reach
     /// back to index 1.
     pub from_db: Option<DbSummary>,
+    /// The membership that db records (the db ↔ log checks read it from here rather than
+    /// restoring the db a second time).
+    pub from_db_records: Option<DbRecords>,
 }
 
 /// An entry etcd's applier panics on, as the release in force at its index applies it.
@@ -99,9 +102,38 @@ pub fn replay_kv(
 }
 
 /// Whether the KV replay of `read` needs history the WAL lacks: the log does not start at
-/// index 1 (a start snapshot, or a first entry above 1).
+/// index 1 (a start snapshot, or a first entry above 1), or the member was restored from a
+/// snapshot ([`restored_from_snapshot`]).
 pub fn needs_history(read: &MemberRead) -> bool {
-    read.start.index != 0 || read.contents.first_index().is_some_and(|i| i != 1)
+    read.start.index != 0
+        || read.contents.first_index().is_some_and(|i| i != 1)
+        || restored_from_snapshot(read)
+}
+
+/// Whether `read` has the shape `etcdutl snapshot restore` (3.5) and `etcdctl snapshot restore`
+/// (3.4) give a member: etcd boots it from a `.snap` at index S ≥ 1 and every WAL entry from
+/// index 1 through S is a conf change. The restore writes one `ConfChangeAddNode` per member at
+/// term 1, a snapshot at the last of them, and the saved db with its consistent index set to
+/// that index (3.5.30 `etcdutl/snapshot/v3_snapshot.go: saveWALAndSnap, updateCIndex`; 3.4.23
+/// `clientv3/snapshot/v3_snapshot.go: saveDB, saveWALAndSnap`): the db's keys were written by
+/// another cluster's log. etcd boots from the db and applies only the entries above its
+/// consistent index, so the KV replay starts from the db; for a log that did write its own
+/// history, no entry up to S writes a key, and the db start gives the same state.
+pub fn restored_from_snapshot(read: &MemberRead) -> bool {
+    let (boot_index, _) = read.boot_start();
+    let contents = &read.contents;
+    if boot_index == 0 || contents.start_index != 0 {
+        return false;
+    }
+    // Positions count the held entries from index 1 (start_index 0).
+    let mut runs = contents.entry_type_runs.iter();
+    let Some(&(0, first_type)) = runs.next() else {
+        return false;
+    };
+    let run_end = runs.next().map_or(contents.entry_count, |&(p, _)| p) as u64;
+    let conf_change = first_type == EntryType::EntryConfChange as i32
+        || first_type == EntryType::EntryConfChangeV2 as i32;
+    conf_change && run_end >= boot_index
 }
 
 /// [`replay_kv`] with the entries from `source` (`LogSource::Stream`: see `replay::stream`,
@@ -210,5 +242,6 @@ pub(crate) fn replay_into(
         applied_beyond_commit,
         panicking_entries,
         from_db: None,
+        from_db_records: None,
     }
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::follower::reexecute;
 use super::from_db::{
-    last_wal_index, late_start_reason, load_member_db_as_written, replay_kv_from_db, DbStartError,
-    DbSummary, LoadedDb,
+    last_wal_index, late_start_reason, load_member_db_as_written, replay_kv_from_db, DbRecords,
+    DbStartError, DbSummary,
 };
 use super::kv::{needs_history, node_id, replay_kv, restart_state, KvReplay, KvReplayError};
 use super::restart::restart_and_apply;
@@ -86,7 +86,16 @@ pub fn replay_kv_any(
         return (replay_kv_held(member, files, read, through, progress), None);
     }
     if streamable(files, read, log) {
-        if let Ok(Ok(kv)) = replay_kv_streaming(member, files, read, log, through, progress) {
+        // A log read whole from index 1 that still starts from the db: a restored member.
+        let streamed = if needs_history(read) {
+            match load_member_db_as_written(files) {
+                Ok(db) => replay_kv_streaming_from_db(member, files, read, log, db, through),
+                Err(e) => return (Err(e.into()), None),
+            }
+        } else {
+            replay_kv_streaming(member, files, read, log, through, progress)
+        };
+        if let Ok(Ok(kv)) = streamed {
             return (Ok(kv), None);
         }
     }
@@ -201,12 +210,23 @@ pub fn replay_state(
             state.kv_unavailable = Some(e.to_string());
         }
     }
+    // A replay that started from the db is not compared with it: the checks take the db's
+    // summary and membership from it and its store (a key index) is freed, not restored twice.
+    let (kv, db) = match kv {
+        Ok(KvReplay {
+            from_db: Some(summary),
+            from_db_records: Some(records),
+            ..
+        }) => (None, Some((summary, records))),
+        kv => (kv.ok(), None),
+    };
     db_checks(
         member,
         files,
         read,
         scan,
-        kv.as_ref().ok(),
+        kv.as_ref(),
+        db,
         &mut state,
         findings,
     );
@@ -233,30 +253,36 @@ pub fn join_parts(
 /// `check::db_term`, `check::db_conf_state`, `check::db_members`, `check::db_kv`). `kv`: the
 /// member's replay through its commit. A member without a db (a WAL-only copy) or with an
 /// unreadable one gets no finding here: the state says why the checks did not run
-/// (`raft-replay db` reports a damaged db).
+/// (`raft-replay db` reports a damaged db). `started_from`: the db's summary and membership
+/// when the KV replay started from it (the db is then not read again).
+#[allow(clippy::too_many_arguments)]
 fn db_checks(
     member: &str,
     files: &MemberFiles<'_>,
     read: &MemberRead,
     scan: &MemberScan,
     kv: Option<&KvReplay>,
+    started_from: Option<(DbSummary, DbRecords)>,
     state: &mut MemberState,
     findings: &mut Vec<Finding>,
 ) {
     let log = &scan.log;
-    let db = match load_member_db_as_written(files) {
-        Ok(db) => db,
-        Err(DbStartError::Absent) => {
-            state.db_checks_skipped = Some(DbStartError::Absent.to_string());
-            return;
-        }
-        Err(e) => {
-            state.db_checks_skipped = Some(e.to_string());
-            return;
-        }
+    let (summary, records, db) = match started_from {
+        Some((summary, records)) => (summary, records, None),
+        None => match load_member_db_as_written(files) {
+            Ok(db) => (db.summary.clone(), db.records.clone(), Some(db)),
+            Err(DbStartError::Absent) => {
+                state.db_checks_skipped = Some(DbStartError::Absent.to_string());
+                return;
+            }
+            Err(e) => {
+                state.db_checks_skipped = Some(e.to_string());
+                return;
+            }
+        },
     };
-    let ci = db.summary.consistent_index;
-    state.db = Some(db.summary.clone());
+    let ci = summary.consistent_index;
+    state.db = Some(summary.clone());
     let last_index = last_wal_index(read);
     findings.extend(db_log_bound::check(member, ci, last_index));
     let (boot_index, _) = read.boot_start();
@@ -273,14 +299,15 @@ fn db_checks(
         snap_db_present,
     ));
     if ci <= last_index {
-        findings.extend(db_meta_checks(member, read, scan, &db));
+        findings.extend(db_meta_checks(member, read, scan, &summary, &records));
     }
     // The db's state can be compared with the log's only where the log holds it: from index 1
-    // through CI. A member whose WAL starts later was replayed from this db.
+    // through CI. A member whose WAL starts later, or that was restored from a snapshot, was
+    // replayed from this db.
     if needs_history(read) || ci > last_index {
         return;
     }
-    let Some(kv) = kv.filter(|kv| kv.from_db.is_none()) else {
+    let (Some(kv), Some(db)) = (kv.filter(|kv| kv.from_db.is_none()), db) else {
         return;
     };
     let replayed_to_ci;
@@ -366,18 +393,19 @@ fn db_meta_checks(
     member: &str,
     read: &MemberRead,
     scan: &MemberScan,
-    db: &LoadedDb,
+    summary: &DbSummary,
+    db: &DbRecords,
 ) -> Vec<Finding> {
-    let ci = db.summary.consistent_index;
+    let ci = summary.consistent_index;
     let wal_term = if ci == read.start.index && ci > 0 {
         Some(read.start.term)
     } else {
         scan.log.term_at(ci)
     };
-    let mut out: Vec<Finding> = db_term::check(member, ci, db.summary.term, wal_term)
+    let mut out: Vec<Finding> = db_term::check(member, ci, summary.term, wal_term)
         .into_iter()
         .collect();
-    if db.summary.generation == "3.4" {
+    if summary.generation == "3.4" {
         return out;
     }
     let Some(at_ci) = config_at(scan, ci) else {

@@ -1,12 +1,158 @@
-//! etcd's per-key history (`mvcc/key_index.go: keyIndex`), ported function by function.
+//! etcd's per-key index entry (`mvcc/key_index.go: keyIndex`), reduced to what apply reads at
+//! the current revision.
 //!
-//! A key's history is a list of generations. A put appends a revision to the last generation
-//! (a fresh generation records `created`); a delete appends the tombstone revision and then an
-//! empty generation. So the last generation is empty exactly when the key is currently deleted,
-//! and every earlier generation ends with its tombstone.
+//! etcd keeps per key a list of generations: a put appends a revision to the last generation
+//! (a fresh generation records `created`), a delete appends the tombstone revision and then an
+//! empty generation. Apply only ever reads a key at the current revision (a txn's own writes
+//! included), where that structure reduces to [`KeyState`]: the current generation's created
+//! revision and version, the newest revision, whether the key is alive. Everything that asks
+//! about older revisions — compaction's keep set, HashKV's `Keep`, naming the key of a
+//! revision — is answered from the bucket's slots, which carry the key's id and hold exactly
+//! the revisions etcd's index holds (`super::generations`). So the index grows with the keys,
+//! never with the history.
+//!
+//! Under `cfg(test)` the full history ([`KeyIndex`], ported function by function from
+//! `key_index.go`) is kept beside it as the reference the tests compare with.
 
 use super::revision::Revision;
+#[cfg(test)]
 use super::CompactionRules;
+
+/// One key of the index: what apply needs at the current revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KeyState {
+    /// The key's id, named by every bucket slot of this key (`keyspace::KeySpace::key_of`).
+    pub id: u32,
+    /// Whether the current generation is non-empty (a put after the last tombstone).
+    pub alive: bool,
+    /// First revision of the current generation (`generation.created`) while alive.
+    pub created: Revision,
+    /// Puts in the current generation (`generation.ver`) while alive, 0 while deleted.
+    pub version: i64,
+    /// The key's newest revision (put or tombstone) in the index; zero when it has none.
+    pub newest: Revision,
+    /// The lease this key is attached to in the lessor (`lessor.itemMap`), 0 for none. Kept
+    /// here rather than in a second map so a put needs a single lookup. Equal to the `lease`
+    /// field of the key's current `KeyValue` while the key is alive; 0 while it is deleted.
+    pub attached_lease: i64,
+    /// The marshaled `KeyValue` of the key's newest revision while the key is alive (what a
+    /// txn compares and an `ignore_value` put copies), none while it is deleted. Only the
+    /// newest: apply reads keys at the current revision, and HashKV needs no values.
+    pub current: CurrentValue,
+}
+
+impl KeyState {
+    /// A key with no revision yet, named by `id`.
+    pub fn new(id: u32) -> Self {
+        KeyState {
+            id,
+            alive: false,
+            created: Revision::default(),
+            version: 0,
+            newest: Revision::default(),
+            attached_lease: 0,
+            current: CurrentValue::None,
+        }
+    }
+
+    /// `keyIndex.restore`: a key first seen during a restore from the backend, at `modified`,
+    /// created at `created` and with `version` puts in its (possibly compacted) generation,
+    /// attached to `lease`.
+    pub fn restored(id: u32, created: Revision, modified: Revision, version: i64, lease: i64) -> Self {
+        KeyState {
+            id,
+            alive: true,
+            created,
+            version,
+            newest: modified,
+            attached_lease: lease,
+            current: CurrentValue::None,
+        }
+    }
+
+    /// Whether the key currently exists (has a put after its last tombstone).
+    pub fn is_alive(&self) -> bool {
+        self.alive
+    }
+
+    /// The newest revision, if the key is alive (the one [`KeyState::current`] holds).
+    pub fn newest_alive(&self) -> Option<Revision> {
+        self.alive.then_some(self.newest)
+    }
+
+    /// `keyIndex.put`. The caller guarantees `revision` is newer than every revision here.
+    pub fn put(&mut self, revision: Revision) {
+        if !self.alive {
+            self.alive = true;
+            self.created = revision;
+            self.version = 0;
+        }
+        self.version += 1;
+        self.newest = revision;
+    }
+
+    /// `keyIndex.tombstone`: false (etcd's `ErrRevisionNotFound`) if the key is not alive.
+    pub fn tombstone(&mut self, revision: Revision) -> bool {
+        if !self.alive {
+            return false;
+        }
+        self.alive = false;
+        self.created = Revision::default();
+        self.version = 0;
+        self.newest = revision;
+        true
+    }
+
+    /// `keyIndex.get` at a revision at or above the newest (the only reads apply makes).
+    pub fn current_at(&self, at: i64) -> Option<KeyAt> {
+        debug_assert!(self.newest.main_revision <= at, "a read below the newest revision");
+        self.alive.then_some(KeyAt {
+            modified: self.newest,
+            created: self.created,
+            version: self.version,
+        })
+    }
+
+    /// Whether `keyIndex.compact(at)` leaves the key empty (`isEmpty`, so `treeIndex.Compact`
+    /// deletes it). A live key keeps its current generation. A deleted key's generations all
+    /// end with tombstones no newer than the last one; `doCompact` skips a generation whose
+    /// tombstone is below `at` (at or below under the rules before 3.4.34 / 3.5.16), so the
+    /// key empties exactly when its last tombstone is.
+    pub fn empties_at(&self, at: i64, keep_tombstone_at_compaction: bool) -> bool {
+        let last = self.newest.main_revision;
+        !self.alive && (last < at || (!keep_tombstone_at_compaction && last == at))
+    }
+}
+
+/// Where a live key's current marshaled `KeyValue` is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum CurrentValue {
+    /// Deleted, or its newest revision compacted out of the bucket.
+    #[default]
+    None,
+    /// Written by the replay: in memory.
+    Inline(Vec<u8>),
+    /// Restored from a backend db: in the store's value file (`bucket::ValueFile`), so a db
+    /// start holds none of the db's values in memory.
+    InFile { offset: u64, len: u32 },
+}
+
+/// What `keyIndex.get` returns: the revision visible at the asked revision, the generation's
+/// creation revision and the version of that revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyAt {
+    pub modified: Revision,
+    pub created: Revision,
+    pub version: i64,
+}
+
+#[cfg(test)]
+pub(crate) use reference::{Generation, KeyIndex};
+
+/// The full per-key history, for tests only: the reference the reduced index is compared with.
+#[cfg(test)]
+mod reference {
+use super::*;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Generation {
@@ -36,44 +182,12 @@ impl Generation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KeyIndex {
     pub generations: Vec<Generation>,
-    /// The lease this key is attached to in the lessor (`lessor.itemMap`), 0 for none. Kept
-    /// here rather than in a second map so a put needs a single lookup. Equal to the `lease`
-    /// field of the key's current `KeyValue` while the key is alive; 0 while it is deleted.
-    pub attached_lease: i64,
-    /// The marshaled `KeyValue` of the key's newest revision while the key is alive (what a
-    /// txn compares and an `ignore_value` put copies), none while it is deleted. Only the
-    /// newest: apply reads keys at the current revision, and HashKV needs no values.
-    pub current: CurrentValue,
-}
-
-/// Where a live key's current marshaled `KeyValue` is.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) enum CurrentValue {
-    /// Deleted, or its newest revision compacted out of the bucket.
-    #[default]
-    None,
-    /// Written by the replay: in memory.
-    Inline(Vec<u8>),
-    /// Restored from a backend db: in the store's value file (`bucket::ValueFile`), so a db
-    /// start holds none of the db's values in memory.
-    InFile { offset: u64, len: u32 },
-}
-
-/// What `keyIndex.get` returns: the revision visible at the asked revision, the generation's
-/// creation revision and the version of that revision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct KeyAt {
-    pub modified: Revision,
-    pub created: Revision,
-    pub version: i64,
 }
 
 impl Default for KeyIndex {
     fn default() -> Self {
         KeyIndex {
             generations: vec![Generation::default()],
-            attached_lease: 0,
-            current: CurrentValue::None,
         }
     }
 }
@@ -106,21 +220,18 @@ impl KeyIndex {
     }
 
     /// `keyIndex.restore`: a key first seen during a restore from the backend, at `modified`,
-    /// created at `created` and with `version` puts in its (possibly compacted) generation,
-    /// attached to `lease`.
-    pub fn restored(created: Revision, modified: Revision, version: i64, lease: i64) -> Self {
+    /// created at `created` and with `version` puts in its (possibly compacted) generation.
+    pub fn restored(created: Revision, modified: Revision, version: i64) -> Self {
         KeyIndex {
             generations: vec![Generation {
                 version,
                 created,
                 revisions: vec![modified],
             }],
-            attached_lease: lease,
-            current: CurrentValue::None,
         }
     }
 
-    /// The newest revision, if the key is alive (the one [`KeyIndex::current`] holds).
+    /// The newest revision, if the key is alive.
     pub fn newest_alive(&self) -> Option<Revision> {
         self.generations.last()?.revisions.last().copied()
     }
@@ -264,6 +375,8 @@ impl KeyIndex {
         }
         Some(g.revisions[i])
     }
+}
+
 }
 
 #[cfg(test)]

@@ -59,6 +59,7 @@
 mod apply;
 mod bucket;
 pub mod cluster;
+mod generations;
 mod key_index;
 mod keyspace;
 mod lease;

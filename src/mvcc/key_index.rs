@@ -147,7 +147,7 @@ pub(crate) struct KeyAt {
 }
 
 #[cfg(test)]
-pub(crate) use reference::{Generation, KeyIndex};
+pub(crate) use reference::KeyIndex;
 
 /// The full per-key history, for tests only: the reference the reduced index is compared with.
 #[cfg(test)]

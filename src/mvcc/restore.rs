@@ -88,6 +88,13 @@ impl Restore {
         }
     }
 
+    /// Keeps at most `limit` index slots in memory (tests force spilling with a small one).
+    #[cfg(test)]
+    pub(crate) fn set_hot_limit(&mut self, limit: usize) {
+        self.index_slots = KeyBucket::with_limit(limit);
+        self.store.set_bucket_hot_limit(limit);
+    }
+
     /// A `lease` bucket record (`lessor.initAndRecover`; TTL kept as stored).
     pub fn lease(&mut self, id: i64, ttl: i64, remaining_ttl: i64) {
         self.store.lessor.leases.insert(

@@ -140,7 +140,13 @@ impl Slot {
     }
 
     /// The slot of the entry `revision` of key `key_id` holding `value`.
-    pub fn of(revision: Revision, tombstone: bool, value: &[u8], key_id: u32, index_only: bool) -> Self {
+    pub fn of(
+        revision: Revision,
+        tombstone: bool,
+        value: &[u8],
+        key_id: u32,
+        index_only: bool,
+    ) -> Self {
         Slot {
             index_only,
             ..Slot::new(BucketDigest::of(revision, tombstone, value), key_id)
@@ -241,11 +247,7 @@ impl SpillFile {
             .read_exact_at(&mut bytes, (from * RECORD_BYTES) as u64)
             .map_err(|e| format!("reading back the store's spill file: {e}"))?;
         out.clear();
-        out.extend(
-            bytes
-                .chunks_exact(RECORD_BYTES)
-                .map(Slot::read_from),
-        );
+        out.extend(bytes.chunks_exact(RECORD_BYTES).map(Slot::read_from));
         Ok(())
     }
 }

@@ -58,7 +58,13 @@ impl KeyState {
     /// `keyIndex.restore`: a key first seen during a restore from the backend, at `modified`,
     /// created at `created` and with `version` puts in its (possibly compacted) generation,
     /// attached to `lease`.
-    pub fn restored(id: u32, created: Revision, modified: Revision, version: i64, lease: i64) -> Self {
+    pub fn restored(
+        id: u32,
+        created: Revision,
+        modified: Revision,
+        version: i64,
+        lease: i64,
+    ) -> Self {
         KeyState {
             id,
             alive: true,
@@ -105,7 +111,10 @@ impl KeyState {
 
     /// `keyIndex.get` at a revision at or above the newest (the only reads apply makes).
     pub fn current_at(&self, at: i64) -> Option<KeyAt> {
-        debug_assert!(self.newest.main_revision <= at, "a read below the newest revision");
+        debug_assert!(
+            self.newest.main_revision <= at,
+            "a read below the newest revision"
+        );
         self.alive.then_some(KeyAt {
             modified: self.newest,
             created: self.created,
@@ -152,231 +161,232 @@ pub(crate) use reference::KeyIndex;
 /// The full per-key history, for tests only: the reference the reduced index is compared with.
 #[cfg(test)]
 mod reference {
-use super::*;
+    use super::*;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Generation {
-    /// Number of puts in this generation (`ver`); compaction trims `revs` but keeps `ver`, so
-    /// versions of the remaining revisions stay correct.
-    pub version: i64,
-    /// First revision of the generation (its `create_revision` is `created.main_revision`).
-    pub created: Revision,
-    pub revisions: Vec<Revision>,
-}
-
-impl Generation {
-    /// `generation.walk` looking for the newest revision with `main <= at`: revisions are in
-    /// ascending order, so this is the last index satisfying it.
-    fn newest_index_at_or_before(&self, at: i64) -> Option<usize> {
-        match self.revisions.last() {
-            None => None,
-            Some(last) if last.main_revision <= at => Some(self.revisions.len() - 1),
-            Some(_) => self
-                .revisions
-                .partition_point(|r| r.main_revision <= at)
-                .checked_sub(1),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct KeyIndex {
-    pub generations: Vec<Generation>,
-}
-
-impl Default for KeyIndex {
-    fn default() -> Self {
-        KeyIndex {
-            generations: vec![Generation::default()],
-        }
-    }
-}
-
-impl KeyIndex {
-    /// `keyIndex.isEmpty`: only one, empty generation left (compaction then drops the key).
-    pub fn is_empty(&self) -> bool {
-        self.generations.len() == 1 && self.generations[0].revisions.is_empty()
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub(crate) struct Generation {
+        /// Number of puts in this generation (`ver`); compaction trims `revs` but keeps `ver`, so
+        /// versions of the remaining revisions stay correct.
+        pub version: i64,
+        /// First revision of the generation (its `create_revision` is `created.main_revision`).
+        pub created: Revision,
+        pub revisions: Vec<Revision>,
     }
 
-    /// Whether the key currently exists (has a put after its last tombstone).
-    pub fn is_alive(&self) -> bool {
-        self.generations
-            .last()
-            .is_some_and(|g| !g.revisions.is_empty())
-    }
-
-    /// `keyIndex.put`. The caller guarantees `revision` is newer than every revision here.
-    pub fn put(&mut self, revision: Revision) {
-        if self.generations.is_empty() {
-            self.generations.push(Generation::default());
-        }
-        let last = self.generations.len() - 1;
-        let g = &mut self.generations[last];
-        if g.revisions.is_empty() {
-            g.created = revision;
-        }
-        g.revisions.push(revision);
-        g.version += 1;
-    }
-
-    /// `keyIndex.restore`: a key first seen during a restore from the backend, at `modified`,
-    /// created at `created` and with `version` puts in its (possibly compacted) generation.
-    pub fn restored(created: Revision, modified: Revision, version: i64) -> Self {
-        KeyIndex {
-            generations: vec![Generation {
-                version,
-                created,
-                revisions: vec![modified],
-            }],
-        }
-    }
-
-    /// The newest revision, if the key is alive.
-    pub fn newest_alive(&self) -> Option<Revision> {
-        self.generations.last()?.revisions.last().copied()
-    }
-
-    /// Whether `revision` is in the key's history.
-    pub fn holds(&self, revision: Revision) -> bool {
-        self.generations
-            .iter()
-            .any(|g| g.revisions.binary_search(&revision).is_ok())
-    }
-
-    /// `keyIndex.tombstone`: false (etcd's `ErrRevisionNotFound`) if the key is not alive.
-    pub fn tombstone(&mut self, revision: Revision) -> bool {
-        if !self.is_alive() {
-            return false;
-        }
-        self.put(revision);
-        self.generations.push(Generation::default());
-        true
-    }
-
-    /// Undo of the latest `put` (used only to roll back a transaction etcd would crash in).
-    pub fn undo_put(&mut self) {
-        if let Some(g) = self.generations.last_mut() {
-            if g.revisions.pop().is_some() {
-                g.version -= 1;
-                if g.revisions.is_empty() {
-                    g.created = Revision::default();
-                    g.version = 0;
-                }
+    impl Generation {
+        /// `generation.walk` looking for the newest revision with `main <= at`: revisions are in
+        /// ascending order, so this is the last index satisfying it.
+        fn newest_index_at_or_before(&self, at: i64) -> Option<usize> {
+            match self.revisions.last() {
+                None => None,
+                Some(last) if last.main_revision <= at => Some(self.revisions.len() - 1),
+                Some(_) => self
+                    .revisions
+                    .partition_point(|r| r.main_revision <= at)
+                    .checked_sub(1),
             }
         }
     }
 
-    /// Undo of the latest `tombstone`.
-    pub fn undo_tombstone(&mut self) {
-        if self.generations.len() > 1
-            && self
-                .generations
-                .last()
-                .is_some_and(|g| g.revisions.is_empty())
-        {
-            self.generations.pop();
-            self.undo_put();
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub(crate) struct KeyIndex {
+        pub generations: Vec<Generation>,
+    }
+
+    impl Default for KeyIndex {
+        fn default() -> Self {
+            KeyIndex {
+                generations: vec![Generation::default()],
+            }
         }
     }
 
-    /// `keyIndex.findGeneration`: the generation alive at `at`, if the key existed then.
-    fn find_generation(&self, at: i64) -> Option<&Generation> {
-        let last = self.generations.len().checked_sub(1)?;
-        for (ci, g) in self.generations.iter().enumerate().rev() {
-            let (Some(first), Some(newest)) = (g.revisions.first(), g.revisions.last()) else {
-                continue;
-            };
-            if ci != last && newest.main_revision <= at {
+    impl KeyIndex {
+        /// `keyIndex.isEmpty`: only one, empty generation left (compaction then drops the key).
+        pub fn is_empty(&self) -> bool {
+            self.generations.len() == 1 && self.generations[0].revisions.is_empty()
+        }
+
+        /// Whether the key currently exists (has a put after its last tombstone).
+        pub fn is_alive(&self) -> bool {
+            self.generations
+                .last()
+                .is_some_and(|g| !g.revisions.is_empty())
+        }
+
+        /// `keyIndex.put`. The caller guarantees `revision` is newer than every revision here.
+        pub fn put(&mut self, revision: Revision) {
+            if self.generations.is_empty() {
+                self.generations.push(Generation::default());
+            }
+            let last = self.generations.len() - 1;
+            let g = &mut self.generations[last];
+            if g.revisions.is_empty() {
+                g.created = revision;
+            }
+            g.revisions.push(revision);
+            g.version += 1;
+        }
+
+        /// `keyIndex.restore`: a key first seen during a restore from the backend, at `modified`,
+        /// created at `created` and with `version` puts in its (possibly compacted) generation.
+        pub fn restored(created: Revision, modified: Revision, version: i64) -> Self {
+            KeyIndex {
+                generations: vec![Generation {
+                    version,
+                    created,
+                    revisions: vec![modified],
+                }],
+            }
+        }
+
+        /// The newest revision, if the key is alive.
+        pub fn newest_alive(&self) -> Option<Revision> {
+            self.generations.last()?.revisions.last().copied()
+        }
+
+        /// Whether `revision` is in the key's history.
+        pub fn holds(&self, revision: Revision) -> bool {
+            self.generations
+                .iter()
+                .any(|g| g.revisions.binary_search(&revision).is_ok())
+        }
+
+        /// `keyIndex.tombstone`: false (etcd's `ErrRevisionNotFound`) if the key is not alive.
+        pub fn tombstone(&mut self, revision: Revision) -> bool {
+            if !self.is_alive() {
+                return false;
+            }
+            self.put(revision);
+            self.generations.push(Generation::default());
+            true
+        }
+
+        /// Undo of the latest `put` (used only to roll back a transaction etcd would crash in).
+        pub fn undo_put(&mut self) {
+            if let Some(g) = self.generations.last_mut() {
+                if g.revisions.pop().is_some() {
+                    g.version -= 1;
+                    if g.revisions.is_empty() {
+                        g.created = Revision::default();
+                        g.version = 0;
+                    }
+                }
+            }
+        }
+
+        /// Undo of the latest `tombstone`.
+        pub fn undo_tombstone(&mut self) {
+            if self.generations.len() > 1
+                && self
+                    .generations
+                    .last()
+                    .is_some_and(|g| g.revisions.is_empty())
+            {
+                self.generations.pop();
+                self.undo_put();
+            }
+        }
+
+        /// `keyIndex.findGeneration`: the generation alive at `at`, if the key existed then.
+        fn find_generation(&self, at: i64) -> Option<&Generation> {
+            let last = self.generations.len().checked_sub(1)?;
+            for (ci, g) in self.generations.iter().enumerate().rev() {
+                let (Some(first), Some(newest)) = (g.revisions.first(), g.revisions.last()) else {
+                    continue;
+                };
+                if ci != last && newest.main_revision <= at {
+                    return None;
+                }
+                if first.main_revision <= at {
+                    return Some(g);
+                }
+            }
+            None
+        }
+
+        /// `keyIndex.get`: the key's state at main revision `at`, or `None` if it did not exist.
+        pub fn get(&self, at: i64) -> Option<KeyAt> {
+            let g = self.find_generation(at)?;
+            let n = g.newest_index_at_or_before(at)?;
+            Some(KeyAt {
+                modified: g.revisions[n],
+                created: g.created,
+                version: g.version - (g.revisions.len() - n - 1) as i64,
+            })
+        }
+
+        /// `keyIndex.doCompact`: the generation to keep from and, within it, the index of the
+        /// newest revision `<= at` (the one etcd adds to `available`).
+        fn do_compact(&self, at: i64, rules: CompactionRules) -> (usize, Option<usize>) {
+            let mut gi = 0usize;
+            while gi + 1 < self.generations.len() {
+                let Some(tomb) = self.generations[gi].revisions.last() else {
+                    break;
+                };
+                let stop = if rules.keep_tombstone_at_compaction {
+                    tomb.main_revision >= at
+                } else {
+                    tomb.main_revision > at
+                };
+                if stop {
+                    break;
+                }
+                gi += 1;
+            }
+            let ri = self
+                .generations
+                .get(gi)
+                .and_then(|g| g.newest_index_at_or_before(at));
+            (gi, ri)
+        }
+
+        /// `keyIndex.compact`: drops history `<= at` except the newest revision of the generation
+        /// alive at `at`. Returns that revision (it must survive in the bucket), if any.
+        pub fn compact(&mut self, at: i64, rules: CompactionRules) -> Option<Revision> {
+            let (mut gi, ri) = self.do_compact(at, rules);
+            let last = self.generations.len().saturating_sub(1);
+            let mut kept = ri.map(|i| self.generations[gi].revisions[i]);
+            if let Some(g) = self.generations.get_mut(gi) {
+                if !g.revisions.is_empty() {
+                    if let Some(i) = ri {
+                        g.revisions.drain(..i);
+                    }
+                    // Only in <= 3.4.33 / <= 3.5.15 ("remove any tombstone"). Unreachable in
+                    // practice: a non-last generation selected there has its tombstone > at.
+                    if !rules.keep_tombstone_at_compaction && g.revisions.len() == 1 && gi != last {
+                        if kept == Some(g.revisions[0]) {
+                            kept = None;
+                        }
+                        gi += 1;
+                    }
+                }
+            }
+            self.generations.drain(..gi.min(self.generations.len()));
+            if self.generations.is_empty() {
+                self.generations.push(Generation::default());
+            }
+            kept
+        }
+
+        /// `keyIndex.keep`: the revision a compaction at `at` would keep for this key, except a
+        /// tombstone (HashKV's `Keep` set holds the current revisions of keys alive at `at`).
+        pub fn keep(&self, at: i64, rules: CompactionRules) -> Option<Revision> {
+            if self.is_empty() {
                 return None;
             }
-            if first.main_revision <= at {
-                return Some(g);
+            let (gi, ri) = self.do_compact(at, rules);
+            let g = self.generations.get(gi)?;
+            let i = ri?;
+            if !g.revisions.is_empty()
+                && i == g.revisions.len() - 1
+                && gi != self.generations.len() - 1
+            {
+                return None;
             }
+            Some(g.revisions[i])
         }
-        None
     }
-
-    /// `keyIndex.get`: the key's state at main revision `at`, or `None` if it did not exist.
-    pub fn get(&self, at: i64) -> Option<KeyAt> {
-        let g = self.find_generation(at)?;
-        let n = g.newest_index_at_or_before(at)?;
-        Some(KeyAt {
-            modified: g.revisions[n],
-            created: g.created,
-            version: g.version - (g.revisions.len() - n - 1) as i64,
-        })
-    }
-
-    /// `keyIndex.doCompact`: the generation to keep from and, within it, the index of the
-    /// newest revision `<= at` (the one etcd adds to `available`).
-    fn do_compact(&self, at: i64, rules: CompactionRules) -> (usize, Option<usize>) {
-        let mut gi = 0usize;
-        while gi + 1 < self.generations.len() {
-            let Some(tomb) = self.generations[gi].revisions.last() else {
-                break;
-            };
-            let stop = if rules.keep_tombstone_at_compaction {
-                tomb.main_revision >= at
-            } else {
-                tomb.main_revision > at
-            };
-            if stop {
-                break;
-            }
-            gi += 1;
-        }
-        let ri = self
-            .generations
-            .get(gi)
-            .and_then(|g| g.newest_index_at_or_before(at));
-        (gi, ri)
-    }
-
-    /// `keyIndex.compact`: drops history `<= at` except the newest revision of the generation
-    /// alive at `at`. Returns that revision (it must survive in the bucket), if any.
-    pub fn compact(&mut self, at: i64, rules: CompactionRules) -> Option<Revision> {
-        let (mut gi, ri) = self.do_compact(at, rules);
-        let last = self.generations.len().saturating_sub(1);
-        let mut kept = ri.map(|i| self.generations[gi].revisions[i]);
-        if let Some(g) = self.generations.get_mut(gi) {
-            if !g.revisions.is_empty() {
-                if let Some(i) = ri {
-                    g.revisions.drain(..i);
-                }
-                // Only in <= 3.4.33 / <= 3.5.15 ("remove any tombstone"). Unreachable in
-                // practice: a non-last generation selected there has its tombstone > at.
-                if !rules.keep_tombstone_at_compaction && g.revisions.len() == 1 && gi != last {
-                    if kept == Some(g.revisions[0]) {
-                        kept = None;
-                    }
-                    gi += 1;
-                }
-            }
-        }
-        self.generations.drain(..gi.min(self.generations.len()));
-        if self.generations.is_empty() {
-            self.generations.push(Generation::default());
-        }
-        kept
-    }
-
-    /// `keyIndex.keep`: the revision a compaction at `at` would keep for this key, except a
-    /// tombstone (HashKV's `Keep` set holds the current revisions of keys alive at `at`).
-    pub fn keep(&self, at: i64, rules: CompactionRules) -> Option<Revision> {
-        if self.is_empty() {
-            return None;
-        }
-        let (gi, ri) = self.do_compact(at, rules);
-        let g = self.generations.get(gi)?;
-        let i = ri?;
-        if !g.revisions.is_empty() && i == g.revisions.len() - 1 && gi != self.generations.len() - 1
-        {
-            return None;
-        }
-        Some(g.revisions[i])
-    }
-}
-
 }
 
 #[cfg(test)]

@@ -219,7 +219,8 @@ impl Restore {
             // deletes the bucket entries <= rev not kept.
             let previous = store.compact_revision;
             store.compact_revision = scheduled;
-            pending_compaction = resume_compaction(store, &mut self.index_slots, previous, scheduled);
+            pending_compaction =
+                resume_compaction(store, &mut self.index_slots, previous, scheduled);
             self.summary.resumed_compaction = Some(scheduled);
         }
         RestoredStore {
@@ -272,9 +273,9 @@ fn resume_compaction(
             return None;
         }
     };
-    store
-        .index
-        .retain(&referenced, |ki| !ki.empties_at(at, rules.keep_tombstone_at_compaction));
+    store.index.retain(&referenced, |ki| {
+        !ki.empties_at(at, rules.keep_tombstone_at_compaction)
+    });
     Some(PendingCompaction {
         at,
         kept,
@@ -336,8 +337,13 @@ impl RestoredStore {
         }
         let mut slots = self.index_slots.slots();
         let ids = store.index.id_bound();
-        let generations =
-            Generations::walk(slots.by_ref(), ids, revision, store.compact_revision, store.rules);
+        let generations = Generations::walk(
+            slots.by_ref(),
+            ids,
+            revision,
+            store.compact_revision,
+            store.rules,
+        );
         if slots.error().is_some() || self.index_slots.spill_error().is_some() {
             return Err(MvccError::SpillUnreadable);
         }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use prost::Message;
 
+use super::generations::Generations;
 use super::*;
 use crate::proto::etcdserverpb::{
     compare::TargetUnion, request_op, AlarmRequest, CompactionRequest, Compare, DeleteRangeRequest,
@@ -2090,12 +2091,47 @@ mod digest_store {
     fn same_index(store: &MvccStore) -> Result<(), TestCaseError> {
         prop_assert_eq!(store.indexed_key_count(), store.history.len());
         for key in ALL_KEYS {
-            let ours = store.index.get(key).map(|ki| (ki.current_at(store.current_revision()), ki.newest));
+            let ours = store
+                .index
+                .get(key)
+                .map(|ki| (ki.current_at(store.current_revision()), ki.newest));
             let theirs = store.history.get(key).map(|ki| {
-                let newest = ki.generations.iter().rev().find_map(|g| g.revisions.last().copied());
+                let newest = ki
+                    .generations
+                    .iter()
+                    .rev()
+                    .find_map(|g| g.revisions.last().copied());
                 (ki.get(store.current_revision()), newest.unwrap_or_default())
             });
             prop_assert_eq!(ours, theirs, "key {:?}", key);
+        }
+        // keyIndex.keep and keyIndex.compact at every revision a HashKV or compaction may
+        // name, walked from the slots, against the histories (also what no hash can observe).
+        for at in store.compact_revision().max(1)..=store.current_revision() {
+            let walked = Generations::walk(
+                store.bucket.slots(),
+                store.index.id_bound(),
+                at,
+                store.compact_revision(),
+                store.rules,
+            );
+            for key in ALL_KEYS {
+                let (Some(ours), Some(theirs)) = (store.index.get(key), store.history.get(key))
+                else {
+                    continue;
+                };
+                prop_assert_eq!(
+                    walked.keep(ours.id),
+                    theirs.keep(at, store.rules),
+                    "keep({}) of {:?}",
+                    at,
+                    key
+                );
+                if at > store.compact_revision() {
+                    let kept = theirs.clone().compact(at, store.rules);
+                    prop_assert_eq!(walked.kept(ours.id), kept, "compact({}) of {:?}", at, key);
+                }
+            }
         }
         for d in store.bucket_digests() {
             let named = store.key_of_revision(d.revision);
@@ -2112,7 +2148,10 @@ mod digest_store {
 
     /// The store restored from its own bucket (as etcd restarts on it) and loaded: its HashKV
     /// equals the reference's (the full histories `restoreIntoIndex` builds) at every revision.
-    fn restored_hashes_as_reference(store: &MvccStore, hot_limit: usize) -> Result<(), TestCaseError> {
+    fn restored_hashes_as_reference(
+        store: &MvccStore,
+        hot_limit: usize,
+    ) -> Result<(), TestCaseError> {
         let entries = store.bucket_entries();
         let mut restore = Restore::new(store.etcd_version());
         restore.set_hot_limit(hot_limit);
@@ -2141,7 +2180,12 @@ mod digest_store {
         }
         let loaded = loader.finish();
         for (rev, streamed) in (-1..=store.current_revision() + 1).zip(streamed) {
-            prop_assert_eq!(loaded.hash_kv(rev), loaded.hash_kv_reference(rev), "restored, HashKV at {}", rev);
+            prop_assert_eq!(
+                loaded.hash_kv(rev),
+                loaded.hash_kv_reference(rev),
+                "restored, HashKV at {}",
+                rev
+            );
             prop_assert_eq!(streamed, loaded.hash_kv(rev), "streamed, HashKV at {}", rev);
         }
         Ok(())

@@ -240,11 +240,6 @@ mod reference {
             }
         }
 
-        /// The newest revision, if the key is alive.
-        pub fn newest_alive(&self) -> Option<Revision> {
-            self.generations.last()?.revisions.last().copied()
-        }
-
         /// Whether `revision` is in the key's history.
         pub fn holds(&self, revision: Revision) -> bool {
             self.generations

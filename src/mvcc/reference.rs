@@ -35,10 +35,6 @@ impl HistoryIndex {
             .insert(key.to_vec(), KeyIndex::restored(created, modified, version));
     }
 
-    pub fn contains(&self, key: &[u8]) -> bool {
-        self.keys.contains_key(key)
-    }
-
     pub fn get(&self, key: &[u8]) -> Option<&KeyIndex> {
         self.keys.get(key)
     }

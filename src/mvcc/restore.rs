@@ -388,16 +388,17 @@ impl BucketLoader {
             return;
         }
         let key = super::bucket::decode_key_value(value).key;
-        let id = self.store.index.slot_id(key);
         if let Some(pending) = &self.pending_compaction {
             if pending.deletes(revision) {
                 if pending.index_only.contains(&revision) {
+                    let id = self.store.index.slot_id(key);
                     let slot = Slot::of(revision, tombstone, value, id, true);
                     self.store.bucket.push(slot);
                 }
                 return;
             }
         }
+        let id = self.store.index.slot_id(key);
         self.store.bucket.append(revision, tombstone, value, id);
         #[cfg(test)]
         self.store

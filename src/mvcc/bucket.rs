@@ -5,10 +5,11 @@
 //! entries in revision order (`kvstore.go: HashByRev`). CRC-32C is linear: the CRC of a
 //! concatenation follows from the CRCs of its parts and the length of the second
 //! ([`crc32c_combine`]). So an entry is kept as its revision, tombstone flag, the CRC-32C of its
-//! `bucket key ‖ value` and that length ([`BucketDigest`]; with the key's id, [`Slot`], 29 bytes on disk), and any ordered
-//! subset hashes from those. What apply reads — a key's current `KeyValue` (txn compares,
-//! `ignore_value` / `ignore_lease` puts) — lives with the key in the index
-//! (`KeyIndex::current`), not here.
+//! `bucket key ‖ value` and that length ([`BucketDigest`]; with the id of its key, a [`Slot`],
+//! 29 bytes on disk), and any ordered subset hashes from those. The key ids let the key index
+//! recover a key's history from the slots (`super::generations`) instead of keeping it. What
+//! apply reads — a key's current `KeyValue` (txn compares, `ignore_value` / `ignore_lease`
+//! puts) — lives with the key in the index (`KeyState::current`), not here.
 //!
 //! etcd only ever appends to this bucket with increasing revisions, and only compaction deletes
 //! from it. The newest digests stay in memory (`hot`, at most [`hot_limit`] of them); older ones

@@ -128,3 +128,92 @@ impl Generations {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: CompactionRules = CompactionRules {
+        keep_tombstone_at_compaction: false,
+    };
+    const NEW: CompactionRules = CompactionRules {
+        keep_tombstone_at_compaction: true,
+    };
+
+    /// key_index.go's doc comment example, key 0: put(1.0);put(2.0);tombstone(3.0);put(4.0);
+    /// tombstone(5.0); and key 1 put at 2.1 and 6.0.
+    fn slots() -> Vec<Slot> {
+        let s =
+            |main, sub, tombstone, key_id| Slot::bare(Revision::new(main, sub), tombstone, key_id);
+        vec![
+            s(1, 0, false, 0),
+            s(2, 0, false, 0),
+            s(2, 1, false, 1),
+            s(3, 0, true, 0),
+            s(4, 0, false, 0),
+            s(5, 0, true, 0),
+            s(6, 0, false, 1),
+        ]
+    }
+
+    fn r(main: i64) -> Option<Revision> {
+        Some(Revision::new(main, 0))
+    }
+
+    #[test]
+    fn the_doc_comment_example_under_both_rules() {
+        // compact(2) keeps 2.0; compact(3): the old rules drop the generation (nothing kept),
+        // the new ones keep the tombstone; compact(4) keeps 4.0; compact(5) as compact(3).
+        for (at, old, new) in [
+            (2, r(2), r(2)),
+            (3, None, r(3)),
+            (4, r(4), r(4)),
+            (5, None, r(5)),
+            (6, None, None),
+        ] {
+            let walked = Generations::walk(slots().into_iter(), 2, at, -1, OLD);
+            assert_eq!(walked.kept(0), old, "old rules, compact({at})");
+            assert_eq!(walked.keep(0), old, "old rules, keep({at})");
+            let walked = Generations::walk(slots().into_iter(), 2, at, -1, NEW);
+            assert_eq!(walked.kept(0), new, "new rules, compact({at})");
+            let live = new.filter(|_| at % 2 == 0);
+            assert_eq!(
+                walked.keep(0),
+                live,
+                "new rules: keep({at}) leaves out a tombstone"
+            );
+        }
+        let walked = Generations::walk(slots().into_iter(), 2, 5, -1, NEW);
+        assert_eq!(walked.kept(1), Some(Revision::new(2, 1)));
+        assert!(walked.any_keep());
+        assert!(!Generations::walk(slots().into_iter(), 2, 5, -1, OLD)
+            .walks
+            .iter()
+            .take(1)
+            .any(|w| w.candidate.is_some()));
+    }
+
+    /// A tombstone at the compaction revision stops the walk (new rules): the later slots of
+    /// the key at that revision stay in the index only; a tombstone with no open generation
+    /// (one `restoreIntoIndex` skipped) is ignored.
+    #[test]
+    fn slots_after_a_kept_tombstone_are_index_only() {
+        let s = |main, sub, tombstone| Slot::bare(Revision::new(main, sub), tombstone, 0);
+        let slots = [
+            s(2, 0, false),
+            s(3, 0, true),
+            s(3, 1, false),
+            s(3, 2, true),
+            s(3, 3, false),
+        ];
+        let walked = Generations::walk(slots.iter().copied(), 1, 3, -1, NEW);
+        let decided: Vec<_> = slots.iter().map(|slot| walked.compacted(slot)).collect();
+        use super::super::bucket::Compacted::*;
+        assert_eq!(decided, [Drop, Keep, IndexOnly, IndexOnly, IndexOnly]);
+        let walked = Generations::walk(slots.iter().copied(), 1, 3, -1, OLD);
+        assert_eq!(walked.kept(0), Some(Revision::new(3, 3)));
+        let orphan = [s(4, 0, true), s(5, 0, false)];
+        let walked = Generations::walk(orphan.iter().copied(), 1, 4, -1, NEW);
+        assert_eq!(walked.kept(0), None, "a skipped tombstone stops nothing");
+    }
+}

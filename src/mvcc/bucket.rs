@@ -5,10 +5,11 @@
 //! entries in revision order (`kvstore.go: HashByRev`). CRC-32C is linear: the CRC of a
 //! concatenation follows from the CRCs of its parts and the length of the second
 //! ([`crc32c_combine`]). So an entry is kept as its revision, tombstone flag, the CRC-32C of its
-//! `bucket key ‖ value` and that length ([`BucketDigest`], 25 bytes on disk), and any ordered
-//! subset hashes from those. What apply reads — a key's current `KeyValue` (txn compares,
-//! `ignore_value` / `ignore_lease` puts) — lives with the key in the index
-//! (`KeyIndex::current`), not here.
+//! `bucket key ‖ value` and that length ([`BucketDigest`]; with the id of its key, a [`Slot`],
+//! 29 bytes on disk), and any ordered subset hashes from those. The key ids let the key index
+//! recover a key's history from the slots (`super::generations`) instead of keeping it. What
+//! apply reads — a key's current `KeyValue` (txn compares, `ignore_value` / `ignore_lease`
+//! puts) — lives with the key in the index (`KeyState::current`), not here.
 //!
 //! etcd only ever appends to this bucket with increasing revisions, and only compaction deletes
 //! from it. The newest digests stay in memory (`hot`, at most [`hot_limit`] of them); older ones
@@ -25,7 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::revision::{Revision, RevisionSet, REVISION_KEY_LEN, TOMBSTONE_KEY_LEN};
+use super::revision::{Revision, REVISION_KEY_LEN, TOMBSTONE_KEY_LEN};
 
 /// Digests kept in memory before older ones go to the file (32 B each: 8 MiB).
 pub const DEFAULT_HOT_REVISIONS: usize = 1 << 18;
@@ -33,8 +34,9 @@ pub const DEFAULT_HOT_REVISIONS: usize = 1 << 18;
 /// Overrides [`DEFAULT_HOT_REVISIONS`] (tests force spilling on small stores with it).
 pub const HOT_REVISIONS_ENV: &str = "RAFT_REPLAY_STORE_HOT_REVISIONS";
 
-/// Bytes of one digest in the spill file: main, sub (LE i64), CRC, length (LE u32), tombstone.
-const RECORD_BYTES: usize = 25;
+/// Bytes of one digest in the spill file: main, sub (LE i64), CRC, length, key id (LE u32),
+/// flags (bit 0 tombstone, bit 1 retained by the index only).
+const RECORD_BYTES: usize = 29;
 
 /// Digests read from the file per read (1.6 MiB).
 const READ_CHUNK: usize = 1 << 16;
@@ -107,13 +109,86 @@ impl BucketDigest {
         };
         (self.len as usize).saturating_sub(key_len)
     }
+}
+
+/// One bucket entry as the store keeps it: its digest, the id of its user key
+/// (`keyspace::KeySpace`), and whether etcd's bucket still holds it.
+///
+/// `index_only` marks a revision etcd's key index still holds but its bucket no longer does:
+/// a compaction under the 3.4.34+/3.5.16+ rules that keeps a tombstone at the compaction
+/// revision deletes from the bucket the revisions of the same key written after it in the same
+/// transaction, while `keyIndex.compact` leaves the later generations in the index. Such a slot
+/// is never hashed, counted or listed; it is there so that the key's generations stay
+/// recoverable from its slots (`super::generations`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub revision: Revision,
+    pub crc: u32,
+    pub len: u32,
+    pub key_id: u32,
+    pub tombstone: bool,
+    pub index_only: bool,
+}
+
+impl Slot {
+    pub fn digest(&self) -> BucketDigest {
+        BucketDigest {
+            revision: self.revision,
+            tombstone: self.tombstone,
+            crc: self.crc,
+            len: self.len,
+        }
+    }
+
+    /// The slot of the entry `revision` of key `key_id` holding `value`.
+    pub fn of(
+        revision: Revision,
+        tombstone: bool,
+        value: &[u8],
+        key_id: u32,
+        index_only: bool,
+    ) -> Self {
+        Slot {
+            index_only,
+            ..Slot::new(BucketDigest::of(revision, tombstone, value), key_id)
+        }
+    }
+
+    /// A slot that only records a revision of the key index (no digest): what a restore's
+    /// index side keeps before the bucket is streamed in.
+    pub fn bare(revision: Revision, tombstone: bool, key_id: u32) -> Self {
+        Slot {
+            revision,
+            crc: 0,
+            len: 0,
+            key_id,
+            tombstone,
+            index_only: false,
+        }
+    }
+
+    fn new(digest: BucketDigest, key_id: u32) -> Self {
+        Slot {
+            revision: digest.revision,
+            crc: digest.crc,
+            len: digest.len,
+            key_id,
+            tombstone: digest.tombstone,
+            index_only: false,
+        }
+    }
+
+    fn value_len(&self) -> usize {
+        self.digest().value_len()
+    }
 
     fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.revision.main_revision.to_le_bytes());
         out.extend_from_slice(&self.revision.sub_revision.to_le_bytes());
         out.extend_from_slice(&self.crc.to_le_bytes());
         out.extend_from_slice(&self.len.to_le_bytes());
-        out.push(u8::from(self.tombstone));
+        out.extend_from_slice(&self.key_id.to_le_bytes());
+        out.push(u8::from(self.tombstone) | (u8::from(self.index_only) << 1));
     }
 
     fn read_from(bytes: &[u8]) -> Self {
@@ -127,11 +202,13 @@ impl BucketDigest {
             b.copy_from_slice(&bytes[at..at + 4]);
             b
         };
-        BucketDigest {
+        Slot {
             revision: Revision::new(i64::from_le_bytes(word(0)), i64::from_le_bytes(word(8))),
             crc: u32::from_le_bytes(half(16)),
             len: u32::from_le_bytes(half(20)),
-            tombstone: bytes[24] != 0,
+            key_id: u32::from_le_bytes(half(24)),
+            tombstone: bytes[28] & 1 != 0,
+            index_only: bytes[28] & 2 != 0,
         }
     }
 }
@@ -152,7 +229,7 @@ impl SpillFile {
         }))
     }
 
-    fn write(&self, at: usize, digests: &[BucketDigest]) -> std::io::Result<()> {
+    fn write(&self, at: usize, digests: &[Slot]) -> std::io::Result<()> {
         let mut bytes = Vec::with_capacity(digests.len().min(READ_CHUNK) * RECORD_BYTES);
         for (i, chunk) in digests.chunks(READ_CHUNK).enumerate() {
             bytes.clear();
@@ -165,17 +242,13 @@ impl SpillFile {
         Ok(())
     }
 
-    fn read(&self, from: usize, to: usize, out: &mut Vec<BucketDigest>) -> Result<(), String> {
+    fn read(&self, from: usize, to: usize, out: &mut Vec<Slot>) -> Result<(), String> {
         let mut bytes = vec![0u8; (to - from) * RECORD_BYTES];
         self.file
             .read_exact_at(&mut bytes, (from * RECORD_BYTES) as u64)
             .map_err(|e| format!("reading back the store's spill file: {e}"))?;
         out.clear();
-        out.extend(
-            bytes
-                .chunks_exact(RECORD_BYTES)
-                .map(BucketDigest::read_from),
-        );
+        out.extend(bytes.chunks_exact(RECORD_BYTES).map(Slot::read_from));
         Ok(())
     }
 }
@@ -223,18 +296,31 @@ impl ValueFile {
     }
 }
 
+/// What a compaction does with a slot at or below its revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Compacted {
+    /// Deleted from the bucket and from the key index.
+    Drop,
+    /// Kept in both (the revision `keyIndex.compact` keeps).
+    Keep,
+    /// Deleted from the bucket, still in the key index ([`Slot::index_only`]).
+    IndexOnly,
+}
+
 /// The `key` bucket's digests in revision order: `0 .. cold_len` in the spill file, the rest in
 /// memory.
 #[derive(Clone, Debug)]
 pub(crate) struct KeyBucket {
     spill: Option<Arc<SpillFile>>,
     cold_len: usize,
-    hot: Vec<BucketDigest>,
+    hot: Vec<Slot>,
     hot_limit: usize,
     /// Set once creating or writing a file failed: everything stays in memory from then on.
     spill_disabled: bool,
     /// Sum of the marshaled `KeyValue` lengths (a size measure, [`KeyBucket::value_bytes`]).
     value_bytes: usize,
+    /// Slots marked [`Slot::index_only`] (not entries of etcd's bucket).
+    index_only: usize,
     spill_error: Option<String>,
     /// The test-only reference model, updated by the same calls.
     #[cfg(test)]
@@ -257,17 +343,19 @@ impl KeyBucket {
             hot_limit: hot_limit.max(4),
             spill_disabled: false,
             value_bytes: 0,
+            index_only: 0,
             spill_error: None,
             #[cfg(test)]
             reference: Default::default(),
         }
     }
 
+    /// Entries of etcd's bucket.
     pub fn len(&self) -> usize {
-        self.cold_len + self.hot.len()
+        self.cold_len + self.hot.len() - self.index_only
     }
 
-    /// Digests held in the spill file.
+    /// Slots held in the spill file.
     pub fn spilled(&self) -> usize {
         self.cold_len
     }
@@ -285,21 +373,34 @@ impl KeyBucket {
         }
     }
 
+    /// Records that reading the spill file back failed (HashKV then refuses to answer).
+    pub fn note_error(&mut self, why: String) {
+        self.spill_error.get_or_insert(why);
+    }
+
     /// Why reading the spill file back failed, if it did.
     pub fn spill_error(&self) -> Option<&str> {
         self.spill_error.as_deref()
     }
 
-    /// Appends the entry `revision` holding `value` (the marshaled `KeyValue`). The caller
-    /// guarantees `revision` is greater than every stored revision (bbolt keys ascend, and
-    /// `BE64(main) '_' BE64(sub)` sorts as the revision for main ≥ 1).
-    pub fn append(&mut self, revision: Revision, tombstone: bool, value: &[u8]) {
-        self.push(BucketDigest::of(revision, tombstone, value));
+    /// Appends the entry `revision` of the key `key_id` holding `value` (the marshaled
+    /// `KeyValue`). The caller guarantees `revision` is greater than every stored revision
+    /// (bbolt keys ascend, and `BE64(main) '_' BE64(sub)` sorts as the revision for main ≥ 1).
+    pub fn append(&mut self, revision: Revision, tombstone: bool, value: &[u8], key_id: u32) {
+        self.push(Slot::new(
+            BucketDigest::of(revision, tombstone, value),
+            key_id,
+        ));
     }
 
-    fn push(&mut self, digest: BucketDigest) {
-        self.value_bytes += digest.value_len();
-        self.hot.push(digest);
+    /// Appends a slot as given (an index-only one included).
+    pub(crate) fn push(&mut self, slot: Slot) {
+        if slot.index_only {
+            self.index_only += 1;
+        } else {
+            self.value_bytes += slot.value_len();
+        }
+        self.hot.push(slot);
         if self.hot.len() >= self.hot_limit && !self.spill_disabled {
             self.spill();
         }
@@ -364,7 +465,8 @@ impl KeyBucket {
         Some(fresh)
     }
 
-    /// Removes every entry with `main_revision >= main_revision` (they are all at the end).
+    /// Removes every entry with `main_revision >= main_revision` (they are all at the end, and
+    /// none is index-only: those are at or below the compact revision).
     /// Used to roll back a write transaction that etcd would have crashed in.
     pub fn truncate_from_main(&mut self, main_revision: i64) {
         #[cfg(test)]
@@ -405,10 +507,17 @@ impl KeyBucket {
         }
     }
 
-    /// The digests in bucket (= revision) order. Stops early, recording why, if the spill file
-    /// cannot be read back.
+    /// The digests of etcd's bucket in bucket (= revision) order. Stops early, recording why,
+    /// if the spill file cannot be read back.
     pub fn iter(&self) -> Digests<'_> {
         Digests {
+            slots: self.slots(),
+        }
+    }
+
+    /// Every slot (index-only ones included) in revision order, read from the file in chunks.
+    pub(crate) fn slots(&self) -> Slots<'_> {
+        Slots {
             bucket: self,
             position: 0,
             chunk: Vec::new(),
@@ -417,55 +526,66 @@ impl KeyBucket {
         }
     }
 
-    /// Physical compaction (`scheduleCompaction`): delete every entry with
-    /// `main_revision <= compact_revision` whose revision is not in `keep`.
-    /// Returns the number of deleted entries.
-    pub fn compact(&mut self, compact_revision: i64, keep: &RevisionSet) -> usize {
+    /// Physical compaction (`scheduleCompaction`) with the index's side: every slot with
+    /// `main_revision <= compact_revision` goes as `decide` says; later ones stay. Returns the
+    /// ids of the keys some surviving slot names, as a bitmap over ids (`ids` long), or the
+    /// reason the spill file could not be read (the bucket is then unchanged).
+    pub fn compact(
+        &mut self,
+        compact_revision: i64,
+        ids: usize,
+        mut decide: impl FnMut(&Slot) -> Compacted,
+    ) -> Result<Vec<bool>, String> {
         let mut survivors = KeyBucket::with_limit(self.hot_limit);
         survivors.spill_disabled = self.spill_disabled;
-        let mut deleted = 0usize;
-        let mut digests = self.iter();
-        for d in digests.by_ref() {
-            if d.revision.main_revision <= compact_revision && !keep.contains(&d.revision) {
-                deleted += 1;
-            } else {
-                survivors.push(d);
+        let mut referenced = vec![false; ids];
+        let mut slots = self.slots();
+        for mut d in slots.by_ref() {
+            if d.revision.main_revision <= compact_revision {
+                match decide(&d) {
+                    Compacted::Drop => continue,
+                    Compacted::Keep => {}
+                    Compacted::IndexOnly => d.index_only = true,
+                }
             }
+            if let Some(seen) = referenced.get_mut(d.key_id as usize) {
+                *seen = true;
+            }
+            survivors.push(d);
         }
-        if let Some(why) = digests.error {
-            self.spill_error.get_or_insert(why);
-            return 0;
+        if let Some(why) = slots.error {
+            self.spill_error.get_or_insert(why.clone());
+            return Err(why);
         }
         #[cfg(test)]
         {
             survivors.reference = std::mem::take(&mut self.reference);
-            survivors.reference.compact(compact_revision, keep);
         }
         *self = survivors;
-        deleted
+        Ok(referenced)
     }
 }
 
-/// An iterator over a [`KeyBucket`]'s digests, reading the spilled part in chunks.
-pub struct Digests<'b> {
+/// An iterator over a [`KeyBucket`]'s slots, reading the spilled part in chunks.
+pub(crate) struct Slots<'b> {
     bucket: &'b KeyBucket,
     position: usize,
-    chunk: Vec<BucketDigest>,
+    chunk: Vec<Slot>,
     chunk_start: usize,
     error: Option<String>,
 }
 
-impl Digests<'_> {
+impl Slots<'_> {
     /// Why the iteration stopped before the end, if it did.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }
 }
 
-impl Iterator for Digests<'_> {
-    type Item = BucketDigest;
+impl Iterator for Slots<'_> {
+    type Item = Slot;
 
-    fn next(&mut self) -> Option<BucketDigest> {
+    fn next(&mut self) -> Option<Slot> {
         let bucket = self.bucket;
         if self.error.is_some() {
             return None;
@@ -491,6 +611,29 @@ impl Iterator for Digests<'_> {
         let d = self.chunk.get(self.position - self.chunk_start).copied()?;
         self.position += 1;
         Some(d)
+    }
+}
+
+/// An iterator over the digests of etcd's bucket (index-only slots left out).
+pub struct Digests<'b> {
+    slots: Slots<'b>,
+}
+
+impl Digests<'_> {
+    /// Why the iteration stopped before the end, if it did.
+    pub fn error(&self) -> Option<&str> {
+        self.slots.error()
+    }
+}
+
+impl Iterator for Digests<'_> {
+    type Item = BucketDigest;
+
+    fn next(&mut self) -> Option<BucketDigest> {
+        self.slots
+            .by_ref()
+            .find(|s| !s.index_only)
+            .map(|s| s.digest())
     }
 }
 

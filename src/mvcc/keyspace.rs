@@ -7,6 +7,12 @@
 //! order that only range deletes and range compares need is kept beside it in a B-tree set
 //! that new keys join lazily: they wait in `unordered` until the next range operation merges
 //! them (each key is merged once, so this never costs more than keeping the tree eagerly).
+//!
+//! Every key has a small id (`u32`), given when the key is first indexed and named by each of
+//! its bucket slots; `by_id` maps it back. An id is given back when its key leaves the index
+//! and no slot names it any more, so the table is O(keys indexed), not O(keys ever seen).
+//! Slots of keys the index does not hold (tombstones `restoreIntoIndex` skips) name ids of
+//! their own, `detached` ones.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -17,14 +23,19 @@ type Hasher = ahash::RandomState;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::key_index::KeyIndex;
+use super::key_index::KeyState;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KeySpace {
-    histories: HashMap<Arc<[u8]>, KeyIndex, Hasher>,
+    histories: HashMap<Arc<[u8]>, KeyState, Hasher>,
     ordered: BTreeSet<Arc<[u8]>>,
     /// Keys in `histories` not yet in `ordered`.
     unordered: Vec<Arc<[u8]>>,
+    /// Id → key, for indexed keys and detached ids; `None` for a free id.
+    by_id: Vec<Option<Arc<[u8]>>>,
+    free_ids: Vec<u32>,
+    /// Ids of keys named by slots but not indexed.
+    detached: HashMap<Arc<[u8]>, u32, Hasher>,
 }
 
 impl KeySpace {
@@ -32,51 +43,104 @@ impl KeySpace {
         self.histories.len()
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&KeyIndex> {
+    pub fn get(&self, key: &[u8]) -> Option<&KeyState> {
         self.histories.get(key)
     }
 
     /// The index's own copy of the key with its history.
-    pub fn get_key_value(&self, key: &[u8]) -> Option<(&[u8], &KeyIndex)> {
+    pub fn get_key_value(&self, key: &[u8]) -> Option<(&[u8], &KeyState)> {
         self.histories.get_key_value(key).map(|(k, ki)| (&**k, ki))
     }
 
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut KeyIndex> {
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut KeyState> {
         self.histories.get_mut(key)
     }
 
     /// The history of `key`, created empty if the key was never seen (or compacted away).
     /// The flag tells whether it was created. (Always `Some`; an `Option` only because the
     /// borrow checker cannot return a `get_mut` borrow conditionally without a second probe.)
-    pub fn get_or_insert(&mut self, key: &[u8]) -> Option<(&mut KeyIndex, bool)> {
+    pub fn get_or_insert(&mut self, key: &[u8]) -> Option<(&mut KeyState, bool)> {
         // The entry API would need an owned key, an allocation on every call; known keys are
         // the common case, so probe first and allocate only for new keys.
         if self.histories.contains_key(key) {
             return self.histories.get_mut(key).map(|ki| (ki, false));
         }
-        Some((self.insert_new(key, KeyIndex::default()), true))
+        Some((self.insert_new(key, KeyState::new), true))
     }
 
-    /// Adds `key` with `history`, for a caller that knows the key is not in the index (one
-    /// hash and one probe, where [`KeySpace::get_or_insert`] needs a lookup first).
-    pub fn insert_new(&mut self, key: &[u8], history: KeyIndex) -> &mut KeyIndex {
-        match self.histories.entry(Arc::from(key)) {
+    /// A fresh id for `key`.
+    fn allocate(&mut self, key: &Arc<[u8]>) -> u32 {
+        match self.free_ids.pop() {
+            Some(id) => {
+                self.by_id[id as usize] = Some(key.clone());
+                id
+            }
+            None => {
+                // More than 4 G distinct keys cannot be indexed in memory anyway.
+                let id = u32::try_from(self.by_id.len()).unwrap_or(u32::MAX);
+                self.by_id.push(Some(key.clone()));
+                id
+            }
+        }
+    }
+
+    /// Bounds every id given so far (the length of a per-id table).
+    pub fn id_bound(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// The key named by `id` (indexed or detached).
+    pub fn key_of(&self, id: u32) -> Option<&[u8]> {
+        self.by_id.get(id as usize)?.as_deref()
+    }
+
+    /// The id slots of `key` name: its index entry's, else a detached id (given if new).
+    pub fn slot_id(&mut self, key: &[u8]) -> u32 {
+        if let Some(state) = self.histories.get(key) {
+            return state.id;
+        }
+        if let Some(id) = self.detached.get(key) {
+            return *id;
+        }
+        let key: Arc<[u8]> = Arc::from(key);
+        let id = self.allocate(&key);
+        self.detached.insert(key, id);
+        id
+    }
+
+    /// Gives back `id`: no slot names it and its key is not indexed under it.
+    fn release(&mut self, id: u32) {
+        if let Some(slot) = self.by_id.get_mut(id as usize) {
+            if slot.take().is_some() {
+                self.free_ids.push(id);
+            }
+        }
+    }
+
+    /// Adds `key` with the state `make` builds from the key's new id, for a caller that knows
+    /// the key is not in the index (one hash and one probe, where [`KeySpace::get_or_insert`]
+    /// needs a lookup first).
+    pub fn insert_new(&mut self, key: &[u8], make: impl FnOnce(u32) -> KeyState) -> &mut KeyState {
+        let key: Arc<[u8]> = Arc::from(key);
+        let id = self.allocate(&key);
+        match self.histories.entry(key) {
             Entry::Vacant(slot) => {
                 self.unordered.push(slot.key().clone());
-                slot.insert(history)
+                slot.insert(make(id))
             }
             Entry::Occupied(slot) => {
                 debug_assert!(false, "insert_new on a key already indexed");
                 let ki = slot.into_mut();
-                *ki = history;
+                *ki = make(ki.id);
                 ki
             }
         }
     }
 
-    /// Forgets `key` entirely (rolling back its creation).
+    /// Forgets `key` entirely (rolling back its creation: no slot names it).
     pub fn remove(&mut self, key: &[u8]) {
-        if self.histories.remove(key).is_some() {
+        if let Some(state) = self.histories.remove(key) {
+            self.release(state.id);
             if let Some(i) = self.unordered.iter().rposition(|k| &**k == key) {
                 self.unordered.swap_remove(i);
             } else {
@@ -85,10 +149,39 @@ impl KeySpace {
         }
     }
 
-    /// Keeps the histories for which `keep` returns true (it may modify them).
-    pub fn retain(&mut self, mut keep: impl FnMut(&mut KeyIndex) -> bool) {
+    /// Keeps the keys for which `keep` returns true (it may modify them), and gives back the
+    /// ids no slot names any more (`referenced`, indexed by id, says which are still named; an
+    /// id beyond it is not). A key that leaves while a slot still names it keeps its id,
+    /// detached.
+    pub fn retain(&mut self, referenced: &[bool], mut keep: impl FnMut(&mut KeyState) -> bool) {
         let before = self.histories.len();
-        self.histories.retain(|_, ki| keep(ki));
+        let named = |id: u32| referenced.get(id as usize).copied().unwrap_or(false);
+        let mut left = Vec::new();
+        self.histories.retain(|key, ki| {
+            let kept = keep(ki);
+            if !kept {
+                left.push((key.clone(), ki.id));
+            }
+            kept
+        });
+        let mut released = Vec::new();
+        self.detached.retain(|_, id| {
+            let kept = named(*id);
+            if !kept {
+                released.push(*id);
+            }
+            kept
+        });
+        for (key, id) in left {
+            if named(id) {
+                self.detached.insert(key, id);
+            } else {
+                released.push(id);
+            }
+        }
+        for id in released {
+            self.release(id);
+        }
         if self.histories.len() != before {
             let histories = &self.histories;
             self.ordered.retain(|k| histories.contains_key(k));
@@ -97,16 +190,11 @@ impl KeySpace {
     }
 
     /// Every key with its history, in no particular order.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut KeyIndex)> {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&[u8], &mut KeyState)> {
         self.histories.iter_mut().map(|(k, ki)| (&**k, ki))
     }
 
-    /// Every key with its history, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &KeyIndex)> {
-        self.histories.iter().map(|(k, ki)| (&**k, ki))
-    }
-
-    pub fn values(&self) -> impl Iterator<Item = &KeyIndex> {
+    pub fn values(&self) -> impl Iterator<Item = &KeyState> {
         self.histories.values()
     }
 
@@ -136,7 +224,7 @@ impl KeySpace {
         &'s self,
         start: &[u8],
         end: Bound<&[u8]>,
-        mut f: impl FnMut(&'s [u8], &'s KeyIndex) -> bool,
+        mut f: impl FnMut(&'s [u8], &'s KeyState) -> bool,
     ) {
         let in_range = |k: &[u8]| {
             k >= start
@@ -229,7 +317,7 @@ mod tests {
             keys_in(&space, b"c", Bound::Excluded(b"e")),
             vec![b"d".to_vec()]
         );
-        space.retain(|_| false);
+        space.retain(&[], |_| false);
         assert!(keys_in(&space, b"", Bound::Unbounded).is_empty());
     }
 }

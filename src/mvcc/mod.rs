@@ -9,8 +9,9 @@
 //! write transaction that changes something takes the next main revision; its changes (puts,
 //! and one tombstone per deleted key) get sub revisions 0, 1, 2, … in execution order. Each
 //! change is an entry of the `key` bucket: `BE64(main) '_' BE64(sub)` (+ `'t'` for a
-//! tombstone) → marshaled `mvccpb.KeyValue`. Per key, a `key_index` keeps the generations of
-//! revisions. Compaction drops history, HashKV hashes what is left. Requests that fail write
+//! tombstone) → marshaled `mvccpb.KeyValue`. Per key, etcd's `key_index` keeps the generations
+//! of revisions (here recovered from the bucket when needed). Compaction drops history, HashKV
+//! hashes what is left. Requests that fail write
 //! nothing and take no revision.
 //!
 //! ```
@@ -33,9 +34,11 @@
 //! only the v2 store.
 //!
 //! Memory: the key bucket is kept as a [`BucketDigest`] per entry (HashKV combines their
-//! CRCs), the older ones spilled to an unlinked temporary file past [`DEFAULT_HOT_REVISIONS`];
-//! values are kept only as each live key's current `KeyValue`. What grows with the history is
-//! the key index (a 16-byte revision per uncompacted revision, as etcd's own `treeIndex`).
+//! CRCs) with the id of its key, the older ones spilled to an unlinked temporary file past
+//! [`DEFAULT_HOT_REVISIONS`]; values are kept only as each live key's current `KeyValue`. The
+//! key index keeps per key only its state at the current revision; what etcd's `treeIndex`
+//! answers about older revisions (compaction's keep set, HashKV's `Keep`) is walked from the
+//! bucket's digests. Nothing in memory grows with the history, only with the keys.
 //!
 //! # etcd 3.5 differences (select with [`EtcdVersion`])
 //!
@@ -59,6 +62,7 @@
 mod apply;
 mod bucket;
 pub mod cluster;
+mod generations;
 mod key_index;
 mod keyspace;
 mod lease;

@@ -4,8 +4,67 @@
 //! updates one of these beside its digests, and the tests hold the two to the same HashKV and
 //! the same values at every revision.
 
+use std::collections::HashMap;
+
 use super::bucket::{decode_key_value, encode_key_value, StoredKeyValue};
+use super::key_index::KeyIndex;
 use super::revision::{Revision, RevisionSet};
+use super::CompactionRules;
+
+/// etcd's `treeIndex` with every key's full history (`key_index.go` ported function by
+/// function): the reference the store's reduced index and its slot walks are held to.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HistoryIndex {
+    keys: HashMap<Vec<u8>, KeyIndex>,
+}
+
+impl HistoryIndex {
+    pub fn put(&mut self, key: &[u8], revision: Revision) {
+        self.keys.entry(key.to_vec()).or_default().put(revision);
+    }
+
+    pub fn tombstone(&mut self, key: &[u8], revision: Revision) -> bool {
+        self.keys
+            .get_mut(key)
+            .is_some_and(|ki| ki.tombstone(revision))
+    }
+
+    /// `restoreIntoIndex` of a key first seen.
+    pub fn restored(&mut self, key: &[u8], created: Revision, modified: Revision, version: i64) {
+        self.keys
+            .insert(key.to_vec(), KeyIndex::restored(created, modified, version));
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&KeyIndex> {
+        self.keys.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// `treeIndex.Compact(at)`: the revisions kept.
+    pub fn compact(&mut self, at: i64, rules: CompactionRules) -> RevisionSet {
+        let mut keep = RevisionSet::default();
+        self.keys.retain(|_, ki| {
+            if let Some(kept) = ki.compact(at, rules) {
+                keep.insert(kept);
+            }
+            !ki.is_empty()
+        });
+        keep
+    }
+
+    /// `treeIndex.Keep(at)`: whether it is non-empty, and its members.
+    pub fn keep(&self, at: i64, rules: CompactionRules) -> (bool, RevisionSet) {
+        let keep: RevisionSet = self
+            .keys
+            .values()
+            .filter_map(|ki| ki.keep(at, rules))
+            .collect();
+        (!keep.is_empty(), keep)
+    }
+}
 
 /// Where one bucket entry lives in the arena.
 #[derive(Clone, Copy, Debug)]

@@ -2,17 +2,20 @@
 //! `mvcc/kvstore.go: restore`, `restoreChunk`, `restoreIntoIndex`), and HashKV computed by
 //! streaming that bucket (`kvstore.go: HashByRev`) so that values are never held in memory.
 //!
-//! The restored store is *index-only*: generations, versions, the lessor and the revisions are
-//! exact, but the modelled key bucket is empty (the values stay in the db file). Its
+//! The restored store is *index-only*: the key index, the lessor and the revisions are exact,
+//! but the modelled key bucket is empty (the values stay in the db file). Its
 //! [`MvccStore::hash_kv`] therefore does not apply; use [`RestoredStore::hash_kv_stream`] and feed
-//! it the bucket again.
+//! it the bucket again. The revisions the index holds are kept beside it as bare slots (revision,
+//! tombstone mark, key id; spilled like the bucket's), from which a resumed compaction and
+//! HashKV's `Keep` are walked (`super::generations`).
 
 use serde::Serialize;
 
 use std::sync::Arc;
 
-use super::bucket::ValueFile;
-use super::key_index::{CurrentValue, KeyIndex};
+use super::bucket::{Compacted, KeyBucket, Slot, ValueFile};
+use super::generations::Generations;
+use super::key_index::{CurrentValue, KeyState};
 use super::lease::Lease;
 use super::revision::{Revision, RevisionSet};
 use super::store::{HashKv, MvccStore};
@@ -41,6 +44,8 @@ pub struct Restore {
     summary: RestoreSummary,
     /// `currentRev` of `restoreIntoIndex`: the main revision of the last entry seen.
     last_main: i64,
+    /// The revisions the key index holds, as bare slots.
+    index_slots: KeyBucket,
 }
 
 /// A store restored from a backend, with what is needed to hash the backend's bucket.
@@ -50,9 +55,26 @@ pub struct RestoredStore {
     pub store: MvccStore,
     /// What the restore saw.
     pub summary: RestoreSummary,
-    /// A resumed compaction's revision and the revisions its job keeps: the job deletes every
-    /// other bucket entry at or below it (`scheduleCompaction`), so hashing skips them.
-    pending_compaction: Option<(i64, RevisionSet)>,
+    /// A resumed compaction (see [`PendingCompaction`]).
+    pending_compaction: Option<PendingCompaction>,
+    /// The revisions the key index holds, as bare slots.
+    index_slots: KeyBucket,
+}
+
+/// A compaction resumed at restore: its revision, the revisions its job keeps (it deletes every
+/// other bucket entry at or below it, `scheduleCompaction`, so hashing skips them), and those it
+/// deletes from the bucket that the key index keeps (`bucket::Slot::index_only`).
+#[derive(Clone, Debug)]
+struct PendingCompaction {
+    at: i64,
+    kept: RevisionSet,
+    index_only: RevisionSet,
+}
+
+impl PendingCompaction {
+    fn deletes(&self, revision: Revision) -> bool {
+        revision.main_revision <= self.at && !self.kept.contains(&revision)
+    }
 }
 
 impl Restore {
@@ -62,7 +84,15 @@ impl Restore {
             store: MvccStore::with_version(version),
             summary: RestoreSummary::default(),
             last_main: 1,
+            index_slots: KeyBucket::default(),
         }
+    }
+
+    /// Keeps at most `limit` index slots in memory (tests force spilling with a small one).
+    #[cfg(test)]
+    pub(crate) fn set_hot_limit(&mut self, limit: usize) {
+        self.index_slots = KeyBucket::with_limit(limit);
+        self.store.set_bucket_hot_limit(limit);
     }
 
     /// A `lease` bucket record (`lessor.initAndRecover`; TTL kept as stored).
@@ -111,13 +141,25 @@ impl Restore {
         self.last_main = revision.main_revision;
         match self.store.index.get_mut(key) {
             Some(ki) => {
-                if tombstone {
+                let id = ki.id;
+                let held = if tombstone {
                     // ErrRevisionNotFound on a key already deleted is ignored.
-                    ki.tombstone(revision);
+                    let held = ki.tombstone(revision);
                     ki.attached_lease = 0;
+                    held
                 } else {
                     ki.put(revision);
                     ki.attached_lease = lease;
+                    true
+                };
+                if held {
+                    self.index_slots.push(Slot::bare(revision, tombstone, id));
+                }
+                #[cfg(test)]
+                if tombstone {
+                    self.store.history.tombstone(key, revision);
+                } else {
+                    self.store.history.put(key, revision);
                 }
                 true
             }
@@ -126,9 +168,13 @@ impl Restore {
                 false
             }
             None => {
-                let history =
-                    KeyIndex::restored(Revision::new(create_revision, 0), revision, version, lease);
-                self.store.index.insert_new(key, history);
+                let created = Revision::new(create_revision, 0);
+                let ki = self.store.index.insert_new(key, |id| {
+                    KeyState::restored(id, created, revision, version, lease)
+                });
+                self.index_slots.push(Slot::bare(revision, false, ki.id));
+                #[cfg(test)]
+                self.store.history.restored(key, created, revision, version);
                 true
             }
         }
@@ -171,24 +217,70 @@ impl Restore {
         {
             // compactLockfree: compactMainRev := rev, kvindex.Compact(rev), then the job
             // deletes the bucket entries <= rev not kept.
+            let previous = store.compact_revision;
             store.compact_revision = scheduled;
-            let rules = store.rules;
-            let mut keep = RevisionSet::default();
-            store.index.retain(|ki| {
-                if let Some(kept) = ki.compact(scheduled, rules) {
-                    keep.insert(kept);
-                }
-                !ki.is_empty()
-            });
+            pending_compaction =
+                resume_compaction(store, &mut self.index_slots, previous, scheduled);
             self.summary.resumed_compaction = Some(scheduled);
-            pending_compaction = Some((scheduled, keep));
         }
         RestoredStore {
             store: self.store,
             summary: self.summary,
             pending_compaction,
+            index_slots: self.index_slots,
         }
     }
+}
+
+/// `kvindex.Compact(at)` on a restored index, from its slots: the pending job's keep set and
+/// index-only revisions. `None` (no compaction) when the slots cannot be read back; the store
+/// is then marked so that HashKV refuses to answer.
+fn resume_compaction(
+    store: &mut MvccStore,
+    index_slots: &mut KeyBucket,
+    previous: i64,
+    at: i64,
+) -> Option<PendingCompaction> {
+    let rules = store.rules;
+    #[cfg(test)]
+    store.history.compact(at, rules);
+    let ids = store.index.id_bound();
+    let mut slots = index_slots.slots();
+    let generations = Generations::walk(slots.by_ref(), ids, at, previous, rules);
+    if let Some(why) = slots.error().map(str::to_string) {
+        store.bucket.note_error(why);
+        return None;
+    }
+    let mut kept = RevisionSet::default();
+    let mut index_only = RevisionSet::default();
+    let compacted = index_slots.compact(at, ids, |slot| {
+        let decided = generations.compacted(slot);
+        match decided {
+            Compacted::Keep => {
+                kept.insert(slot.revision);
+            }
+            Compacted::IndexOnly => {
+                index_only.insert(slot.revision);
+            }
+            Compacted::Drop => {}
+        }
+        decided
+    });
+    let referenced = match compacted {
+        Ok(referenced) => referenced,
+        Err(why) => {
+            store.bucket.note_error(why);
+            return None;
+        }
+    };
+    store.index.retain(&referenced, |ki| {
+        !ki.empties_at(at, rules.keep_tombstone_at_compaction)
+    });
+    Some(PendingCompaction {
+        at,
+        kept,
+        index_only,
+    })
 }
 
 impl RestoredStore {
@@ -197,7 +289,7 @@ impl RestoredStore {
     pub fn deleted_by_resumed_compaction(&self, revision: Revision) -> bool {
         self.pending_compaction
             .as_ref()
-            .is_some_and(|(at, kept)| revision.main_revision <= *at && !kept.contains(&revision))
+            .is_some_and(|p| p.deletes(revision))
     }
 
     /// Turns the index-only store into a full one from the `key` bucket: feed every bucket
@@ -221,7 +313,7 @@ impl RestoredStore {
         let store = &self.store;
         let hash_revision = store.hash_revision(revision)?;
         let (compact_revision, current_revision) = (store.compact_revision, store.current_revision);
-        let (keep_any, keep) = store.keep_for_hash_sorted(hash_revision);
+        let (keep_any, keep) = self.keep_for_hash_sorted(hash_revision)?;
         Ok(HashKvStream {
             crc: crc32c::crc32c(b"key"),
             keep_any,
@@ -234,13 +326,41 @@ impl RestoredStore {
             pending_compaction: self.pending_compaction.clone(),
         })
     }
+
+    /// `treeIndex.Keep(revision)` reduced to what the hash needs: whether it is non-empty, and
+    /// its members at or below the compact revision (revisions above it are hashed regardless),
+    /// ascending — a caller looks them up in bucket order. Walked from the index's slots.
+    fn keep_for_hash_sorted(&self, revision: i64) -> Result<(bool, Vec<Revision>), MvccError> {
+        let store = &self.store;
+        if store.compact_revision < 1 {
+            return Ok((false, Vec::new()));
+        }
+        let mut slots = self.index_slots.slots();
+        let ids = store.index.id_bound();
+        let generations = Generations::walk(
+            slots.by_ref(),
+            ids,
+            revision,
+            store.compact_revision,
+            store.rules,
+        );
+        if slots.error().is_some() || self.index_slots.spill_error().is_some() {
+            return Err(MvccError::SpillUnreadable);
+        }
+        let mut below: Vec<Revision> = (0..ids as u32)
+            .filter_map(|id| generations.keep(id))
+            .filter(|r| r.main_revision <= store.compact_revision)
+            .collect();
+        below.sort_unstable();
+        Ok((generations.any_keep(), below))
+    }
 }
 
 /// Streams a backend's `key` bucket into a restored store (see [`RestoredStore::into_loader`]).
 #[derive(Debug)]
 pub struct BucketLoader {
     store: MvccStore,
-    pending_compaction: Option<(i64, RevisionSet)>,
+    pending_compaction: Option<PendingCompaction>,
     skipped: u64,
     /// The live keys' current values, and how many bytes of it are written.
     values: Option<Arc<ValueFile>>,
@@ -267,12 +387,19 @@ impl BucketLoader {
             self.skipped += 1;
             return;
         }
-        if let Some((at, kept)) = &self.pending_compaction {
-            if revision.main_revision <= *at && !kept.contains(&revision) {
+        let key = super::bucket::decode_key_value(value).key;
+        if let Some(pending) = &self.pending_compaction {
+            if pending.deletes(revision) {
+                if pending.index_only.contains(&revision) {
+                    let id = self.store.index.slot_id(key);
+                    let slot = Slot::of(revision, tombstone, value, id, true);
+                    self.store.bucket.push(slot);
+                }
                 return;
             }
         }
-        self.store.bucket.append(revision, tombstone, value);
+        let id = self.store.index.slot_id(key);
+        self.store.bucket.append(revision, tombstone, value, id);
         #[cfg(test)]
         self.store
             .bucket
@@ -283,7 +410,6 @@ impl BucketLoader {
         }
         // The newest revision of a live key: its value is what apply reads from now on. It
         // goes to the value file (in memory only when no temporary file can be written).
-        let key = super::bucket::decode_key_value(value).key;
         let Some(ki) = self.store.index.get_mut(key) else {
             return;
         };
@@ -352,7 +478,7 @@ pub struct HashKvStream {
     current_revision: i64,
     hash_revision: i64,
     skip_tombstone_at_compaction: bool,
-    pending_compaction: Option<(i64, RevisionSet)>,
+    pending_compaction: Option<PendingCompaction>,
 }
 
 impl HashKvStream {
@@ -373,10 +499,12 @@ impl HashKvStream {
     /// [`HashKvStream::feed`] decides, from the bucket key alone (never the value).
     pub fn selects(&self, revision: Revision, tombstone: bool) -> bool {
         let main = revision.main_revision;
-        if let Some((at, kept)) = &self.pending_compaction {
-            if main <= *at && !kept.contains(&revision) {
-                return false; // deleted by the resumed compaction's job
-            }
+        if self
+            .pending_compaction
+            .as_ref()
+            .is_some_and(|p| p.deletes(revision))
+        {
+            return false; // deleted by the resumed compaction's job
         }
         if main > self.hash_revision {
             return false;

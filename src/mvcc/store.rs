@@ -8,10 +8,11 @@ use std::ops::Bound;
 use serde::Serialize;
 
 use super::bucket::{crc32c_combine, decode_key_value, encode_key_value, KeyBucket};
-use super::key_index::{CurrentValue, KeyAt, KeyIndex};
+use super::generations::Generations;
+use super::key_index::{CurrentValue, KeyAt, KeyState};
 use super::keyspace::KeySpace;
 use super::lease::{Lease, Lessor, MAX_LEASE_TTL};
-use super::revision::{Revision, RevisionSet};
+use super::revision::Revision;
 use super::{ApplyError, ApplyStats, CompactionRules, EtcdVersion, MvccError};
 
 /// CRC-32C of the bucket name `"key"`: the HashKV of an empty (or fully compacted) store.
@@ -71,20 +72,12 @@ impl<'a> KeyRange<'a> {
 }
 
 /// One change of a write transaction, remembered so that a transaction etcd would crash in
-/// can be rolled back (etcd's batch transaction is never committed in that case).
+/// can be rolled back (etcd's batch transaction is never committed in that case): the key's
+/// state before the change, `None` for a key the change created.
 #[derive(Clone, Debug)]
-enum Undo {
-    Put {
-        key: Box<[u8]>,
-        previous_lease: i64,
-        new_key: bool,
-        previous_current: CurrentValue,
-    },
-    Tombstone {
-        key: Box<[u8]>,
-        previous_lease: i64,
-        previous_current: CurrentValue,
-    },
+struct Undo {
+    key: Box<[u8]>,
+    previous: Option<KeyState>,
 }
 
 /// An open write transaction (`storeTxnWrite`): all its changes share `begin_revision + 1`.
@@ -93,6 +86,9 @@ pub(crate) struct WriteTxn {
     pub begin_revision: i64,
     pub changes: i64,
     undo: Option<Vec<Undo>>,
+    /// The reference history as the transaction began (restored on abort).
+    #[cfg(test)]
+    history_before: Option<super::reference::HistoryIndex>,
 }
 
 impl WriteTxn {
@@ -139,6 +135,9 @@ pub struct MvccStore {
     pub(crate) scratch_value: Vec<u8>,
     /// The current values of keys restored from a db ([`CurrentValue::InFile`]).
     pub(crate) values: Option<std::sync::Arc<super::bucket::ValueFile>>,
+    /// The test-only reference: every key's full history, as etcd's `treeIndex` keeps it.
+    #[cfg(test)]
+    pub(crate) history: super::reference::HistoryIndex,
 }
 
 impl Default for MvccStore {
@@ -177,6 +176,8 @@ impl MvccStore {
             scratch_path: Vec::new(),
             scratch_value: Vec::new(),
             values: None,
+            #[cfg(test)]
+            history: Default::default(),
         }
     }
 
@@ -277,13 +278,16 @@ impl MvccStore {
         self.bucket.iter()
     }
 
-    /// The key whose history holds `revision` (a put or a tombstone not compacted away).
-    /// A scan of the index: for naming a bucket entry in a report, not for the hot path.
+    /// The key of the bucket entry `revision` (a put or a tombstone not compacted away): the
+    /// id its slot names. A scan of the slots up to it: for naming a bucket entry in a report,
+    /// not for the hot path.
     pub fn key_of_revision(&self, revision: super::Revision) -> Option<Vec<u8>> {
-        self.index
-            .iter()
-            .find(|(_, ki)| ki.holds(revision))
-            .map(|(key, _)| key.to_vec())
+        let slot = self
+            .bucket
+            .slots()
+            .take_while(|s| s.revision <= revision)
+            .find(|s| s.revision == revision)?;
+        self.index.key_of(slot.key_id).map(<[u8]>::to_vec)
     }
 
     /// The bucket entries in bbolt key order with their values, from the test-only reference
@@ -332,7 +336,7 @@ impl MvccStore {
 
     /// `kvindex.Get(key, at)`.
     pub(crate) fn key_at(&self, key: &[u8], at: i64) -> Option<KeyAt> {
-        self.index.get(key)?.get(at)
+        self.index.get(key)?.current_at(at)
     }
 
     /// The stored `KeyValue` of `key` visible at `at` (what `rangeKeys` returns). Apply reads
@@ -340,7 +344,7 @@ impl MvccStore {
     /// Returns the marshaled `KeyValue`: decode it with [`decode_key_value`].
     pub(crate) fn current_key_value(&self, key: &[u8], at: i64) -> Option<Cow<'_, [u8]>> {
         let ki = self.index.get(key)?;
-        let found = ki.get(at)?;
+        let found = ki.current_at(at)?;
         self.stored_value(ki, found)
     }
 
@@ -348,7 +352,7 @@ impl MvccStore {
     /// current one: from memory, or read from the value file of a db start.
     pub(crate) fn stored_value<'s>(
         &'s self,
-        ki: &'s KeyIndex,
+        ki: &'s KeyState,
         found: KeyAt,
     ) -> Option<Cow<'s, [u8]>> {
         if ki.newest_alive() != Some(found.modified) {
@@ -380,12 +384,12 @@ impl MvccStore {
         &'s self,
         range: KeyRange<'_>,
         at: i64,
-        mut f: impl FnMut(&'s [u8], KeyAt, &'s KeyIndex) -> bool,
+        mut f: impl FnMut(&'s [u8], KeyAt, &'s KeyState) -> bool,
     ) {
         let (start, end) = match range {
             KeyRange::Single(key) => {
                 if let Some((k, ki)) = self.index.get_key_value(key) {
-                    if let Some(found) = ki.get(at) {
+                    if let Some(found) = ki.current_at(at) {
                         f(k, found, ki);
                     }
                 }
@@ -395,7 +399,7 @@ impl MvccStore {
             KeyRange::Until(key, end) => (key, Bound::Excluded(end)),
         };
         self.index
-            .for_each_in_range(start, end, |k, ki| match ki.get(at) {
+            .for_each_in_range(start, end, |k, ki| match ki.current_at(at) {
                 Some(found) => f(k, found, ki),
                 None => true,
             });
@@ -410,6 +414,8 @@ impl MvccStore {
             begin_revision: self.current_revision,
             changes: 0,
             undo: journal.then(Vec::new),
+            #[cfg(test)]
+            history_before: journal.then(|| self.history.clone()),
         }
     }
 
@@ -426,46 +432,29 @@ impl MvccStore {
         }
     }
 
-    /// Drops every change of `txn` (etcd would have panicked before committing it).
+    /// Drops every change of `txn` (etcd would have panicked before committing it): its slots
+    /// go, and each key it touched gets back its state from before, newest change first.
     pub(crate) fn abort_txn(&mut self, txn: WriteTxn) {
         let written = txn.begin_revision + 1;
         self.bucket.truncate_from_main(written);
-        for undo in txn.undo.unwrap_or_default().into_iter().rev() {
-            match undo {
-                Undo::Put {
-                    key,
-                    previous_lease,
-                    new_key,
-                    previous_current,
-                } => {
-                    if let Some(ki) = self.index.get_mut(&key) {
-                        ki.undo_put();
-                        ki.current = previous_current;
-                        if ki.attached_lease != 0 {
-                            self.lessor.detach(ki.attached_lease, &key);
-                        }
-                        ki.attached_lease = previous_lease;
-                        if previous_lease != 0 {
-                            self.lessor.attach(previous_lease, &key);
-                        }
-                        if new_key && ki.is_empty() {
-                            self.index.remove(&key);
-                        }
+        #[cfg(test)]
+        if let Some(history) = txn.history_before {
+            self.history = history;
+        }
+        for Undo { key, previous } in txn.undo.unwrap_or_default().into_iter().rev() {
+            let Some(ki) = self.index.get_mut(&key) else {
+                continue;
+            };
+            if ki.attached_lease != 0 {
+                self.lessor.detach(ki.attached_lease, &key);
+            }
+            match previous {
+                None => self.index.remove(&key),
+                Some(previous) => {
+                    if previous.attached_lease != 0 {
+                        self.lessor.attach(previous.attached_lease, &key);
                     }
-                }
-                Undo::Tombstone {
-                    key,
-                    previous_lease,
-                    previous_current,
-                } => {
-                    if let Some(ki) = self.index.get_mut(&key) {
-                        ki.undo_tombstone();
-                        ki.current = previous_current;
-                        ki.attached_lease = previous_lease;
-                        if previous_lease != 0 {
-                            self.lessor.attach(previous_lease, &key);
-                        }
-                    }
+                    *ki = previous;
                 }
             }
         }
@@ -479,7 +468,7 @@ impl MvccStore {
         let Some((ki, new_key)) = self.index.get_or_insert(key) else {
             return;
         };
-        let (create_revision, previous_version) = match ki.get(revision) {
+        let (create_revision, previous_version) = match ki.current_at(revision) {
             Some(found) => (found.created.main_revision, found.version),
             None => (revision, 0),
         };
@@ -492,6 +481,13 @@ impl MvccStore {
             (CurrentValue::Inline(buffer), None) => (buffer, CurrentValue::None),
             (previous, _) => (Vec::new(), previous),
         };
+        let previous = match (&txn.undo, new_key) {
+            (Some(_), false) => Some(KeyState {
+                current: previous_current,
+                ..ki.clone()
+            }),
+            _ => None,
+        };
         current.clear();
         encode_key_value(
             &mut current,
@@ -502,17 +498,20 @@ impl MvccStore {
             value,
             lease,
         );
-        self.bucket.append(index_revision, false, &current);
+        self.bucket.append(index_revision, false, &current, ki.id);
         ki.current = CurrentValue::Inline(current);
         #[cfg(test)]
-        self.bucket.reference.append_put(
-            index_revision,
-            key,
-            create_revision,
-            previous_version + 1,
-            value,
-            lease,
-        );
+        {
+            self.bucket.reference.append_put(
+                index_revision,
+                key,
+                create_revision,
+                previous_version + 1,
+                value,
+                lease,
+            );
+            self.history.put(key, index_revision);
+        }
         ki.put(index_revision);
         txn.changes += 1;
         if previous_lease != 0 {
@@ -523,11 +522,9 @@ impl MvccStore {
             ki.attached_lease = lease;
         }
         if let Some(undo) = txn.undo.as_mut() {
-            undo.push(Undo::Put {
+            undo.push(Undo {
                 key: key.into(),
-                previous_lease,
-                new_key,
-                previous_current,
+                previous,
             });
         }
     }
@@ -560,18 +557,26 @@ impl MvccStore {
         let Some(ki) = self.index.get_mut(key) else {
             return;
         };
-        if !ki.tombstone(index_revision) {
+        if !ki.is_alive() {
             return; // etcd: lg.Fatal("failed to tombstone an existing key"); callers prevent it
         }
+        // A deleted key holds no value (its buffer is freed: deleted keys may be many).
+        let previous_current = std::mem::take(&mut ki.current);
+        let previous = txn.undo.is_some().then(|| KeyState {
+            current: previous_current,
+            ..ki.clone()
+        });
+        ki.tombstone(index_revision);
         let mut tombstone = std::mem::take(&mut self.scratch_value);
         tombstone.clear();
         encode_key_value(&mut tombstone, key, 0, 0, 0, &[], 0);
-        self.bucket.append(index_revision, true, &tombstone);
+        self.bucket.append(index_revision, true, &tombstone, ki.id);
         self.scratch_value = tombstone;
         #[cfg(test)]
-        self.bucket.reference.append_tombstone(index_revision, key);
-        // A deleted key holds no value (its buffer is freed: deleted keys may be many).
-        let previous_current = std::mem::take(&mut ki.current);
+        {
+            self.bucket.reference.append_tombstone(index_revision, key);
+            self.history.tombstone(key, index_revision);
+        }
         txn.changes += 1;
         let previous_lease = ki.attached_lease;
         if previous_lease != 0 {
@@ -579,10 +584,9 @@ impl MvccStore {
             self.lessor.detach(previous_lease, key);
         }
         if let Some(undo) = txn.undo.as_mut() {
-            undo.push(Undo::Tombstone {
+            undo.push(Undo {
                 key: key.into(),
-                previous_lease,
-                previous_current,
+                previous,
             });
         }
     }
@@ -662,6 +666,9 @@ impl MvccStore {
     ///
     /// etcd runs the job asynchronously, but its end state does not depend on writes applied
     /// in between (it only looks at revisions `<= revision`), so doing it at once is exact.
+    ///
+    /// Two reads of the slots: [`Generations::walk`] up to `revision` (O(keys + revisions
+    /// since the last compaction), see [`super::generations`]), then the bucket's rewrite.
     pub fn compact(&mut self, revision: i64) -> Result<(), ApplyError> {
         if revision <= self.compact_revision {
             return Err(ApplyError::Compacted);
@@ -669,27 +676,38 @@ impl MvccStore {
         if revision > self.current_revision {
             return Err(ApplyError::FutureRevision);
         }
+        let previous = self.compact_revision;
         self.compact_revision = revision;
         let rules = self.rules;
-        let mut keep = RevisionSet::default();
-        self.index.retain(|ki| {
-            let kept = ki.compact(revision, rules);
-            if let Some(kept) = kept {
-                keep.insert(kept);
-            }
-            // The bucket loses every revision <= `revision` but the kept ones. A live key whose
-            // newest revision goes too (deleted and put again in one txn, under the 3.4.34+ /
-            // 3.5.16+ rules the tombstone is the one kept) has no stored value left, in etcd
-            // as here.
-            if ki
-                .newest_alive()
-                .is_some_and(|newest| newest.main_revision <= revision && Some(newest) != kept)
-            {
+        #[cfg(test)]
+        {
+            let keep = self.history.compact(revision, rules);
+            self.bucket.reference.compact(revision, &keep);
+        }
+        let ids = self.index.id_bound();
+        let mut slots = self.bucket.slots();
+        let generations = Generations::walk(slots.by_ref(), ids, revision, previous, rules);
+        if let Some(why) = slots.error().map(str::to_string) {
+            self.bucket.note_error(why);
+            return Ok(());
+        }
+        let Ok(referenced) = self
+            .bucket
+            .compact(revision, ids, |slot| generations.compacted(slot))
+        else {
+            return Ok(());
+        };
+        self.index.retain(&referenced, |ki| {
+            // A live key whose newest revision leaves the bucket (deleted and put again in one
+            // txn, under the 3.4.34+ / 3.5.16+ rules the tombstone is the one kept) has no
+            // stored value left, in etcd as here.
+            if ki.newest_alive().is_some_and(|newest| {
+                newest.main_revision <= revision && Some(newest) != generations.kept(ki.id)
+            }) {
                 ki.current = CurrentValue::None;
             }
-            !ki.is_empty()
+            !ki.empties_at(revision, rules.keep_tombstone_at_compaction)
         });
-        self.bucket.compact(revision, &keep);
         self.stats.compactions += 1;
         Ok(())
     }
@@ -697,39 +715,26 @@ impl MvccStore {
     // ---------------------------------------------------------------------------------------
     // HashKV
 
-    /// `treeIndex.Keep(revision)`, reduced to what the hash needs: whether the set is
-    /// non-empty, and its members at or below the compact revision (revisions above it are
-    /// hashed regardless).
-    pub(crate) fn keep_for_hash(&self, revision: i64) -> (bool, RevisionSet) {
-        let mut any = false;
-        let mut at_or_below_compaction = RevisionSet::default();
-        for ki in self.index.values() {
-            if let Some(kept) = ki.keep(revision, self.rules) {
-                any = true;
-                if kept.main_revision <= self.compact_revision {
-                    at_or_below_compaction.insert(kept);
-                }
-            }
+    /// `treeIndex.Keep(revision)`, as [`Generations`]: only what the hash needs (whether the
+    /// set is non-empty, and which slots at or below the compact revision are in it). Before a
+    /// compaction no slot is at or below it, and no walk is made. `Err` when the spill file
+    /// cannot be read back.
+    pub(crate) fn keep_for_hash(&self, revision: i64) -> Result<Generations, MvccError> {
+        if self.compact_revision < 1 {
+            return Ok(Generations::default());
         }
-        (any, at_or_below_compaction)
-    }
-
-    /// [`MvccStore::keep_for_hash`] with the members in ascending order, for a caller that
-    /// looks them up in bucket order (a restored db's HashKV: no hashing, and lookups that
-    /// mostly step to the next member).
-    pub(crate) fn keep_for_hash_sorted(&self, revision: i64) -> (bool, Vec<Revision>) {
-        let mut any = false;
-        let mut at_or_below_compaction = Vec::new();
-        for ki in self.index.values() {
-            if let Some(kept) = ki.keep(revision, self.rules) {
-                any = true;
-                if kept.main_revision <= self.compact_revision {
-                    at_or_below_compaction.push(kept);
-                }
-            }
+        let mut slots = self.bucket.slots();
+        let generations = Generations::walk(
+            slots.by_ref(),
+            self.index.id_bound(),
+            revision,
+            self.compact_revision,
+            self.rules,
+        );
+        if slots.error().is_some() {
+            return Err(MvccError::SpillUnreadable);
         }
-        at_or_below_compaction.sort_unstable();
-        (any, at_or_below_compaction)
+        Ok(generations)
     }
 
     /// The revision `HashByRev(revision)` hashes up to, or etcd's refusal: a compacted revision
@@ -761,7 +766,7 @@ impl MvccStore {
     #[cfg(test)]
     pub(crate) fn hash_kv_reference(&self, revision: i64) -> Result<HashKv, MvccError> {
         let hash_revision = self.hash_revision(revision)?;
-        let (keep_any, keep) = self.keep_for_hash(hash_revision);
+        let (keep_any, keep) = self.history.keep(hash_revision, self.rules);
         let hash = super::reference::hash_arena(
             &self.bucket.reference,
             hash_revision,
@@ -804,16 +809,23 @@ impl MvccStore {
         let compact_revision = self.compact_revision;
         let hash_revision = self.hash_revision(revision)?;
         let current_revision = self.current_revision;
-        let (keep_any, keep) = self.keep_for_hash(hash_revision);
+        let keep = self.keep_for_hash(hash_revision)?;
+        let keep_any = keep.any_keep();
         let skip_tombstone_at_compaction = self.rules.keep_tombstone_at_compaction;
         let mut crc = crc32c::crc32c(b"key");
-        let mut digests = self.bucket.iter();
+        let mut digests = self.bucket.slots();
         for entry in digests.by_ref() {
             let main = entry.revision.main_revision;
             if main > hash_revision {
                 break;
             }
-            if main <= compact_revision && keep_any && !keep.contains(&entry.revision) {
+            if entry.index_only {
+                continue;
+            }
+            if main <= compact_revision
+                && keep_any
+                && keep.keep(entry.key_id) != Some(entry.revision)
+            {
                 continue;
             }
             if skip_tombstone_at_compaction && main == compact_revision && entry.tombstone {

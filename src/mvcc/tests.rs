@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use prost::Message;
 
+use super::generations::Generations;
 use super::*;
 use crate::proto::etcdserverpb::{
     compare::TargetUnion, request_op, AlarmRequest, CompactionRequest, Compare, DeleteRangeRequest,
@@ -1976,6 +1977,17 @@ mod digest_store {
         Compact {
             back: i64,
         },
+        /// A txn etcd would crash in (an `ignore_value` put of a key it deleted): rolled back.
+        Aborted {
+            put: usize,
+            key: usize,
+        },
+        /// Deletes `key` and puts it again in one txn (a tombstone and a new generation at one
+        /// main revision), then puts `other`.
+        Recreate {
+            key: usize,
+            other: usize,
+        },
         /// Continue on a clone of the store; the original is checked and then dropped.
         Fork,
     }
@@ -1990,11 +2002,13 @@ mod digest_store {
             2 => (key.clone(), proptest::option::of(0..KEYS.len()))
                 .prop_map(|(key, end)| Step::Delete { key, end }),
             1 => key.clone().prop_map(|key| Step::DeleteFrom { key }),
-            3 => (key.clone(), 0u8..4, key.clone(), key)
+            3 => (key.clone(), 0u8..4, key.clone(), key.clone())
                 .prop_map(|(key, value, put, delete)| Step::ValueTxn { key, value, put, delete }),
             1 => Just(Step::Grant),
             1 => Just(Step::Revoke),
             2 => (-1i64..8).prop_map(|back| Step::Compact { back }),
+            1 => (key.clone(), key.clone()).prop_map(|(put, key)| Step::Aborted { put, key }),
+            2 => (key.clone(), key).prop_map(|(key, other)| Step::Recreate { key, other }),
             2 => Just(Step::Fork),
         ]
     }
@@ -2041,11 +2055,144 @@ mod digest_store {
             Step::Grant => irr_grant(LEASE, 60),
             Step::Revoke => irr_revoke(LEASE),
             Step::Compact { back } => irr_compact(current - back),
+            Step::Aborted { put, key } => {
+                let mut ignore = put_req(KEYS[key], b"", 0);
+                ignore.ignore_value = true;
+                irr_txn(txn(
+                    vec![],
+                    vec![
+                        op_put(KEYS[put], b"x"),
+                        op_delete(KEYS[key], b""),
+                        RequestOp {
+                            request: Some(request_op::Request::RequestPut(ignore)),
+                        },
+                    ],
+                    vec![],
+                ))
+            }
+            Step::Recreate { key, other } => irr_txn(txn(
+                vec![],
+                vec![
+                    op_delete(KEYS[key], b""),
+                    op_put(KEYS[key], b"again"),
+                    op_put(KEYS[other], b"other"),
+                ],
+                vec![],
+            )),
             Step::Fork => return None,
         })
     }
 
+    /// The reduced index against the full histories: the same keys, and at the current
+    /// revision the same created revision, version and newest revision; every bucket entry
+    /// named by the key whose history holds it.
+    const ALL_KEYS: [&[u8]; 6] = [b"a", b"b", b"ba", b"c", b"\xff", b"x"];
+
+    fn same_index(store: &MvccStore) -> Result<(), TestCaseError> {
+        prop_assert_eq!(store.indexed_key_count(), store.history.len());
+        for key in ALL_KEYS {
+            let ours = store
+                .index
+                .get(key)
+                .map(|ki| (ki.current_at(store.current_revision()), ki.newest));
+            let theirs = store.history.get(key).map(|ki| {
+                let newest = ki
+                    .generations
+                    .iter()
+                    .rev()
+                    .find_map(|g| g.revisions.last().copied());
+                (ki.get(store.current_revision()), newest.unwrap_or_default())
+            });
+            prop_assert_eq!(ours, theirs, "key {:?}", key);
+        }
+        // keyIndex.keep and keyIndex.compact at every revision a HashKV or compaction may
+        // name, walked from the slots, against the histories (also what no hash can observe).
+        for at in store.compact_revision().max(1)..=store.current_revision() {
+            let walked = Generations::walk(
+                store.bucket.slots(),
+                store.index.id_bound(),
+                at,
+                store.compact_revision(),
+                store.rules,
+            );
+            for key in ALL_KEYS {
+                let (Some(ours), Some(theirs)) = (store.index.get(key), store.history.get(key))
+                else {
+                    continue;
+                };
+                prop_assert_eq!(
+                    walked.keep(ours.id),
+                    theirs.keep(at, store.rules),
+                    "keep({}) of {:?}",
+                    at,
+                    key
+                );
+                if at > store.compact_revision() {
+                    let kept = theirs.clone().compact(at, store.rules);
+                    prop_assert_eq!(walked.kept(ours.id), kept, "compact({}) of {:?}", at, key);
+                }
+            }
+        }
+        for d in store.bucket_digests() {
+            let named = store.key_of_revision(d.revision);
+            let holder = ALL_KEYS
+                .iter()
+                .find(|k| store.history.get(k).is_some_and(|ki| ki.holds(d.revision)));
+            if let Some(holder) = holder {
+                prop_assert_eq!(named.as_deref(), Some(*holder), "revision {:?}", d.revision);
+            }
+            prop_assert!(named.is_some(), "revision {:?} names no key", d.revision);
+        }
+        Ok(())
+    }
+
+    /// The store restored from its own bucket (as etcd restarts on it) and loaded: its HashKV
+    /// equals the reference's (the full histories `restoreIntoIndex` builds) at every revision.
+    fn restored_hashes_as_reference(
+        store: &MvccStore,
+        hot_limit: usize,
+    ) -> Result<(), TestCaseError> {
+        let entries = store.bucket_entries();
+        let mut restore = Restore::new(store.etcd_version());
+        restore.set_hot_limit(hot_limit);
+        for (k, v) in &entries {
+            let (rev, tomb) = Revision::from_bucket_key(k).unwrap();
+            let kv = bucket::decode_key_value(v);
+            restore.entry(rev, tomb, kv.key, kv.create_revision, kv.version, kv.lease);
+        }
+        // Also as a compaction scheduled but not finished, which the restore resumes.
+        let compacted = (store.compact_revision() > 0).then_some(store.compact_revision());
+        let finished = if hot_limit % 2 == 0 { compacted } else { None };
+        let restored = restore.finish(finished, compacted);
+        let streamed: Vec<_> = (-1..=store.current_revision() + 1)
+            .map(|rev| {
+                restored.hash_kv_stream(rev).map(|mut stream| {
+                    for (k, v) in &entries {
+                        stream.feed(k, v);
+                    }
+                    stream.finish()
+                })
+            })
+            .collect();
+        let mut loader = restored.into_loader();
+        for (k, v) in &entries {
+            loader.feed(k, v);
+        }
+        let loaded = loader.finish();
+        for (rev, streamed) in (-1..=store.current_revision() + 1).zip(streamed) {
+            prop_assert_eq!(
+                loaded.hash_kv(rev),
+                loaded.hash_kv_reference(rev),
+                "restored, HashKV at {}",
+                rev
+            );
+            prop_assert_eq!(streamed, loaded.hash_kv(rev), "streamed, HashKV at {}", rev);
+        }
+        Ok(())
+    }
+
     fn same_hash_everywhere(store: &MvccStore) -> Result<(), TestCaseError> {
+        same_index(store)?;
         for rev in -1..=store.current_revision() + 1 {
             prop_assert_eq!(
                 store.hash_kv(rev),
@@ -2069,6 +2216,7 @@ mod digest_store {
         let mut store = MvccStore::with_version(version);
         store.set_bucket_hot_limit(hot_limit);
         let mut index = 0u64;
+        let mut rolled_back = false;
         for step in steps {
             let Some(request) = request(step, store.current_revision()) else {
                 let fork = store.clone();
@@ -2086,7 +2234,13 @@ mod digest_store {
             index += 1;
             store.apply_entry(&entry(index, &request));
             same_hash_everywhere(&store)?;
-            if store.bucket_entry_count() >= hot_limit {
+            if matches!(step, Step::Compact { .. } | Step::Recreate { .. }) {
+                restored_hashes_as_reference(&store, hot_limit)?;
+            }
+            // A rollback reads the file's tail back into memory; the next append spills again.
+            rolled_back |= matches!(step, Step::Aborted { .. });
+            rolled_back &= store.bucket_entries_spilled() == 0;
+            if store.bucket_entry_count() >= hot_limit && !rolled_back {
                 prop_assert!(store.bucket_entries_spilled() > 0);
             }
         }

@@ -10,10 +10,12 @@ use crate::fsio::ReadOnlyFs;
 use crate::member::{MemberFiles, MemberRead};
 use crate::mvcc::{HashKv, MvccStore};
 use crate::proto::raftpb::Entry;
+use crate::replay::binary;
 use crate::replay::from_db::{
     load_member_db_as_written, replay_kv_from_db, start_store, DbStartError, LoadedDb,
 };
-use crate::replay::kv::{replay_kv, KvReplayError};
+use crate::replay::kv::{replay_kv_from, KvReplayError};
+use crate::replay::restart::LogSource;
 
 use super::KvPlant;
 
@@ -78,6 +80,8 @@ pub(super) fn first_prefix_holding(history: &History, index: u64) -> Option<usiz
 pub(super) struct KvReference {
     /// An empty store (a WAL from index 1), or the db's KV model at its consistent index.
     start: MvccStore,
+    /// The rules a replay from index 1 starts with (a start from the db takes the db's).
+    release: binary::StartRelease,
     /// The uncrashed member's log (from index 1, or from its boot snapshot).
     entries: Vec<Entry>,
     /// The db, when the WAL does not reach back to index 1: every recovered state starts from
@@ -110,10 +114,19 @@ pub(super) fn kv_reference(
             _ => None,
         })
         .is_some_and(|i| i == 1);
+    let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
     if log_from_one {
+        // Every recovered state and the reference start with the rules of the binary the
+        // member's files show (its WAL snapshot records, its db).
+        let snapshots = history.records.iter().filter_map(|r| match &r.kind {
+            RecKind::Snapshot(s) => Some(s),
+            _ => None,
+        });
+        let release = binary::infer(snapshots, binary::db_generation(&files));
         return Ok(
             read_from_start(&DiskState::full(history)).map(|r| KvReference {
-                start: MvccStore::following_log(),
+                start: release.store(),
+                release,
                 entries: r.contents.entries.clone(),
                 db: None,
             }),
@@ -123,12 +136,12 @@ pub(super) fn kv_reference(
     let Some(read) = read else {
         return Ok(None);
     };
-    let files = MemberFiles::open(fs, path).map_err(|e| e.to_string())?;
     let db = load_member_db_as_written(&files).map_err(|e| e.to_string())?;
     let start = start_store(&read, db.store.clone(), db.summary.consistent_index, None)
         .map_err(|e| e.to_string())?;
     Ok(Some(KvReference {
         start,
+        release: binary::StartRelease::unknown(),
         entries: read.contents.entries.clone(),
         db: Some(db),
     }))
@@ -270,7 +283,14 @@ fn kv_after_recovery(
 ) -> KvAfter {
     let replay = match &reference.db {
         None => match read_from_start(state) {
-            Some(read) => replay_kv(&history.member, &read, None, &mut |_| {}),
+            Some(read) => replay_kv_from(
+                &history.member,
+                &read,
+                &reference.release,
+                LogSource::Held,
+                None,
+                &mut |_| {},
+            ),
             None => return KvAfter::Unavailable,
         },
         Some(db) => {

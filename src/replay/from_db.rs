@@ -24,6 +24,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::binary::{ReleaseEvidence, StartRelease};
 use super::kv::{replay_into, KvReplay, KvReplayError};
 use super::restart::LogSource;
 use crate::backend::etcd::{generation_of, load_store, read_etcd, MemberRecord};
@@ -248,11 +249,17 @@ pub fn replay_kv_from_db_source(
     progress: &mut dyn FnMut(u64),
 ) -> Result<KvReplay, KvReplayError> {
     let consistent_index = db.summary.consistent_index;
+    let release = StartRelease {
+        release: db.store.etcd_version(),
+        evidence: ReleaseEvidence::Db {
+            generation: db.summary.generation,
+        },
+    };
     let store = start_store(read, db.store, consistent_index, through)?;
     let mut kv = replay_into(
         member,
         read,
-        store,
+        (store, release),
         source,
         through,
         consistent_index,

@@ -6,13 +6,17 @@
 
 use serde::Serialize;
 
+use super::binary::start_release;
 use super::follower::reexecute;
 use super::from_db::{
     last_wal_index, late_start_reason, load_member_db_as_written, replay_kv_from_db, DbStartError,
     DbSummary, LoadedDb,
 };
-use super::kv::{needs_history, node_id, replay_kv, restart_state, KvReplay, KvReplayError};
+use super::kv::{
+    needs_history, node_id, replay_kv, replay_kv_from, restart_state, KvReplay, KvReplayError,
+};
 use super::restart::restart_and_apply;
+use super::restart::LogSource;
 use super::stream::{replay_kv_streaming, replay_kv_streaming_from_db, streamable};
 use crate::check::conf_model::Config;
 use crate::check::resolved_log::ResolvedLog;
@@ -63,7 +67,8 @@ pub fn replay_kv_held(
     progress: &mut dyn FnMut(u64),
 ) -> Result<KvReplay, KvReplayError> {
     if !needs_history(read) {
-        return replay_kv(member, read, through, progress);
+        let release = start_release(read, Some(files));
+        return replay_kv_from(member, read, &release, LogSource::Held, through, progress);
     }
     let db = load_member_db_as_written(files)?;
     replay_kv_from_db(member, read, db, through, progress)

@@ -282,6 +282,29 @@ fn purged_files_are_reported_as_not_modelled_through_the_cli() {
         m["by_class"]["record_boundary"],
         run.not_modelled[&FaultClass::RecordBoundary]
     );
+    // The KV side starts from the db; the states whose log ends below its consistent index are
+    // counted, in the text and the JSON.
+    let kv = run.kv_from_db.as_ref().expect("f3's KV side from its db");
+    assert!(kv.db_ahead_count() > 0);
+    assert_eq!(report["kv_not_modelled_count"], kv.db_ahead_count());
+    let m = &report["members"][0]["kv_from_db"];
+    assert_eq!(m["consistent_index"], kv.consistent_index);
+    assert_eq!(m["not_modelled_count"], kv.db_ahead_count());
+    assert_eq!(
+        m["by_class"]["record_boundary"],
+        kv.db_ahead[&FaultClass::RecordBoundary]
+    );
+    let (_, text, _) = common::run_cli(&args);
+    assert!(
+        text.contains(&format!(
+            "KV side: replayed from the db at consistent index {}",
+            kv.consistent_index
+        )) && text.contains(&format!(
+            "{} state(s) with the KV side not modelled",
+            kv.db_ahead_count()
+        )),
+        "{text}"
+    );
     assert_eq!(common::fingerprint(root), before, "input changed");
 }
 

@@ -445,6 +445,71 @@ fn a_planted_double_apply_above_the_db_fails_the_kv_check() {
         .any(|r| r.outcome == Outcome::Violation && r.kind == Some("crash.model_mismatch")));
 }
 
+/// What crash counts as "KV not modelled", on the real binary: a member whose db's consistent
+/// index is ahead of its WAL. A single etcd 3.5.30 member takes five puts and stops; its WAL is
+/// cut back to three entries below the db's consistent index (a copy in a temp dir). etcd boots
+/// on it without a word ("restore consistentIndex"), serves the db's state (the keys of the
+/// entries the WAL lost), and re-applies nothing at or below CI: the new term's entries there
+/// (its no-op, its publish, a health check's Alarm GET) never reach the backend, and the log
+/// and the db disagree from then on — `verify` reports `db.kv_mismatch`.
+#[test]
+fn etcd_3_5_30_boots_with_its_db_ahead_of_its_wal_and_reapplies_nothing_below_it() {
+    let Some(etcd) = common::etcd_35() else {
+        return;
+    };
+    let etcdctl = etcd.with_file_name("etcdctl");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("s1");
+    let live = common::LiveEtcd::start(&etcd, &etcdctl, &data);
+    for k in ["a", "b", "c", "d", "e"] {
+        live.ctl(&["put", k, &format!("v{k}")]).unwrap();
+    }
+    live.stop();
+    let files = MemberFiles::open(&RealFs, &data).unwrap();
+    let ci = load_member_db_as_written(&files)
+        .unwrap()
+        .summary
+        .consistent_index;
+    drop(files);
+    // Cut the WAL after the entry 3 below CI: the last three puts' entries are lost.
+    let history = raft_replay::crash::history::History::load(&RealFs, &data).unwrap();
+    let keep = ci - 3;
+    let cut = history
+        .records
+        .iter()
+        .find(|r| matches!(&r.kind, raft_replay::crash::history::RecKind::Entry(e) if e.index == keep))
+        .map(|r| r.end() as usize)
+        .unwrap();
+    assert_eq!(history.segments.len(), 1);
+    let segment = data
+        .join("member/wal")
+        .join(&history.segments[0].name.file_name);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[cut..].fill(0);
+    std::fs::write(&segment, bytes).unwrap();
+    // etcd boots on it and serves the db's state: c, d and e, whose entries are gone.
+    let live = common::LiveEtcd::start(&etcd, &etcdctl, &data);
+    let served = live.ctl(&["get", "e"]).unwrap();
+    assert!(served.contains("ve"), "{served}");
+    for k in ["x", "y", "z"] {
+        live.ctl(&["put", k, &format!("v{k}")]).unwrap();
+    }
+    live.stop();
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "\"msg\":\"restore consistentIndex\",\"index\":{ci}"
+        )),
+        "etcd did not restore CI {ci}"
+    );
+    // The new term's entries at or below CI were not applied to the backend: the db's key
+    // bucket is not the WAL's replay.
+    let path = data.to_str().unwrap();
+    let (code, stdout, stderr) = common::run_cli(&["verify", path]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("db.kv_mismatch"), "{stdout}");
+}
+
 /// A member whose records are ~1 MB (cluster-b, a cut segment): every class with small caps.
 #[test]
 fn every_class_on_a_member_with_a_cut_segment() {

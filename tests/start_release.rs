@@ -222,8 +222,18 @@ fn writes_under_cluster_version_3_0_0_apply_as_the_3_5_30_binary() {
         assert!(!stderr.contains("panics"), "{stderr}");
     }
     let paths: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
-    let (code, stdout, stderr) = common::run_cli(&[&["verify"], &paths[..]].concat());
+    let (code, stdout, stderr) =
+        common::run_cli(&[&["verify", "--format", "json"], &paths[..]].concat());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // verify's report says which evidence chose the rules, per member.
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let members = report["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    for m in members {
+        assert_eq!(m["replay"]["started_as"]["release"], "3.5.30", "{m}");
+        assert_eq!(m["replay"]["started_as"]["evidence"], "db", "{m}");
+        assert!(m["replay"]["panicking_entries"].is_null(), "{m}");
+    }
 }
 
 /// `GET /version` of a member's client URL.

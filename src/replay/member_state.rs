@@ -49,6 +49,10 @@ pub struct MemberState {
     /// db at consistent index N" and why the WAL starts late.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_start: Option<String>,
+    /// The release the KV replay started as and the evidence in the files that chose it
+    /// ([`super::binary`]), when there is a KV state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_as: Option<super::binary::StartRelease>,
     /// The member's backend db, when it was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<DbSummary>,
@@ -180,6 +184,7 @@ pub fn replay_state(
             findings.extend(kv.raft.findings.iter().cloned());
             state.applied_index = kv.applied_index;
             state.panicking_entries = kv.panicking_entries.clone();
+            state.started_as = Some(kv.start_release.clone());
             if let Ok(h) = kv.store.hash_kv(0) {
                 state.revision = Some(h.revision);
                 state.compact_revision = Some(h.compact_revision);

@@ -157,9 +157,10 @@ pub(super) struct KvPoints {
     pub db_ahead: Vec<usize>,
 }
 
-/// Recovers each cross-check point on the real path and compares it with the model; with
-/// `replay_kv`, also replays the KV model there. Returns one [`CrossCheck`] per point, in
-/// ascending order, and the KV states to compare with the uncrashed member's.
+/// Recovers each cross-check point on the real path and compares it with the model; with a
+/// `kv` reference, also replays the KV model there (`plant`: a test's bug in that replay).
+/// Returns one [`CrossCheck`] per point, in ascending order, and the KV states to compare with
+/// the uncrashed member's.
 pub(super) fn against_real_path(
     history: &History,
     prefixes: &PrefixModel,

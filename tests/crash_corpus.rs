@@ -6,13 +6,15 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use raft_replay::crash::cluster::QuorumLoss;
 use raft_replay::crash::{
-    enumerate_cluster, enumerate_member, FaultClass, Options, Outcome, ALL_CLASSES,
+    enumerate_cluster, enumerate_member, FaultClass, KvPlant, Options, Outcome, ALL_CLASSES,
 };
 use raft_replay::fsio::RealFs;
+use raft_replay::member::MemberFiles;
+use raft_replay::replay::from_db::load_member_db_as_written;
 
 fn boundaries_only() -> Options {
     Options {
@@ -280,7 +282,232 @@ fn purged_files_are_reported_as_not_modelled_through_the_cli() {
         m["by_class"]["record_boundary"],
         run.not_modelled[&FaultClass::RecordBoundary]
     );
+    // The KV side starts from the db; the states whose log ends below its consistent index are
+    // counted, in the text and the JSON.
+    let kv = run.kv_from_db.as_ref().expect("f3's KV side from its db");
+    assert!(kv.db_ahead_count() > 0);
+    assert_eq!(report["kv_not_modelled_count"], kv.db_ahead_count());
+    let m = &report["members"][0]["kv_from_db"];
+    assert_eq!(m["consistent_index"], kv.consistent_index);
+    assert_eq!(m["not_modelled_count"], kv.db_ahead_count());
+    assert_eq!(
+        m["by_class"]["record_boundary"],
+        kv.db_ahead[&FaultClass::RecordBoundary]
+    );
+    let (_, text, _) = common::run_cli(&args);
+    assert!(
+        text.contains(&format!(
+            "KV side: replayed from the db at consistent index {}",
+            kv.consistent_index
+        )) && text.contains(&format!(
+            "{} state(s) with the KV side not modelled",
+            kv.db_ahead_count()
+        )),
+        "{text}"
+    );
     assert_eq!(common::fingerprint(root), before, "input changed");
+}
+
+fn kv_options(plant: Option<KvPlant>) -> Options {
+    Options {
+        classes: vec![
+            FaultClass::FsyncPoint,
+            FaultClass::RecordBoundary,
+            FaultClass::LostUnsynced,
+        ],
+        cross_checks: 6,
+        kv: true,
+        plant,
+        ..Options::default()
+    }
+}
+
+fn first_entry_index(h: &raft_replay::crash::history::History) -> Option<u64> {
+    h.records.iter().find_map(|r| match &r.kind {
+        raft_replay::crash::history::RecKind::Entry(e) => Some(e.index),
+        _ => None,
+    })
+}
+
+/// etcd's own HashKV of `member` at `applied` from the capture's manifest, if a checkpoint
+/// recorded one there.
+fn etcd_hashkv_at(capture: &str, member: &Path, applied: u64) -> Option<u64> {
+    let name = member.file_name()?.to_str()?.to_string();
+    common::manifest(capture)["checkpoints"]
+        .as_array()?
+        .iter()
+        .flat_map(|c| c["members"].as_array().cloned().unwrap_or_default())
+        .find(|m| m["name"] == name.as_str() && m["raft_applied_index"] == applied)
+        .and_then(|m| m["hash"].as_u64())
+}
+
+/// Members whose WAL does not reach back to index 1 (cluster-f's purged segments, the
+/// learners that joined through a leader snapshot): crash's KV side starts from the db at its
+/// consistent index, as `verify` and `hashkv` do. Every recovered state whose log reaches CI is
+/// replayed and equals the uncrashed member at the same applied index; the whole log's equals
+/// etcd's own HashKV where the manifest has it (f3: etcd restarted on a copy as SIGKILL left
+/// it, 74 entries above CI); the states whose log ends below CI are counted, never judged.
+#[test]
+fn kv_side_of_members_whose_wal_starts_late_starts_from_the_db() {
+    let mut late = 0;
+    let mut anchored = Vec::new();
+    for (capture, member) in common::all_members() {
+        let run = enumerate_member(&RealFs, &member, &kv_options(None)).unwrap();
+        let name = format!("{capture}/{}", member.display());
+        if first_entry_index(&run.history) == Some(1) {
+            assert!(run.kv_from_db.is_none(), "{name}: its WAL holds index 1");
+            continue;
+        }
+        late += 1;
+        let files = MemberFiles::open(&RealFs, &member).unwrap();
+        let ci = load_member_db_as_written(&files)
+            .unwrap()
+            .summary
+            .consistent_index;
+        let kv = run
+            .kv_from_db
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no KV side from the db: {:?}", run.notes));
+        assert_eq!(kv.consistent_index, ci, "{name}");
+        let booted = run.results.iter().filter(|r| r.outcome != Outcome::Refused);
+        let (below, reaching): (Vec<_>, Vec<_>) = booted.partition(|r| r.recovered_last < ci);
+        assert_eq!(kv.db_ahead_count(), below.len(), "{name}");
+        assert!(!reaching.is_empty(), "{name}: the whole log reaches CI");
+        let points: Vec<(u64, u32)> = run
+            .cross_checks
+            .iter()
+            .filter_map(|c| c.kv_state.map(|(applied, h)| (applied, h.hash)))
+            .collect();
+        assert!(!points.is_empty(), "{name}: no KV state replayed");
+        assert!(points.iter().all(|(applied, _)| *applied >= ci), "{name}");
+        assert!(
+            run.cross_checks.iter().all(|c| c.ok),
+            "{name}: {:?}",
+            run.cross_checks.iter().find(|c| !c.ok)
+        );
+        assert_eq!(
+            run.count(Outcome::Violation),
+            0,
+            "{name}: {:?}",
+            violations(&run)
+        );
+        let whole = run
+            .cross_checks
+            .iter()
+            .filter(|c| c.kv_state.is_some())
+            .max_by_key(|c| c.k)
+            .and_then(|c| c.kv_state)
+            .unwrap();
+        if let Some(expected) = etcd_hashkv_at(&capture, &member, whole.0) {
+            assert_eq!(u64::from(whole.1.hash), expected, "{name} at {}", whole.0);
+            anchored.push(format!(
+                "{capture}/{}",
+                member.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    assert!(late >= 4, "cluster-f's three members and a learner: {late}");
+    for m in ["cluster-f/f1", "cluster-f/f2", "cluster-f/f3"] {
+        assert!(
+            anchored.iter().any(|a| a == m),
+            "{m}: no etcd HashKV to anchor to ({anchored:?})"
+        );
+    }
+}
+
+/// A bug planted in the recovery's KV side (the entry at the db's consistent index applied
+/// again) makes the KV check fail on f3, whose WAL holds entries above CI: the recovered
+/// HashKV differs from the uncrashed member's, the prefix is a model mismatch, and every state
+/// recovering to it a violation.
+#[test]
+fn a_planted_double_apply_above_the_db_fails_the_kv_check() {
+    let f3 = common::members("cluster-f")
+        .into_iter()
+        .find(|m| m.ends_with("f3"))
+        .unwrap();
+    let run = enumerate_member(
+        &RealFs,
+        &f3,
+        &kv_options(Some(KvPlant::ReapplyConsistentIndex)),
+    )
+    .unwrap();
+    let failed: Vec<_> = run.cross_checks.iter().filter(|c| !c.ok).collect();
+    assert!(!failed.is_empty(), "the planted bug went unseen");
+    assert!(
+        failed
+            .iter()
+            .all(|c| c.message.contains("HashKV after recovery")),
+        "{failed:?}"
+    );
+    assert!(run
+        .results
+        .iter()
+        .any(|r| r.outcome == Outcome::Violation && r.kind == Some("crash.model_mismatch")));
+}
+
+/// What crash counts as "KV not modelled", on the real binary: a member whose db's consistent
+/// index is ahead of its WAL. A single etcd 3.5.30 member takes five puts and stops; its WAL is
+/// cut back to three entries below the db's consistent index (a copy in a temp dir). etcd boots
+/// on it without a word ("restore consistentIndex"), serves the db's state (the keys of the
+/// entries the WAL lost), and re-applies nothing at or below CI: the new term's entries there
+/// (its no-op, its publish, a health check's Alarm GET) never reach the backend, and the log
+/// and the db disagree from then on — `verify` reports `db.kv_mismatch`.
+#[test]
+fn etcd_3_5_30_boots_with_its_db_ahead_of_its_wal_and_reapplies_nothing_below_it() {
+    let Some(etcd) = common::etcd_35() else {
+        return;
+    };
+    let etcdctl = etcd.with_file_name("etcdctl");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("s1");
+    let live = common::LiveEtcd::start(&etcd, &etcdctl, &data);
+    for k in ["a", "b", "c", "d", "e"] {
+        live.ctl(&["put", k, &format!("v{k}")]).unwrap();
+    }
+    live.stop();
+    let files = MemberFiles::open(&RealFs, &data).unwrap();
+    let ci = load_member_db_as_written(&files)
+        .unwrap()
+        .summary
+        .consistent_index;
+    drop(files);
+    // Cut the WAL after the entry 3 below CI: the last three puts' entries are lost.
+    let history = raft_replay::crash::history::History::load(&RealFs, &data).unwrap();
+    let keep = ci - 3;
+    let cut = history
+        .records
+        .iter()
+        .find(|r| matches!(&r.kind, raft_replay::crash::history::RecKind::Entry(e) if e.index == keep))
+        .map(|r| r.end() as usize)
+        .unwrap();
+    assert_eq!(history.segments.len(), 1);
+    let segment = data
+        .join("member/wal")
+        .join(&history.segments[0].name.file_name);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[cut..].fill(0);
+    std::fs::write(&segment, bytes).unwrap();
+    // etcd boots on it and serves the db's state: c, d and e, whose entries are gone.
+    let live = common::LiveEtcd::start(&etcd, &etcdctl, &data);
+    let served = live.ctl(&["get", "e"]).unwrap();
+    assert!(served.contains("ve"), "{served}");
+    for k in ["x", "y", "z"] {
+        live.ctl(&["put", k, &format!("v{k}")]).unwrap();
+    }
+    live.stop();
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "\"msg\":\"restore consistentIndex\",\"index\":{ci}"
+        )),
+        "etcd did not restore CI {ci}"
+    );
+    // The new term's entries at or below CI were not applied to the backend: the db's key
+    // bucket is not the WAL's replay.
+    let path = data.to_str().unwrap();
+    let (code, stdout, stderr) = common::run_cli(&["verify", path]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("db.kv_mismatch"), "{stdout}");
 }
 
 /// A member whose records are ~1 MB (cluster-b, a cut segment): every class with small caps.

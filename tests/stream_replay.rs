@@ -14,7 +14,8 @@ use raft_replay::fsio::{MemFs, ReadOnlyFs, RealFs};
 use raft_replay::member::{read_member, read_member_summary, MemberFiles};
 use raft_replay::proto::raftpb::{Entry, HardState};
 use raft_replay::proto::walpb::WalSnapshot;
-use raft_replay::replay::kv::{replay_kv, replay_kv_from, KvReplay};
+use raft_replay::replay::binary::start_release;
+use raft_replay::replay::kv::{replay_kv_from, KvReplay};
 use raft_replay::replay::restart::LogSource;
 use raft_replay::replay::stream::{replay_kv_streaming, streamable, EntryStream};
 use raft_replay::wal::DecoderMode;
@@ -74,8 +75,11 @@ fn compare(fs: &dyn ReadOnlyFs, path: &Path, through: &[Option<u64>]) -> bool {
     if !streamable(&files, &summary, &b.scan.log) {
         return false;
     }
+    // Both paths start with the rules the member's files show (its db included).
+    let release = start_release(&full, Some(&files));
+    assert_eq!(release, start_release(&summary, Some(&files)), "{name}");
     for &t in through {
-        let held = replay_kv(&name, &full, t, &mut |_| {}).unwrap();
+        let held = replay_kv_from(&name, &full, &release, LogSource::Held, t, &mut |_| {}).unwrap();
         let streamed = replay_kv_streaming(&name, &files, &summary, &b.scan.log, t, &mut |_| {})
             .unwrap()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -86,6 +90,7 @@ fn compare(fs: &dyn ReadOnlyFs, path: &Path, through: &[Option<u64>]) -> bool {
     let replay = replay_kv_from(
         &name,
         &summary,
+        &release,
         LogSource::Stream(&mut stream),
         None,
         &mut |_| {},

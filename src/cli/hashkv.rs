@@ -104,6 +104,7 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
             late_start_reason(&read)
         );
     }
+    eprintln!("note: {}", replay.start_release.describe());
     for finding in &replay.raft.findings {
         eprintln!("{finding}");
     }
@@ -129,6 +130,7 @@ pub fn run(fs: &dyn ReadOnlyFs, path: &Path, index: Option<u64>, rev: Option<i64
                 "applied_index": replay.applied_index,
                 "cluster_version": replay.store.cluster_version().map(|v| format!("{}.{}", v.major, v.minor)),
                 "applied_as": replay.store.etcd_version().to_string(),
+                "started_as": replay.start_release,
             });
             out(&format!("{line}\n"));
             EXIT_OK

@@ -46,6 +46,8 @@ pub struct CrossCheck {
     pub ok: bool,
     pub message: String,
     pub kv_checked: bool,
+    /// The recovered state's KV state when it was replayed: applied index and HashKV.
+    pub kv_state: Option<(u64, crate::mvcc::HashKv)>,
 }
 
 pub struct MemberRun {
@@ -66,6 +68,47 @@ pub struct MemberRun {
     pub not_modelled: BTreeMap<FaultClass, usize>,
     /// That shortest prefix (records), when it is past the first segment's header.
     pub first_modelled: Option<usize>,
+    /// Where the WAL does not reach back to index 1: the KV side starts from the db, and the
+    /// states it does not model.
+    pub kv_from_db: Option<KvFromDb>,
+}
+
+/// The KV side of a member whose WAL does not reach back to index 1: recovered states are
+/// replayed from the backend db at its consistent index (CI), which is the db of a crash moment
+/// only when the recovered log reaches CI (etcd commits the backend after the entries it
+/// applies were written to the WAL). A state whose recovered log ends below CI boots in etcd
+/// with the db ahead of its log (nothing at or below CI is re-applied): its KV state is not
+/// modelled, counted here, never judged.
+#[derive(Clone, Debug)]
+pub struct KvFromDb {
+    /// The db's `meta/consistent_index`.
+    pub consistent_index: u64,
+    /// Booted states (not refused) whose recovered log ends below CI, per class.
+    pub db_ahead: BTreeMap<FaultClass, usize>,
+    /// Cross-check points whose KV replay was skipped for that reason (record prefixes).
+    pub db_ahead_points: Vec<usize>,
+}
+
+impl KvFromDb {
+    fn of(consistent_index: u64, results: &[StateResult], db_ahead_points: Vec<usize>) -> Self {
+        let mut db_ahead = BTreeMap::new();
+        for r in results
+            .iter()
+            .filter(|r| r.outcome != Outcome::Refused && r.recovered_last < consistent_index)
+        {
+            *db_ahead.entry(r.class).or_insert(0) += 1;
+        }
+        KvFromDb {
+            consistent_index,
+            db_ahead,
+            db_ahead_points,
+        }
+    }
+
+    /// Booted states whose KV state is not modelled (the db is ahead of their log).
+    pub fn db_ahead_count(&self) -> usize {
+        self.db_ahead.values().sum()
+    }
 }
 
 impl MemberRun {
@@ -111,20 +154,27 @@ pub fn enumerate_member(
 
     // `--only` evaluates one state: no cross-checks, no KV replay.
     let cross_checks_wanted = if only.is_some() { 0 } else { opts.cross_checks };
-    let fixed_points = cross_check::fixed_points(&history, cross_checks_wanted);
+    let kv_reference = if opts.kv && only.is_none() {
+        cross_check::kv_reference(fs, path, &history).unwrap_or_else(|why| {
+            notes.push(format!("no KV side: {why}"));
+            None
+        })
+    } else {
+        None
+    };
+    let kv_from = kv_reference
+        .as_ref()
+        .and_then(cross_check::KvReference::consistent_index)
+        .and_then(|ci| cross_check::first_prefix_holding(&history, ci));
+    let fixed_points = cross_check::fixed_points(&history, cross_checks_wanted, kv_from);
     let mut prefixes = evaluate_prefixes(&history, fixed_points, cross_checks_wanted);
     let agreement = agreement_limits(prefixes.record_count, &prefixes.overwrite_events);
     let uncrashed = recover_uncrashed(&history, &prefixes, &mut notes);
 
-    let kv_reference = if opts.kv && only.is_none() {
-        cross_check::kv_reference(&history)
-    } else {
-        None
-    };
     let (mut cross_checks, kv_points) =
-        cross_check::against_real_path(&history, &prefixes, kv_reference.is_some());
+        cross_check::against_real_path(&history, &prefixes, kv_reference.as_ref(), opts.plant);
     if let Some(reference) = &kv_reference {
-        cross_check::kv_against_uncrashed(reference, &kv_points, &mut cross_checks);
+        cross_check::kv_against_uncrashed(reference, &kv_points.points, &mut cross_checks);
     }
     // From here a prefix the real path disagrees with is a violation, and so is every state
     // that recovers to it.
@@ -141,8 +191,13 @@ pub fn enumerate_member(
         },
         &planned,
     );
+    let kv_from_db = kv_reference
+        .as_ref()
+        .and_then(cross_check::KvReference::consistent_index)
+        .map(|ci| KvFromDb::of(ci, &results, kv_points.db_ahead));
     Ok(MemberRun {
         history,
+        kv_from_db,
         results,
         cross_checks,
         baseline: uncrashed.baseline,

@@ -210,6 +210,20 @@ pub struct Options {
     pub max_crashed: Option<usize>,
     /// Evaluate only this state, for reproducing a finding.
     pub only: Option<OnlyState>,
+    /// A bug planted in the KV side of the recovery path, for tests that show the KV check
+    /// catches it (`None` in every real run).
+    #[doc(hidden)]
+    pub plant: Option<KvPlant>,
+}
+
+/// A bug planted in the recovered states' KV replay (never in a real run): the KV check
+/// against the uncrashed member must fail on it.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvPlant {
+    /// A recovery from the db applies the entry at the db's consistent index again (the
+    /// consistent index taken one too low): an entry already in the db applied twice.
+    ReapplyConsistentIndex,
 }
 
 /// One crash state evaluated alone (`--only`), parsed once from its printed form.
@@ -269,6 +283,7 @@ impl Default for Options {
             flip_unprotected: false,
             max_crashed: None,
             only: None,
+            plant: None,
         }
     }
 }

@@ -195,6 +195,9 @@ fn member_header(m: &MemberRun) -> String {
     if let Some(line) = not_modelled_line(m) {
         text.push_str(&line);
     }
+    if let Some(line) = kv_from_db_line(m) {
+        text.push_str(&line);
+    }
     for note in &m.notes {
         text.push_str(&format!("  note: {note}\n"));
     }
@@ -212,6 +215,27 @@ fn not_modelled_line(m: &MemberRun) -> Option<String> {
     Some(format!(
         "  not modelled: {} crash state(s) written before record {first}, the first prefix etcd can boot from these files (its WAL snapshot record names a .snap still present): at those moments the purged segments and .snap files were still on disk{}\n",
         m.not_modelled_count(),
+        if by_class.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", by_class.join(", "))
+        }
+    ))
+}
+
+/// Where the KV side starts from the db: its consistent index and the states whose KV state
+/// is not modelled because their recovered log ends below it.
+fn kv_from_db_line(m: &MemberRun) -> Option<String> {
+    let kv = m.kv_from_db.as_ref()?;
+    let by_class: Vec<String> = kv
+        .db_ahead
+        .iter()
+        .map(|(class, n)| format!("({}) {n}", class.letter()))
+        .collect();
+    Some(format!(
+        "  KV side: replayed from the db at consistent index {} (the WAL does not reach back to index 1); KV not modelled: {} booted state(s) whose recovered log ends below it (the db is ahead of that log: etcd boots and re-applies nothing at or below it; the db of that moment is not among the files){}\n",
+        kv.consistent_index,
+        kv.db_ahead_count(),
         if by_class.is_empty() {
             String::new()
         } else {
@@ -353,6 +377,12 @@ pub fn text(
             "{refused}, {n} crash state(s) not modelled (the files of that time were purged)"
         ),
     };
+    let refused = match kv_not_modelled_count(members) {
+        0 => refused,
+        n => format!(
+            "{refused}, {n} state(s) with the KV side not modelled (the db is ahead of their log)"
+        ),
+    };
     out.push_str(&format!(
         "\n{}: {states} crash state(s), {} violation(s), {} undetected loss(es){refused}{}\n",
         if verdict.failed() { "FAILED" } else { "OK" },
@@ -480,6 +510,13 @@ pub fn json_report(
                     "reason": m.first_modelled.map(|_| "files of that time were purged: the prefix holds no WAL snapshot record naming a .snap still present, and no segment at or below raft index 0"),
                     "by_class": m.not_modelled.iter().map(|(c, n)| (c.key().to_string(), json!(n))).collect::<serde_json::Map<String, Value>>(),
                 },
+                "kv_from_db": m.kv_from_db.as_ref().map(|kv| json!({
+                    "consistent_index": kv.consistent_index,
+                    "not_modelled_count": kv.db_ahead_count(),
+                    "reason": "the recovered log ends below the db's consistent index: the db is ahead of it (etcd boots and re-applies nothing at or below it); the db of that moment is not among the files",
+                    "by_class": kv.db_ahead.iter().map(|(c, n)| (c.key().to_string(), json!(n))).collect::<serde_json::Map<String, Value>>(),
+                    "cross_check_points_skipped": kv.db_ahead_points,
+                })),
                 "findings": findings,
                 "notes": m.notes,
             })
@@ -498,6 +535,7 @@ pub fn json_report(
         "as_captured_verify": { "failure_count": verdict.captured_failures, "findings": captured },
         "undetected_loss_count": verdict.undetected,
         "not_modelled_count": members.iter().map(|m| m.not_modelled_count()).sum::<usize>(),
+        "kv_not_modelled_count": kv_not_modelled_count(members),
         "strict": strict,
         "classes": classes_json(&tally(members), opts),
         "members": members_json,
@@ -519,4 +557,13 @@ pub fn json_report(
             })).collect::<Vec<_>>(),
         })),
     })
+}
+
+/// States whose KV side is not modelled (the db is ahead of their recovered log), all members.
+fn kv_not_modelled_count(members: &[&MemberRun]) -> usize {
+    members
+        .iter()
+        .filter_map(|m| m.kv_from_db.as_ref())
+        .map(|kv| kv.db_ahead_count())
+        .sum()
 }

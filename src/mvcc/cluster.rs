@@ -150,11 +150,18 @@ pub fn is_v2_version_put(r: &Request) -> bool {
 }
 
 impl MvccStore {
-    /// Sets the cluster version in force (and with it the release whose rules apply), as a
-    /// `SetVersion` at `raft_index` does; a start from a snapshot or db passes its index.
+    /// Sets the cluster version in force, as a `SetVersion` at `raft_index` does (a start from
+    /// a snapshot or db passes its index), and with it the release whose rules apply — when it
+    /// names a modelled one (3.4 and up). A lower one is `version.MinClusterVersion` ("3.0.0"),
+    /// which `monitorVersions` sets when the leader cannot reach every member
+    /// (`decideClusterVersion` returns nil; 3.4.23 `etcdserver/server.go`, 3.5.30
+    /// `server/etcdserver/server.go`): it says nothing of the binaries, and the release stays
+    /// (`replay::binary`).
     pub fn set_cluster_version(&mut self, major: u64, minor: u64, raft_index: u64) {
-        self.version = EtcdVersion::for_cluster_version(major, minor);
-        self.rules = self.version.compaction_rules();
+        if (major, minor) >= (3, 4) {
+            self.version = EtcdVersion::for_cluster_version(major, minor);
+            self.rules = self.version.compaction_rules();
+        }
         self.cluster_version = Some(ClusterVersionInForce {
             major,
             minor,

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::binary::{ReleaseEvidence, StartRelease};
 use super::kv::{replay_into, KvReplay, KvReplayError};
 use super::restart::LogSource;
 use crate::backend::etcd::{generation_of, load_store, read_etcd, MemberRecord};
@@ -49,7 +50,8 @@ pub struct DbSummary {
 }
 
 /// A member's db read and restored: its summary, the full KV model at its CI and the
-/// membership it records (for the db ↔ log checks).
+/// membership it records (for the db ↔ log checks). A clone shares the store's spilled digests.
+#[derive(Clone)]
 pub struct LoadedDb {
     pub summary: DbSummary,
     /// The KV model etcd boots with (values loaded), its consistent index set to CI.
@@ -263,15 +265,17 @@ pub fn replay_kv_from_db_source(
     progress: &mut dyn FnMut(u64),
 ) -> Result<KvReplay, KvReplayError> {
     let consistent_index = db.summary.consistent_index;
-    check_start(read, consistent_index, through)?;
-    let mut store = db.store;
-    if let Some((text, index)) = snapshot_cluster_version(read) {
-        store.set_cluster_version_text(text.as_bytes(), index);
-    }
+    let release = StartRelease {
+        release: db.store.etcd_version(),
+        evidence: ReleaseEvidence::Db {
+            generation: db.summary.generation,
+        },
+    };
+    let store = start_store(read, db.store, consistent_index, through)?;
     let mut kv = replay_into(
         member,
         read,
-        store,
+        (store, release),
         source,
         through,
         consistent_index,
@@ -280,6 +284,22 @@ pub fn replay_kv_from_db_source(
     kv.from_db = Some(db.summary);
     kv.from_db_records = Some(db.records);
     Ok(kv)
+}
+
+/// The store etcd boots `read` with from a db restored at `consistent_index`: the db's KV model
+/// with the boot snapshot's cluster version ([`snapshot_cluster_version`]), when the start is
+/// possible ([`check_start`]).
+pub fn start_store(
+    read: &MemberRead,
+    mut store: MvccStore,
+    consistent_index: u64,
+    through: Option<u64>,
+) -> Result<MvccStore, DbStartError> {
+    check_start(read, consistent_index, through)?;
+    if let Some((text, index)) = snapshot_cluster_version(read) {
+        store.set_cluster_version_text(text.as_bytes(), index);
+    }
+    Ok(store)
 }
 
 /// The cluster version the boot snapshot's v2 store records, and the snapshot's index: what

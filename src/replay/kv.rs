@@ -3,6 +3,7 @@
 
 use prost::Message;
 
+use super::binary::{start_release, StartRelease};
 use super::from_db::{DbRecords, DbStartError, DbSummary};
 use super::preflight::RestartState;
 use super::restart::{restart_and_apply_from, LogSource, RestartOutcome};
@@ -46,6 +47,9 @@ pub struct KvReplay {
     /// The membership that db records (the db ↔ log checks read it from here rather than
     /// restoring the db a second time).
     pub from_db_records: Option<DbRecords>,
+    /// The release the replay started with, and the evidence in the files that chose it
+    /// ([`super::binary`]).
+    pub start_release: StartRelease,
 }
 
 /// An entry etcd's applier panics on, as the release in force at its index applies it.
@@ -98,7 +102,8 @@ pub fn replay_kv(
         read.contents.kept_entries,
         "a summary read holds no entries"
     );
-    replay_kv_from(member, read, LogSource::Held, through, progress)
+    let release = start_release(read, None);
+    replay_kv_from(member, read, &release, LogSource::Held, through, progress)
 }
 
 /// Whether the KV replay of `read` needs history the WAL lacks: the log does not start at
@@ -137,10 +142,13 @@ pub fn restored_from_snapshot(read: &MemberRead) -> bool {
 }
 
 /// [`replay_kv`] with the entries from `source` (`LogSource::Stream`: see `replay::stream`,
-/// whose `replay_kv_streaming` checks that the stream did not fail).
+/// whose `replay_kv_streaming` checks that the stream did not fail), starting with `release`'s
+/// rules ([`super::binary::start_release`]: [`replay_kv`] sees only the WAL's evidence, a
+/// caller with the member's files also the db's).
 pub fn replay_kv_from(
     member: &str,
     read: &MemberRead,
+    release: &StartRelease,
     source: LogSource<'_, '_>,
     through: Option<u64>,
     progress: &mut dyn FnMut(u64),
@@ -154,7 +162,7 @@ pub fn replay_kv_from(
     Ok(replay_into(
         member,
         read,
-        MvccStore::following_log(),
+        (release.store(), release.clone()),
         source,
         through,
         0,
@@ -163,13 +171,14 @@ pub fn replay_kv_from(
 }
 
 /// Restarts `read` in raft-rs and applies its committed entries up to `through` (`None`:
-/// everything committed) to `store`, which gates v3 requests on its consistent index. The
+/// everything committed) to `store` (started with the rules of `start_release`), which gates v3
+/// requests on its consistent index. The
 /// commit handed to raft-rs is raised to `commit_floor` when that is higher (a db whose
 /// consistent index is above the persisted commit: see [`super::from_db`]; 0 otherwise).
 pub(crate) fn replay_into(
     member: &str,
     read: &MemberRead,
-    mut store: MvccStore,
+    (mut store, start_release): (MvccStore, StartRelease),
     mut source: LogSource<'_, '_>,
     through: Option<u64>,
     commit_floor: u64,
@@ -243,5 +252,6 @@ pub(crate) fn replay_into(
         panicking_entries,
         from_db: None,
         from_db_records: None,
+        start_release,
     }
 }

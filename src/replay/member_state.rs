@@ -6,13 +6,17 @@
 
 use serde::Serialize;
 
+use super::binary::start_release;
 use super::follower::reexecute;
 use super::from_db::{
     last_wal_index, late_start_reason, load_member_db_as_written, replay_kv_from_db, DbRecords,
     DbStartError, DbSummary,
 };
-use super::kv::{needs_history, node_id, replay_kv, restart_state, KvReplay, KvReplayError};
+use super::kv::{
+    needs_history, node_id, replay_kv, replay_kv_from, restart_state, KvReplay, KvReplayError,
+};
 use super::restart::restart_and_apply;
+use super::restart::LogSource;
 use super::stream::{replay_kv_streaming, replay_kv_streaming_from_db, streamable};
 use crate::check::conf_model::Config;
 use crate::check::resolved_log::ResolvedLog;
@@ -45,6 +49,10 @@ pub struct MemberState {
     /// db at consistent index N" and why the WAL starts late.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_start: Option<String>,
+    /// The release the KV replay started as and the evidence in the files that chose it
+    /// ([`super::binary`]), when there is a KV state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_as: Option<super::binary::StartRelease>,
     /// The member's backend db, when it was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<DbSummary>,
@@ -63,7 +71,8 @@ pub fn replay_kv_held(
     progress: &mut dyn FnMut(u64),
 ) -> Result<KvReplay, KvReplayError> {
     if !needs_history(read) {
-        return replay_kv(member, read, through, progress);
+        let release = start_release(read, Some(files));
+        return replay_kv_from(member, read, &release, LogSource::Held, through, progress);
     }
     let db = load_member_db_as_written(files)?;
     replay_kv_from_db(member, read, db, through, progress)
@@ -184,6 +193,7 @@ pub fn replay_state(
             findings.extend(kv.raft.findings.iter().cloned());
             state.applied_index = kv.applied_index;
             state.panicking_entries = kv.panicking_entries.clone();
+            state.started_as = Some(kv.start_release.clone());
             if let Ok(h) = kv.store.hash_kv(0) {
                 state.revision = Some(h.revision);
                 state.compact_revision = Some(h.compact_revision);

@@ -3,6 +3,7 @@
 //! raft-rs reports bad state by panicking, so: pre-flight checks first ([`preflight`]), then the
 //! replay runs under `catch_unwind` and a panic becomes a finding, never a crash of this tool.
 
+pub mod binary;
 pub mod follower;
 pub mod from_db;
 pub mod kinds;

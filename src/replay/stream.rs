@@ -322,9 +322,11 @@ pub fn replay_kv_streaming(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Result<KvReplay, StreamError>, KvReplayError> {
     let mut stream = EntryStream::over_member(files, log);
+    let release = super::binary::start_release(read, Some(files));
     let replay = replay_kv_from(
         member,
         read,
+        &release,
         LogSource::Stream(&mut stream),
         through,
         progress,

@@ -530,7 +530,63 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// The common case, decided without the general path's steps: a record in etcd's layout
+    /// whose whole frame is in the window, with a matching CRC (or a crc record, which the
+    /// caller checks). Anything else — no segment, a zero or oversized length word, a frame
+    /// reaching past the window, another layout, a CRC to trust or one that does not match —
+    /// is `None`, and [`Self::decode`] takes the general path, which decides it as always.
+    #[inline]
+    fn decode_in_window(&mut self) -> Option<RecordHead> {
+        if self.trust_next_crc {
+            return None;
+        }
+        let current = self.current.as_ref()?;
+        let offset = self.offset;
+        let at = usize::try_from(offset.checked_sub(current.start)?).ok()?;
+        let window = &current.buf[..];
+        let word = u64::from_le_bytes(window.get(at..at.checked_add(8)?)?.try_into().ok()?);
+        let (record_len, pad_len) = decode_frame_size(word);
+        if word == 0 || record_len >= MAX_RECORD_BYTES_34.saturating_sub(pad_len) {
+            return None;
+        }
+        let frame_len = FRAME_HEADER_BYTES + record_len + pad_len;
+        let body_start = at + FRAME_HEADER_BYTES as usize;
+        let record_end = body_start + record_len as usize;
+        if offset + frame_len > current.len || at + frame_len as usize > window.len() {
+            return None;
+        }
+        let (record_type, crc, data) = fast::record_parts(&window[body_start..record_end])?;
+        let data = data.map(|r| body_start + r.start..body_start + r.end);
+        let mut running = self.crc;
+        if record_type != CRC_TYPE {
+            let bytes = data.clone().map_or(&[][..], |r| &window[r]);
+            running = super::crc::crc32c_append(running, bytes);
+            if running != crc {
+                return None;
+            }
+        }
+        let head = RecordHead {
+            record_type,
+            crc,
+            data: data.map_or(DataAt::Absent, |r| DataAt::Window(r.start, r.end)),
+            segment_index: current.index,
+            offset,
+            frame_len,
+            crc_valid: true,
+            serial: self.returned,
+        };
+        self.crc = running;
+        self.offset = offset + frame_len;
+        if self.decoded_data.is_some() {
+            self.decoded_data = None;
+        }
+        Some(head)
+    }
+
     fn decode(&mut self) -> Result<RecordHead, DecodeEnd> {
+        if let Some(head) = self.decode_in_window() {
+            return Ok(head);
+        }
         loop {
             if self.current.is_none() && !self.advance_segment()? {
                 return Err(DecodeEnd::Eof);

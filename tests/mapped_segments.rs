@@ -89,7 +89,8 @@ fn damaged_cut_segments_read_the_same_mapped() {
     let member = common::unpacked("cluster-b").join("b1");
     let first = common::segments(&member)[0].clone();
     let len = std::fs::metadata(&first).unwrap().len() as usize;
-    let damages: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 4] = [
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let damages: [(&str, Damage); 4] = [
         (
             "a flipped bit",
             Box::new(|s| common::flip_bit(s, 3 * 1024 * 1024 + 100, 2)),

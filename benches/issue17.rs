@@ -7,8 +7,13 @@
 //!    load stretches wall time, printed beside it);
 //! 2. time(4 M) / time(1 M) of `hashkv` (CPU time, pairs alternating the sizes);
 //! 3. peak RSS at 4 M of `hashkv` vs etcd's `ReadAll` on the same dir (`wait4` `ru_maxrss`);
-//! 4. decode (`read_member`, in process) vs etcd's `ReadAll` on the bundled captures'
-//!    cluster-a/m1 and cluster-b/b1 (medians, interleaved; the lower ratio is the row);
+//! 4. decode (`MemberFiles::open` + `read_member`, strict) vs etcd's `ReadAll` on the bundled
+//!    captures' cluster-a/m1 and cluster-b/b1 (medians of `BENCH_ITERS`, interleaved; the lower
+//!    ratio is the row). Both sides time one read from inside a fresh process, as etcd-ref's
+//!    `bench --iters 1 --warmup 0` does (its `per_iter_ns`: `ValidSnapshotEntries`, the `.snap`
+//!    load, `OpenForRead`, `ReadAll`; opening the files included, process start excluded): ours
+//!    is this bench re-run as a child (`ISSUE17_DECODE_ONCE=DIR`), so neither side reuses a
+//!    warm heap. The in-process figure after a warm-up read is printed beside it;
 //! 5. `verify --jobs N` vs `--jobs 1` on cluster-a (`common::jobs`).
 //!
 //! The dirs are the issue's workload (`SynthSpec::issue17`: 10,000 keys, 100-byte values, 1 in
@@ -91,41 +96,60 @@ fn pairs(
     (median(cpu), median(wall), ra, rb)
 }
 
+/// One decode of `dir` (`MemberFiles::open` + `read_member`, strict), its seconds.
+fn decode_once(dir: &Path) -> f64 {
+    let start = Instant::now();
+    let files = MemberFiles::open(&RealFs, dir).unwrap();
+    let read = read_member(&files, DecoderMode::Strict);
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(read.contents.errors.is_empty());
+    elapsed
+}
+
+/// [`decode_once`] in a fresh process (this bench as a child), as etcd-ref times its read.
+fn decode_in_child(dir: &Path, scratch: &Path) -> f64 {
+    let mut c = Command::new(std::env::current_exe().expect("the bench's path"));
+    c.env("ISSUE17_DECODE_ONCE", dir);
+    measure(&mut c, scratch)
+        .stdout
+        .trim()
+        .parse()
+        .expect("seconds")
+}
+
 fn decode_row(tool: Option<&Path>, scratch: &Path, iterations: usize) -> Option<f64> {
     let mut worst: Option<f64> = None;
     for (capture, name) in [("cluster-a", "m1"), ("cluster-b", "b1")] {
         let dir = common::unpack(capture).join(name);
-        let ours_once = || {
-            let start = Instant::now();
-            let files = MemberFiles::open(&RealFs, &dir).unwrap();
-            let read = read_member(&files, DecoderMode::Strict);
-            assert!(read.contents.errors.is_empty());
-            start.elapsed().as_secs_f64()
-        };
-        ours_once();
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        decode_once(&dir);
+        let (mut ours, mut warm, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..iterations {
-            ours.push(ours_once());
+            ours.push(decode_in_child(&dir, scratch));
+            warm.push(decode_once(&dir));
             if let Some(tool) = tool {
                 let out = read_all(tool, &dir, scratch).stdout;
                 let v: serde_json::Value = serde_json::from_str(&out).expect("etcd-ref JSON");
                 theirs.push(v["per_iter_ns"].as_f64().unwrap() / 1e9);
             }
         }
-        let ours = median(ours);
+        let (ours, warm) = (median(ours), median(warm));
         if theirs.is_empty() {
             println!(
-                "  decode {capture}/{name}: raft-replay {:.2} ms",
-                ours * 1e3
+                "  decode {capture}/{name}: raft-replay {:.2} ms (in process after a warm-up: {:.2} ms)",
+                ours * 1e3,
+                warm * 1e3
             );
             continue;
         }
         let theirs = median(theirs);
         let ratio = theirs / ours;
         println!(
-            "  decode {capture}/{name}: raft-replay {:.2} ms, etcd ReadAll {:.2} ms: {ratio:.2}x faster",
+            "  decode {capture}/{name}: raft-replay {:.2} ms, etcd ReadAll {:.2} ms: {ratio:.2}x faster \
+             (in process after a warm-up: {:.2} ms, {:.2}x)",
             ours * 1e3,
-            theirs * 1e3
+            theirs * 1e3,
+            warm * 1e3,
+            theirs / warm
         );
         worst = Some(worst.map_or(ratio, |w: f64| w.min(ratio)));
     }
@@ -133,6 +157,23 @@ fn decode_row(tool: Option<&Path>, scratch: &Path, iterations: usize) -> Option<
 }
 
 fn main() {
+    if let Some(dir) = std::env::var_os("ISSUE17_DECODE_ONCE") {
+        println!("{}", decode_once(Path::new(&dir)));
+        return;
+    }
+    if std::env::var_os("ISSUE17_DECODE_ONLY").is_some() {
+        let tool = std::env::var("RAFT_REPLAY_ETCD_REF")
+            .ok()
+            .map(PathBuf::from);
+        let scratch = tempfile::tempdir().expect("scratch");
+        if let Some(worst) = decode_row(tool.as_deref(), scratch.path(), env_or("BENCH_ITERS", 15))
+        {
+            println!(
+                "decode vs etcd's ReadAll on the bundled captures (lower of m1, b1): {worst:.2}x"
+            );
+        }
+        return;
+    }
     let pairs_n = env_or("BENCH_PAIRS", 3usize);
     let tool = std::env::var("RAFT_REPLAY_ETCD_REF")
         .ok()

@@ -38,6 +38,14 @@ pub trait ReadOnlyFs: Sync {
         Ok(buf)
     }
 
+    /// The whole of a regular file of at most `max_len` bytes, mapped read-only instead of read,
+    /// or `None` (this file system does not map, or the file cannot be mapped): then read it.
+    /// Only for a file nothing writes or truncates any more (see [`RealFs`]'s). The default
+    /// maps nothing.
+    fn map_read(&self, _path: &Path, _max_len: u64) -> Option<Bytes> {
+        None
+    }
+
     /// Positioned reads of one file, for a reader that reads it in many small ranges (the db
     /// reader: one range per page). The default calls [`ReadOnlyFs::read_range`] on every read,
     /// so a test double sees (and can fault) each one; [`RealFs`] opens the file once instead of
@@ -265,6 +273,25 @@ impl ReadOnlyFs for RealFs {
         file.seek(SeekFrom::Start(offset))?;
         file.read_exact(&mut buf)?;
         Ok(buf)
+    }
+
+    /// A private read-only mapping (`PROT_READ`, `MAP_PRIVATE`, populated at once): the bytes
+    /// are the page cache's, neither copied nor zero-filled first. Any failure (not a regular
+    /// file, empty, too long, the open or the `mmap` refused) is `None`, so that the caller's
+    /// read reports it as it would without mapping.
+    fn map_read(&self, path: &Path, max_len: u64) -> Option<Bytes> {
+        let file = std::fs::File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() == 0 || meta.len() > max_len {
+            return None;
+        }
+        // SAFETY: the mapping is read-only and private, so nothing here writes through it; its
+        // bytes could change (or fault, past a shortened end) only if another process wrote or
+        // truncated the file while it is mapped. Callers map only files nothing writes again:
+        // a cut WAL segment, which etcd never reopens for writing (it deletes it when purging,
+        // which leaves a mapping valid).
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.ok()?;
+        Some(Bytes::from_owner(map))
     }
 
     fn open_ranges<'a>(&'a self, path: &Path) -> io::Result<Box<dyn RangeReader + 'a>> {

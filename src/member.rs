@@ -17,6 +17,10 @@ use crate::wal::read_all::{read_all, ReadAllOptions, WalContents};
 use crate::wal::valid_snapshots::{valid_snapshot_entries, ValidSnapshots};
 use crate::wal::{Location, WalError, WalErrorKind};
 
+/// The longest cut segment [`MemberFiles`] maps (etcd cuts at 64 MB; a segment passes that by
+/// its last record, < 10 MiB): a longer one is read through the decoder's window.
+pub const MAX_MAPPED_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Why a member could not be read at all (exit code 2 territory), as opposed to findings.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -140,6 +144,36 @@ impl<'fs> MemberFiles<'fs> {
         )
     }
 
+    /// [`Self::decoder`] for a read that holds its entries: a cut segment (every segment but
+    /// the member's last; etcd never writes one again) of at most [`MAX_MAPPED_SEGMENT_BYTES`]
+    /// is mapped whole where the file system can ([`ReadOnlyFs::map_read`]) and decoded in
+    /// place as a segment in memory, so held entries of 4 KiB or more share the mapping instead
+    /// of a copy of their bytes. The last segment (etcd appends to it, and `Repair` truncates
+    /// it) is read as by [`Self::decoder`].
+    fn holding_decoder(&self, from: usize, mode: DecoderMode) -> Decoder<'fs> {
+        let fs = self.fs;
+        let wal_dir = self.paths.wal_dir.clone();
+        let last = self.segments.last().map(|s| s.file_name.clone());
+        Decoder::new(
+            self.segments[from..].to_vec(),
+            move |name: &SegmentName| {
+                let path = wal_dir.join(&name.file_name);
+                if last.as_ref() != Some(&name.file_name) {
+                    if let Some(bytes) = fs.map_read(&path, MAX_MAPPED_SEGMENT_BYTES) {
+                        return Ok(SegmentSource::from_bytes(bytes));
+                    }
+                }
+                let (reader, len) = fs.open_read(&path)?;
+                Ok(SegmentSource {
+                    reader,
+                    len,
+                    whole: None,
+                })
+            },
+            mode,
+        )
+    }
+
     /// etcd's `ValidSnapshotEntries` + `LoadNewestAvailable`.
     pub fn boot_snapshot(
         &self,
@@ -201,7 +235,12 @@ impl<'fs> MemberFiles<'fs> {
                 return contents;
             }
         };
-        let mut contents = read_all(self.decoder(from, mode), options);
+        let decoder = if keep_entries {
+            self.holding_decoder(from, mode)
+        } else {
+            self.decoder(from, mode)
+        };
+        let mut contents = read_all(decoder, options);
         // etcd's isValidSeq lets a gap right after sequence 0 through: etcd reads on (a lost
         // segment's entries then break the CRC chain or the index order, which read_all reports).
         if let Some((at, _, after)) = first_seq_gap(&self.segments[from..]) {

@@ -57,6 +57,36 @@ pub struct DecodedRecord {
     pub crc_valid: bool,
 }
 
+/// Where a decoded record's data lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DataAt {
+    /// The record has no data field.
+    Absent,
+    /// `window[start..end]`: the canonical layout, parsed in place.
+    Window(usize, usize),
+    /// In [`Decoder::decoded_data`]: a record only prost could decode.
+    Decoded,
+}
+
+/// A record just decoded, its data left in the decoder's window: read it with
+/// [`Decoder::data`], share a part of it with [`Decoder::share`]. Valid until the decoder moves
+/// on (both check that it has not).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordHead {
+    pub record_type: i64,
+    pub crc: u32,
+    data: DataAt,
+    /// Index into the decoder's segment list.
+    pub segment_index: usize,
+    /// Byte offset of the frame's length word in its segment.
+    pub offset: u64,
+    pub frame_len: u64,
+    /// False only in forensic mode, for a record returned despite a CRC mismatch.
+    pub crc_valid: bool,
+    /// Which record of the stream this is (0-based).
+    serial: u64,
+}
+
 /// How the stream ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DecodeEnd {
@@ -160,6 +190,10 @@ pub struct Decoder<'a> {
     end: Option<DecodeEnd>,
     /// The largest window held so far, in bytes.
     max_buffered: u64,
+    /// The data of the last record, when only prost could decode it (see [`DataAt::Decoded`]).
+    decoded_data: Option<Bytes>,
+    /// Records returned so far (a [`RecordHead`] is valid while this is one past its serial).
+    returned: u64,
 }
 
 impl<'a> Decoder<'a> {
@@ -181,6 +215,8 @@ impl<'a> Decoder<'a> {
             trust_next_crc: false,
             end: None,
             max_buffered: 0,
+            decoded_data: None,
+            returned: 0,
         }
     }
 
@@ -257,15 +293,70 @@ impl<'a> Decoder<'a> {
 
     /// The next record, or `Err(end)` once the stream is over (repeated calls return the same end).
     pub fn next_record(&mut self) -> Result<DecodedRecord, DecodeEnd> {
+        let head = self.next_head()?;
+        let data = self.data(&head).map(|d| self.share(&head, 0..d.len()));
+        Ok(DecodedRecord {
+            record: Record {
+                r#type: head.record_type,
+                crc: head.crc,
+                data,
+            },
+            segment_index: head.segment_index,
+            offset: head.offset,
+            frame_len: head.frame_len,
+            crc_valid: head.crc_valid,
+        })
+    }
+
+    /// [`Self::next_record`] without building the record: its data stays in the window, read
+    /// in place with [`Self::data`] (no reference counting, no copy).
+    pub fn next_head(&mut self) -> Result<RecordHead, DecodeEnd> {
         if let Some(end) = &self.end {
             return Err(end.clone());
         }
         match self.decode() {
-            Ok(record) => Ok(record),
+            Ok(head) => {
+                self.returned += 1;
+                Ok(head)
+            }
             Err(end) => {
                 self.end = Some(end.clone());
                 Err(end)
             }
+        }
+    }
+
+    /// The data field of the record `head` names (None when it has none).
+    pub fn data(&self, head: &RecordHead) -> Option<&[u8]> {
+        assert_eq!(
+            head.serial + 1,
+            self.returned,
+            "a record head is read before the decoder moves on"
+        );
+        match head.data {
+            DataAt::Absent => None,
+            DataAt::Window(start, end) => Some(&self.current().buf[start..end]),
+            DataAt::Decoded => self.decoded_data.as_deref(),
+        }
+    }
+
+    /// `range` of the record's data as `Bytes` sharing the window (no copy).
+    pub fn share(&self, head: &RecordHead, range: std::ops::Range<usize>) -> Bytes {
+        let len = self.data(head).map_or(0, <[u8]>::len);
+        assert!(
+            range.start <= range.end && range.end <= len,
+            "inside the data"
+        );
+        match head.data {
+            DataAt::Absent => Bytes::new(),
+            DataAt::Window(start, _) => self
+                .current()
+                .buf
+                .slice(start + range.start..start + range.end),
+            DataAt::Decoded => self
+                .decoded_data
+                .as_ref()
+                .map_or_else(Bytes::new, |d| d.slice(range)),
         }
     }
 
@@ -317,6 +408,7 @@ impl<'a> Decoder<'a> {
         Ok(true)
     }
 
+    #[inline]
     fn current(&self) -> &Current<'a> {
         self.current.as_ref().expect("a segment is loaded")
     }
@@ -326,7 +418,17 @@ impl<'a> Decoder<'a> {
     /// ([`PROBE_READ_BYTES`] right after a large frame); its
     /// size never exceeds what the file system says remains, and `end` is only ever a frame
     /// end that passed the size checks.
+    #[inline]
     fn ensure_upto(&mut self, keep_from: u64, end: u64) -> Result<(), DecodeEnd> {
+        let current = self.current();
+        if current.end() >= end.min(current.len) {
+            return Ok(());
+        }
+        self.read_upto(keep_from, end)
+    }
+
+    /// [`Self::ensure_upto`] when the window falls short of `end`.
+    fn read_upto(&mut self, keep_from: u64, end: u64) -> Result<(), DecodeEnd> {
         use std::io::Read;
         let current = self.current.as_mut().expect("a segment is loaded");
         let end = end.min(current.len);
@@ -428,7 +530,63 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn decode(&mut self) -> Result<DecodedRecord, DecodeEnd> {
+    /// The common case, decided without the general path's steps: a record in etcd's layout
+    /// whose whole frame is in the window, with a matching CRC (or a crc record, which the
+    /// caller checks). Anything else — no segment, a zero or oversized length word, a frame
+    /// reaching past the window, another layout, a CRC to trust or one that does not match —
+    /// is `None`, and [`Self::decode`] takes the general path, which decides it as always.
+    #[inline]
+    fn decode_in_window(&mut self) -> Option<RecordHead> {
+        if self.trust_next_crc {
+            return None;
+        }
+        let current = self.current.as_ref()?;
+        let offset = self.offset;
+        let at = usize::try_from(offset.checked_sub(current.start)?).ok()?;
+        let window = &current.buf[..];
+        let word = u64::from_le_bytes(window.get(at..at.checked_add(8)?)?.try_into().ok()?);
+        let (record_len, pad_len) = decode_frame_size(word);
+        if word == 0 || record_len >= MAX_RECORD_BYTES_34.saturating_sub(pad_len) {
+            return None;
+        }
+        let frame_len = FRAME_HEADER_BYTES + record_len + pad_len;
+        let body_start = at + FRAME_HEADER_BYTES as usize;
+        let record_end = body_start + record_len as usize;
+        if offset + frame_len > current.len || at + frame_len as usize > window.len() {
+            return None;
+        }
+        let (record_type, crc, data) = fast::record_parts(&window[body_start..record_end])?;
+        let data = data.map(|r| body_start + r.start..body_start + r.end);
+        let mut running = self.crc;
+        if record_type != CRC_TYPE {
+            let bytes = data.clone().map_or(&[][..], |r| &window[r]);
+            running = super::crc::crc32c_append(running, bytes);
+            if running != crc {
+                return None;
+            }
+        }
+        let head = RecordHead {
+            record_type,
+            crc,
+            data: data.map_or(DataAt::Absent, |r| DataAt::Window(r.start, r.end)),
+            segment_index: current.index,
+            offset,
+            frame_len,
+            crc_valid: true,
+            serial: self.returned,
+        };
+        self.crc = running;
+        self.offset = offset + frame_len;
+        if self.decoded_data.is_some() {
+            self.decoded_data = None;
+        }
+        Some(head)
+    }
+
+    fn decode(&mut self) -> Result<RecordHead, DecodeEnd> {
+        if let Some(head) = self.decode_in_window() {
+            return Ok(head);
+        }
         loop {
             if self.current.is_none() && !self.advance_segment()? {
                 return Err(DecodeEnd::Eof);
@@ -529,17 +687,35 @@ impl<'a> Decoder<'a> {
                     in_last_segment: self.is_last_segment(segment_index),
                 });
             }
-            let buf = self.current().buf.clone();
             let at = (offset - self.current().start) as usize;
             let body_start = at + FRAME_HEADER_BYTES as usize;
             let body_range = body_start..body_start + (record_len + pad_len) as usize;
-            let decoded = match fast::record(&buf, body_start, record_len as usize) {
-                Some(record) => Ok(record),
-                None => Record::decode(buf.slice(body_start..body_start + record_len as usize)),
+            let record_range = body_start..body_start + record_len as usize;
+            self.decoded_data = None;
+            let parsed = match fast::record_parts(&self.current().buf[record_range.clone()]) {
+                Some((record_type, crc, data)) => Ok((
+                    record_type,
+                    crc,
+                    data.map_or(DataAt::Absent, |r| {
+                        DataAt::Window(body_start + r.start, body_start + r.end)
+                    }),
+                )),
+                None => {
+                    Record::decode(self.current().buf.slice(record_range.clone())).map(|record| {
+                        let at = if record.data.is_some() {
+                            DataAt::Decoded
+                        } else {
+                            DataAt::Absent
+                        };
+                        self.decoded_data = record.data;
+                        (record.r#type, record.crc, at)
+                    })
+                }
             };
-            let record = match decoded {
-                Ok(record) => record,
+            let (record_type, crc, data_at) = match parsed {
+                Ok(parsed) => parsed,
                 Err(e) => {
+                    let buf = self.current().buf.clone();
                     let body = &buf[body_range.clone()];
                     let torn = self.is_torn(segment_index, offset, body);
                     // A message cut short: gogo's generated Unmarshal says io.ErrUnexpectedEOF,
@@ -549,9 +725,7 @@ impl<'a> Decoder<'a> {
                     let message = e.to_string();
                     let truncated = message.contains("buffer underflow")
                         || (message.contains("invalid varint")
-                            && ends_inside_a_varint(
-                                &buf[body_start..body_start + record_len as usize],
-                            ));
+                            && ends_inside_a_varint(&buf[record_range.clone()]));
                     let kind = if torn || truncated {
                         WalErrorKind::UnexpectedEof {
                             reason: if torn {
@@ -586,15 +760,40 @@ impl<'a> Decoder<'a> {
                     ));
                 }
             };
+            let head = RecordHead {
+                record_type,
+                crc,
+                data: data_at,
+                segment_index,
+                offset,
+                frame_len,
+                crc_valid: true,
+                serial: self.returned,
+            };
             let mut crc_valid = true;
-            if record.r#type != CRC_TYPE && std::mem::take(&mut self.trust_next_crc) {
-                self.crc = record.crc;
-            } else if record.r#type != CRC_TYPE {
+            if record_type != CRC_TYPE && std::mem::take(&mut self.trust_next_crc) {
+                self.crc = crc;
+            } else if record_type != CRC_TYPE {
                 // The running CRC is updated before the comparison, as etcd does.
-                self.crc = crc32c::crc32c_append(self.crc, record.data.as_deref().unwrap_or(&[]));
-                if record.crc != self.crc {
+                let data = match data_at {
+                    DataAt::Absent => &[][..],
+                    DataAt::Window(start, end) => &self.current().buf[start..end],
+                    DataAt::Decoded => self.decoded_data.as_deref().unwrap_or(&[]),
+                };
+                let running = super::crc::crc32c_append(self.crc, data);
+                if crc != running {
+                    let record = Record {
+                        r#type: record_type,
+                        crc,
+                        data: (data_at != DataAt::Absent).then(|| Bytes::copy_from_slice(data)),
+                    };
+                    self.crc = running;
                     let raft_index = damaged_entry_index(&record, self.last_entry_index);
-                    if self.is_torn(segment_index, offset, &buf[body_range.clone()]) {
+                    if self.is_torn(
+                        segment_index,
+                        offset,
+                        &self.current().buf[body_range.clone()],
+                    ) {
                         let error = WalError::new(
                             WalErrorKind::UnexpectedEof {
                                 reason: "record has an all-zero sector (torn write)".into(),
@@ -608,8 +807,8 @@ impl<'a> Decoder<'a> {
                     }
                     let error = WalError::new(
                         WalErrorKind::RecordCrcMismatch {
-                            stored: record.crc,
-                            computed: self.crc,
+                            stored: crc,
+                            computed: running,
                         },
                         self.location(segment_index, offset, raft_index),
                     );
@@ -618,18 +817,14 @@ impl<'a> Decoder<'a> {
                     }
                     // Forensic: keep going, trusting the stored CRC so one bad record is reported once.
                     self.damage.push(error);
-                    self.crc = record.crc;
+                    self.crc = crc;
                     crc_valid = false;
+                } else {
+                    self.crc = running;
                 }
             }
             self.offset = offset + frame_len;
-            return Ok(DecodedRecord {
-                record,
-                segment_index,
-                offset,
-                frame_len,
-                crc_valid,
-            });
+            return Ok(RecordHead { crc_valid, ..head });
         }
     }
 
@@ -818,12 +1013,22 @@ fn damaged_entry_index(record: &Record, last_entry_index: u64) -> Option<u64> {
 pub mod fast {
     use bytes::Bytes;
 
-    use crate::proto::raftpb::Entry;
+    use crate::proto::raftpb::{Entry, HardState};
     use crate::proto::walpb::Record;
 
     /// A varint as prost reads it (at most 10 bytes, the 10th at most 1), or None.
     #[inline]
     fn varint(buf: &[u8], at: &mut usize) -> Option<u64> {
+        let byte = *buf.get(*at)?;
+        if byte < 0x80 {
+            *at += 1;
+            return Some(u64::from(byte));
+        }
+        long_varint(buf, at)
+    }
+
+    /// [`varint`] of two bytes or more.
+    fn long_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
         let mut value = 0u64;
         for i in 0..10 {
             let byte = *buf.get(*at)?;
@@ -873,13 +1078,20 @@ pub mod fast {
         Some(Some(range))
     }
 
-    /// `walpb.Record` from `buf[start..start + len]`; its data shares `buf`.
-    pub fn record(buf: &Bytes, start: usize, len: usize) -> Option<Record> {
-        let body = buf.get(start..start.checked_add(len)?)?;
+    /// `walpb.Record` in `body`: type, crc and where its data lies in `body`.
+    #[inline]
+    pub fn record_parts(body: &[u8]) -> Option<(i64, u32, Option<std::ops::Range<usize>>)> {
         let mut at = 0;
         let record_type = field(body, &mut at, 0x08)? as i64;
         let crc = field(body, &mut at, 0x10)? as u32;
         let data = trailing_bytes(body, &mut at, 0x1a)?;
+        Some((record_type, crc, data))
+    }
+
+    /// `walpb.Record` from `buf[start..start + len]`; its data shares `buf`.
+    pub fn record(buf: &Bytes, start: usize, len: usize) -> Option<Record> {
+        let body = buf.get(start..start.checked_add(len)?)?;
+        let (record_type, crc, data) = record_parts(body)?;
         Some(Record {
             r#type: record_type,
             crc,
@@ -887,19 +1099,36 @@ pub mod fast {
         })
     }
 
-    /// `raftpb.Entry` from all of `buf`; its data shares `buf`.
-    pub fn entry(buf: &Bytes) -> Option<Entry> {
+    /// `raftpb.Entry` in `buf`: type, term, index and where its data lies in `buf`.
+    #[inline]
+    pub fn entry_parts(buf: &[u8]) -> Option<(i32, u64, u64, Option<std::ops::Range<usize>>)> {
         let mut at = 0;
         let entry_type = field(buf, &mut at, 0x08)? as i32;
         let term = field(buf, &mut at, 0x10)?;
         let index = field(buf, &mut at, 0x18)?;
         let data = trailing_bytes(buf, &mut at, 0x22)?;
+        Some((entry_type, term, index, data))
+    }
+
+    /// `raftpb.Entry` from all of `buf`; its data shares `buf`.
+    pub fn entry(buf: &Bytes) -> Option<Entry> {
+        let (entry_type, term, index, data) = entry_parts(buf)?;
         Some(Entry {
             r#type: entry_type,
             term,
             index,
             data: data.map(|r| buf.slice(r)),
         })
+    }
+
+    /// `raftpb.HardState` from all of `buf`: etcd writes its three fields, always, in order.
+    #[inline]
+    pub fn hard_state(buf: &[u8]) -> Option<HardState> {
+        let mut at = 0;
+        let term = field(buf, &mut at, 0x08)?;
+        let vote = field(buf, &mut at, 0x10)?;
+        let commit = field(buf, &mut at, 0x18)?;
+        (at == buf.len()).then_some(HardState { term, vote, commit })
     }
 
     #[cfg(test)]
@@ -958,6 +1187,9 @@ pub mod fast {
                 if let Some(fast) = super::entry(&buf) {
                     prop_assert_eq!(Some(fast), Entry::decode(&bytes[..]).ok());
                 }
+                if let Some(fast) = super::hard_state(&bytes[start..]) {
+                    prop_assert_eq!(Some(fast), HardState::decode(&bytes[start..]).ok());
+                }
             }
 
             /// … and on every well-formed message, where it always answers.
@@ -978,6 +1210,8 @@ pub mod fast {
                 framed.extend(record.encode_to_vec());
                 let len = framed.len() - 3;
                 prop_assert_eq!(super::record(&Bytes::from(framed), 3, len), Some(record));
+                let state = HardState { term, vote: index, commit: crc.into() };
+                prop_assert_eq!(super::hard_state(&state.encode_to_vec()), Some(state));
             }
         }
     }

@@ -3,6 +3,7 @@
 //!
 //! One concern a file, as in etcd's own `wal/` package.
 
+pub mod crc;
 pub mod decoder;
 pub mod error;
 pub mod frame;

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use prost::Message;
 
-use super::decoder::{DecodeEnd, Decoder, DecoderMode};
+use super::decoder::{DecodeEnd, Decoder, DecoderMode, RecordHead};
 use super::error::{Location, WalError, WalErrorKind};
 use super::name::SegmentName;
 use crate::proto::raftpb::{Entry, HardState};
@@ -155,11 +155,16 @@ impl EntryDataArena {
         if data.is_empty() || data.len() >= Self::COPY_LIMIT_BYTES {
             return;
         }
+        *data = self.copy(data);
+    }
+
+    /// A copy of `data` (shorter than [`Self::COPY_LIMIT_BYTES`]) in the current chunk.
+    fn copy(&mut self, data: &[u8]) -> Bytes {
         if self.chunk.capacity() - self.chunk.len() < data.len() {
             self.chunk = bytes::BytesMut::with_capacity(Self::CHUNK_BYTES);
         }
         self.chunk.extend_from_slice(data);
-        *data = self.chunk.split().freeze();
+        self.chunk.split().freeze()
     }
 }
 
@@ -270,39 +275,37 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
     };
     let mut arena = EntryDataArena::new();
     let end = loop {
-        let decoded = match decoder.next_record() {
-            Ok(decoded) => decoded,
+        let head = match decoder.next_head() {
+            Ok(head) => head,
             Err(end) => break end,
         };
         out.record_count += 1;
-        let record = &decoded.record;
         let raft_index = (decoder.last_entry_index > 0).then_some(decoder.last_entry_index);
         // Built only when something is reported: naming a location copies the segment name.
-        let location = |decoder: &Decoder<'_>| {
-            decoder.location(decoded.segment_index, decoded.offset, raft_index)
-        };
-        let empty = Bytes::new();
-        let data = record.data.as_ref().unwrap_or(&empty);
-        let problem = match record.r#type {
-            ENTRY_TYPE => match super::decoder::fast::entry(data)
-                .map(Ok)
-                .unwrap_or_else(|| Entry::decode(data.clone()))
-            {
-                Ok(mut entry) => {
+        let location =
+            |decoder: &Decoder<'_>| decoder.location(head.segment_index, head.offset, raft_index);
+        let data = decoder.data(&head).unwrap_or(&[]);
+        let problem = match head.record_type {
+            ENTRY_TYPE => match decode_entry(&decoder, &head, &mut arena, &options) {
+                Ok(entry) => {
                     decoder.last_entry_index = entry.index;
-                    if options.keep_entries && entry.index > options.start_index {
-                        arena.rehome(&mut entry, decoder.window_len());
-                    }
                     let index = entry.index;
                     let location = || Location {
                         raft_index: Some(index),
                         ..location(&decoder)
                     };
-                    append_entry(&mut out, entry, &decoded, location, forensic)
+                    let position = RecordPosition {
+                        segment_index: head.segment_index as u32,
+                        offset: head.offset,
+                    };
+                    append_entry(&mut out, entry, position, location, forensic)
                 }
                 Err(e) => Some(payload_error(ENTRY_TYPE, e, location(&decoder))),
             },
-            STATE_TYPE => match HardState::decode(&data[..]) {
+            STATE_TYPE => match super::decoder::fast::hard_state(data)
+                .map(Ok)
+                .unwrap_or_else(|| HardState::decode(data))
+            {
                 Ok(state) => {
                     out.hard_state = state;
                     None
@@ -323,19 +326,19 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
             },
             CRC_TYPE => {
                 let running = decoder.running_crc();
-                let problem = (running != 0 && record.crc != running).then(|| {
+                let problem = (running != 0 && head.crc != running).then(|| {
                     WalError::new(
                         WalErrorKind::ChainCrcMismatch {
-                            stored: record.crc,
+                            stored: head.crc,
                             computed: running,
                         },
                         location(&decoder),
                     )
                 });
-                decoder.reseed(record.crc);
+                decoder.reseed(head.crc);
                 problem
             }
-            SNAPSHOT_TYPE => match WalSnapshot::decode(&data[..]) {
+            SNAPSHOT_TYPE => match WalSnapshot::decode(data) {
                 Ok(snapshot) => {
                     let location = location(&decoder);
                     let mut problem = None;
@@ -425,20 +428,56 @@ fn payload_error(record_type: i64, e: prost::DecodeError, location: Location) ->
     )
 }
 
+/// The entry in the record `head`. Its data is built only when ReadAll holds the entry (kept,
+/// above the start): small data copied into the arena straight from the window, large data
+/// shared with the window or copied ([`EntryDataArena`]); an entry not held gets none (ReadAll
+/// reads only its index and type).
+fn decode_entry(
+    decoder: &Decoder<'_>,
+    head: &RecordHead,
+    arena: &mut EntryDataArena,
+    options: &ReadAllOptions,
+) -> Result<Entry, prost::DecodeError> {
+    let record_data = decoder.data(head).unwrap_or(&[]);
+    let Some((entry_type, term, index, data)) = super::decoder::fast::entry_parts(record_data)
+    else {
+        let mut entry = Entry::decode(decoder.share(head, 0..record_data.len()))?;
+        if options.keep_entries && entry.index > options.start_index {
+            arena.rehome(&mut entry, decoder.window_len());
+        }
+        return Ok(entry);
+    };
+    let held = options.keep_entries && index > options.start_index;
+    let data = data.map(|range| match held {
+        false => Bytes::new(),
+        true if range.is_empty() => Bytes::new(),
+        true if range.len() < EntryDataArena::COPY_LIMIT_BYTES => arena.copy(&record_data[range]),
+        true if decoder
+            .window_len()
+            .is_some_and(|window| range.len() * 2 < window) =>
+        {
+            Bytes::copy_from_slice(&record_data[range])
+        }
+        true => decoder.share(head, range),
+    });
+    Ok(Entry {
+        r#type: entry_type,
+        term,
+        index,
+        data,
+    })
+}
+
 fn append_entry(
     out: &mut WalContents,
     entry: Entry,
-    decoded: &super::decoder::DecodedRecord,
+    position: RecordPosition,
     location: impl Fn() -> Location,
     forensic: bool,
 ) -> Option<WalError> {
     if entry.index <= out.start_index {
         return None;
     }
-    let position = RecordPosition {
-        segment_index: decoded.segment_index as u32,
-        offset: decoded.offset,
-    };
     let up = entry.index - out.start_index - 1;
     if up > out.entry_count as u64 {
         let error = WalError::new(

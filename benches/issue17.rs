@@ -48,15 +48,27 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn member(root: &Path, requests: u64) -> PathBuf {
     let dir = root.join(format!("issue17-{requests}"));
     if !dir.join("member").exists() {
-        let log = write_synthetic(&dir, &SynthSpec::issue17(requests)).expect("write the log");
-        eprintln!(
-            "generated {}: {} entries, {:.0} MB",
-            dir.display(),
-            log.entries,
-            log.wal_bytes as f64 / 1e6
-        );
+        // In a child: this process's own peak would count in every later child's `ru_maxrss`
+        // (a child spawned by vfork + exec inherits its parent's high-water mark).
+        let status = Command::new(std::env::current_exe().expect("own path"))
+            .env("ISSUE17_WRITE", &dir)
+            .env("ISSUE17_REQUESTS", requests.to_string())
+            .status()
+            .expect("spawn the writer");
+        assert!(status.success(), "writing {} failed", dir.display());
     }
     dir
+}
+
+/// Child: writes the issue's log of `requests` requests into `dir`.
+fn write_member(dir: &Path, requests: u64) {
+    let log = write_synthetic(dir, &SynthSpec::issue17(requests)).expect("write the log");
+    eprintln!(
+        "generated {}: {} entries, {:.0} MB",
+        dir.display(),
+        log.entries,
+        log.wal_bytes as f64 / 1e6
+    );
 }
 
 fn hashkv(dir: &Path, scratch: &Path) -> Measured {
@@ -157,6 +169,11 @@ fn decode_row(tool: Option<&Path>, scratch: &Path, iterations: usize) -> Option<
 }
 
 fn main() {
+    if let Some(dir) = std::env::var_os("ISSUE17_WRITE") {
+        let requests = env_or("ISSUE17_REQUESTS", 0u64);
+        write_member(Path::new(&dir), requests);
+        return;
+    }
     if let Some(dir) = std::env::var_os("ISSUE17_DECODE_ONCE") {
         println!("{}", decode_once(Path::new(&dir)));
         return;

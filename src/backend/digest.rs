@@ -2,7 +2,7 @@
 //! its revision, tombstone flag, and the length and CRC-32C of its `k‖v` — what HashKV
 //! concatenates without reading the values again (`etcd::hash_kv`).
 //!
-//! Memory does not grow with the bucket: the newest [`hot_limit`] entries are packed in memory;
+//! Memory does not grow with the bucket: the newest `mvcc::hot_limit()` entries are packed in memory;
 //! each time that many have piled up they are written, as one block, to an unlinked temporary
 //! file (`tempfile::tempfile()` in `std::env::temp_dir()`, never the user's directory; it goes
 //! with the process) and read back a block at a time, in bucket order, by [`DigestIter`]. In
@@ -17,22 +17,8 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::OnceLock;
 
-use crate::mvcc::{Revision, DEFAULT_HOT_REVISIONS, HOT_REVISIONS_ENV};
-
-/// Entries kept in memory before they are written to the file: `RAFT_REPLAY_STORE_HOT_REVISIONS`
-/// when set to a number ≥ 4 (the MVCC store's knob and rule), else [`DEFAULT_HOT_REVISIONS`].
-pub fn hot_limit() -> usize {
-    static LIMIT: OnceLock<usize> = OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::env::var(HOT_REVISIONS_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|n| *n >= 4)
-            .unwrap_or(DEFAULT_HOT_REVISIONS)
-    })
-}
+use crate::mvcc::Revision;
 
 /// One entry of a [`KeyBucketDigest`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +63,7 @@ pub struct KeyBucketDigest {
 
 impl Default for KeyBucketDigest {
     fn default() -> Self {
-        KeyBucketDigest::with_limit(hot_limit())
+        KeyBucketDigest::with_limit(crate::mvcc::hot_limit())
     }
 }
 

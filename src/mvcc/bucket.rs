@@ -53,24 +53,11 @@ pub fn hot_limit() -> usize {
     })
 }
 
-/// A zero run fed through the CRC: shifting a CRC by `n` bytes is hashing `n` zero bytes.
-static ZEROS: [u8; 4096] = [0; 4096];
-
-/// `crc32c(A ‖ B)` from `crc_a = crc32c(A)`, `crc_b = crc32c(B)` and `len_b = |B|` (zlib's
-/// `crc32_combine` idea). With `r(s, D)` the raw CRC register after `D` from state `s`, which is
-/// linear in `s` and `D` together, `crc32c(D) = !r(!0, D)`, and
-/// `r(s, 0ⁿ)` is `s · x^(8n) mod P`, so `crc32c(A‖B) = crc_b ^ r(crc_a, 0^|B|)`, and
-/// `r(c, 0ⁿ) = !crc32c_append(!c, 0ⁿ)`: the shift runs on the CPU's CRC instruction at the
-/// speed of hashing `|B|` bytes, which is what hashing the bytes themselves cost.
+/// `crc32c(A ‖ B)` from `crc_a = crc32c(A)`, `crc_b = crc32c(B)` and `len_b = |B|`: one
+/// combination through [`crate::backend::crc::CrcConcat`]; a loop combining many keeps one
+/// `CrcConcat` (its multipliers are cached per length).
 pub fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
-    let mut state = !crc_a;
-    let mut left = len_b;
-    while left > 0 {
-        let n = left.min(ZEROS.len());
-        state = crc32c::crc32c_append(state, &ZEROS[..n]);
-        left -= n;
-    }
-    crc_b ^ !state
+    crate::backend::crc::CrcConcat::default().concat(crc_a, crc_b, len_b)
 }
 
 /// One bucket entry as the store keeps it: its revision, whether its key carries the

@@ -82,6 +82,7 @@ use crate::proto::etcdserverpb::InternalRaftRequest;
 use crate::proto::raftpb::Entry;
 
 pub use apply::ApplierMode;
+pub(crate) use bucket::hot_limit;
 pub use bucket::{
     crc32c_combine, encode_key_value, BucketDigest, Digests, DEFAULT_HOT_REVISIONS,
     HOT_REVISIONS_ENV,

@@ -7,13 +7,14 @@ use std::ops::Bound;
 
 use serde::Serialize;
 
-use super::bucket::{crc32c_combine, decode_key_value, encode_key_value, KeyBucket};
+use super::bucket::{decode_key_value, encode_key_value, KeyBucket};
 use super::generations::Generations;
 use super::key_index::{CurrentValue, KeyAt, KeyState};
 use super::keyspace::KeySpace;
 use super::lease::{Lease, Lessor, MAX_LEASE_TTL};
 use super::revision::Revision;
 use super::{ApplyError, ApplyStats, CompactionRules, EtcdVersion, MvccError};
+use crate::backend::crc::CrcConcat;
 
 /// CRC-32C of the bucket name `"key"`: the HashKV of an empty (or fully compacted) store.
 pub const EMPTY_HASH: u32 = 0x40a4_756d;
@@ -813,6 +814,7 @@ impl MvccStore {
         let keep_any = keep.any_keep();
         let skip_tombstone_at_compaction = self.rules.keep_tombstone_at_compaction;
         let mut crc = crc32c::crc32c(b"key");
+        let mut concat = CrcConcat::default();
         let mut digests = self.bucket.slots();
         for entry in digests.by_ref() {
             let main = entry.revision.main_revision;
@@ -831,7 +833,7 @@ impl MvccStore {
             if skip_tombstone_at_compaction && main == compact_revision && entry.tombstone {
                 continue;
             }
-            crc = crc32c_combine(crc, entry.crc, entry.len as usize);
+            crc = concat.concat(crc, entry.crc, entry.len as usize);
         }
         let value_read_failed = self.values.as_ref().is_some_and(|v| v.failed());
         if digests.error().is_some() || self.bucket.spill_error().is_some() || value_read_failed {

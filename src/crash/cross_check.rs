@@ -122,7 +122,7 @@ pub(super) fn kv_reference(
             RecKind::Snapshot(s) => Some(s),
             _ => None,
         });
-        let release = binary::infer(snapshots, binary::db_generation(&files));
+        let release = binary::infer(snapshots, || binary::db_generation(&files));
         return Ok(
             read_from_start(&DiskState::full(history)).map(|r| KvReference {
                 start: release.store(),

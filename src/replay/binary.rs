@@ -105,10 +105,11 @@ impl StartRelease {
 }
 
 /// The release from the evidence: `snapshots` are the WAL's snapshot records in file order,
-/// `db_generation` what the db's `meta` bucket names (`backend::etcd::generation_of`).
+/// `db_generation` what the db's `meta` bucket names (`backend::etcd::generation_of`), asked
+/// only when no snapshot record decides.
 pub fn infer<'a>(
     snapshots: impl IntoIterator<Item = &'a WalSnapshot>,
-    db_generation: Option<&'static str>,
+    db_generation: impl FnOnce() -> Option<&'static str>,
 ) -> StartRelease {
     if let Some(first) = snapshots.into_iter().find(|s| s.index > 0) {
         return match first.conf_state {
@@ -122,7 +123,7 @@ pub fn infer<'a>(
             },
         };
     }
-    match db_generation {
+    match db_generation() {
         Some(generation) => StartRelease {
             release: EtcdVersion::for_generation(generation),
             evidence: ReleaseEvidence::Db { generation },
@@ -145,7 +146,7 @@ pub fn start_release(read: &MemberRead, files: Option<&MemberFiles<'_>>) -> Star
         .valid_snapshots
         .iter()
         .flat_map(|v| v.snapshots.iter().chain(v.above_commit.iter()));
-    infer(snapshots, files.and_then(db_generation))
+    infer(snapshots, || files.and_then(db_generation))
 }
 
 #[cfg(test)]
@@ -164,26 +165,36 @@ mod tests {
     #[test]
     fn the_first_snapshot_record_past_zero_decides_before_the_db() {
         let create = record(0, false);
-        let r = infer([&create, &record(25, true), &record(50, true)], Some("3.4"));
+        let r = infer([&create, &record(25, true), &record(50, true)], || {
+            Some("3.4")
+        });
         assert_eq!(r.release, EtcdVersion::V3_5_30);
         assert_eq!(
             r.evidence,
             ReleaseEvidence::WalSnapshotWithConfState { index: 25 }
         );
         // A rolling upgrade: 3.4 wrote the first record, 3.5 the db.
-        let r = infer(
-            [&create, &record(25, false), &record(50, true)],
-            Some("3.5"),
-        );
+        let r = infer([&create, &record(25, false), &record(50, true)], || {
+            Some("3.5")
+        });
         assert_eq!(r.release, EtcdVersion::V3_4_23);
     }
 
     #[test]
     fn without_a_snapshot_record_the_db_decides_and_without_a_db_3_4_23() {
         let create = record(0, false);
-        assert_eq!(infer([&create], Some("3.5")).release, EtcdVersion::V3_5_30);
-        assert_eq!(infer([&create], Some("3.6")).release, EtcdVersion::V3_6_0);
-        assert_eq!(infer([&create], Some("3.4")).release, EtcdVersion::V3_4_23);
-        assert_eq!(infer([&create], None), StartRelease::unknown());
+        assert_eq!(
+            infer([&create], || Some("3.5")).release,
+            EtcdVersion::V3_5_30
+        );
+        assert_eq!(
+            infer([&create], || Some("3.6")).release,
+            EtcdVersion::V3_6_0
+        );
+        assert_eq!(
+            infer([&create], || Some("3.4")).release,
+            EtcdVersion::V3_4_23
+        );
+        assert_eq!(infer([&create], || None), StartRelease::unknown());
     }
 }

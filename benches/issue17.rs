@@ -5,7 +5,8 @@
 //!    child processes on the same single-member dir, alternately, `BENCH_PAIRS` pairs; the
 //!    median of the pairs' ratios of CPU time (user + system, `wait4`: the shared machines'
 //!    load stretches wall time, printed beside it);
-//! 2. time(4 M) / time(1 M) of `hashkv` (CPU time, pairs alternating the sizes);
+//! 2. time(4 M) / time(1 M) of `hashkv` (CPU time, the median of `BENCH_SCALE_PAIRS` pairs
+//!    alternating the sizes: one pair's ratio moves by ±10% on these VMs);
 //! 3. peak RSS at 4 M of `hashkv` vs etcd's `ReadAll` on the same dir (`wait4` `ru_maxrss`);
 //! 4. decode (`MemberFiles::open` + `read_member`, strict) vs etcd's `ReadAll` on the bundled
 //!    captures' cluster-a/m1 and cluster-b/b1 (medians of `BENCH_ITERS`, interleaved; the lower
@@ -225,7 +226,7 @@ fn main() {
         ));
     }
     let (cpu, wall, four_runs, _) = pairs(
-        pairs_n.min(2),
+        env_or("BENCH_SCALE_PAIRS", 7usize),
         || hashkv(&four, scratch),
         || hashkv(&one, scratch),
     );

@@ -19,8 +19,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
-/// Items kept in memory before older ones go to the file (8 MiB); see [`hot_limit`].
-pub const DEFAULT_HOT_ITEMS: usize = 1 << 20;
+/// Items kept in memory before older ones go to the file (2 MiB); see [`hot_limit`]. Logs past
+/// it spill, so from a quarter of a million entries on the cost per entry does not change.
+pub const DEFAULT_HOT_ITEMS: usize = 1 << 18;
 
 /// Overrides [`DEFAULT_HOT_ITEMS`] (tests force spilling on small logs with it).
 pub const HOT_ITEMS_ENV: &str = "RAFT_REPLAY_DIGEST_HOT_ENTRIES";
@@ -39,8 +40,14 @@ pub fn hot_limit() -> usize {
     })
 }
 
-/// A block read back from the file: its number and items.
-type CachedBlock = (usize, Vec<(u32, u32)>);
+/// The last block read back from the file, and the buffers reads reuse.
+#[derive(Debug, Default)]
+struct BlockCache {
+    /// The block `items` holds, if any.
+    block: Option<usize>,
+    items: Vec<(u32, u32)>,
+    bytes: Vec<u8>,
+}
 
 /// `(data CRC, offset delta)` items in order, the oldest spilled to a file past `hot_limit`.
 #[derive(Debug)]
@@ -56,7 +63,7 @@ pub struct DigestItems {
     block_items: usize,
     hot_limit: usize,
     /// The last block read back from the file.
-    cache: RefCell<Option<CachedBlock>>,
+    cache: RefCell<BlockCache>,
     spill_error: RefCell<Option<String>>,
 }
 
@@ -77,7 +84,7 @@ impl DigestItems {
             spill_disabled: false,
             block_items: (hot_limit / 16).max(1),
             hot_limit,
-            cache: RefCell::new(None),
+            cache: RefCell::new(BlockCache::default()),
             spill_error: RefCell::new(None),
         }
     }
@@ -145,24 +152,28 @@ impl DigestItems {
         self.hot.drain(..count);
     }
 
-    /// Reads block `block` of the file.
-    fn read_block(&self, block: usize) -> Result<Vec<(u32, u32)>, String> {
+    /// Reads block `block` of the file into `items` (through `bytes`; both reused).
+    fn read_block(
+        &self,
+        block: usize,
+        items: &mut Vec<(u32, u32)>,
+        bytes: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        items.clear();
         let file = self
             .file
             .as_ref()
             .ok_or_else(|| "no spill file".to_string())?;
-        let mut bytes = vec![0u8; self.block_items * ITEM_BYTES];
-        file.read_exact_at(&mut bytes, (block * self.block_items * ITEM_BYTES) as u64)
+        bytes.resize(self.block_items * ITEM_BYTES, 0);
+        file.read_exact_at(bytes, (block * self.block_items * ITEM_BYTES) as u64)
             .map_err(|e| format!("reading back the digest spill file: {e}"))?;
-        Ok(bytes
-            .chunks_exact(ITEM_BYTES)
-            .map(|c| {
-                (
-                    u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
-                    u32::from_le_bytes(c[4..].try_into().expect("4 bytes")),
-                )
-            })
-            .collect())
+        items.extend(bytes.chunks_exact(ITEM_BYTES).map(|c| {
+            (
+                u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
+                u32::from_le_bytes(c[4..].try_into().expect("4 bytes")),
+            )
+        }));
+        Ok(())
     }
 
     pub fn get(&self, position: usize) -> Option<(u32, u32)> {
@@ -171,17 +182,16 @@ impl DigestItems {
         }
         let block = position / self.block_items;
         let mut cache = self.cache.borrow_mut();
-        if cache.as_ref().map(|(b, _)| *b) != Some(block) {
-            match self.read_block(block) {
-                Ok(items) => *cache = Some((block, items)),
-                Err(why) => {
-                    self.spill_error.borrow_mut().get_or_insert(why);
-                    return None;
-                }
+        let cache = &mut *cache;
+        if cache.block != Some(block) {
+            cache.block = None;
+            if let Err(why) = self.read_block(block, &mut cache.items, &mut cache.bytes) {
+                self.spill_error.borrow_mut().get_or_insert(why);
+                return None;
             }
+            cache.block = Some(block);
         }
-        let (_, items) = cache.as_ref().expect("filled above");
-        items.get(position % self.block_items).copied()
+        cache.items.get(position % self.block_items).copied()
     }
 
     /// Keeps the first `len` items. Truncating into the file brings its last kept block back
@@ -192,13 +202,10 @@ impl DigestItems {
             return;
         }
         let block = len / self.block_items;
-        let mut kept = match self.read_block(block) {
-            Ok(items) => items,
-            Err(why) => {
-                self.spill_error.borrow_mut().get_or_insert(why);
-                Vec::new()
-            }
-        };
+        let mut kept = Vec::new();
+        if let Err(why) = self.read_block(block, &mut kept, &mut Vec::new()) {
+            self.spill_error.borrow_mut().get_or_insert(why);
+        }
         kept.truncate(len - block * self.block_items);
         self.hot = kept;
         self.cold_len = block * self.block_items;
@@ -214,8 +221,8 @@ impl DigestItems {
     /// Forgets a cached block the file no longer holds as cached.
     fn drop_cache_from(&mut self, block: usize) {
         let cache = self.cache.get_mut();
-        if cache.as_ref().is_some_and(|(b, _)| *b >= block) {
-            *cache = None;
+        if cache.block.is_some_and(|b| b >= block) {
+            cache.block = None;
         }
     }
 }

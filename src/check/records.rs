@@ -75,7 +75,7 @@ impl Loaded<'_> {
 }
 
 /// The least read from a segment file at a time (fewer, larger reads; bounds the window).
-const FIRST_READ_BYTES: u64 = 1024 * 1024;
+const FIRST_READ_BYTES: u64 = crate::wal::window::LEAST_READ_BYTES;
 
 pub struct RecordWalk<'a> {
     source: SegmentBytes<'a>,
@@ -199,7 +199,6 @@ impl<'a> RecordWalk<'a> {
     /// the old one's bytes from the current frame (`self.offset`) on, then a read of at least
     /// [`FIRST_READ_BYTES`]; it is never sized by anything but the file system's length.
     fn ensure_upto(&mut self, end: u64) -> Result<(), String> {
-        use std::io::Read;
         let keep_from = self.offset as u64;
         let loaded = self.buf.as_mut().expect("a segment is loaded");
         let end = end.min(loaded.len);
@@ -212,14 +211,11 @@ impl<'a> RecordWalk<'a> {
             return Ok(());
         };
         let read = (end - have).max(FIRST_READ_BYTES).min(loaded.len - have);
-        let tail = loaded.buf.slice((keep_from - loaded.start) as usize..);
-        let mut grown = Vec::with_capacity(usize::try_from(tail.len() as u64 + read).unwrap_or(0));
-        grown.extend_from_slice(&tail);
-        reader
-            .take(read)
-            .read_to_end(&mut grown)
-            .map_err(|e| format!("cannot read segment: {e}"))?;
-        let new_end = keep_from + grown.len() as u64;
+        let keep = (keep_from - loaded.start) as usize;
+        let read_result = crate::wal::window::refill(&mut loaded.buf, keep, read, reader);
+        loaded.start = keep_from;
+        read_result.map_err(|e| format!("cannot read segment: {e}"))?;
+        let new_end = keep_from + loaded.buf.len() as u64;
         if new_end < have + read {
             // The file is shorter than the file system said (changed under us): it ends here.
             loaded.len = new_end;
@@ -227,8 +223,6 @@ impl<'a> RecordWalk<'a> {
         if new_end >= loaded.len {
             loaded.reader = None;
         }
-        loaded.buf = Bytes::from(grown);
-        loaded.start = keep_from;
         self.max_buffered = self.max_buffered.max(loaded.buf.len() as u64);
         Ok(())
     }

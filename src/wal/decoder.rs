@@ -25,6 +25,7 @@ use prost::Message;
 use super::error::{Location, WalError, WalErrorKind};
 use super::frame::{decode_frame_size, FRAME_HEADER_BYTES};
 use super::name::SegmentName;
+use super::window;
 use super::{MAX_RECORD_BYTES_34, MIN_SECTOR_SIZE};
 use crate::proto::raftpb::Entry;
 use crate::proto::walpb::{Record, CRC_TYPE, ENTRY_TYPE, METADATA_TYPE, SNAPSHOT_TYPE};
@@ -162,10 +163,10 @@ impl Current<'_> {
 }
 
 /// The least read from a segment at a time (fewer, larger reads; bounds the window).
-const FIRST_READ_BYTES: u64 = 1024 * 1024;
+const FIRST_READ_BYTES: u64 = window::LEAST_READ_BYTES;
 
 /// Spans at least this long are read exactly (see `ensure_upto`).
-const LARGE_SPAN_BYTES: u64 = FIRST_READ_BYTES / 2;
+const LARGE_SPAN_BYTES: u64 = 512 * 1024;
 
 /// The least read right after a large frame (see [`Current::after_large`]).
 const PROBE_READ_BYTES: u64 = 16 * 1024;
@@ -429,7 +430,6 @@ impl<'a> Decoder<'a> {
 
     /// [`Self::ensure_upto`] when the window falls short of `end`.
     fn read_upto(&mut self, keep_from: u64, end: u64) -> Result<(), DecodeEnd> {
-        use std::io::Read;
         let current = self.current.as_mut().expect("a segment is loaded");
         let end = end.min(current.len);
         let have = current.end();
@@ -442,7 +442,7 @@ impl<'a> Decoder<'a> {
         };
         let keep_from = keep_from.clamp(current.start, have);
         // A long span (a large frame) is read exactly, so its window is that frame alone: a
-        // large entry held as a slice then pins only its own bytes. After one, the next read is
+        // large entry held as a slice pins no bytes read past it. After one, the next read is
         // a probe: large frames tend to follow each other.
         let large = end - keep_from >= LARGE_SPAN_BYTES;
         let least = if current.after_large {
@@ -457,10 +457,10 @@ impl<'a> Decoder<'a> {
         }
         .min(current.len - have);
         current.after_large = large;
-        let tail = &current.buf[(keep_from - current.start) as usize..];
-        let mut grown = Vec::with_capacity(usize::try_from(tail.len() as u64 + read).unwrap_or(0));
-        grown.extend_from_slice(tail);
-        if let Err(e) = reader.take(read).read_to_end(&mut grown) {
+        let keep = (keep_from - current.start) as usize;
+        let read_result = window::refill(&mut current.buf, keep, read, reader);
+        current.start = keep_from;
+        if let Err(e) = read_result {
             let location = Location {
                 segment: Some(self.names[current.index].file_name.clone()),
                 ..Default::default()
@@ -472,7 +472,7 @@ impl<'a> Decoder<'a> {
                 location,
             )));
         }
-        let new_end = keep_from + grown.len() as u64;
+        let new_end = keep_from + current.buf.len() as u64;
         if new_end < have + read {
             // The file is shorter than the file system said (changed under us): its end is here.
             current.len = new_end;
@@ -480,8 +480,6 @@ impl<'a> Decoder<'a> {
         if new_end >= current.len {
             current.reader = None;
         }
-        current.buf = Bytes::from(grown);
-        current.start = keep_from;
         self.max_buffered = self.max_buffered.max(current.buf.len() as u64);
         Ok(())
     }
@@ -1027,8 +1025,38 @@ pub mod fast {
         long_varint(buf, at)
     }
 
-    /// [`varint`] of two bytes or more.
+    /// [`varint`] of two bytes or more: one 8-byte load when the varint ends within it (a CRC
+    /// is 5 bytes, an index 2–4), else byte by byte.
     fn long_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
+        if let Some(word) = buf.get(*at..*at + 8) {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            // The lowest byte with its continuation bit clear ends the varint.
+            let ends = !word & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                let len = ends.trailing_zeros() as usize / 8 + 1;
+                let bytes = if len == 8 {
+                    word
+                } else {
+                    word & ((1u64 << (8 * len)) - 1)
+                };
+                *at += len;
+                return Some(seven_bit_groups(bytes));
+            }
+        }
+        bytewise_varint(buf, at)
+    }
+
+    /// The low 7 bits of each byte of `word`, packed (byte `i`'s at bit `7 i`).
+    #[inline]
+    fn seven_bit_groups(word: u64) -> u64 {
+        let x = word & 0x7f7f_7f7f_7f7f_7f7f;
+        let x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+        let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+        (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4)
+    }
+
+    /// [`varint`] read a byte at a time.
+    fn bytewise_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
         let mut value = 0u64;
         for i in 0..10 {
             let byte = *buf.get(*at)?;
@@ -1189,6 +1217,28 @@ pub mod fast {
                 }
                 if let Some(fast) = super::hard_state(&bytes[start..]) {
                     prop_assert_eq!(Some(fast), HardState::decode(&bytes[start..]).ok());
+                }
+            }
+
+            /// The 8-byte-load varint reads what the byte loop reads, and stops where it stops.
+            #[test]
+            fn word_varint_equals_bytewise(
+                bytes in proptest::collection::vec(any::<u8>(), 0..24),
+                start in 0usize..12,
+                value in any::<u64>(),
+                pad in proptest::collection::vec(any::<u8>(), 0..10),
+            ) {
+                let start = start.min(bytes.len());
+                let (mut a, mut b) = (start, start);
+                prop_assert_eq!(long_varint(&bytes, &mut a), bytewise_varint(&bytes, &mut b));
+                prop_assert_eq!(a, b);
+                let mut encoded = Vec::new();
+                prost::encoding::encode_varint(value, &mut encoded);
+                encoded.extend(&pad);
+                let mut at = 0;
+                if encoded[0] >= 0x80 {
+                    prop_assert_eq!(long_varint(&encoded, &mut at), Some(value));
+                    prop_assert_eq!(at, encoded.len() - pad.len());
                 }
             }
 

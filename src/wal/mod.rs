@@ -11,6 +11,7 @@ pub mod name;
 pub mod read_all;
 pub mod repair;
 pub mod valid_snapshots;
+pub(crate) mod window;
 pub mod writer;
 
 pub use decoder::{DecodedRecord, Decoder, DecoderMode, Segment};

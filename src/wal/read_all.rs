@@ -517,12 +517,20 @@ fn append_entry(
     None
 }
 
+/// The held entries' first allocation (≈ 230 KB of address space; pages are touched as used).
+const HELD_ENTRIES_FIRST: usize = 4096;
+
 fn hold(out: &mut WalContents, entry: Entry, position: RecordPosition) {
     if out.entry_type_runs.last().map(|(_, t)| *t) != Some(entry.r#type) {
         out.entry_type_runs.push((out.entry_count, entry.r#type));
     }
     out.entry_count += 1;
     if out.kept_entries {
+        if out.entries.capacity() == 0 {
+            // Past the allocator's mmap threshold from the start: growing it then remaps pages
+            // instead of copying them into fresh ones (faults on a cold heap dominate a short read).
+            out.entries.reserve(HELD_ENTRIES_FIRST);
+        }
         out.entries.push(entry);
         out.entry_positions.push(position);
     }

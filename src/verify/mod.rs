@@ -474,7 +474,7 @@ enum ReplayTask<'r, 'fs> {
 
 enum ReplayPart {
     Follower(Option<FollowerOutcome>),
-    State(MemberState, Vec<Finding>),
+    State(Box<MemberState>, Vec<Finding>),
 }
 
 /// The follower re-execution costs about twice the KV replay per entry (cluster-a, release
@@ -530,7 +530,7 @@ fn replay_parts(
                 &report.scan,
                 &mut findings,
             );
-            (member, ReplayPart::State(state, findings))
+            (member, ReplayPart::State(Box::new(state), findings))
         }
     })
 }
@@ -546,7 +546,7 @@ fn join_replays(reports: &mut [MemberReport], parts: Vec<(usize, ReplayPart)>) {
     {
         debug_assert_eq!(i, j, "a member's two parts are consecutive");
         let report = &mut reports[i];
-        report.replay = Some(join_parts(state, follower, rest, &mut report.findings));
+        report.replay = Some(join_parts(*state, follower, rest, &mut report.findings));
     }
 }
 

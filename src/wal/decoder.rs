@@ -311,7 +311,23 @@ impl<'a> Decoder<'a> {
 
     /// [`Self::next_record`] without building the record: its data stays in the window, read
     /// in place with [`Self::data`] (no reference counting, no copy).
+    ///
+    /// The common frame is decoded here, inlined into the caller's loop (no 72-byte head passed
+    /// back through memory); everything else in [`Self::next_head_general`].
+    #[inline(always)]
     pub fn next_head(&mut self) -> Result<RecordHead, DecodeEnd> {
+        if self.end.is_none() {
+            if let Some(head) = self.decode_in_window() {
+                self.returned += 1;
+                return Ok(head);
+            }
+        }
+        self.next_head_general()
+    }
+
+    /// [`Self::next_head`] past its fast path.
+    #[inline(never)]
+    fn next_head_general(&mut self) -> Result<RecordHead, DecodeEnd> {
         if let Some(end) = &self.end {
             return Err(end.clone());
         }
@@ -532,8 +548,9 @@ impl<'a> Decoder<'a> {
     /// whose whole frame is in the window, with a matching CRC (or a crc record, which the
     /// caller checks). Anything else — no segment, a zero or oversized length word, a frame
     /// reaching past the window, another layout, a CRC to trust or one that does not match —
-    /// is `None`, and [`Self::decode`] takes the general path, which decides it as always.
-    #[inline]
+    /// is `None`, and [`Self::decode`] takes the general path, which decides it as always (the
+    /// fast path is only ever a shortcut: the general path decides a common frame the same way).
+    #[inline(always)]
     fn decode_in_window(&mut self) -> Option<RecordHead> {
         if self.trust_next_crc {
             return None;
@@ -581,10 +598,8 @@ impl<'a> Decoder<'a> {
         Some(head)
     }
 
+    /// The general path: every frame the fast path ([`Self::decode_in_window`]) left.
     fn decode(&mut self) -> Result<RecordHead, DecodeEnd> {
-        if let Some(head) = self.decode_in_window() {
-            return Ok(head);
-        }
         loop {
             if self.current.is_none() && !self.advance_segment()? {
                 return Err(DecodeEnd::Eof);
@@ -1025,8 +1040,8 @@ pub mod fast {
         long_varint(buf, at)
     }
 
-    /// [`varint`] of two bytes or more: one 8-byte load when the varint ends within it (a CRC
-    /// is 5 bytes, an index 2–4), else byte by byte.
+    /// [`varint`] of two bytes or more: one 8-byte load when 8 bytes remain (a CRC is 5 bytes,
+    /// an index 2–4, a member id 9–10), else byte by byte.
     fn long_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
         if let Some(word) = buf.get(*at..*at + 8) {
             let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
@@ -1042,6 +1057,19 @@ pub mod fast {
                 *at += len;
                 return Some(seven_bit_groups(bytes));
             }
+            // Nine or ten bytes (a member id): the tenth may only be 0 or 1.
+            let low = seven_bit_groups(word);
+            let ninth = *buf.get(*at + 8)?;
+            if ninth < 0x80 {
+                *at += 9;
+                return Some(low | u64::from(ninth) << 56);
+            }
+            let tenth = *buf.get(*at + 9)?;
+            if tenth > 1 {
+                return None;
+            }
+            *at += 10;
+            return Some(low | u64::from(ninth & 0x7f) << 56 | u64::from(tenth) << 63);
         }
         bytewise_varint(buf, at)
     }
@@ -1200,6 +1228,34 @@ pub mod fast {
             );
         }
 
+        #[test]
+        fn nine_and_ten_byte_varints_as_prost_reads_them() {
+            let mut max = Vec::new();
+            prost::encoding::encode_varint(u64::MAX, &mut max);
+            assert_eq!(max.len(), 10);
+            for tail in [&[][..], &[7, 7][..]] {
+                let bytes = [&max[..], tail].concat();
+                let mut at = 0;
+                assert_eq!(long_varint(&bytes, &mut at), Some(u64::MAX));
+                assert_eq!(at, 10);
+            }
+            // A tenth byte above 1 overflows 64 bits; an eleventh byte is too long.
+            let mut over = max.clone();
+            over[9] = 2;
+            assert_eq!(long_varint(&over, &mut 0), None);
+            let mut eleven = max.clone();
+            eleven[9] = 0x81;
+            eleven.push(0);
+            assert_eq!(long_varint(&eleven, &mut 0), None);
+            // Cut short: no answer.
+            assert_eq!(long_varint(&max[..9], &mut 0), None);
+            assert_eq!(long_varint(&max[..8], &mut 0), None);
+            let nine = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+            let mut at = 0;
+            assert_eq!(long_varint(&nine, &mut at), Some(u64::MAX >> 1));
+            assert_eq!(at, 9);
+        }
+
         proptest! {
             /// Whenever the fast path answers, prost agrees — on arbitrary bytes …
             #[test]
@@ -1230,8 +1286,11 @@ pub mod fast {
             ) {
                 let start = start.min(bytes.len());
                 let (mut a, mut b) = (start, start);
-                prop_assert_eq!(long_varint(&bytes, &mut a), bytewise_varint(&bytes, &mut b));
-                prop_assert_eq!(a, b);
+                let word = long_varint(&bytes, &mut a);
+                prop_assert_eq!(word, bytewise_varint(&bytes, &mut b));
+                if word.is_some() {
+                    prop_assert_eq!(a, b);
+                }
                 let mut encoded = Vec::new();
                 prost::encoding::encode_varint(value, &mut encoded);
                 encoded.extend(&pad);

@@ -286,7 +286,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
             |decoder: &Decoder<'_>| decoder.location(head.segment_index, head.offset, raft_index);
         let data = decoder.data(&head).unwrap_or(&[]);
         let problem = match head.record_type {
-            ENTRY_TYPE => match decode_entry(&decoder, &head, &mut arena, &options) {
+            ENTRY_TYPE => match decode_entry(&decoder, &head, data, &mut arena, &options) {
                 Ok(entry) => {
                     decoder.last_entry_index = entry.index;
                     let index = entry.index;
@@ -432,13 +432,14 @@ fn payload_error(record_type: i64, e: prost::DecodeError, location: Location) ->
 /// above the start): small data copied into the arena straight from the window, large data
 /// shared with the window or copied ([`EntryDataArena`]); an entry not held gets none (ReadAll
 /// reads only its index and type).
+/// The entry in `record_data`, the data of the record `head` names.
 fn decode_entry(
     decoder: &Decoder<'_>,
     head: &RecordHead,
+    record_data: &[u8],
     arena: &mut EntryDataArena,
     options: &ReadAllOptions,
 ) -> Result<Entry, prost::DecodeError> {
-    let record_data = decoder.data(head).unwrap_or(&[]);
     let Some((entry_type, term, index, data)) = super::decoder::fast::entry_parts(record_data)
     else {
         let mut entry = Entry::decode(decoder.share(head, 0..record_data.len()))?;

@@ -1042,6 +1042,7 @@ pub mod fast {
 
     /// [`varint`] of two bytes or more: one 8-byte load when 8 bytes remain (a CRC is 5 bytes,
     /// an index 2–4, a member id 9–10), else byte by byte.
+    #[inline]
     fn long_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
         if let Some(word) = buf.get(*at..*at + 8) {
             let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
@@ -1083,7 +1084,9 @@ pub mod fast {
         (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4)
     }
 
-    /// [`varint`] read a byte at a time.
+    /// [`varint`] read a byte at a time (fewer than 8 bytes left).
+    #[cold]
+    #[inline(never)]
     fn bytewise_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
         let mut value = 0u64;
         for i in 0..10 {
@@ -1156,7 +1159,7 @@ pub mod fast {
     }
 
     /// `raftpb.Entry` in `buf`: type, term, index and where its data lies in `buf`.
-    #[inline]
+    #[inline(always)]
     pub fn entry_parts(buf: &[u8]) -> Option<(i32, u64, u64, Option<std::ops::Range<usize>>)> {
         let mut at = 0;
         let entry_type = field(buf, &mut at, 0x08)? as i32;
@@ -1178,7 +1181,7 @@ pub mod fast {
     }
 
     /// `raftpb.HardState` from all of `buf`: etcd writes its three fields, always, in order.
-    #[inline]
+    #[inline(always)]
     pub fn hard_state(buf: &[u8]) -> Option<HardState> {
         let mut at = 0;
         let term = field(buf, &mut at, 0x08)?;

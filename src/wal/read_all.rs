@@ -275,18 +275,20 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
     };
     let mut arena = EntryDataArena::new();
     let end = loop {
-        let head = match decoder.next_head() {
+        // Borrowed where it was returned, not moved: the head is read field by field.
+        let next = decoder.next_head();
+        let head = match &next {
             Ok(head) => head,
-            Err(end) => break end,
+            Err(_) => break next.err().expect("an Err"),
         };
         out.record_count += 1;
         let raft_index = (decoder.last_entry_index > 0).then_some(decoder.last_entry_index);
         // Built only when something is reported: naming a location copies the segment name.
         let location =
             |decoder: &Decoder<'_>| decoder.location(head.segment_index, head.offset, raft_index);
-        let data = decoder.data(&head).unwrap_or(&[]);
+        let data = decoder.data(head).unwrap_or(&[]);
         let problem = match head.record_type {
-            ENTRY_TYPE => match decode_entry(&decoder, &head, data, &mut arena, &options) {
+            ENTRY_TYPE => match decode_entry(&decoder, head, data, &mut arena, &options) {
                 Ok(entry) => {
                     decoder.last_entry_index = entry.index;
                     let index = entry.index;
@@ -302,15 +304,21 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
                 }
                 Err(e) => Some(payload_error(ENTRY_TYPE, e, location(&decoder))),
             },
-            STATE_TYPE => match super::decoder::fast::hard_state(data)
-                .map(Ok)
-                .unwrap_or_else(|| HardState::decode(data))
-            {
-                Ok(state) => {
-                    out.hard_state = state;
+            STATE_TYPE => match super::decoder::fast::hard_state(data) {
+                // Field by field: a whole-struct copy of a just-built value stalls the load.
+                Some(HardState { term, vote, commit }) => {
+                    out.hard_state.term = term;
+                    out.hard_state.vote = vote;
+                    out.hard_state.commit = commit;
                     None
                 }
-                Err(e) => Some(payload_error(STATE_TYPE, e, location(&decoder))),
+                None => match HardState::decode(data) {
+                    Ok(state) => {
+                        out.hard_state = state;
+                        None
+                    }
+                    Err(e) => Some(payload_error(STATE_TYPE, e, location(&decoder))),
+                },
             },
             METADATA_TYPE => match &out.metadata {
                 Some(existing) if existing != data => Some(WalError::new(

@@ -25,16 +25,26 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
 unsafe fn short_sse42(crc: u32, data: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    use std::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
     let mut words = data.chunks_exact(8);
     let mut running = u64::from(!crc);
     for word in &mut words {
         let word = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
         running = _mm_crc32_u64(running, word);
     }
-    // The instruction leaves the CRC in the low 32 bits.
+    // The instruction leaves the CRC in the low 32 bits. The tail (0–7 bytes) in at most three
+    // steps, little-endian as the byte order the CRC consumes.
     let mut running = running as u32;
-    for byte in words.remainder() {
+    let mut tail = words.remainder();
+    if let Some((four, rest)) = tail.split_first_chunk::<4>() {
+        running = _mm_crc32_u32(running, u32::from_le_bytes(*four));
+        tail = rest;
+    }
+    if let Some((two, rest)) = tail.split_first_chunk::<2>() {
+        running = _mm_crc32_u16(running, u16::from_le_bytes(*two));
+        tail = rest;
+    }
+    if let Some(byte) = tail.first() {
         running = _mm_crc32_u8(running, *byte);
     }
     !running

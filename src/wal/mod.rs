@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod error;
 pub mod frame;
 pub mod name;
+pub(crate) mod prefault;
 pub mod read_all;
 pub mod repair;
 pub mod valid_snapshots;

@@ -128,6 +128,8 @@ impl EntryPositions {
 /// copy otherwise: a slice would pin the window's other bytes.
 struct EntryDataArena {
     chunk: bytes::BytesMut,
+    /// Bytes of the chunk's spare capacity already populated ([`super::prefault`]).
+    populated: usize,
 }
 
 impl EntryDataArena {
@@ -138,6 +140,7 @@ impl EntryDataArena {
     fn new() -> Self {
         EntryDataArena {
             chunk: bytes::BytesMut::new(),
+            populated: 0,
         }
     }
 
@@ -162,7 +165,15 @@ impl EntryDataArena {
     fn copy(&mut self, data: &[u8]) -> Bytes {
         if self.chunk.capacity() - self.chunk.len() < data.len() {
             self.chunk = bytes::BytesMut::with_capacity(Self::CHUNK_BYTES);
+            self.populated = 0;
         }
+        if self.populated < data.len() {
+            let spare = self.chunk.spare_capacity_mut();
+            let step = super::prefault::STEP_BYTES.min(spare.len());
+            super::prefault::populate(&mut spare[..step]);
+            self.populated = step;
+        }
+        self.populated -= data.len();
         self.chunk.extend_from_slice(data);
         self.chunk.split().freeze()
     }
@@ -529,6 +540,10 @@ fn append_entry(
 /// The held entries' first allocation (≈ 230 KB of address space; pages are touched as used).
 const HELD_ENTRIES_FIRST: usize = 4096;
 
+/// Held entries per [`super::prefault::STEP_BYTES`]: the next step's pages are populated when
+/// the entries reach it.
+const HELD_ENTRIES_PREFAULT: usize = super::prefault::STEP_BYTES / std::mem::size_of::<Entry>();
+
 fn hold(out: &mut WalContents, entry: Entry, position: RecordPosition) {
     if out.entry_type_runs.last().map(|(_, t)| *t) != Some(entry.r#type) {
         out.entry_type_runs.push((out.entry_count, entry.r#type));
@@ -539,6 +554,9 @@ fn hold(out: &mut WalContents, entry: Entry, position: RecordPosition) {
             // Past the allocator's mmap threshold from the start: growing it then remaps pages
             // instead of copying them into fresh ones (faults on a cold heap dominate a short read).
             out.entries.reserve(HELD_ENTRIES_FIRST);
+        }
+        if out.entries.len() % HELD_ENTRIES_PREFAULT == 0 {
+            super::prefault::populate_spare(&mut out.entries, super::prefault::STEP_BYTES);
         }
         out.entries.push(entry);
         out.entry_positions.push(position);

@@ -35,6 +35,7 @@ pub fn refill<R: Read + ?Sized>(
         copy
     };
     grown.reserve_exact(read_bytes);
+    super::prefault::populate_spare(&mut grown, read_bytes);
     let result = (&mut *reader).take(read).read_to_end(&mut grown);
     *window = Bytes::from(grown);
     result.map(drop)

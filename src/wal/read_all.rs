@@ -290,7 +290,7 @@ pub fn read_all(mut decoder: Decoder<'_>, options: ReadAllOptions) -> WalContent
         let next = decoder.next_head();
         let head = match &next {
             Ok(head) => head,
-            Err(_) => break next.err().expect("an Err"),
+            Err(_) => break next.expect_err("matched Err"),
         };
         out.record_count += 1;
         let raft_index = (decoder.last_entry_index > 0).then_some(decoder.last_entry_index);

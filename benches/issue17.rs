@@ -6,7 +6,7 @@
 //!    median of the pairs' ratios of CPU time (user + system, `wait4`: the shared machines'
 //!    load stretches wall time, printed beside it);
 //! 2. time(4 M) / time(1 M) of `hashkv` (CPU time, the median of `BENCH_SCALE_PAIRS` pairs
-//!    alternating the sizes: one pair's ratio moves by ±10% on these VMs);
+//!    alternating the sizes: one pair's ratio moves by ±15% on these VMs);
 //! 3. peak RSS at 4 M of `hashkv` vs etcd's `ReadAll` on the same dir (`wait4` `ru_maxrss`);
 //! 4. decode (`MemberFiles::open` + `read_member`, strict) vs etcd's `ReadAll` on the bundled
 //!    captures' cluster-a/m1 and cluster-b/b1 (medians of `BENCH_ITERS`, interleaved; the lower
@@ -189,7 +189,7 @@ fn main() {
             .ok()
             .map(PathBuf::from);
         let scratch = tempfile::tempdir().expect("scratch");
-        if let Some(worst) = decode_row(tool.as_deref(), scratch.path(), env_or("BENCH_ITERS", 15))
+        if let Some(worst) = decode_row(tool.as_deref(), scratch.path(), env_or("BENCH_ITERS", 21))
         {
             println!(
                 "decode vs etcd's ReadAll on the bundled captures (lower of m1, b1): {worst:.2}x"
@@ -231,7 +231,7 @@ fn main() {
         ));
     }
     let (cpu, wall, four_runs, _) = pairs(
-        env_or("BENCH_SCALE_PAIRS", 7usize),
+        env_or("BENCH_SCALE_PAIRS", 11usize),
         || hashkv(&four, scratch),
         || hashkv(&one, scratch),
     );
@@ -254,12 +254,12 @@ fn main() {
             our_rss as f64 / 1e6
         )),
     }
-    if let Some(worst) = decode_row(tool.as_deref(), scratch, env_or("BENCH_ITERS", 15)) {
+    if let Some(worst) = decode_row(tool.as_deref(), scratch, env_or("BENCH_ITERS", 21)) {
         rows.push(format!(
             "decode vs etcd's ReadAll on the bundled captures (lower of m1, b1) | {worst:.2}x | >= 5x"
         ));
     }
-    let (jobs_wall, jobs_critical, cores) = common::jobs::jobs_row(env_or("BENCH_JOBS_PAIRS", 15));
+    let (jobs_wall, jobs_critical, cores) = common::jobs::jobs_row(env_or("BENCH_JOBS_PAIRS", 31));
     rows.push(format!(
         "verify --jobs {cores} vs --jobs 1, 5 members | {jobs_critical:.2}x critical path on idle cores ({jobs_wall:.2}x wall) | >= 1.7x"
     ));

@@ -447,11 +447,10 @@ fn payload_error(record_type: i64, e: prost::DecodeError, location: Location) ->
     )
 }
 
-/// The entry in the record `head`. Its data is built only when ReadAll holds the entry (kept,
-/// above the start): small data copied into the arena straight from the window, large data
-/// shared with the window or copied ([`EntryDataArena`]); an entry not held gets none (ReadAll
-/// reads only its index and type).
-/// The entry in `record_data`, the data of the record `head` names.
+/// The entry in `record_data`, the data of the record `head`. Its data is built only when
+/// ReadAll holds the entry (kept, above the start): small data copied into the arena straight
+/// from the window, large data shared with the window or copied ([`EntryDataArena`]); an entry
+/// not held gets none (ReadAll reads only its index and type).
 fn decode_entry(
     decoder: &Decoder<'_>,
     head: &RecordHead,

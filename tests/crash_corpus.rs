@@ -310,15 +310,9 @@ fn purged_files_are_reported_as_not_modelled_through_the_cli() {
 
 fn kv_options(plant: Option<KvPlant>) -> Options {
     Options {
-        classes: vec![
-            FaultClass::FsyncPoint,
-            FaultClass::RecordBoundary,
-            FaultClass::LostUnsynced,
-        ],
-        cross_checks: 6,
         kv: true,
         plant,
-        ..Options::default()
+        ..boundaries_only()
     }
 }
 

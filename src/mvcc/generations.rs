@@ -133,12 +133,8 @@ impl Generations {
 mod tests {
     use super::*;
 
-    const OLD: CompactionRules = CompactionRules {
-        keep_tombstone_at_compaction: false,
-    };
-    const NEW: CompactionRules = CompactionRules {
-        keep_tombstone_at_compaction: true,
-    };
+    const OLD: CompactionRules = CompactionRules::OLD;
+    const NEW: CompactionRules = CompactionRules::NEW;
 
     /// key_index.go's doc comment example, key 0: put(1.0);put(2.0);tombstone(3.0);put(4.0);
     /// tombstone(5.0); and key 1 put at 2.1 and 6.0.

@@ -388,12 +388,8 @@ mod reference {
 mod tests {
     use super::*;
 
-    const OLD: CompactionRules = CompactionRules {
-        keep_tombstone_at_compaction: false,
-    };
-    const NEW: CompactionRules = CompactionRules {
-        keep_tombstone_at_compaction: true,
-    };
+    const OLD: CompactionRules = CompactionRules::OLD;
+    const NEW: CompactionRules = CompactionRules::NEW;
 
     fn r(main: i64) -> Revision {
         Revision::new(main, 0)

@@ -193,6 +193,18 @@ pub struct CompactionRules {
     pub keep_tombstone_at_compaction: bool,
 }
 
+#[cfg(test)]
+impl CompactionRules {
+    /// A compaction at a tombstone drops it (the older releases).
+    pub(crate) const OLD: CompactionRules = CompactionRules {
+        keep_tombstone_at_compaction: false,
+    };
+    /// A compaction at a tombstone keeps it (`keeps_tombstone_at_compaction`).
+    pub(crate) const NEW: CompactionRules = CompactionRules {
+        keep_tombstone_at_compaction: true,
+    };
+}
+
 /// Errors of `HashByRev`, with etcd's messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
 pub enum MvccError {

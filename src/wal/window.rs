@@ -27,15 +27,20 @@ pub fn refill<R: Read + ?Sized>(
     let mut kept = std::mem::take(window);
     kept.advance(keep.min(kept.len()));
     let read_bytes = usize::try_from(read).unwrap_or(usize::MAX);
-    let mut grown = if kept.is_unique() {
+    let reused = kept.is_unique();
+    let mut grown = if reused {
         Vec::from(kept)
     } else {
         let mut copy = Vec::with_capacity(kept.len().saturating_add(read_bytes));
         copy.extend_from_slice(&kept);
         copy
     };
+    let capacity = grown.capacity();
     grown.reserve_exact(read_bytes);
-    super::prefault::populate_spare(&mut grown, read_bytes);
+    if !reused || grown.capacity() != capacity {
+        // Fresh pages: mapped in one call. A reused window's pages are mapped already.
+        super::prefault::populate_spare(&mut grown, read_bytes);
+    }
     let result = (&mut *reader).take(read).read_to_end(&mut grown);
     *window = Bytes::from(grown);
     result.map(drop)

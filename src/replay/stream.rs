@@ -311,8 +311,9 @@ pub fn streamable(files: &MemberFiles<'_>, read: &MemberRead, log: &ResolvedLog)
 
 /// [`super::kv::replay_kv`] of a summary read, streaming the entries (see the module docs).
 /// `Ok(Err(_))`: the stream failed (a read error, an entry differing from its digest) and the
-/// caller must replay the materialised read instead. Every entry of the log is read and checked,
-/// applied or not.
+/// caller must replay the materialised read instead. A full replay (`through` None) reads and
+/// checks every entry of the log, applied or not; a replay through an index reads the entries
+/// it applies (the scan read and digested the rest, and nothing past `through` is applied).
 pub fn replay_kv_streaming(
     member: &str,
     files: &MemberFiles<'_>,
@@ -331,11 +332,19 @@ pub fn replay_kv_streaming(
         through,
         progress,
     )?;
-    let _ = stream.verify_rest();
+    finish_stream(&mut stream, through);
     Ok(match stream.failed() {
         Some(e) => Err(e.clone()),
         None => Ok(replay),
     })
+}
+
+/// A full replay reads the entries no one applied, so that a log differing from its scan
+/// anywhere fails the stream; a replay through an index stops where it stopped.
+fn finish_stream(stream: &mut EntryStream<'_>, through: Option<u64>) {
+    if through.is_none() {
+        let _ = stream.verify_rest();
+    }
 }
 
 /// [`replay_kv_streaming`] started from a member's backend db (see `replay::from_db`): for the
@@ -357,7 +366,7 @@ pub fn replay_kv_streaming_from_db(
         through,
         &mut |_| {},
     )?;
-    let _ = stream.verify_rest();
+    finish_stream(&mut stream, through);
     Ok(match stream.failed() {
         Some(e) => Err(e.clone()),
         None => Ok(replay),

@@ -11,31 +11,32 @@
 //! that decoded without a failure, the replay ([`replay_member`]: raft-rs restart and apply, the
 //! follower re-execution of every persisted batch, the KV replay and its HashKV); and last the
 //! HashKV agreement across members at each applied index and at the lowest one all share.
+//! With several workers (`--jobs`) the same steps overlap across members (`at_once`'s
+//! schedule) and the report is the same.
 //!
 //! A verdict is only given on complete data: a member whose spilled digests could not be read
 //! back is [`VerifyError::DigestsLost`], an input that cannot be read at all is
 //! [`VerifyError::Unreadable`].
 
+mod at_once;
+mod pool;
 mod render;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::check::state_hash::StatePoint;
 use crate::check::{self, vote, Finding, MemberScan};
 use crate::fsio::ReadOnlyFs;
 use crate::member::{read_member, MemberFiles, MemberRead, OpenError};
-use crate::profile::clock::thread_cpu;
-use crate::replay::follower::FollowerOutcome;
 use crate::replay::member_state::{
-    agreement, agreement_requests, hash_at_member, join_parts, replay_member, replay_state,
-    FollowerInput, MemberState,
+    agreement, agreement_requests, hash_at_member, replay_member, HashAt, MemberState,
 };
 use crate::replay::stream::read_for_streaming;
 use crate::wal::DecoderMode;
+use pool::{run_pool, Queued};
 
 /// Whether a member's entries are held in memory after the read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,7 +181,8 @@ pub enum Step {
     Decode,
     /// The decode-level findings, the invariant scan, the cross-member checks.
     Checks,
-    /// The replay of a member, and the HashKV agreement's replays.
+    /// The replay of a member, and the HashKV agreement's replays (with several workers, also
+    /// the members' reads and checks, which overlap the replays).
     Replay,
 }
 
@@ -219,9 +221,9 @@ fn observe<T>(observer: &mut dyn StepObserver, step: Step, work: impl FnOnce() -
 }
 
 /// [`verify_named`], each step run through `observer`. With one worker each member's steps are
-/// observed one by one; with several, a step spans that phase's work on every member: one
-/// Decode step every member's read and own checks (one task per member), one Checks step the
-/// cross-member checks, Replay steps the replays (two tasks per member) and the agreement.
+/// observed one by one; with several, the members' reads, checks and replays overlap (a member's
+/// replay may start while others are read: see `at_once`), so one Replay step spans them all
+/// and a second one the agreement.
 pub fn verify_observed(
     fs: &dyn ReadOnlyFs,
     members: &[(String, PathBuf)],
@@ -240,38 +242,23 @@ pub fn verify_observed(
             files.push(opened);
             reports.push(report);
         }
-        (files, reports)
-    } else {
-        // A member's read and its own checks run as one task.
-        let done = observe_parallel(observer, Step::Decode, || {
-            parallel_map(members.iter().collect(), workers, |(name, path)| {
-                let (opened, read) = read_one(fs, path, options)?;
-                let report = check_one(name, path, &opened, read);
-                Ok::<_, VerifyError>((opened, report))
-            })
-        });
-        done.into_iter()
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .unzip()
-    };
-    observe(observer, Step::Checks, || check_across(&mut reports));
-    digests_complete(&reports)?;
-    if workers == 1 {
+        observe(observer, Step::Checks, || check_across(&mut reports));
+        digests_complete(&reports)?;
         for (report, files) in reports.iter_mut().zip(&files) {
             report.replay = observe(observer, Step::Replay, || replay_clean(report, files));
         }
+        (files, reports)
     } else {
-        let parts = observe_parallel(observer, Step::Replay, || {
-            replay_parts(&mut reports, &files, workers)
+        let (done, worker_cpu) = observe(observer, Step::Replay, || {
+            at_once::verify_members(fs, members, options, workers)
         });
-        join_replays(&mut reports, parts);
-    }
-    let (state_points, common_index) = observe_parallel(observer, Step::Replay, || {
+        observer.workers(Step::Replay, &worker_cpu);
+        done?
+    };
+    let ((state_points, common_index), worker_cpu) = observe(observer, Step::Replay, || {
         agree(&mut reports, &files, workers)
-    })
-    .pop()
-    .unwrap_or_default();
+    });
+    observer.workers(Step::Replay, &worker_cpu);
     digests_complete(&reports)?;
     Ok(ClusterReport {
         members: reports,
@@ -295,104 +282,6 @@ fn read_one<'fs>(
         EntryReading::Hold => read_member(&opened, options.mode),
     };
     Ok((opened, read))
-}
-
-/// Stack of a worker thread: a member's replay runs there as it would on the main thread.
-const WORKER_STACK: usize = 16 << 20;
-
-/// `f` over `items` on `workers` threads, results in the order of `items`. A panic in `f` is
-/// re-raised on the caller's thread.
-fn parallel_map<T: Send, R: Send>(
-    items: Vec<T>,
-    workers: usize,
-    f: impl Fn(T) -> R + Sync,
-) -> Parallel<R> {
-    let order: Vec<usize> = (0..items.len()).collect();
-    parallel_map_ordered(items, &order, workers, f)
-}
-
-/// Results in the order of the items, and each worker's CPU time.
-struct Parallel<R> {
-    results: Vec<R>,
-    worker_cpu: Vec<Duration>,
-}
-
-/// [`parallel_map`], the items started in `order` (a permutation of their positions: the
-/// longest first keeps the workers busy to the end); results still in the order of `items`.
-fn parallel_map_ordered<T: Send, R: Send>(
-    items: Vec<T>,
-    order: &[usize],
-    workers: usize,
-    f: impl Fn(T) -> R + Sync,
-) -> Parallel<R> {
-    let count = items.len();
-    let workers = workers.min(count);
-    let queue: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let results: Vec<Mutex<Option<R>>> = (0..count).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let start = thread_cpu();
-        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let item = queue
-                .get(i)
-                .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
-            if let Some(item) = item {
-                let value = f(item);
-                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
-            }
-        }
-        thread_cpu().saturating_sub(start)
-    };
-    let mut worker_cpu = Vec::with_capacity(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                std::thread::Builder::new()
-                    .stack_size(WORKER_STACK)
-                    .spawn_scoped(scope, work)
-            })
-            .collect();
-        for handle in handles {
-            match handle {
-                Ok(handle) => match handle.join() {
-                    Ok(cpu) => worker_cpu.push(cpu),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                },
-                // No thread to spare: this one does the work.
-                Err(_) => worker_cpu.push(work()),
-            }
-        }
-    });
-    let results = results
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every item was mapped by a worker that returned")
-        })
-        .collect();
-    Parallel {
-        results,
-        worker_cpu,
-    }
-}
-
-/// [`observe`] of a step run by [`parallel_map`]: the observer also gets each worker's CPU time.
-fn observe_parallel<R>(
-    observer: &mut dyn StepObserver,
-    step: Step,
-    work: impl FnOnce() -> Parallel<R>,
-) -> Vec<R> {
-    let done = observe(observer, step, work);
-    observer.workers(step, &done.worker_cpu);
-    done.results
-}
-
-/// Positions of `costs` from the largest cost to the smallest (ties in input order).
-fn largest_first(costs: &[u64]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..costs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(costs[i]));
-    order
 }
 
 /// The decode-level findings and the invariant scan of one member read as etcd boots it.
@@ -457,149 +346,56 @@ fn replay_clean(report: &mut MemberReport, files: &MemberFiles<'_>) -> Option<Me
     Some(state)
 }
 
-/// One of a clean member's two independent replay parts ([`replay_member`]'s).
-enum ReplayTask<'r, 'fs> {
-    Follower {
-        member: usize,
-        name: String,
-        input: FollowerInput,
-        files: &'r MemberFiles<'fs>,
-    },
-    State {
-        member: usize,
-        report: &'r mut MemberReport,
-        files: &'r MemberFiles<'fs>,
-    },
-}
-
-enum ReplayPart {
-    Follower(Option<FollowerOutcome>),
-    State(Box<MemberState>, Vec<Finding>),
-}
-
-/// The follower re-execution costs about twice the KV replay per entry (cluster-a, release
-/// build): the weights that order the tasks, longest first.
-const FOLLOWER_WEIGHT: u64 = 2;
-
-/// The two replay parts of every member [`replay_clean`] replays, as separate tasks on `workers`
-/// threads (longest first, by entries); each result with its member's position.
-fn replay_parts(
-    reports: &mut [MemberReport],
-    files: &[MemberFiles<'_>],
-    workers: usize,
-) -> Parallel<(usize, ReplayPart)> {
-    let mut tasks = Vec::new();
-    let mut costs = Vec::new();
-    for (i, (report, files)) in reports.iter_mut().zip(files).enumerate() {
-        if !is_clean(report) {
-            continue;
-        }
-        let entries = report.scan.log.len() as u64 + 1;
-        tasks.push(ReplayTask::Follower {
-            member: i,
-            name: report.name.clone(),
-            input: FollowerInput::of(&report.read),
-            files,
-        });
-        costs.push(entries * FOLLOWER_WEIGHT);
-        tasks.push(ReplayTask::State {
-            member: i,
-            report,
-            files,
-        });
-        costs.push(entries);
-    }
-    let order = largest_first(&costs);
-    parallel_map_ordered(tasks, &order, workers, |task| match task {
-        ReplayTask::Follower {
-            member,
-            name,
-            input,
-            files,
-        } => (member, ReplayPart::Follower(input.reexecute(&name, files))),
-        ReplayTask::State {
-            member,
-            report,
-            files,
-        } => {
-            let mut findings = Vec::new();
-            let state = replay_state(
-                &report.name,
-                files,
-                &report.read,
-                &report.scan,
-                &mut findings,
-            );
-            (member, ReplayPart::State(Box::new(state), findings))
-        }
-    })
-}
-
-/// Each member's two parts (consecutive, follower first) joined into its replay: the reports
-/// [`replay_clean`] one by one gives.
-fn join_replays(reports: &mut [MemberReport], parts: Vec<(usize, ReplayPart)>) {
-    let mut parts = parts.into_iter();
-    while let (
-        Some((i, ReplayPart::Follower(follower))),
-        Some((j, ReplayPart::State(state, rest))),
-    ) = (parts.next(), parts.next())
-    {
-        debug_assert_eq!(i, j, "a member's two parts are consecutive");
-        let report = &mut reports[i];
-        report.replay = Some(join_parts(*state, follower, rest, &mut report.findings));
-    }
-}
-
-/// HashKV agreement across the replayed members (one result); findings filed under their
-/// member. The replays to the common index it needs run on `workers` threads first.
+/// HashKV agreement across the replayed members: the points compared and the common index;
+/// findings filed under their member. The replays to the common index it needs run on `workers`
+/// threads first (longest first); each worker's CPU time.
 fn agree(
     reports: &mut [MemberReport],
     files: &[MemberFiles<'_>],
     workers: usize,
-) -> Parallel<(Vec<StatePoint>, Option<u64>)> {
+) -> ((Vec<StatePoint>, Option<u64>), Vec<Duration>) {
     let replayed: Vec<usize> = (0..reports.len())
         .filter(|&i| reports[i].replay.is_some())
         .collect();
     if replayed.len() < 2 {
-        return Parallel {
-            results: vec![(Vec::new(), None)],
-            worker_cpu: Vec::new(),
-        };
+        return ((Vec::new(), None), Vec::new());
     }
-    let requests = agreement_requests(&replayed_states(reports, &replayed));
+    // (member position, index) of each replay to the common index, each a different member's.
+    let requests: Vec<(usize, u64)> = agreement_requests(&replayed_states(reports, &replayed))
+        .into_iter()
+        .map(|(k, index)| (replayed[k], index))
+        .collect();
+    let computed: Vec<OnceLock<Option<HashAt>>> =
+        requests.iter().map(|_| OnceLock::new()).collect();
     // Each request is a different member's: its report is lent to one task.
-    let mut wanted: Vec<Option<u64>> = vec![None; reports.len()];
-    for &(k, index) in &requests {
-        wanted[replayed[k]] = Some(index);
-    }
-    let work: Vec<(usize, &mut MemberReport, &MemberFiles<'_>, u64)> = reports
+    let tasks = reports
         .iter_mut()
         .zip(files)
-        .zip(&wanted)
         .enumerate()
-        .filter_map(|(i, ((report, files), index))| Some((i, report, files, (*index)?)))
+        .filter_map(|(i, (report, files))| {
+            let slot = requests.iter().position(|r| r.0 == i)?;
+            Some(Queued {
+                priority: requests[slot].1,
+                task: (slot, report, files),
+            })
+        })
         .collect();
-    let costs: Vec<u64> = work.iter().map(|w| w.3).collect();
-    let Parallel {
-        results: computed,
-        worker_cpu,
-    } = parallel_map_ordered(
-        work,
-        &largest_first(&costs),
+    let worker_cpu = run_pool(
+        tasks,
         workers,
-        |(i, report, files, index)| {
+        |(slot, report, files): (usize, &mut MemberReport, _)| {
+            let index = requests[slot].1;
             let at = hash_at_member(&report.name, files, &report.read, &report.scan.log, index);
-            ((i, index), at)
+            let _ = computed[slot].set(at);
+            Vec::new()
         },
     );
     let outcome = {
         let members = replayed_states(reports, &replayed);
         let hash_at = |k: usize, index: u64| {
             let key = (*replayed.get(k)?, index);
-            computed
-                .iter()
-                .find(|(c, _)| *c == key)
-                .and_then(|(_, at)| *at)
+            let task = requests.iter().position(|r| *r == key)?;
+            computed[task].get().copied().flatten()
         };
         agreement(&members, &hash_at)
     };
@@ -608,10 +404,7 @@ fn agree(
             report.findings.push(finding);
         }
     }
-    Parallel {
-        results: vec![(outcome.points, outcome.common_index)],
-        worker_cpu,
-    }
+    ((outcome.points, outcome.common_index), worker_cpu)
 }
 
 /// (name, replay) of the members at positions `replayed` (each has a replay).

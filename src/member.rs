@@ -5,6 +5,7 @@
 //! segments from that snapshot's index → `ReadAll`.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
@@ -87,7 +88,15 @@ pub struct MemberFiles<'fs> {
     pub segments: Vec<SegmentName>,
     /// Files in the wal dir that are not segments (etcd warns and ignores them).
     pub ignored_files: Vec<String>,
-    pub snap_files: Vec<(String, Bytes)>,
+    /// The `.snap` files of the snap dir (names as etcd filters them), each read on first use
+    /// ([`Self::snap_bytes`]): etcd's boot reads the newest valid one only.
+    pub snap_files: Vec<SnapFile>,
+}
+
+/// A `.snap` file of a member's snap dir, read at most once.
+pub struct SnapFile {
+    pub name: String,
+    bytes: OnceLock<Bytes>,
 }
 
 impl<'fs> MemberFiles<'fs> {
@@ -111,11 +120,13 @@ impl<'fs> MemberFiles<'fs> {
                 path: snap_dir.clone(),
                 message: e.to_string(),
             })?;
-            for name in crate::snap::snap_names(names) {
-                // An unreadable .snap is a finding about that file, not a reason to stop.
-                let bytes = fs.read(&snap_dir.join(&name)).unwrap_or_default();
-                snap_files.push((name, bytes));
-            }
+            snap_files = crate::snap::snap_names(names)
+                .into_iter()
+                .map(|name| SnapFile {
+                    name,
+                    bytes: OnceLock::new(),
+                })
+                .collect();
         }
         Ok(MemberFiles {
             fs,
@@ -124,6 +135,38 @@ impl<'fs> MemberFiles<'fs> {
             ignored_files,
             snap_files,
         })
+    }
+
+    /// The bytes of the `.snap` file `name` of [`Self::snap_files`], read on first use; an
+    /// unreadable (or unknown) file is empty, which is a finding about that file, not a reason
+    /// to stop.
+    pub fn snap_bytes(&self, name: &str) -> Bytes {
+        let (Some(snap_dir), Some(file)) = (
+            &self.paths.snap_dir,
+            self.snap_files.iter().find(|f| f.name == name),
+        ) else {
+            return Bytes::new();
+        };
+        file.bytes
+            .get_or_init(|| self.fs.read(&snap_dir.join(name)).unwrap_or_default())
+            .clone()
+    }
+
+    /// Every `.snap` file with its bytes ([`Self::snap_bytes`]), in [`Self::snap_files`]' order.
+    pub fn snaps(&self) -> Vec<(String, Bytes)> {
+        self.snap_files
+            .iter()
+            .map(|f| (f.name.clone(), self.snap_bytes(&f.name)))
+            .collect()
+    }
+
+    /// The newest valid `.snap` as etcd's boot picks it ([`load_newest_available`]).
+    fn newest_available(
+        &self,
+        wal_snapshots: &[WalSnapshot],
+    ) -> (Option<LoadedSnap>, Vec<SkippedSnap>) {
+        let names: Vec<String> = self.snap_files.iter().map(|f| f.name.clone()).collect();
+        load_newest_available(&names, &|name| self.snap_bytes(name), wal_snapshots)
     }
 
     /// A decoder over `segments[from..]`, loading each segment only when it is reached.
@@ -187,7 +230,7 @@ impl<'fs> MemberFiles<'fs> {
             .as_ref()
             .map(|v| v.snapshots.as_slice())
             .unwrap_or(&[]);
-        let (loaded, skipped) = load_newest_available(&self.snap_files, wal_snapshots);
+        let (loaded, skipped) = self.newest_available(wal_snapshots);
         (valid, loaded, skipped)
     }
 
@@ -391,7 +434,7 @@ fn read_member_with(files: &MemberFiles<'_>, mode: DecoderMode, keep_entries: bo
             .iter()
             .map(|s| s.snapshot.clone())
             .partition(|s| s.index <= hard_state.commit);
-        let (loaded, skipped) = load_newest_available(&files.snap_files, &snapshots);
+        let (loaded, skipped) = files.newest_available(&snapshots);
         (
             Ok(ValidSnapshots {
                 snapshots,

@@ -77,8 +77,8 @@ pub fn scan_member_after(
     files: &MemberFiles<'_>,
     read: Option<&crate::member::MemberRead>,
 ) -> MemberScan {
-    let snaps = read_snaps(&files.snap_files);
-    let snap_names = files.snap_files.iter().map(|(n, _)| n.clone()).collect();
+    let snaps = read_snaps(&files.snaps());
+    let snap_names = files.snap_files.iter().map(|f| f.name.clone()).collect();
     let mut walk = RecordWalk::new(
         files.segments.clone(),
         SegmentBytes::Files {

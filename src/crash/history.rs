@@ -209,8 +209,8 @@ impl History {
             .map(|m| m.node_id)
             .unwrap_or(0);
         let mut snaps: Vec<SnapInfo> = files
-            .snap_files
-            .iter()
+            .snaps()
+            .into_iter()
             .map(|(name, bytes)| {
                 let (meta, read_error) = match crate::snap::read_snap(bytes.clone()) {
                     Ok(s) => (
@@ -220,8 +220,8 @@ impl History {
                     Err(e) => (None, Some(e.to_string())),
                 };
                 SnapInfo {
-                    file_name: name.clone(),
-                    bytes: bytes.clone(),
+                    file_name: name,
+                    bytes,
                     meta,
                     read_error,
                     wal_record: None,

@@ -74,19 +74,16 @@ pub struct LoadedSnap {
 
 /// etcd's `LoadNewestAvailable(walSnaps)`: the newest readable `.snap` whose (term, index) is one
 /// of the WAL's valid snapshot records. Unreadable files are reported, never renamed.
+/// `bytes_of(name)`: a file's bytes, read only when it is considered (newest first, up to the
+/// one used), as etcd reads them.
 pub fn load_newest_available(
-    files: &[(String, Bytes)],
+    names: &[String],
+    bytes_of: &dyn Fn(&str) -> Bytes,
     wal_snapshots: &[WalSnapshot],
 ) -> (Option<LoadedSnap>, Vec<SkippedSnap>) {
     let mut skipped = Vec::new();
-    let names = snap_names(files.iter().map(|(n, _)| n.clone()).collect());
-    for name in names {
-        let bytes = files
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, b)| b.clone())
-            .unwrap_or_default();
-        match read_snap(bytes) {
+    for name in snap_names(names.to_vec()) {
+        match read_snap(bytes_of(&name)) {
             Ok(snapshot) => {
                 let meta = &snapshot.metadata;
                 if wal_snapshots
@@ -202,12 +199,28 @@ mod tests {
                 conf_state: None,
             },
         ];
-        let (loaded, skipped) = load_newest_available(&files, &wal);
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let read = std::cell::RefCell::new(Vec::new());
+        let bytes_of = |name: &str| {
+            read.borrow_mut().push(name.to_string());
+            let file = files.iter().find(|(n, _)| n == name);
+            file.map(|(_, b)| b.clone()).unwrap_or_default()
+        };
+        let (loaded, skipped) = load_newest_available(&names, &bytes_of, &wal);
         assert_eq!(loaded.unwrap().snapshot.metadata.index, 200);
         assert_eq!(
             skipped.len(),
             2,
             "the empty newest file and the orphan at 300"
+        );
+        // Newest first, and none older than the one used.
+        assert_eq!(
+            read.into_inner(),
+            [
+                "0000000000000004-0000000000000400.snap",
+                "0000000000000003-000000000000012c.snap",
+                "0000000000000002-00000000000000c8.snap",
+            ]
         );
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! Two figures, because the 2-core machines are shared: the **wall-time** speedup (what a user
 //! sees, and what neighbours' load distorts), and the **critical-path** speedup on idle cores,
-//! from CPU clocks only: `--jobs 1`'s CPU time over the sum, step by step, of the busiest
-//! worker's CPU time plus the main thread's own (the serial parts). A busy machine stretches wall
-//! times but barely moves CPU times, so the second figure is what the schedule achieves.
+//! from CPU clocks only: `--jobs 1`'s CPU time over the sum, step by step, of the larger of the
+//! main thread's CPU time (it is a worker too, and runs the serial parts) and the busiest spawned
+//! worker's. A busy machine stretches wall times but barely moves CPU times, so the second figure
+//! is what the schedule achieves.
 
 mod common;
 

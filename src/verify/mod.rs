@@ -192,8 +192,10 @@ pub trait StepObserver {
     /// Runs `work`, which is one `step`.
     fn step(&mut self, step: Step, work: &mut dyn FnMut());
 
-    /// After a step that ran on several workers: each worker's CPU time in it. On idle cores the
-    /// busiest worker bounds the step's wall time, whatever else runs on the machine.
+    /// After a step that ran on several workers: the CPU time in it of each worker the step
+    /// spawned (the calling thread works too; its time is the step's own). On idle cores the
+    /// busiest of them and the calling thread bound the step's wall time, whatever else runs on
+    /// the machine.
     fn workers(&mut self, _step: Step, _cpu: &[Duration]) {}
 }
 

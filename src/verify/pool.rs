@@ -48,9 +48,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `initial` and every task `run` returns on `workers` threads (the caller's thread when
-/// none can be spawned); each worker's CPU time. A panic in `run` stops the pool and is
-/// re-raised on the caller's thread once every worker has stopped.
+/// Runs `initial` and every task `run` returns on `workers` threads: the caller's and
+/// `workers - 1` spawned ones (fewer when the system has none to spare); the spawned workers'
+/// CPU times (the caller's is its own). A panic in `run` stops the pool and is re-raised on the
+/// caller's thread once every worker has stopped.
 pub(super) fn run_pool<T: Send>(
     initial: Vec<Queued<T>>,
     workers: usize,
@@ -101,7 +102,9 @@ pub(super) fn run_pool<T: Send>(
     };
     let mut worker_cpu = Vec::with_capacity(workers);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers.max(1))
+        // Spawned first: a thread on an idle core may take milliseconds to start, while this
+        // one starts at once.
+        let handles: Vec<_> = (1..workers)
             .filter_map(|_| {
                 std::thread::Builder::new()
                     .stack_size(WORKER_STACK)
@@ -109,10 +112,7 @@ pub(super) fn run_pool<T: Send>(
                     .ok()
             })
             .collect();
-        if handles.is_empty() {
-            // No thread to spare: this one does the work.
-            worker_cpu.push(work());
-        }
+        work();
         for handle in handles {
             // A worker never unwinds: `run`'s panics are caught above.
             if let Ok(cpu) = handle.join() {

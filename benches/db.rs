@@ -216,7 +216,7 @@ fn main() {
 fn snapshot_status(etcdutl: &Path, large_db: &Path, small_db: &Path, large: Shape, pairs: usize) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let scratch = scratch.path();
-    let version = measure(Command::new(&etcdutl).arg("version"), scratch).stdout;
+    let version = measure(Command::new(etcdutl).arg("version"), scratch).stdout;
     // "etcdutl version: 3.5.30" -> "etcdutl 3.5.30"
     let version = version
         .lines()
@@ -225,8 +225,8 @@ fn snapshot_status(etcdutl: &Path, large_db: &Path, small_db: &Path, large: Shap
         .replace(" version:", "");
 
     // Warm the page cache and check that both read the same db the same way.
-    let ours = measure(&mut ours_cmd(&large_db), scratch);
-    let theirs = measure(&mut etcdutl_cmd(&etcdutl, &large_db), scratch);
+    let ours = measure(&mut ours_cmd(large_db), scratch);
+    let theirs = measure(&mut etcdutl_cmd(etcdutl, large_db), scratch);
     let (a, b, report) = statuses(&ours.stdout, &theirs.stdout);
     assert_eq!(
         a, b,
@@ -247,7 +247,7 @@ fn snapshot_status(etcdutl: &Path, large_db: &Path, small_db: &Path, large: Shap
         "db: {} ({:.0} MB; etcd 3.4.23's mvcc store: {} keys, {} revisions, {}-byte values, \
          {deletes}, {compactions})",
         large_db.display(),
-        file_mb(&large_db),
+        file_mb(large_db),
         large.keys,
         large.revisions,
         large.value,
@@ -262,11 +262,11 @@ fn snapshot_status(etcdutl: &Path, large_db: &Path, small_db: &Path, large: Shap
     for i in 0..pairs {
         // Alternate which goes first, so drift and cache effects fall on both alike.
         if i % 2 == 0 {
-            ours_runs.push(measure(&mut ours_cmd(&large_db), scratch));
-            etcd_runs.push(measure(&mut etcdutl_cmd(&etcdutl, &large_db), scratch));
+            ours_runs.push(measure(&mut ours_cmd(large_db), scratch));
+            etcd_runs.push(measure(&mut etcdutl_cmd(etcdutl, large_db), scratch));
         } else {
-            etcd_runs.push(measure(&mut etcdutl_cmd(&etcdutl, &large_db), scratch));
-            ours_runs.push(measure(&mut ours_cmd(&large_db), scratch));
+            etcd_runs.push(measure(&mut etcdutl_cmd(etcdutl, large_db), scratch));
+            ours_runs.push(measure(&mut ours_cmd(large_db), scratch));
         }
     }
     let col = |runs: &[Measured], f: fn(&Measured) -> f64| median(runs.iter().map(f).collect());
@@ -307,8 +307,8 @@ fn snapshot_status(etcdutl: &Path, large_db: &Path, small_db: &Path, large: Shap
     // Memory against the db's size: the same keys and revisions, small values.
     let (mut small_ours, mut small_etcd) = (Vec::new(), Vec::new());
     for _ in 0..pairs.min(3) {
-        small_ours.push(measure(&mut ours_cmd(&small_db), scratch));
-        small_etcd.push(measure(&mut etcdutl_cmd(&etcdutl, &small_db), scratch));
+        small_ours.push(measure(&mut ours_cmd(small_db), scratch));
+        small_etcd.push(measure(&mut etcdutl_cmd(etcdutl, small_db), scratch));
     }
     let (sa, sb, small_report) = statuses(&small_ours[0].stdout, &small_etcd[0].stdout);
     assert_eq!(sa, sb, "small db: snapshot status, ours vs etcdutl");
@@ -324,9 +324,9 @@ fn snapshot_status(etcdutl: &Path, large_db: &Path, small_db: &Path, large: Shap
          ratio {:.2} (etcdutl: {:.0} MB -> {:.0} MB, ratio {:.2})",
         report["keys"],
         a[2],
-        file_mb(&small_db),
+        file_mb(small_db),
         small_ours_rss as f64 / 1e6,
-        file_mb(&large_db),
+        file_mb(large_db),
         ours_rss as f64 / 1e6,
         ours_rss as f64 / small_ours_rss.max(1) as f64,
         small_etcd_rss as f64 / 1e6,

@@ -35,7 +35,7 @@ fn every_corpus_member_matches_etcd() {
             let name = member.file_name().unwrap().to_string_lossy().into_owned();
             let r = report(&RealFs, &member);
             assert!(r.findings.is_empty(), "{capture}/{name}: {:?}", r.findings);
-            assert_eq!(r.meta_newer_lost, false);
+            assert!(!r.meta_newer_lost);
             // etcd 3.5 stores the term of the entry at the consistent index beside it (its
             // `UnsafeUpdateConsistentIndex`); 3.4 stores no term.
             let minor = common::etcd_minor(&capture);

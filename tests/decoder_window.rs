@@ -273,8 +273,8 @@ proptest! {
         damages in prop::collection::vec(damage(), 1..4),
         extra in prop_oneof![Just(0u64), 1u64..9, 1u64..3_000_000],
     ) {
-        static LARGE: std::sync::OnceLock<(Vec<SegmentName>, Vec<Bytes>, Vec<(usize, u64)>)> =
-            std::sync::OnceLock::new();
+        type Large = (Vec<SegmentName>, Vec<Bytes>, Vec<(usize, u64)>);
+        static LARGE: std::sync::OnceLock<Large> = std::sync::OnceLock::new();
         let (names, bytes, frames) = LARGE.get_or_init(|| {
             let (names, bytes) = common::large_wal();
             let frames = in_memory(&names, &bytes, DecoderMode::Strict)

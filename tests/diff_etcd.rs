@@ -727,7 +727,7 @@ fn etcd_text(message: &str) -> Option<&str> {
 
 fn class_check(ours: &OurRead, etcd: &Value) -> Result<(), String> {
     let etcd_reads_on = etcd["error"].is_null();
-    if etcd_reads_on == !ours.refuses() {
+    if etcd_reads_on != ours.refuses() {
         return Ok(());
     }
     let ours: Vec<String> = ours

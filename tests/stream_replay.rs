@@ -246,10 +246,9 @@ fn an_entry_differing_from_its_digest_is_an_error() {
     let other = written(
         &saves
             .iter()
-            .cloned()
             .map(|s| Save {
                 term_bump: false,
-                ..s
+                ..s.clone()
             })
             .collect::<Vec<_>>(),
         4096,
@@ -282,6 +281,6 @@ fn an_entry_differing_from_its_digest_is_an_error() {
         &files.segments,
         &scan.log,
     );
-    let error = stream.verify_rest().err().expect("a stream error");
+    let error = stream.verify_rest().expect_err("a stream error");
     assert!(error.message.contains("cannot read"), "{error}");
 }

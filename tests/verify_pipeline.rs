@@ -27,14 +27,10 @@ fn failing(findings: impl Iterator<Item = Finding>) -> Vec<(String, &'static str
     out
 }
 
-fn verify_and_gate(
-    fs: &MemFs,
-    paths: &[PathBuf],
-) -> (
-    Vec<(String, &'static str)>,
-    Vec<(String, &'static str)>,
-    bool,
-) {
+/// (member, finding kind) pairs.
+type Kinds = Vec<(String, &'static str)>;
+
+fn verify_and_gate(fs: &MemFs, paths: &[PathBuf]) -> (Kinds, Kinds, bool) {
     let verified = raft_replay::verify::verify_cluster(fs, paths, &Default::default()).unwrap();
     let target = Version::parse("3.5").unwrap();
     let gate = run_gate(fs, paths, target, Default::default(), None).unwrap();

@@ -306,9 +306,11 @@ mod tests {
             })
             .collect();
         let resolved = ResolvedLog::from_digests(10, 2, &digests);
-        let mut hs = eraftpb::HardState::default();
-        hs.term = 700;
-        hs.commit = 8000;
+        let hs = eraftpb::HardState {
+            term: 700,
+            commit: 8000,
+            ..Default::default()
+        };
         let cs = eraftpb::ConfState::default();
         let a = LogStorage::new(hs.clone(), cs.clone(), 10, 2, &log).unwrap();
         let b = LogStorage::over_digests(hs, cs, 10, 2, &resolved).unwrap();

@@ -304,7 +304,7 @@ mod tests {
         // Keep the last unsynced sector only: the records before it are zeros (a hole).
         for mask in [0u64, u64::MAX, 0b1010_1010, 0x5555] {
             let r = recover(1, &disk.crash_files(CrashMode::Tear(mask)), 64 * 1024).unwrap();
-            assert!(r.entries.len() >= 1 && r.entries.len() <= 4, "{mask:x}");
+            assert!((1..=4).contains(&r.entries.len()), "{mask:x}");
             let mut d = r.disk;
             let next = r.entries.len() as u64 + 1;
             d.save(&hs, &[entry(next)], false);

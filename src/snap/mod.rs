@@ -178,7 +178,7 @@ mod tests {
                 Bytes::from(file.encode_to_vec()),
             )
         };
-        let files = vec![
+        let files = [
             make(2, 100),
             make(2, 200),
             make(3, 300),

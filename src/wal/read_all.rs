@@ -672,11 +672,9 @@ mod tests {
             use crate::wal::name::parse_wal_name;
             let mut writer = crate::wal::writer::WalWriter::create_with_segment_size(b"m", 4096);
             let mut last = 0u64;
-            let mut term = 1;
-            for (back, types) in saves {
+            for (term, (back, types)) in (2u64..).zip(saves) {
                 // Start at or below the end: every save after the first may overwrite.
                 let first = last.saturating_sub(back - 1) + 1;
-                term += 1;
                 let entries: Vec<Entry> = types
                     .iter()
                     .enumerate()

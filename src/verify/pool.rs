@@ -102,8 +102,8 @@ pub(super) fn run_pool<T: Send>(
     };
     let mut worker_cpu = Vec::with_capacity(workers);
     std::thread::scope(|scope| {
-        // Spawned first: a thread on an idle core may take milliseconds to start, while this
-        // one starts at once.
+        // Spawned before this thread works, so they are runnable as early as can be (a thread
+        // woken on an idle core may take milliseconds to run).
         let handles: Vec<_> = (1..workers)
             .filter_map(|_| {
                 std::thread::Builder::new()

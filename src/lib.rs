@@ -61,6 +61,7 @@ pub mod member;
 pub mod mvcc;
 #[doc(hidden)]
 pub mod pack;
+mod pool;
 #[doc(hidden)]
 pub mod profile;
 #[doc(hidden)]

@@ -158,6 +158,32 @@ fn cluster_mode_finds_no_violation_in_any_capture() {
     }
 }
 
+/// Members enumerated at once give the report members enumerated one by one give (the JSON
+/// report byte for byte, apart from the members' timings).
+#[test]
+fn cluster_mode_reports_the_same_for_any_number_of_jobs() {
+    use raft_replay::crash::report::json_report;
+    let report = |members: &[PathBuf], jobs: usize| {
+        let opts = Options {
+            jobs,
+            ..boundaries_only()
+        };
+        let run = enumerate_cluster(&RealFs, members, &opts).unwrap();
+        let each: Vec<&raft_replay::crash::MemberRun> = run.members.iter().collect();
+        let mut json = json_report(&each, Some(&run), &[], &opts, false);
+        for member in json["members"].as_array_mut().unwrap() {
+            member.as_object_mut().unwrap().remove("elapsed_ms");
+        }
+        serde_json::to_string_pretty(&json).unwrap()
+    };
+    for capture in crash_captures() {
+        let members = common::members(&capture);
+        let one = report(&members, 1);
+        assert!(one.contains("crash_points"), "{capture}: a report");
+        assert_eq!(one, report(&members, 3), "{capture}");
+    }
+}
+
 /// Every class on the small members through the command line: JSON with `crash_points` per
 /// class, exit 0, and the input untouched.
 #[test]

@@ -121,6 +121,30 @@ impl ClusterRun {
     }
 }
 
+/// Member `i`'s options in cluster mode: with `--only` states, only the state named for it (a
+/// member named in none is not enumerated, only read).
+fn member_options(
+    opts: &Options,
+    only: Option<&[(usize, FaultClass, super::Spec)]>,
+    i: usize,
+) -> Options {
+    match only {
+        None => opts.clone(),
+        Some(list) => match list.iter().find(|(m, _, _)| *m == i) {
+            Some((_, class, spec)) => Options {
+                only: Some(OnlyState::Member(*class, spec.clone())),
+                ..opts.clone()
+            },
+            None => Options {
+                classes: Vec::new(),
+                cross_checks: 0,
+                only: None,
+                ..opts.clone()
+            },
+        },
+    }
+}
+
 pub fn enumerate_cluster(
     fs: &dyn ReadOnlyFs,
     paths: &[PathBuf],
@@ -133,25 +157,17 @@ pub fn enumerate_cluster(
         }
         None => None,
     };
-    let mut members = Vec::with_capacity(paths.len());
-    for (i, path) in paths.iter().enumerate() {
-        let member_opts = match &only {
-            None => opts.clone(),
-            Some(list) => match list.iter().find(|(m, _, _)| *m == i) {
-                Some((_, class, spec)) => Options {
-                    only: Some(OnlyState::Member(*class, spec.clone())),
-                    ..opts.clone()
-                },
-                None => Options {
-                    classes: Vec::new(),
-                    cross_checks: 0,
-                    only: None,
-                    ..opts.clone()
-                },
-            },
-        };
-        members.push(enumerate_member(fs, path, &member_opts)?);
-    }
+    let per_member: Vec<(&PathBuf, Options)> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| (path, member_options(opts, only, i)))
+        .collect();
+    let workers = crate::pool::workers_for(opts.jobs).clamp(1, paths.len().max(1));
+    let members = crate::pool::map_in_order(per_member, workers, |(path, member_opts)| {
+        enumerate_member(fs, path, &member_opts)
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     let mut notes = Vec::new();
     let leader = (0..members.len())
         .max_by_key(|i| (members[*i].final_commit, std::cmp::Reverse(*i)))

@@ -210,6 +210,9 @@ pub struct Options {
     pub max_crashed: Option<usize>,
     /// Evaluate only this state, for reproducing a finding.
     pub only: Option<OnlyState>,
+    /// Members enumerated at once in cluster mode: 0 is one per core. The report is the same for
+    /// every value (each member's enumeration is independent; results keep input order).
+    pub jobs: usize,
     /// A bug planted in the KV side of the recovery path, for tests that show the KV check
     /// catches it (`None` in every real run).
     #[doc(hidden)]
@@ -283,6 +286,7 @@ impl Default for Options {
             flip_unprotected: false,
             max_crashed: None,
             only: None,
+            jobs: 0,
             plant: None,
         }
     }

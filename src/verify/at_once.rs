@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use super::pool::{run_pool, Queued};
 use super::{check_across, check_one, digests_complete, is_clean, read_one, MemberReport};
 use super::{VerifyError, VerifyOptions};
 use crate::check::Finding;
 use crate::fsio::ReadOnlyFs;
 use crate::member::MemberFiles;
+use crate::pool::{run_pool, Queued};
 use crate::replay::follower::FollowerOutcome;
 use crate::replay::member_state::{join_parts, replay_state, FollowerInput, MemberState};
 

@@ -19,7 +19,6 @@
 //! [`VerifyError::Unreadable`].
 
 mod at_once;
-mod pool;
 mod render;
 
 use std::collections::BTreeSet;
@@ -31,12 +30,12 @@ use crate::check::state_hash::StatePoint;
 use crate::check::{self, vote, Finding, MemberScan};
 use crate::fsio::ReadOnlyFs;
 use crate::member::{read_member, MemberFiles, MemberRead, OpenError};
+use crate::pool::{run_pool, Queued};
 use crate::replay::member_state::{
     agreement, agreement_requests, hash_at_member, replay_member, HashAt, MemberState,
 };
 use crate::replay::stream::read_for_streaming;
 use crate::wal::DecoderMode;
-use pool::{run_pool, Queued};
 
 /// Whether a member's entries are held in memory after the read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,11 +64,7 @@ pub struct VerifyOptions {
 impl VerifyOptions {
     /// The worker count for `members` members: `jobs`, 0 meaning one per core.
     fn workers(&self, members: usize) -> usize {
-        let jobs = match self.jobs {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        jobs.clamp(1, members.max(1))
+        crate::pool::workers_for(self.jobs).clamp(1, members.max(1))
     }
 }
 

@@ -1,5 +1,6 @@
 //! A task pool whose tasks may add tasks: workers take the highest-priority queued task until
-//! none is queued and none is running (a running task may still queue more).
+//! none is queued and none is running (a running task may still queue more). `verify --jobs`
+//! (`verify::at_once`) and `crash`'s members run on it.
 
 use std::any::Any;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -8,10 +9,10 @@ use std::time::Duration;
 use crate::profile::clock::thread_cpu;
 
 /// Stack of a worker thread: a member's replay runs there as it would on the main thread.
-pub(super) const WORKER_STACK: usize = 16 << 20;
+pub(crate) const WORKER_STACK: usize = 16 << 20;
 
 /// A task and its priority: the highest is taken first, equal ones in the order queued.
-pub(super) struct Queued<T> {
+pub(crate) struct Queued<T> {
     pub priority: u64,
     pub task: T,
 }
@@ -52,7 +53,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `workers - 1` spawned ones (fewer when the system has none to spare); the spawned workers'
 /// CPU times (the caller's is its own). A panic in `run` stops the pool and is re-raised on the
 /// caller's thread once every worker has stopped.
-pub(super) fn run_pool<T: Send>(
+pub(crate) fn run_pool<T: Send>(
     initial: Vec<Queued<T>>,
     workers: usize,
     run: impl Fn(T) -> Vec<Queued<T>> + Sync,
@@ -126,6 +127,41 @@ pub(super) fn run_pool<T: Send>(
     worker_cpu
 }
 
+/// `f` over `items` on `workers` threads ([`run_pool`], started in input order); the results in
+/// the order of `items`.
+pub(crate) fn map_in_order<T: Send, R: Send>(
+    items: Vec<T>,
+    workers: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let tasks = items
+        .into_iter()
+        .enumerate()
+        .map(|task| Queued { priority: 0, task })
+        .collect();
+    run_pool(tasks, workers, |(i, item)| {
+        *lock(&results[i]) = Some(f(item));
+        Vec::new()
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every task ran: a panic would have been re-raised")
+        })
+        .collect()
+}
+
+/// The workers for `jobs` (0: one per core).
+pub(crate) fn workers_for(jobs: usize) -> usize {
+    match jobs {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +207,24 @@ mod tests {
                 (sum.into_inner(), count.into_inner()),
                 tree(12),
                 "{workers} workers"
+            );
+        }
+    }
+
+    /// Results come back in the order of the items, whatever the workers.
+    #[test]
+    fn map_in_order_keeps_the_order_of_the_items() {
+        for workers in [1, 2, 3] {
+            let items: Vec<u64> = (0..40).collect();
+            let out = map_in_order(items, workers, |n| {
+                // Uneven work, so tasks finish out of order.
+                std::thread::sleep(std::time::Duration::from_micros((n % 7) * 200));
+                n * n
+            });
+            assert_eq!(
+                out,
+                (0..40u64).map(|n| n * n).collect::<Vec<_>>(),
+                "{workers}"
             );
         }
     }

@@ -54,7 +54,12 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        let (loaded, skipped) = load_newest_available(&files, &wal);
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let bytes_of = |name: &str| {
+            let file = files.iter().find(|(n, _)| n == name);
+            file.map(|(_, b)| b.clone()).unwrap_or_default()
+        };
+        let (loaded, skipped) = load_newest_available(&names, &bytes_of, &wal);
         for s in &skipped {
             assert!(
                 files.iter().any(|(n, _)| *n == s.file_name),

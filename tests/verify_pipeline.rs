@@ -202,3 +202,37 @@ fn the_report_is_the_same_for_any_number_of_jobs() {
     let (code2, out2, _) = common::run_cli(&args("2"));
     assert_eq!((code1, &out1), (code2, &out2));
 }
+
+/// An unreadable input among readable ones is the same error with any number of jobs: the
+/// first unreadable input in input order, however the workers finish.
+#[test]
+fn an_unreadable_member_is_the_same_error_for_any_number_of_jobs() {
+    use raft_replay::verify::{verify_cluster, VerifyError, VerifyOptions};
+    let scratch = tempfile::tempdir().unwrap();
+    let (empty, also_empty) = (scratch.path().join("empty"), scratch.path().join("also"));
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::create_dir(&also_empty).unwrap();
+    let a = common::members("cluster-a");
+    let paths = vec![
+        a[0].clone(),
+        empty.clone(),
+        a[1].clone(),
+        also_empty,
+        a[2].clone(),
+    ];
+    for jobs in [1, 2, 5] {
+        let outcome = verify_cluster(
+            &raft_replay::fsio::RealFs,
+            &paths,
+            &VerifyOptions {
+                jobs,
+                ..VerifyOptions::default()
+            },
+        );
+        match outcome {
+            Err(VerifyError::Unreadable { path, .. }) => assert_eq!(path, empty, "--jobs {jobs}"),
+            Err(e) => panic!("--jobs {jobs}: {e}"),
+            Ok(_) => panic!("--jobs {jobs}: a verdict on a directory with no WAL"),
+        }
+    }
+}

@@ -103,6 +103,10 @@ impl<'fs> AtOnce<'_, 'fs> {
             }
             Task::Follower(i, input) => {
                 let (name, _) = &self.members[i];
+                // An unreadable input means no verdict: a speculative part is not worth running.
+                if self.slots.iter().any(|s| s.unreadable.get().is_some()) {
+                    return Vec::new();
+                }
                 if let Some(files) = self.slots[i].files.get() {
                     let _ = self.slots[i].follower.set(input.reexecute(name, files));
                 }

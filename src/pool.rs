@@ -45,7 +45,9 @@ impl<T> PoolState<T> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A lock whose holder panicked is still taken: the pool re-raises that panic, and the data
+/// behind it is not read again.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -154,12 +156,13 @@ pub(crate) fn map_in_order<T: Send, R: Send>(
         .collect()
 }
 
-/// The workers for `jobs` (0: one per core).
-pub(crate) fn workers_for(jobs: usize) -> usize {
-    match jobs {
+/// The workers for `jobs` (0: one per core) over `items` tasks: at least one, at most one a task.
+pub(crate) fn workers_for(jobs: usize, items: usize) -> usize {
+    let jobs = match jobs {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
-    }
+    };
+    jobs.clamp(1, items.max(1))
 }
 
 #[cfg(test)]

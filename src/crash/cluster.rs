@@ -162,7 +162,7 @@ pub fn enumerate_cluster(
         .enumerate()
         .map(|(i, path)| (path, member_options(opts, only, i)))
         .collect();
-    let workers = crate::pool::workers_for(opts.jobs).clamp(1, paths.len().max(1));
+    let workers = crate::pool::workers_for(opts.jobs, paths.len());
     let members = crate::pool::map_in_order(per_member, workers, |(path, member_opts)| {
         enumerate_member(fs, path, &member_opts)
     })

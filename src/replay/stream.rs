@@ -74,11 +74,8 @@ impl SegmentReader<'_> {
         }
         if end > chunk_end {
             // Keep what is still ahead, skip what lies between, read at least a chunk.
-            let mut next = Vec::with_capacity(
-                usize::try_from(n.max(READ_CHUNK_BYTES).min(self.len - at)).unwrap_or(0),
-            );
-            if at < chunk_end {
-                next.extend_from_slice(&self.chunk[(at - self.chunk_start) as usize..]);
+            let keep = if at < chunk_end {
+                (at - self.chunk_start) as usize
             } else {
                 let skip = at - chunk_end;
                 let skipped =
@@ -87,14 +84,13 @@ impl SegmentReader<'_> {
                 if skipped != skip {
                     return Err(format!("short read before byte {at}"));
                 }
-            }
-            let want = (next.capacity() - next.len()) as u64;
-            (&mut self.reader)
-                .take(want)
-                .read_to_end(&mut next)
+                self.chunk.len()
+            };
+            let kept = chunk_end.saturating_sub(at);
+            let read = n.max(READ_CHUNK_BYTES).min(self.len - at) - kept;
+            crate::wal::window::refill(&mut self.chunk, keep, read, &mut self.reader)
                 .map_err(|e| format!("read error: {e}"))?;
             self.chunk_start = at;
-            self.chunk = Bytes::from(next);
             if self.chunk.len() < n as usize {
                 return Err(format!("short read at byte {at}"));
             }

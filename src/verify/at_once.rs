@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use super::{check_across, check_one, digests_complete, is_clean, read_one, MemberReport};
@@ -19,7 +19,7 @@ use super::{VerifyError, VerifyOptions};
 use crate::check::Finding;
 use crate::fsio::ReadOnlyFs;
 use crate::member::MemberFiles;
-use crate::pool::{run_pool, Queued};
+use crate::pool::{lock, run_pool, Queued};
 use crate::replay::follower::FollowerOutcome;
 use crate::replay::member_state::{join_parts, replay_state, FollowerInput, MemberState};
 
@@ -45,10 +45,6 @@ struct Slots<'fs> {
     follower_queued: OnceLock<()>,
     follower: OnceLock<Option<FollowerOutcome>>,
     state: OnceLock<(MemberState, Vec<Finding>)>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct AtOnce<'a, 'fs> {

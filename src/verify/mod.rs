@@ -64,7 +64,7 @@ pub struct VerifyOptions {
 impl VerifyOptions {
     /// The worker count for `members` members: `jobs`, 0 meaning one per core.
     fn workers(&self, members: usize) -> usize {
-        crate::pool::workers_for(self.jobs).clamp(1, members.max(1))
+        crate::pool::workers_for(self.jobs, members)
     }
 }
 

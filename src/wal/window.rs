@@ -1,5 +1,6 @@
 //! The read window of a segment file: the bytes still needed from the last read, followed by the
-//! next read. Both the decoder and the invariant scan's record walk read segments this way.
+//! next read. The decoder, the invariant scan's record walk and the streaming replay's entry
+//! reads (`replay::stream`) read segments this way.
 //!
 //! A window is refilled in its own allocation when nothing else shares it (no held entry, no
 //! record slice): the pages it touched stay mapped and warm in the caches, instead of every read
